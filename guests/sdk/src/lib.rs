@@ -1,0 +1,182 @@
+//! Write a Sentinela monitor in Rust.
+//!
+//! ```ignore
+//! use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
+//!
+//! struct DiskFull;
+//!
+//! impl Monitor for DiskFull {
+//!     fn search() -> Result<Vec<Issue>> {
+//!         Ok(vec![Issue::new("disk-1", json!({ "used_percent": 97 }))])
+//!     }
+//!     fn is_solved(issue: &Issue) -> Result<bool> {
+//!         Ok(issue.data["used_percent"].as_u64() < Some(90))
+//!     }
+//! }
+//!
+//! export_monitor!(DiskFull);
+//! ```
+//!
+//! Every call runs in a fresh instance: a monitor keeps no state between calls. Everything it
+//! needs to decide whether an issue is solved must be in the issue's `data`.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+pub use serde_json::{self, Value, json};
+
+/// Guest bindings of `wit/sentinela.wit`.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "monitor",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "sentinela_monitor::bindings",
+    });
+}
+
+use bindings::exports::sentinela::plugin::monitor as wit;
+pub use wit::MessageKind;
+
+/// A problem the monitor tracks. `id` must be unique within the monitor and stable across
+/// calls; `data` must be a JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    pub id: String,
+    pub data: Value,
+}
+
+impl Issue {
+    pub fn new(id: impl Into<String>, data: Value) -> Issue {
+        Issue { id: id.into(), data }
+    }
+}
+
+/// The error a monitor returns; the host logs it with the monitor's name.
+pub struct Error(String);
+
+impl Error {
+    pub fn msg(message: impl fmt::Display) -> Error {
+        Error(message.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<E: std::error::Error> From<E> for Error {
+    fn from(e: E) -> Error {
+        Error(e.to_string())
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Error {
+        Error(message.to_owned())
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Error {
+        Error(message)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A monitor: Sentinela's search / update / is-solved cycle.
+pub trait Monitor {
+    /// Look for problems now.
+    fn search() -> Result<Vec<Issue>>;
+
+    /// Refresh active issues; return those whose data changed. By default nothing changes.
+    fn update(issues: Vec<Issue>) -> Result<Vec<Issue>> {
+        let _ = issues;
+        Ok(Vec::new())
+    }
+
+    /// Whether the problem is gone.
+    fn is_solved(issue: &Issue) -> Result<bool>;
+
+    /// React to an `event` or `request` message. By default messages are ignored.
+    fn handle(kind: MessageKind, payload: Value) -> Result<()> {
+        let _ = (kind, payload);
+        Ok(())
+    }
+}
+
+/// Logging into the host's log, tagged with the monitor's name.
+pub mod log {
+    use crate::bindings::sentinela::plugin::log::{Level, log};
+
+    pub fn trace(message: impl AsRef<str>) {
+        log(Level::Trace, message.as_ref());
+    }
+    pub fn debug(message: impl AsRef<str>) {
+        log(Level::Debug, message.as_ref());
+    }
+    pub fn info(message: impl AsRef<str>) {
+        log(Level::Info, message.as_ref());
+    }
+    pub fn warn(message: impl AsRef<str>) {
+        log(Level::Warn, message.as_ref());
+    }
+    pub fn error(message: impl AsRef<str>) {
+        log(Level::Error, message.as_ref());
+    }
+}
+
+/// Exports `T` as the component's monitor. Use [`export_monitor!`].
+#[doc(hidden)]
+pub struct Export<T>(PhantomData<T>);
+
+type WitIssue = bindings::sentinela::plugin::types::Issue;
+
+fn to_wit(issues: Vec<Issue>) -> Vec<WitIssue> {
+    issues.into_iter().map(|i| WitIssue { id: i.id, data: i.data.to_string() }).collect()
+}
+
+fn from_wit(issue: WitIssue) -> Result<Issue, String> {
+    let data = serde_json::from_str(&issue.data).map_err(|e| format!("issue '{}' has invalid data: {e}", issue.id))?;
+    Ok(Issue { id: issue.id, data })
+}
+
+impl<T: Monitor> wit::Guest for Export<T> {
+    fn search() -> Result<Vec<WitIssue>, String> {
+        T::search().map(to_wit).map_err(|e| e.0)
+    }
+
+    fn update(issues: Vec<WitIssue>) -> Result<Vec<WitIssue>, String> {
+        let issues = issues.into_iter().map(from_wit).collect::<Result<Vec<_>, _>>()?;
+        T::update(issues).map(to_wit).map_err(|e| e.0)
+    }
+
+    fn is_solved(issue: WitIssue) -> Result<bool, String> {
+        T::is_solved(&from_wit(issue)?).map_err(|e| e.0)
+    }
+
+    fn handle(kind: MessageKind, payload: String) -> Result<(), String> {
+        let payload = serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
+        T::handle(kind, payload).map_err(|e| e.0)
+    }
+}
+
+/// Makes `$monitor` (a type implementing [`Monitor`]) this component's monitor export.
+#[macro_export]
+macro_rules! export_monitor {
+    ($monitor:ty) => {
+        type __SentinelaMonitorExport = $crate::Export<$monitor>;
+        $crate::bindings::export!(__SentinelaMonitorExport with_types_in $crate::bindings);
+    };
+}

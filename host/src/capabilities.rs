@@ -1,0 +1,130 @@
+//! Which imports a monitor may have, who provides each, and the one place where they are
+//! linked. A component's imports are checked against this table at load, so a monitor that
+//! needs a capability the host does not offer fails before it ever runs, with an error that
+//! says how to get it.
+
+use anyhow::Result;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::sentinela::plugin as wit;
+use crate::host_plugins::{HostPlugin, HostPlugins};
+use crate::sandbox::InstanceState;
+
+/// The WIT package and version this host implements.
+pub const PACKAGE: &str = "sentinela:plugin";
+pub const VERSION: &str = "0.1.0";
+
+/// Where an import comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    /// WASI, inside the sandbox: no env, no files, no sockets, no stdin.
+    Wasi,
+    /// Always linked (`log`, shared types).
+    Core,
+    /// Linked only when the host plugin is enabled.
+    HostPlugin(HostPlugin),
+}
+
+/// What the host can do about one import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportCheck {
+    Provided(Provider),
+    /// Linked only when the host plugin is enabled, and it is not.
+    NeedsHostPlugin(HostPlugin),
+    /// Part of the contract, but not implemented by this version of the host.
+    NotImplemented,
+    /// Never offered to monitors.
+    Forbidden(&'static str),
+    /// Another version of the `sentinela:plugin` package.
+    WrongVersion,
+    Unknown,
+}
+
+impl ImportCheck {
+    /// Classifies the import `name` (e.g. `sentinela:plugin/log@0.1.0`).
+    pub fn of(name: &str, enabled: &HostPlugins) -> ImportCheck {
+        let (path, version) = name.split_once('@').unwrap_or((name, ""));
+        let (package, interface) = path.split_once('/').unwrap_or((path, ""));
+        if package == "wasi:http" {
+            return ImportCheck::Forbidden("monitors have no network access; AWS is reached through aws-call");
+        }
+        if package.starts_with("wasi:") {
+            return ImportCheck::Provided(Provider::Wasi);
+        }
+        if package != PACKAGE {
+            return ImportCheck::Unknown;
+        }
+        if version != VERSION {
+            return ImportCheck::WrongVersion;
+        }
+        match interface {
+            "types" | "log" => ImportCheck::Provided(Provider::Core),
+            "queue" | "aws-call" if !enabled.is_enabled(HostPlugin::Aws) => {
+                ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
+            }
+            "queue" | "aws-call" | "secrets" => ImportCheck::NotImplemented,
+            _ => ImportCheck::Unknown,
+        }
+    }
+
+    /// Why a monitor importing `name` cannot be loaded, if it cannot.
+    pub fn problem(&self, name: &str) -> Option<String> {
+        match self {
+            ImportCheck::Provided(_) => None,
+            ImportCheck::NeedsHostPlugin(plugin) => Some(format!(
+                "imports {name}, which the '{plugin}' host plugin provides; it is not enabled: \
+                 set SENTINELA_PLUGINS={plugin} (or add it to the config's 'plugins:')"
+            )),
+            ImportCheck::NotImplemented => {
+                Some(format!("imports {name}, which this version of sentinela does not implement yet"))
+            }
+            ImportCheck::Forbidden(why) => Some(format!("imports {name}, which is never provided: {why}")),
+            ImportCheck::WrongVersion => Some(format!(
+                "imports {name}, but this host implements {PACKAGE}@{VERSION}; rebuild the plugin \
+                 against that version of the WIT package"
+            )),
+            ImportCheck::Unknown => Some(format!("imports {name}, which no host plugin provides")),
+        }
+    }
+}
+
+/// The monitor export every plugin must have.
+pub fn monitor_export() -> String {
+    format!("{PACKAGE}/monitor@{VERSION}")
+}
+
+/// Links WASI (sandboxed by [`InstanceState`]'s context) and every interface of the enabled
+/// host plugins. Built once per process and shared by every plugin.
+pub fn linker(engine: &wasmtime::Engine, _enabled: &HostPlugins) -> Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    // All of WASI p2 but wasi:http, which is a separate crate we never link. Sockets are
+    // linked so that components whose libraries merely reference them still load; the
+    // context denies every address and name lookup.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_imports() {
+        let none = HostPlugins::default();
+        let aws = HostPlugins::from_list(&[HostPlugin::Aws]);
+        assert_eq!(ImportCheck::of("wasi:cli/environment@0.2.6", &none), ImportCheck::Provided(Provider::Wasi));
+        assert!(matches!(ImportCheck::of("wasi:http/outgoing-handler@0.2.6", &none), ImportCheck::Forbidden(_)));
+        assert_eq!(ImportCheck::of("sentinela:plugin/log@0.1.0", &none), ImportCheck::Provided(Provider::Core));
+        assert_eq!(
+            ImportCheck::of("sentinela:plugin/aws-call@0.1.0", &none),
+            ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
+        );
+        assert_eq!(ImportCheck::of("sentinela:plugin/aws-call@0.1.0", &aws), ImportCheck::NotImplemented);
+        assert_eq!(ImportCheck::of("sentinela:plugin/log@0.2.0", &none), ImportCheck::WrongVersion);
+        assert_eq!(ImportCheck::of("acme:evil/thing", &none), ImportCheck::Unknown);
+        let problem = ImportCheck::of("sentinela:plugin/queue@0.1.0", &none).problem("sentinela:plugin/queue@0.1.0");
+        assert!(problem.unwrap().contains("SENTINELA_PLUGINS=aws"));
+    }
+}

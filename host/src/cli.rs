@@ -1,0 +1,271 @@
+//! The `sentinela` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::bindings::sentinela::plugin::types::Issue;
+use crate::capabilities::{ImportCheck, Provider};
+use crate::compile_cache::CompileCache;
+use crate::engine::{Engine, EngineSettings};
+use crate::host::Host;
+use crate::host_plugins::HostPlugins;
+use crate::plugin::{Call, PluginFile, Reply};
+use crate::queue::ApplicationQueue;
+use crate::runtime::{Runtime, ScheduledMonitor};
+
+#[derive(Parser)]
+#[command(name = "sentinela", version, about = "Runs Sentinela monitors as sandboxed WebAssembly components")]
+struct Cli {
+    /// Log format on stderr. `RUST_LOG` sets the level (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Schedule and run monitors until SIGINT or SIGTERM.
+    Run { config: PathBuf },
+    /// Validate configs and every plugin they name; print each monitor's imports and grants.
+    Check {
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+    /// Show a plugin's world, imports, exports and size.
+    Inspect { plugin: PathBuf },
+    /// Call one export of one monitor and print the JSON result on stdout.
+    Invoke {
+        config: PathBuf,
+        monitor: String,
+        function: Function,
+        /// Input as JSON: a list of issues for `update`, one issue for `is-solved`
+        /// (`{"id": "...", "data": {...}}`).
+        #[arg(long)]
+        input: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Function {
+    Search,
+    Update,
+    IsSolved,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => with_runtime(run(&config)),
+        Command::Check { configs } => check(&configs),
+        Command::Inspect { plugin } => inspect(&plugin),
+        Command::Invoke { config, monitor, function, input } => {
+            with_runtime(invoke(&config, &monitor, function, input.as_deref()))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(job)
+}
+
+async fn run(config: &Path) -> Result<ExitCode> {
+    let host = Host::open(config)?;
+    let plugins = host.monitors()?;
+    let monitors = plugins
+        .into_iter()
+        .zip(&host.config.monitors)
+        .map(|(plugin, cfg)| ScheduledMonitor::new(plugin, cfg.search_cron.clone(), cfg.update_cron.clone()))
+        .collect();
+    let queue = ApplicationQueue::from_config(&host.config.application_queue);
+    let runtime = Arc::new(Runtime::new(monitors, queue, host.config.executor.concurrency.0));
+    runtime.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}
+
+fn check(configs: &[PathBuf]) -> Result<ExitCode> {
+    let mut failures = 0;
+    for path in configs {
+        println!("{}", path.display());
+        let host = match Host::open(path) {
+            Ok(host) => host,
+            Err(e) => {
+                println!("  error: {e:#}");
+                failures += 1;
+                continue;
+            }
+        };
+        println!("  host plugins: {}", list_or_none(&host.host_plugins.names()));
+        for (monitor, loaded) in host.load_monitors() {
+            println!("  monitor {}", monitor.name);
+            println!("    plugin: {}", monitor.plugin.0.display());
+            let schedule = |c: &Option<crate::config::Schedule>| c.as_ref().map(|c| c.expression().to_owned()).unwrap_or_else(|| "-".into());
+            println!("    search_cron: {}   update_cron: {}", schedule(&monitor.search_cron), schedule(&monitor.update_cron));
+            match &loaded {
+                Ok(plugin) => {
+                    let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
+                    println!("    imports: {}", list_or_none(&imports));
+                }
+                Err(_) => {}
+            }
+            let grants = &monitor.grants;
+            let credentials: Vec<_> = grants.credentials.iter().map(|c| c.to_string()).collect();
+            let aws: Vec<_> = grants.aws.iter().map(|g| g.to_string()).collect();
+            println!("    grants: credentials: {}; aws: {}", list_or_none(&credentials), list_or_none(&aws));
+            if let Err(e) = loaded {
+                println!("    error: {e:#}");
+                failures += 1;
+            } else {
+                println!("    ok");
+            }
+        }
+    }
+    if failures > 0 {
+        eprintln!("error: {failures} problem(s) found");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sentinela imports by name; WASI summarised (it is the sandbox, not a capability).
+fn describe_imports(imports: &[String], enabled: &HostPlugins) -> Vec<String> {
+    let mut wasi = 0;
+    let mut shown = Vec::new();
+    for name in imports {
+        match ImportCheck::of(name, enabled) {
+            ImportCheck::Provided(Provider::Wasi) => wasi += 1,
+            _ => shown.push(name.clone()),
+        }
+    }
+    if wasi > 0 {
+        shown.push(format!("{wasi} WASI interfaces (sandboxed)"));
+    }
+    shown
+}
+
+fn list_or_none(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn inspect(path: &Path) -> Result<ExitCode> {
+    let engine = Engine::new(&EngineSettings::default())?;
+    let file = PluginFile::load(&engine, &CompileCache::locate(None), path)?;
+    println!("plugin:  {}", path.display());
+    println!("size:    {} bytes", file.size);
+    println!("world:   {}", file.world());
+    println!("imports:");
+    for name in &file.imports {
+        println!("  {name}");
+    }
+    println!("exports:");
+    for name in &file.exports {
+        println!("  {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn invoke(config: &Path, monitor: &str, function: Function, input: Option<&str>) -> Result<ExitCode> {
+    let host = Host::open(config)?;
+    let Some(index) = host.config.monitors.iter().position(|m| m.name.as_str() == monitor) else {
+        let names: Vec<_> = host.config.monitors.iter().map(|m| m.name.as_str()).collect();
+        bail!("{}: no monitor named '{monitor}' (monitors: {})", config.display(), list_or_none(&names));
+    };
+    let (_, loaded) = host.load_monitors().into_iter().nth(index).context("monitor vanished")?;
+    let plugin = loaded?;
+    let call = match function {
+        Function::Search => Call::Search,
+        Function::Update => Call::Update(parse_input::<Vec<IssueJson>>(input, "a JSON list of issues")?.into_iter().map(Issue::from).collect()),
+        Function::IsSolved => Call::IsSolved(parse_input::<IssueJson>(input, "one JSON issue")?.into()),
+    };
+    let output = match plugin.call(call).await? {
+        Reply::Issues(issues) => {
+            let issues: Vec<serde_json::Value> = issues
+                .into_iter()
+                .map(|i| {
+                    let data = serde_json::from_str(&i.data).unwrap_or(serde_json::Value::String(i.data));
+                    serde_json::json!({ "id": i.id, "data": data })
+                })
+                .collect();
+            serde_json::Value::Array(issues)
+        }
+        Reply::Solved(solved) => serde_json::Value::Bool(solved),
+        Reply::Handled => serde_json::Value::Null,
+    };
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueJson {
+    id: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+impl From<IssueJson> for Issue {
+    fn from(issue: IssueJson) -> Issue {
+        Issue { id: issue.id, data: issue.data.to_string() }
+    }
+}
+
+fn parse_input<T: serde::de::DeserializeOwned>(input: Option<&str>, what: &str) -> Result<T> {
+    let input = input.with_context(|| format!("--input is required: {what}"))?;
+    serde_json::from_str(input).with_context(|| format!("--input must be {what}"))
+}

@@ -1,0 +1,615 @@
+//! The YAML configuration: parsing, defaults and validation.
+//!
+//! Validation that can be expressed per value (a cron expression, a size, a credential name, a
+//! plugin path) lives in that value's `Deserialize` impl, so that serde_yaml reports it with
+//! the key path, line and column. Every error is prefixed with the config file's path.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::host_plugins::{HostPlugin, HostPlugins};
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Host plugins named by the `plugins:` key (`SENTINELA_PLUGINS` may override them).
+    pub plugins: Vec<HostPlugin>,
+    pub application_queue: ApplicationQueueConfig,
+    pub executor: ExecutorConfig,
+    /// Where compiled plugin code is cached; `None` means the default location.
+    pub cache_dir: Option<PathBuf>,
+    pub monitors: Vec<MonitorConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    plugins: Vec<HostPlugin>,
+    #[serde(default)]
+    application_queue: ApplicationQueueConfig,
+    #[serde(default)]
+    executor: ExecutorConfig,
+    #[serde(default)]
+    cache_dir: Option<ConfigPath>,
+    monitors: Monitors,
+}
+
+/// The queue that carries `process_monitor`, `event` and `request` messages to executors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationQueueConfig {
+    #[serde(rename = "type")]
+    pub kind: QueueKind,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// In-process queue: one `sentinela run` process schedules and executes.
+    #[default]
+    Internal,
+}
+
+impl<'de> Deserialize<'de> for QueueKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "internal" => Ok(QueueKind::Internal),
+            "plugin.aws.sqs" | "plugin.aws.queues.sqs" => Err(de::Error::custom(format!(
+                "queue type '{name}' (SQS) is not available in this version of sentinela; \
+                 use 'internal'"
+            ))),
+            other => Err(de::Error::custom(format!(
+                "invalid queue type '{other}', expected 'internal'"
+            ))),
+        }
+    }
+}
+
+/// How many monitor tasks run at once in this process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    #[serde(default = "ExecutorConfig::default_concurrency")]
+    pub concurrency: Concurrency,
+}
+
+impl ExecutorConfig {
+    /// Sentinela's `executor_concurrency` default.
+    pub const DEFAULT_CONCURRENCY: usize = 5;
+    fn default_concurrency() -> Concurrency {
+        Concurrency(Self::DEFAULT_CONCURRENCY)
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig { concurrency: Self::default_concurrency() }
+    }
+}
+
+/// A task count between 1 and [`Concurrency::MAX`].
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrency(pub usize);
+
+impl Concurrency {
+    pub const MAX: usize = 256;
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = usize::deserialize(deserializer)?;
+        if n == 0 || n > Self::MAX {
+            return Err(de::Error::custom(format!(
+                "concurrency must be between 1 and {}, got {n}",
+                Self::MAX
+            )));
+        }
+        Ok(Concurrency(n))
+    }
+}
+
+/// One monitor: a plugin, when to run it, what it may use and how much.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    pub name: MonitorName,
+    pub plugin: ConfigPath,
+    #[serde(default)]
+    pub search_cron: Option<Schedule>,
+    #[serde(default)]
+    pub update_cron: Option<Schedule>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// The monitor list; names must be unique.
+struct Monitors(Vec<MonitorConfig>);
+
+impl fmt::Debug for Monitors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Monitors {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MonitorsVisitor;
+        impl<'de> Visitor<'de> for MonitorsVisitor {
+            type Value = Monitors;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of monitors")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Monitors, A::Error> {
+                let mut monitors: Vec<MonitorConfig> = Vec::new();
+                let mut names = HashSet::new();
+                while let Some(monitor) = seq.next_element::<MonitorConfig>()? {
+                    if !names.insert(monitor.name.0.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate monitor name '{}'",
+                            monitor.name
+                        )));
+                    }
+                    monitors.push(monitor);
+                }
+                Ok(Monitors(monitors))
+            }
+        }
+        deserializer.deserialize_seq(MonitorsVisitor)
+    }
+}
+
+/// A monitor's name: lowercase letters, digits, `-` and `_`, starting with a letter; it tags
+/// every log line and keys the monitor's issues.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MonitorName(String);
+
+impl MonitorName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MonitorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for MonitorName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let valid = s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if valid {
+            Ok(MonitorName(s.to_owned()))
+        } else {
+            Err(format!(
+                "invalid monitor name '{s}': use 1 to 64 lowercase letters, digits, '-' or '_', \
+                 starting with a letter"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MonitorName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A cron expression: 5 fields (minute precision, as Sentinela) or 6 with leading seconds.
+#[derive(Clone)]
+pub struct Schedule {
+    expression: String,
+    cron: croner::Cron,
+}
+
+impl Schedule {
+    /// The first time strictly after `after` that matches.
+    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.find_next_occurrence(&after, false).ok()
+    }
+
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({:?})", self.expression)
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let cron = croner::Cron::new(s)
+            .with_seconds_optional()
+            .parse()
+            .map_err(|e| format!("invalid cron expression '{s}': {e}"))?;
+        // croner accepts expressions that never fire (e.g. February 31st); reject them here
+        // rather than having a monitor silently never run.
+        if cron.find_next_occurrence(&chrono::Utc::now(), false).is_err() {
+            return Err(format!("cron expression '{s}' never fires"));
+        }
+        Ok(Schedule { expression: s.to_owned(), cron })
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(de::Error::custom)
+    }
+}
+
+/// Per-invocation resource limits of a monitor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory, summed over the instance's memories; a `memory.grow` past it traps.
+    pub memory: ByteSize,
+    /// Wall-clock time for one call into the monitor, host calls included.
+    pub timeout: Seconds,
+    /// Elements across the instance's tables.
+    pub table_elements: u32,
+    /// Core instances the component may create (a Rust wasip2 component uses a handful).
+    pub instances: u32,
+    /// Bytes of log (the `log` interface plus stdout and stderr) kept per invocation.
+    pub log_bytes: ByteSize,
+}
+
+impl Limits {
+    /// The largest `memory` a monitor may ask for: the pooling allocator reserves this much
+    /// address space per memory slot.
+    pub const MAX_MEMORY: u64 = 4 << 30;
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: ByteSize(128 << 20),
+            timeout: Seconds(Duration::from_secs(60)),
+            table_elements: 20_000,
+            instances: 32,
+            log_bytes: ByteSize(64 << 10),
+        }
+    }
+}
+
+/// A byte count: an integer, or a number with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| format!("invalid size '{s}'"))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => return Err(format!("invalid size unit '{other}' in '{s}', use KiB, MiB or GiB")),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size '{s}' is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(de::Error::custom),
+        }
+    }
+}
+
+/// A duration: a number of seconds, or a number with a unit (`ms`, `s`, `m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl FromStr for Seconds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: f64 = number.parse().map_err(|_| format!("invalid duration '{s}'"))?;
+        let secs = match unit.trim() {
+            "" | "s" => n,
+            "ms" => n / 1000.0,
+            "m" => n * 60.0,
+            other => return Err(format!("invalid duration unit '{other}' in '{s}', use ms, s or m")),
+        };
+        Duration::try_from_secs_f64(secs).map(Seconds).map_err(|_| format!("invalid duration '{s}'"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Duration::try_from_secs_f64(n)
+                .map(Seconds)
+                .map_err(|_| format!("invalid duration {n}")),
+            Raw::Text(s) => s.parse(),
+        };
+        match parsed {
+            Ok(d) if d.0.is_zero() => Err(de::Error::custom("duration must be greater than zero")),
+            Ok(d) if d.0 > Limits::MAX_TIMEOUT => Err(de::Error::custom(format!(
+                "duration must be at most {} s",
+                Limits::MAX_TIMEOUT.as_secs()
+            ))),
+            Ok(d) => Ok(d),
+            Err(e) => Err(de::Error::custom(e)),
+        }
+    }
+}
+
+/// What a monitor may use beyond `log`. Everything not listed is denied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Credential names for `aws-call` (host plugin `aws`). Never `APPLICATION`.
+    #[serde(default)]
+    pub credentials: Vec<CredentialName>,
+    /// Optional `service:Operation` allow-list for `aws-call` (`service:*` allowed).
+    #[serde(default)]
+    pub aws: Vec<AwsOperationGrant>,
+}
+
+impl Grants {
+    /// The host plugin these grants need, if any.
+    pub fn required_host_plugin(&self) -> Option<HostPlugin> {
+        (!self.credentials.is_empty() || !self.aws.is_empty()).then_some(HostPlugin::Aws)
+    }
+}
+
+/// A credential name: `[A-Z0-9_]+` after upper-casing, as Sentinela normalises it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CredentialName(String);
+
+impl CredentialName {
+    /// The application's own credential: it runs the application queue and is never granted
+    /// to a monitor.
+    pub const APPLICATION: &'static str = "APPLICATION";
+
+    /// Normalises a name as Sentinela does (upper case) and checks its alphabet.
+    pub fn parse(raw: &str) -> Result<CredentialName, String> {
+        let name = raw.trim().to_ascii_uppercase();
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(format!("invalid credential name '{raw}': use letters, digits and '_'"));
+        }
+        Ok(CredentialName(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CredentialName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CredentialName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = CredentialName::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)?;
+        if name.0 == Self::APPLICATION {
+            return Err(de::Error::custom(
+                "the APPLICATION credential belongs to the host and can never be granted to a monitor",
+            ));
+        }
+        Ok(name)
+    }
+}
+
+/// `service:Operation` or `service:*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsOperationGrant {
+    pub service: String,
+    /// `None` grants every operation of the service.
+    pub operation: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AwsOperationGrant {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        let invalid = || de::Error::custom(format!("invalid aws grant '{raw}', expected 'service:Operation' or 'service:*'"));
+        let (service, operation) = raw.split_once(':').ok_or_else(invalid)?;
+        let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !word(service) || !(operation == "*" || word(operation)) {
+            return Err(invalid());
+        }
+        Ok(AwsOperationGrant {
+            service: service.to_ascii_lowercase(),
+            operation: (operation != "*").then(|| operation.to_owned()),
+        })
+    }
+}
+
+impl fmt::Display for AwsOperationGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.service, self.operation.as_deref().unwrap_or("*"))
+    }
+}
+
+thread_local! {
+    /// The directory relative paths resolve against while a config file is being parsed.
+    static CONFIG_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// A path from the config, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPath(pub PathBuf);
+
+impl<'de> Deserialize<'de> for ConfigPath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = PathBuf::from(String::deserialize(deserializer)?);
+        if raw.as_os_str().is_empty() {
+            return Err(de::Error::custom("path is empty"));
+        }
+        let resolved = CONFIG_DIR.with(|dir| match dir.borrow().as_deref() {
+            Some(dir) if raw.is_relative() => dir.join(&raw),
+            _ => raw,
+        });
+        Ok(ConfigPath(resolved))
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`. Plugin files are checked for existence here; whether they
+    /// are valid components is checked when they are loaded.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        CONFIG_DIR.with(|d| *d.borrow_mut() = dir.map(Path::to_path_buf));
+        let parsed = serde_yaml::from_str::<RawConfig>(text);
+        CONFIG_DIR.with(|d| *d.borrow_mut() = None);
+        let raw = match parsed {
+            Ok(raw) => raw,
+            Err(e) => bail!("{}: {}", path.display(), describe_yaml_error(&e)),
+        };
+
+        for (index, monitor) in raw.monitors.0.iter().enumerate() {
+            if !monitor.plugin.0.is_file() {
+                let line = line_of_monitor(text, monitor.name.as_str())
+                    .map(|l| format!(" (monitor declared at line {l})"))
+                    .unwrap_or_default();
+                bail!(
+                    "{}: monitors[{index}].plugin: plugin file {} not found{line}",
+                    path.display(),
+                    monitor.plugin.0.display()
+                );
+            }
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            plugins: raw.plugins,
+            application_queue: raw.application_queue,
+            executor: raw.executor,
+            cache_dir: raw.cache_dir.map(|p| p.0),
+            monitors: raw.monitors.0,
+        })
+    }
+
+    /// Host plugins to enable: `SENTINELA_PLUGINS` if set, else the config's `plugins:`.
+    /// Checks that every monitor's grants are served by an enabled host plugin.
+    pub fn host_plugins(&self, env_value: Option<&str>) -> Result<HostPlugins> {
+        let plugins = match env_value {
+            Some(value) => HostPlugins::from_env_value(value).context("SENTINELA_PLUGINS")?,
+            None => HostPlugins::from_list(&self.plugins),
+        };
+        for monitor in &self.monitors {
+            if let Some(needed) = monitor.grants.required_host_plugin()
+                && !plugins.is_enabled(needed)
+            {
+                bail!(
+                    "{}: monitor '{}': its grants need the '{needed}' host plugin, which is not \
+                     enabled; set SENTINELA_PLUGINS={needed} or add it to 'plugins:'",
+                    self.path.display(),
+                    monitor.name
+                );
+            }
+        }
+        Ok(plugins)
+    }
+
+    pub fn monitor(&self, name: &str) -> Option<&MonitorConfig> {
+        self.monitors.iter().find(|m| m.name.as_str() == name)
+    }
+}
+
+/// serde_yaml's message already holds the key path and the position; make the position read
+/// as "line N column M" even for errors raised by our own `Deserialize` impls.
+fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+    let message = e.to_string();
+    match e.location() {
+        Some(loc) if !message.contains(" at line ") => {
+            format!("{message} at line {} column {}", loc.line(), loc.column())
+        }
+        _ => message,
+    }
+}
+
+/// The line on which the monitor called `name` is declared, for errors found after parsing.
+fn line_of_monitor(text: &str, name: &str) -> Option<usize> {
+    text.lines().position(|line| {
+        let line = line.trim_start().trim_start_matches("- ").trim_start();
+        line.strip_prefix("name:")
+            .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == name)
+            .unwrap_or(false)
+    })
+    .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!("64MiB".parse::<ByteSize>().unwrap(), ByteSize(64 << 20));
+        assert_eq!("512 KiB".parse::<ByteSize>().unwrap(), ByteSize(512 << 10));
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert_eq!("500ms".parse::<Seconds>().unwrap(), Seconds(Duration::from_millis(500)));
+        assert_eq!("2m".parse::<Seconds>().unwrap(), Seconds(Duration::from_secs(120)));
+        assert!("-1s".parse::<Seconds>().is_err());
+    }
+
+    #[test]
+    fn credential_names_normalise() {
+        assert_eq!(CredentialName::parse("monitoring_ro").unwrap().as_str(), "MONITORING_RO");
+        assert!(CredentialName::parse("../etc").is_err());
+        assert!(CredentialName::parse("").is_err());
+    }
+
+    #[test]
+    fn schedules() {
+        assert!("*/5 * * * *".parse::<Schedule>().is_ok());
+        assert!("*/10 * * * * *".parse::<Schedule>().is_ok());
+        assert!("61 * * * *".parse::<Schedule>().is_err());
+        assert!("every minute".parse::<Schedule>().is_err());
+    }
+}

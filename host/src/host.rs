@@ -1,0 +1,90 @@
+//! Assembles a host from a config: host plugins, engine, compile cache, linker and one
+//! [`MonitorPlugin`] per monitor. Used by `run`, `check` and `invoke`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::capabilities;
+use crate::compile_cache::CompileCache;
+use crate::config::{Config, MonitorConfig};
+use crate::engine::{Engine, EngineSettings};
+use crate::host_plugins::HostPlugins;
+use crate::plugin::{MonitorPlugin, PluginFile};
+
+/// The environment variable that enables host plugins.
+pub const PLUGINS_ENV: &str = "SENTINELA_PLUGINS";
+
+pub struct Host {
+    pub config: Config,
+    pub host_plugins: HostPlugins,
+    pub engine: Engine,
+    pub cache: CompileCache,
+}
+
+impl Host {
+    /// Loads the config and sizes the engine for its monitors. Plugins are not loaded yet.
+    pub fn open(config_path: &Path) -> Result<Host> {
+        let config = Config::load(config_path)?;
+        let env = std::env::var(PLUGINS_ENV).ok();
+        let host_plugins = config.host_plugins(env.as_deref())?;
+        let engine = Engine::new(&engine_settings(&config)).context("creating the wasmtime engine")?;
+        let cache = CompileCache::locate(config.cache_dir.as_deref());
+        Ok(Host { config, host_plugins, engine, cache })
+    }
+
+    /// Loads every monitor's plugin; each entry is the monitor or why it cannot run. A plugin
+    /// file used by several monitors is compiled once.
+    pub fn load_monitors(&self) -> Vec<(&MonitorConfig, Result<MonitorPlugin>)> {
+        let linker = match capabilities::linker(self.engine.wasmtime(), &self.host_plugins) {
+            Ok(linker) => linker,
+            Err(e) => {
+                let message = format!("{e:#}");
+                return self.config.monitors.iter().map(|m| (m, Err(anyhow::anyhow!("linking host capabilities: {message}")))).collect();
+            }
+        };
+        let mut files: HashMap<PathBuf, Result<PluginFile, String>> = HashMap::new();
+        self.config
+            .monitors
+            .iter()
+            .map(|monitor| {
+                let path = &monitor.plugin.0;
+                let file = files
+                    .entry(path.clone())
+                    .or_insert_with(|| PluginFile::load(&self.engine, &self.cache, path).map_err(|e| format!("{e:#}")))
+                    .clone();
+                let loaded = file.map_err(|e| anyhow::anyhow!("monitor '{}': {e}", monitor.name)).and_then(|file| {
+                    MonitorPlugin::new(
+                        monitor.name.as_str(),
+                        file,
+                        monitor.limits.clone(),
+                        &self.engine,
+                        &linker,
+                        &self.host_plugins,
+                    )
+                });
+                (monitor, loaded)
+            })
+            .collect()
+    }
+
+    /// Loads every monitor, failing on the first that cannot run.
+    pub fn monitors(&self) -> Result<Vec<Arc<MonitorPlugin>>> {
+        self.load_monitors()
+            .into_iter()
+            .map(|(_, loaded)| loaded.map(Arc::new).with_context(|| format!("config {}", self.config.path.display())))
+            .collect()
+    }
+}
+
+fn engine_settings(config: &Config) -> EngineSettings {
+    let defaults = EngineSettings::default();
+    let limits = config.monitors.iter().map(|m| &m.limits);
+    EngineSettings {
+        max_memory: limits.clone().map(|l| l.memory.0).max().unwrap_or(defaults.max_memory),
+        max_table_elements: limits.map(|l| l.table_elements).max().unwrap_or(defaults.max_table_elements),
+        ..defaults
+    }
+}

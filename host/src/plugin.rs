@@ -1,0 +1,254 @@
+//! Monitor plugins: loading a `.wasm` component, checking it against what the host offers,
+//! and calling it — each call in a fresh instance, under the monitor's limits and deadline.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use wasmtime::Store;
+use wasmtime::Trap;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings::exports::sentinela::plugin::monitor::MessageKind;
+use crate::bindings::sentinela::plugin::types::Issue;
+use crate::bindings::{Monitor, MonitorPre};
+use crate::capabilities::{self, ImportCheck};
+use crate::compile_cache::CompileCache;
+use crate::config::Limits;
+use crate::engine::Engine;
+use crate::host_plugins::HostPlugins;
+use crate::sandbox::InstanceState;
+
+/// A compiled `.wasm` file and what it imports and exports.
+#[derive(Clone)]
+pub struct PluginFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    component: Component,
+}
+
+impl PluginFile {
+    /// Reads and compiles (or loads from the compile cache) the component at `path`.
+    pub fn load(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<PluginFile> {
+        let wasm = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+        check_header(&wasm).with_context(|| format!("plugin {}", path.display()))?;
+        let label = path.display().to_string();
+        let component = cache
+            .load_or_compile(engine.wasmtime(), &wasm, &label)
+            .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
+        let ty = component.component_type();
+        let names = |items: &mut dyn Iterator<Item = (&str, ComponentItem)>| {
+            items.map(|(name, _)| name.to_owned()).collect::<Vec<_>>()
+        };
+        let imports = names(&mut ty.imports(engine.wasmtime()));
+        let exports = names(&mut ty.exports(engine.wasmtime()));
+        Ok(PluginFile { path: path.to_path_buf(), size: wasm.len() as u64, imports, exports, component })
+    }
+
+    /// The world this component targets, as far as the host can tell.
+    pub fn world(&self) -> String {
+        if self.exports.contains(&capabilities::monitor_export()) {
+            format!("{}/monitor@{}", capabilities::PACKAGE, capabilities::VERSION)
+        } else {
+            "unknown (not a sentinela monitor)".to_owned()
+        }
+    }
+
+    /// Every reason this component cannot run as a monitor with these host plugins.
+    pub fn problems(&self, enabled: &HostPlugins) -> Vec<String> {
+        let mut problems = Vec::new();
+        let wanted = capabilities::monitor_export();
+        if !self.exports.contains(&wanted) {
+            let other = self.exports.iter().find(|e| e.starts_with(&format!("{}/monitor@", capabilities::PACKAGE)));
+            problems.push(match other {
+                Some(other) => format!("exports {other}, but this host runs {wanted}; rebuild against that version"),
+                None => format!(
+                    "does not export {wanted} (it exports: {}): it is a component of another world",
+                    if self.exports.is_empty() { "nothing".to_owned() } else { self.exports.join(", ") }
+                ),
+            });
+        }
+        problems.extend(self.imports.iter().filter_map(|name| ImportCheck::of(name, enabled).problem(name)));
+        problems
+    }
+}
+
+fn check_header(wasm: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        bail!("not a WebAssembly file");
+    }
+    // Bytes 4..8 are the version (core modules: 1) and the layer (components: 1).
+    if wasm[6..8] == [0, 0] {
+        bail!("a core WebAssembly module, not a component: build it with `--target wasm32-wasip2`");
+    }
+    Ok(())
+}
+
+/// A monitor ready to run: its plugin pre-instantiated against the host's linker.
+pub struct MonitorPlugin {
+    pub name: Arc<str>,
+    pub file: PluginFile,
+    pub limits: Limits,
+    engine: Engine,
+    pre: MonitorPre<InstanceState>,
+}
+
+impl MonitorPlugin {
+    pub fn new(
+        name: &str,
+        file: PluginFile,
+        limits: Limits,
+        engine: &Engine,
+        linker: &Linker<InstanceState>,
+        enabled: &HostPlugins,
+    ) -> Result<MonitorPlugin> {
+        let problems = file.problems(enabled);
+        if !problems.is_empty() {
+            bail!("monitor '{name}': plugin {}: {}", file.path.display(), problems.join("; "));
+        }
+        let pre = linker
+            .instantiate_pre(&file.component)
+            .and_then(MonitorPre::new)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "monitor '{name}': plugin {} does not fit this host's {}@{} world: {e:#}",
+                    file.path.display(),
+                    capabilities::PACKAGE,
+                    capabilities::VERSION
+                )
+            })?;
+        Ok(MonitorPlugin { name: name.into(), file, limits, engine: engine.clone(), pre })
+    }
+
+    /// Runs one export in a fresh instance. The deadline covers instantiation and the call,
+    /// host calls included; a trap, a panic or a limit fails this call only.
+    pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        let function = call.function();
+        let timeout = self.limits.timeout.0;
+        let mut store = Store::new(self.engine.wasmtime(), InstanceState::new(self.name.clone(), &self.limits));
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(Engine::deadline_ticks(timeout));
+        store.epoch_deadline_trap();
+        let log = store.data().log.clone();
+
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = instance.sentinela_plugin_monitor();
+            let reply = match call {
+                Call::Search => guest.call_search(&mut store).await?.map(Reply::Issues),
+                Call::Update(issues) => guest.call_update(&mut store, &issues).await?.map(Reply::Issues),
+                Call::IsSolved(issue) => guest.call_is_solved(&mut store, &issue).await?.map(Reply::Solved),
+                Call::Handle(kind, payload) => {
+                    guest.call_handle(&mut store, kind, &payload).await?.map(|()| Reply::Handled)
+                }
+            };
+            wasmtime::Result::Ok(reply)
+        };
+        let outcome = match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(CallErrorKind::Deadline(timeout)),
+            Ok(Err(trap)) => Err(self.classify(trap, &log)),
+            Ok(Ok(Err(message))) => Err(CallErrorKind::Returned(message)),
+            Ok(Ok(Ok(reply))) => Ok(reply),
+        };
+        outcome.map_err(|kind| CallError { monitor: self.name.clone(), function, kind })
+    }
+
+    fn classify(&self, error: wasmtime::Error, log: &crate::guest_log::GuestLog) -> CallErrorKind {
+        tracing::debug!(monitor = %self.name, "guest failure: {error:?}");
+        if let Some(trap) = error.downcast_ref::<Trap>() {
+            return match trap {
+                Trap::Interrupt => CallErrorKind::Deadline(self.limits.timeout.0),
+                Trap::StackOverflow => CallErrorKind::Trap("wasm stack overflow (unbounded recursion?)".into()),
+                Trap::UnreachableCodeReached => match log.last_stderr_line() {
+                    Some(line) if line.contains("panicked") => CallErrorKind::Panic(line),
+                    _ => CallErrorKind::Trap("wasm `unreachable` instruction executed".into()),
+                },
+                other => CallErrorKind::Trap(other.to_string()),
+            };
+        }
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return CallErrorKind::Trap(format!("the guest called exit({})", exit.0));
+        }
+        let text = format!("{error:#}");
+        if text.contains("growing memory") {
+            CallErrorKind::Limit(format!("memory limit of {} bytes reached", self.limits.memory.0))
+        } else if text.contains("growing table") {
+            CallErrorKind::Limit(format!("table limit of {} elements reached", self.limits.table_elements))
+        } else if text.contains("resource limit exceeded") {
+            CallErrorKind::Limit(format!("instance limit exceeded: {text}"))
+        } else {
+            CallErrorKind::Trap(text)
+        }
+    }
+}
+
+/// One call into a monitor's exports.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Search,
+    Update(Vec<Issue>),
+    IsSolved(Issue),
+    Handle(MessageKind, String),
+}
+
+impl Call {
+    pub fn function(&self) -> &'static str {
+        match self {
+            Call::Search => "search",
+            Call::Update(_) => "update",
+            Call::IsSolved(_) => "is-solved",
+            Call::Handle(..) => "handle",
+        }
+    }
+}
+
+/// What a call returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Issues(Vec<Issue>),
+    Solved(bool),
+    Handled,
+}
+
+/// A failed call: which monitor, which function, and why.
+#[derive(Debug)]
+pub struct CallError {
+    pub monitor: Arc<str>,
+    pub function: &'static str,
+    pub kind: CallErrorKind,
+}
+
+#[derive(Debug)]
+pub enum CallErrorKind {
+    /// The monitor returned an error value.
+    Returned(String),
+    /// The call ran past the monitor's `limits.timeout`.
+    Deadline(Duration),
+    /// A resource limit was hit.
+    Limit(String),
+    /// The guest panicked (the panic message as it wrote it to stderr).
+    Panic(String),
+    /// Any other trap.
+    Trap(String),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "monitor '{}': {} ", self.monitor, self.function)?;
+        match &self.kind {
+            CallErrorKind::Returned(message) => write!(f, "returned an error: {message}"),
+            CallErrorKind::Deadline(timeout) => write!(f, "exceeded its deadline of {timeout:?} and was stopped"),
+            CallErrorKind::Limit(what) => write!(f, "was stopped: {what}"),
+            CallErrorKind::Panic(message) => write!(f, "panicked: {message}"),
+            CallErrorKind::Trap(what) => write!(f, "trapped: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}

@@ -1,0 +1,40 @@
+//! The in-process queue (`type: internal`): one process both schedules and executes.
+
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+
+use super::Received;
+
+pub struct InternalQueue {
+    sender: mpsc::UnboundedSender<String>,
+    receiver: Mutex<mpsc::UnboundedReceiver<String>>,
+}
+
+impl InternalQueue {
+    pub fn new() -> InternalQueue {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        InternalQueue { sender, receiver: Mutex::new(receiver) }
+    }
+
+    pub fn send(&self, body: String) -> anyhow::Result<()> {
+        // The receiver lives as long as `self`, so sending cannot fail.
+        self.sender.send(body).map_err(|_| anyhow::anyhow!("internal queue closed"))
+    }
+
+    pub async fn receive(&self, wait: Duration) -> Option<Received> {
+        let mut receiver = tokio::time::timeout(wait, self.receiver.lock()).await.ok()?;
+        let body = tokio::time::timeout(wait, receiver.recv()).await.ok()??;
+        Some(Received { body })
+    }
+
+    pub fn pending(&self) -> usize {
+        self.receiver.try_lock().map(|r| r.len()).unwrap_or(0)
+    }
+}
+
+impl Default for InternalQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,48 @@
+# Shared setup steps for scripts/*.sh. Each step is idempotent.
+
+MOTO_VERSION="5.2.5"
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+  fi
+}
+
+ensure_venv() {
+  if [[ ! -x .venv/bin/moto_server ]] || ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet "moto[server]==${MOTO_VERSION}"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts moto on a free loopback port and waits (at most 60 s) until it answers.
+start_moto() {
+  MOTO_PORT=$(free_port)
+  mkdir -p target
+  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" > target/moto.log 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 600); do
+    if python3 -c "import urllib.request, sys; urllib.request.urlopen('http://127.0.0.1:${MOTO_PORT}/moto-api/', timeout=1)" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+      echo "moto exited at start; its log:" >&2
+      cat target/moto.log >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "moto did not answer on port ${MOTO_PORT} within 60 s" >&2
+  return 1
+}
+
+stop_moto() {
+  if [[ -n "${MOTO_PID:-}" ]]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
+}

@@ -1,0 +1,164 @@
+//! Shared helpers for the integration tests: they drive the real `sentinela` binary with the
+//! real guest components built by `guests/build.sh` (the test script runs it first).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A guest component from `guests/dist`, e.g. `guest("hostile_panic")`.
+pub fn guest(name: &str) -> PathBuf {
+    let path = repo_root().join("guests/dist").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run scripts/test.sh (it builds the guests first)", path.display());
+    path
+}
+
+/// A fresh directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The compile cache shared by tests that do not test the cache itself, so each guest is
+/// compiled once per test run.
+pub fn shared_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")
+}
+
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("sentinela.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A `sentinela` command with a clean, predictable environment.
+pub fn sentinela(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SENTINELA_PLUGINS")
+        .env_remove("RUST_LOG")
+        .env("SENTINELA_CACHE_DIR", shared_cache_dir())
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn output(cmd: &mut Command) -> (ExitStatus, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// A running `sentinela run`, its JSON log events collected as they arrive.
+pub struct Running {
+    child: Child,
+    log: Arc<(Mutex<Log>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<Value>,
+    /// stderr reached end of file: the process has exited and every event is in.
+    closed: bool,
+}
+
+impl Running {
+    pub fn start(config: &Path, envs: &[(&str, &str)]) -> Running {
+        let mut cmd = sentinela(&["--log-format", "json", "run", config.to_str().unwrap()]);
+        cmd.envs(envs.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let event = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                sink.0.lock().unwrap().events.push(event);
+                sink.1.notify_all();
+            }
+            sink.0.lock().unwrap().closed = true;
+            sink.1.notify_all();
+        });
+        Running { child, log }
+    }
+
+    /// Waits until an event matches, failing the test after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        self.wait_until(what, timeout, |events| {
+            found = events.iter().find(|e| matches(e)).cloned();
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Waits until `done` holds for the events so far, failing the test after `timeout` or
+    /// when the process exits first.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        let (lock, ready) = &*self.log;
+        let mut log = lock.lock().unwrap();
+        loop {
+            if done(&log.events) {
+                return;
+            }
+            let now = Instant::now();
+            assert!(
+                now < deadline && !log.closed,
+                "{} waiting for {what}; events so far:\n{}",
+                if log.closed { "sentinela exited" } else { "timed out" },
+                dump(&log.events)
+            );
+            log = ready.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.log.0.lock().unwrap().events.clone()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
+    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<Value>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        // stderr closes when the process exits.
+        let deadline = Instant::now() + timeout;
+        let (lock, ready) = &*self.log;
+        let mut log = lock.lock().unwrap();
+        while !log.closed {
+            let now = Instant::now();
+            assert!(now < deadline, "sentinela did not exit within {timeout:?} of SIGTERM:\n{}", dump(&log.events));
+            log = ready.wait_timeout(log, deadline - now).unwrap().0;
+        }
+        let events = log.events.clone();
+        drop(log);
+        (self.child.wait().unwrap(), events)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn dump(events: &[Value]) -> String {
+    events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// The field of a JSON log event as a string ("" when absent).
+pub fn field<'a>(event: &'a Value, name: &str) -> &'a str {
+    event.get(name).and_then(Value::as_str).unwrap_or("")
+}
