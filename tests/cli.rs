@@ -30,7 +30,7 @@ fn inspect_shows_world_imports_exports_and_size() {
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("world:   sentinela:plugin/monitor@0.1.0"), "{stdout}");
     assert!(stdout.contains("sentinela:plugin/log@0.1.0"), "{stdout}");
-    assert!(stdout.contains("  sentinela:plugin/monitor@0.1.0"), "{stdout}");
+    assert!(stdout.contains("  sentinela:plugin/checks@0.1.0"), "{stdout}");
     let size = std::fs::metadata(&plugin).unwrap().len();
     assert!(stdout.contains(&format!("size:    {size} bytes")), "{stdout}");
 }
@@ -87,9 +87,9 @@ fn config_errors_name_file_line_and_key() {
     let blink = guest("blink");
     let blink = blink.to_str().unwrap();
 
-    let (status, _, stderr) = output(&mut sentinela(&["check", "/nonexistent/sentinela.yaml"]));
+    let (status, stdout, _) = output(&mut sentinela(&["check", "/nonexistent/sentinela.yaml"]));
     assert!(!status.success());
-    assert!(stderr.contains("/nonexistent/sentinela.yaml"), "{stderr}");
+    assert!(stdout.contains("error: cannot read config file /nonexistent/sentinela.yaml"), "{stdout}");
 
     let out = check_fails("bad-yaml", "monitors: [\n  - name: x\n", &[]);
     assert!(out.contains("sentinela.yaml") && out.contains("line"), "{out}");
@@ -124,7 +124,7 @@ fn host_plugin_names_are_checked() {
     assert!(out.contains("SENTINELA_PLUGINS") && out.contains("unknown host plugin 'slack'; known host plugins: aws"), "{out}");
 
     let out = check_fails("unknown-key-plugin", &format!("plugins: [kafka]\n{}", monitor_yaml(blink, "")), &[]);
-    assert!(out.contains("plugins[0]") && out.contains("unknown host plugin 'kafka'"), "{out}");
+    assert!(out.contains("sentinela.yaml: plugins: unknown host plugin 'kafka'; known host plugins: aws at line 1"), "{out}");
 
     // Grants that need `aws` without it enabled; the env var wins over the key.
     let grants = monitor_yaml(blink, "    grants:\n      credentials: [reader]\n");
@@ -155,7 +155,7 @@ fn bad_plugin_files_are_refused_clearly() {
 
     let other = guest("other_world");
     let out = check_fails("other-world", &monitor_yaml(other.to_str().unwrap(), ""), &[]);
-    assert!(out.contains("does not export sentinela:plugin/monitor@0.1.0"), "{out}");
+    assert!(out.contains("does not export sentinela:plugin/checks@0.1.0"), "{out}");
     assert!(out.contains("acme:reports/report@1.0.0"), "{out}");
 }
 

@@ -90,7 +90,7 @@ impl ImportCheck {
 
 /// The monitor export every plugin must have.
 pub fn monitor_export() -> String {
-    format!("{PACKAGE}/monitor@{VERSION}")
+    format!("{PACKAGE}/checks@{VERSION}")
 }
 
 /// Links WASI (sandboxed by [`InstanceState`]'s context) and every interface of the enabled

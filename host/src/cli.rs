@@ -222,12 +222,11 @@ fn inspect(path: &Path) -> Result<ExitCode> {
 
 async fn invoke(config: &Path, monitor: &str, function: Function, input: Option<&str>) -> Result<ExitCode> {
     let host = Host::open(config)?;
-    let Some(index) = host.config.monitors.iter().position(|m| m.name.as_str() == monitor) else {
+    let Some(monitor_config) = host.config.monitor(monitor) else {
         let names: Vec<_> = host.config.monitors.iter().map(|m| m.name.as_str()).collect();
         bail!("{}: no monitor named '{monitor}' (monitors: {})", config.display(), list_or_none(&names));
     };
-    let (_, loaded) = host.load_monitors().into_iter().nth(index).context("monitor vanished")?;
-    let plugin = loaded?;
+    let plugin = host.load_monitor(monitor_config)?;
     let call = match function {
         Function::Search => Call::Search,
         Function::Update => Call::Update(parse_input::<Vec<IssueJson>>(input, "a JSON list of issues")?.into_iter().map(Issue::from).collect()),

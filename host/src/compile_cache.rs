@@ -121,7 +121,8 @@ fn read_entry(engine: &wasmtime::Engine, path: &Path) -> Result<Option<Component
     // SAFETY: the artifact is byte-for-byte what `Component::serialize` wrote for an engine
     // with this compatibility hash (checked above); wasmtime re-checks the version and
     // settings itself and rejects a mismatch with an error.
-    let component = unsafe { Component::deserialize(engine, artifact) }.context("rejected by wasmtime")?;
+    let component = unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|e| anyhow::anyhow!("rejected by wasmtime: {e}"))?;
     Ok(Some(component))
 }
 

@@ -508,7 +508,7 @@ impl Config {
         CONFIG_DIR.with(|d| *d.borrow_mut() = None);
         let raw = match parsed {
             Ok(raw) => raw,
-            Err(e) => bail!("{}: {}", path.display(), describe_yaml_error(&e)),
+            Err(e) => bail!("{}: {}", path.display(), describe_yaml_error(text, &e)),
         };
 
         for (index, monitor) in raw.monitors.0.iter().enumerate() {
@@ -561,16 +561,24 @@ impl Config {
     }
 }
 
-/// serde_yaml's message already holds the key path and the position; make the position read
-/// as "line N column M" even for errors raised by our own `Deserialize` impls.
-fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+/// serde_yaml's message holds the key path and a position. For errors raised by our own
+/// `Deserialize` impls the position is that of the enclosing mapping, so point at the line
+/// that holds the offending value (our messages quote it) and name its key.
+fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
     let message = e.to_string();
-    match e.location() {
-        Some(loc) if !message.contains(" at line ") => {
-            format!("{message} at line {} column {}", loc.line(), loc.column())
-        }
-        _ => message,
-    }
+    let Some(loc) = e.location() else { return message };
+    let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+    let body = message.strip_suffix(&suffix).unwrap_or(&message);
+    let located = body.split_once(": ").and_then(|(path, detail)| {
+        let value = detail.split('\'').nth(1).filter(|v| !v.is_empty())?;
+        let (line, key) = text.lines().enumerate().skip(loc.line().saturating_sub(1)).find_map(|(i, line)| {
+            let (key, rest) = line.trim_start().trim_start_matches("- ").split_once(':')?;
+            rest.contains(value).then(|| (i + 1, key.trim().to_owned()))
+        })?;
+        let path = if path.ends_with(&key) { path.to_owned() } else { format!("{path}.{key}") };
+        Some(format!("{path}: {detail} at line {line}"))
+    });
+    located.unwrap_or_else(|| format!("{body}{suffix}"))
 }
 
 /// The line on which the monitor called `name` is declared, for errors found after parsing.

@@ -55,7 +55,6 @@ impl Engine {
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
-            .async_support(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let inner = wasmtime::Engine::new(&config)?;

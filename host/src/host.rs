@@ -38,18 +38,30 @@ impl Host {
     /// Loads every monitor's plugin; each entry is the monitor or why it cannot run. A plugin
     /// file used by several monitors is compiled once.
     pub fn load_monitors(&self) -> Vec<(&MonitorConfig, Result<MonitorPlugin>)> {
+        self.load(&self.config.monitors.iter().collect::<Vec<_>>())
+    }
+
+    /// Loads one monitor's plugin.
+    pub fn load_monitor(&self, monitor: &MonitorConfig) -> Result<MonitorPlugin> {
+        let (_, loaded) = self.load(&[monitor]).pop().context("no monitor to load")?;
+        loaded
+    }
+
+    fn load<'a>(&self, monitors: &[&'a MonitorConfig]) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
         let linker = match capabilities::linker(self.engine.wasmtime(), &self.host_plugins) {
             Ok(linker) => linker,
             Err(e) => {
                 let message = format!("{e:#}");
-                return self.config.monitors.iter().map(|m| (m, Err(anyhow::anyhow!("linking host capabilities: {message}")))).collect();
+                return monitors
+                    .iter()
+                    .map(|m| (*m, Err(anyhow::anyhow!("linking host capabilities: {message}"))))
+                    .collect();
             }
         };
         let mut files: HashMap<PathBuf, Result<PluginFile, String>> = HashMap::new();
-        self.config
-            .monitors
+        monitors
             .iter()
-            .map(|monitor| {
+            .map(|&monitor| {
                 let path = &monitor.plugin.0;
                 let file = files
                     .entry(path.clone())

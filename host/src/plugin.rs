@@ -9,12 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use wasmtime::Store;
 use wasmtime::Trap;
-use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 
-use crate::bindings::exports::sentinela::plugin::monitor::MessageKind;
+use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
-use crate::bindings::{Monitor, MonitorPre};
+use crate::bindings::MonitorPre;
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
 use crate::config::Limits;
@@ -42,11 +41,8 @@ impl PluginFile {
             .load_or_compile(engine.wasmtime(), &wasm, &label)
             .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
         let ty = component.component_type();
-        let names = |items: &mut dyn Iterator<Item = (&str, ComponentItem)>| {
-            items.map(|(name, _)| name.to_owned()).collect::<Vec<_>>()
-        };
-        let imports = names(&mut ty.imports(engine.wasmtime()));
-        let exports = names(&mut ty.exports(engine.wasmtime()));
+        let imports = ty.imports(engine.wasmtime()).map(|(name, _)| name.to_owned()).collect();
+        let exports = ty.exports(engine.wasmtime()).map(|(name, _)| name.to_owned()).collect();
         Ok(PluginFile { path: path.to_path_buf(), size: wasm.len() as u64, imports, exports, component })
     }
 
@@ -64,7 +60,7 @@ impl PluginFile {
         let mut problems = Vec::new();
         let wanted = capabilities::monitor_export();
         if !self.exports.contains(&wanted) {
-            let other = self.exports.iter().find(|e| e.starts_with(&format!("{}/monitor@", capabilities::PACKAGE)));
+            let other = self.exports.iter().find(|e| e.starts_with(&format!("{}/checks@", capabilities::PACKAGE)));
             problems.push(match other {
                 Some(other) => format!("exports {other}, but this host runs {wanted}; rebuild against that version"),
                 None => format!(
@@ -139,7 +135,7 @@ impl MonitorPlugin {
 
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = instance.sentinela_plugin_monitor();
+            let guest = instance.sentinela_plugin_checks();
             let reply = match call {
                 Call::Search => guest.call_search(&mut store).await?.map(Reply::Issues),
                 Call::Update(issues) => guest.call_update(&mut store, &issues).await?.map(Reply::Issues),
@@ -209,7 +205,7 @@ impl Call {
 }
 
 /// What a call returned.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Reply {
     Issues(Vec<Issue>),
     Solved(bool),

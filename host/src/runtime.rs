@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::bindings::exports::sentinela::plugin::monitor::MessageKind;
+use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::config::Schedule;
 use crate::issues::IssueStore;
 use crate::message::{Message, Task};

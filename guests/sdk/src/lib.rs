@@ -20,7 +20,6 @@
 //! Every call runs in a fresh instance: a monitor keeps no state between calls. Everything it
 //! needs to decide whether an issue is solved must be in the issue's `data`.
 
-use std::fmt;
 use std::marker::PhantomData;
 
 pub use serde_json::{self, Value, json};
@@ -37,7 +36,7 @@ pub mod bindings {
     });
 }
 
-use bindings::exports::sentinela::plugin::monitor as wit;
+use bindings::exports::sentinela::plugin::checks as wit;
 pub use wit::MessageKind;
 
 /// A problem the monitor tracks. `id` must be unique within the monitor and stable across
@@ -54,44 +53,9 @@ impl Issue {
     }
 }
 
-/// The error a monitor returns; the host logs it with the monitor's name.
-pub struct Error(String);
-
-impl Error {
-    pub fn msg(message: impl fmt::Display) -> Error {
-        Error(message.to_string())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl<E: std::error::Error> From<E> for Error {
-    fn from(e: E) -> Error {
-        Error(e.to_string())
-    }
-}
-
-impl From<&str> for Error {
-    fn from(message: &str) -> Error {
-        Error(message.to_owned())
-    }
-}
-
-impl From<String> for Error {
-    fn from(message: String) -> Error {
-        Error(message)
-    }
-}
+/// The error a monitor returns; the host logs it with the monitor's name. Anything that is a
+/// `std::error::Error`, a `&str` or a `String` converts into it, so `?` works.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -154,21 +118,21 @@ fn from_wit(issue: WitIssue) -> Result<Issue, String> {
 
 impl<T: Monitor> wit::Guest for Export<T> {
     fn search() -> Result<Vec<WitIssue>, String> {
-        T::search().map(to_wit).map_err(|e| e.0)
+        T::search().map(to_wit).map_err(|e| e.to_string())
     }
 
     fn update(issues: Vec<WitIssue>) -> Result<Vec<WitIssue>, String> {
         let issues = issues.into_iter().map(from_wit).collect::<Result<Vec<_>, _>>()?;
-        T::update(issues).map(to_wit).map_err(|e| e.0)
+        T::update(issues).map(to_wit).map_err(|e| e.to_string())
     }
 
     fn is_solved(issue: WitIssue) -> Result<bool, String> {
-        T::is_solved(&from_wit(issue)?).map_err(|e| e.0)
+        T::is_solved(&from_wit(issue)?).map_err(|e| e.to_string())
     }
 
     fn handle(kind: MessageKind, payload: String) -> Result<(), String> {
         let payload = serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
-        T::handle(kind, payload).map_err(|e| e.0)
+        T::handle(kind, payload).map_err(|e| e.to_string())
     }
 }
 

@@ -4,6 +4,7 @@ use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
 struct DeepRecursion;
 
 #[inline(never)]
+#[allow(unconditional_recursion)] // the point of this guest
 fn dive(depth: u64) -> u64 {
     std::hint::black_box(dive(std::hint::black_box(depth + 1))) + 1
 }

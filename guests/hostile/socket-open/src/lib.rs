@@ -7,7 +7,7 @@ struct SocketOpen;
 
 impl Monitor for SocketOpen {
     fn search() -> Result<Vec<Issue>> {
-        let mut attempts = serde_json::Map::new();
+        let mut attempts = sentinela_monitor::serde_json::Map::new();
         // The test listens on one of these ports and checks that nothing connects.
         for port in [80u16, 5000, 8080, 45123] {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
