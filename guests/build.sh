@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target list --installed | grep -qx wasm32-wasip2
 cargo build --release --target wasm32-wasip2 --quiet
 mkdir -p dist
-for wasm in target/wasm32-wasip2/release/*.wasm; do
+for wasm in "${CARGO_TARGET_DIR:-target}"/wasm32-wasip2/release/*.wasm; do
   cp -u "$wasm" dist/
 done
 echo "guests built: $(ls dist | wc -l) components in guests/dist/"

@@ -13,14 +13,23 @@ fn check_accepts_every_shipped_config() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    assert!(configs.len() >= 2, "config/ should hold the demo and at least one more example");
+    assert!(
+        configs.len() >= 2,
+        "config/ should hold the demo and at least one more example"
+    );
     let mut args = vec!["check"];
     args.extend(configs.iter().map(String::as_str));
     let (status, stdout, stderr) = output(&mut sentinela(&args));
     assert!(status.success(), "check failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("monitor stuck-orders"), "{stdout}");
-    assert!(stdout.contains("sentinela:plugin/log@0.1.0") || stdout.contains("imports:"), "{stdout}");
-    assert!(stdout.contains("credentials: MONITORING_READONLY"), "grants are listed:\n{stdout}");
+    assert!(
+        stdout.contains("sentinela:plugin/log@0.1.0") || stdout.contains("imports:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("credentials: MONITORING_READONLY"),
+        "grants are listed:\n{stdout}"
+    );
 }
 
 #[test]
@@ -28,11 +37,20 @@ fn inspect_shows_world_imports_exports_and_size() {
     let plugin = guest("cert_expiry");
     let (status, stdout, stderr) = output(&mut sentinela(&["inspect", plugin.to_str().unwrap()]));
     assert!(status.success(), "{stderr}");
-    assert!(stdout.contains("world:   sentinela:plugin/monitor@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("world:   sentinela:plugin/monitor@0.1.0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("sentinela:plugin/log@0.1.0"), "{stdout}");
-    assert!(stdout.contains("  sentinela:plugin/checks@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("  sentinela:plugin/checks@0.1.0"),
+        "{stdout}"
+    );
     let size = std::fs::metadata(&plugin).unwrap().len();
-    assert!(stdout.contains(&format!("size:    {size} bytes")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("size:    {size} bytes")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -40,40 +58,76 @@ fn invoke_prints_json_results() {
     let dir = scratch_dir("invoke");
     let config = write_config(
         &dir,
-        &format!("monitors:\n  - name: blink\n    plugin: {}\n", guest("blink").display()),
+        &format!(
+            "monitors:\n  - name: blink\n    plugin: {}\n",
+            guest("blink").display()
+        ),
     );
     let config = config.to_str().unwrap();
     let (status, stdout, stderr) = output(&mut sentinela(&["invoke", config, "blink", "search"]));
     assert!(status.success(), "{stderr}");
     let issues: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let issue = &issues[0];
-    assert!(issue["id"].as_str().unwrap().starts_with("window-"), "{stdout}");
+    assert!(
+        issue["id"].as_str().unwrap().starts_with("window-"),
+        "{stdout}"
+    );
     assert!(issue["data"]["window"].is_u64(), "{stdout}");
 
     // An issue from an old window is solved; update refreshes data.
     let old = r#"{"id": "window-1", "data": {"window": 1}}"#;
-    let (status, stdout, stderr) = output(&mut sentinela(&["invoke", config, "blink", "is-solved", "--input", old]));
+    let (status, stdout, stderr) = output(&mut sentinela(&[
+        "invoke",
+        config,
+        "blink",
+        "is-solved",
+        "--input",
+        old,
+    ]));
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout.trim(), "true");
-    let (status, stdout, stderr) =
-        output(&mut sentinela(&["invoke", config, "blink", "update", "--input", &format!("[{old}]")]));
+    let (status, stdout, stderr) = output(&mut sentinela(&[
+        "invoke",
+        config,
+        "blink",
+        "update",
+        "--input",
+        &format!("[{old}]"),
+    ]));
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("seen_at_ms"), "{stdout}");
 
     let (status, _, stderr) = output(&mut sentinela(&["invoke", config, "nope", "search"]));
     assert!(!status.success());
-    assert!(stderr.contains("no monitor named 'nope'") && stderr.contains("blink"), "{stderr}");
-    let (status, _, stderr) = output(&mut sentinela(&["invoke", config, "blink", "is-solved", "--input", "[]"]));
+    assert!(
+        stderr.contains("no monitor named 'nope'") && stderr.contains("blink"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = output(&mut sentinela(&[
+        "invoke",
+        config,
+        "blink",
+        "is-solved",
+        "--input",
+        "[]",
+    ]));
     assert!(!status.success());
-    assert!(stderr.contains("--input must be one JSON issue"), "{stderr}");
+    assert!(
+        stderr.contains("--input must be one JSON issue"),
+        "{stderr}"
+    );
 }
 
 /// Runs `check` on a config and returns its combined output; asserts it failed.
 fn check_fails(name: &str, yaml: &str, envs: &[(&str, &str)]) -> String {
     let dir = scratch_dir(name);
     let config = write_config(&dir, yaml);
-    let (status, stdout, stderr) = output(sentinela(&["check", config.to_str().unwrap()]).envs(envs.iter().copied()));
-    assert!(!status.success(), "check accepted a bad config:\n{stdout}\n{stderr}");
+    let (status, stdout, stderr) =
+        output(sentinela(&["check", config.to_str().unwrap()]).envs(envs.iter().copied()));
+    assert!(
+        !status.success(),
+        "check accepted a bad config:\n{stdout}\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     format!("{stdout}\n{stderr}")
 }
@@ -89,30 +143,72 @@ fn config_errors_name_file_line_and_key() {
 
     let (status, stdout, _) = output(&mut sentinela(&["check", "/nonexistent/sentinela.yaml"]));
     assert!(!status.success());
-    assert!(stdout.contains("error: cannot read config file /nonexistent/sentinela.yaml"), "{stdout}");
+    assert!(
+        stdout.contains("error: cannot read config file /nonexistent/sentinela.yaml"),
+        "{stdout}"
+    );
 
     let out = check_fails("bad-yaml", "monitors: [\n  - name: x\n", &[]);
-    assert!(out.contains("sentinela.yaml") && out.contains("line"), "{out}");
+    assert!(
+        out.contains("sentinela.yaml") && out.contains("line"),
+        "{out}"
+    );
 
-    let out = check_fails("unknown-key", &monitor_yaml(blink, "    search_crn: \"* * * * *\"\n"), &[]);
-    assert!(out.contains("sentinela.yaml: monitors[0]: unknown field `search_crn`"), "{out}");
+    let out = check_fails(
+        "unknown-key",
+        &monitor_yaml(blink, "    search_crn: \"* * * * *\"\n"),
+        &[],
+    );
+    assert!(
+        out.contains("sentinela.yaml: monitors[0]: unknown field `search_crn`"),
+        "{out}"
+    );
     assert!(out.contains("line 4"), "{out}");
 
-    let out = check_fails("bad-cron", &monitor_yaml(blink, "    search_cron: \"61 * * * *\"\n"), &[]);
-    assert!(out.contains("monitors[0].search_cron") && out.contains("invalid cron expression '61 * * * *'"), "{out}");
+    let out = check_fails(
+        "bad-cron",
+        &monitor_yaml(blink, "    search_cron: \"61 * * * *\"\n"),
+        &[],
+    );
+    assert!(
+        out.contains("monitors[0].search_cron")
+            && out.contains("invalid cron expression '61 * * * *'"),
+        "{out}"
+    );
     assert!(out.contains("line 4"), "{out}");
 
-    let out = check_fails("bad-limit", &monitor_yaml(blink, "    limits:\n      memory: 12 parsecs\n"), &[]);
-    assert!(out.contains("monitors[0].limits.memory") && out.contains("invalid size unit"), "{out}");
+    let out = check_fails(
+        "bad-limit",
+        &monitor_yaml(blink, "    limits:\n      memory: 12 parsecs\n"),
+        &[],
+    );
+    assert!(
+        out.contains("monitors[0].limits.memory") && out.contains("invalid size unit"),
+        "{out}"
+    );
 
-    let out = check_fails("application", &monitor_yaml(blink, "    grants:\n      credentials: [application]\n"), &[]);
-    assert!(out.contains("APPLICATION credential belongs to the host"), "{out}");
+    let out = check_fails(
+        "application",
+        &monitor_yaml(blink, "    grants:\n      credentials: [application]\n"),
+        &[],
+    );
+    assert!(
+        out.contains("APPLICATION credential belongs to the host"),
+        "{out}"
+    );
 
-    let out = check_fails("dup", &format!("monitors:\n  - {{name: a, plugin: {blink}}}\n  - {{name: a, plugin: {blink}}}\n"), &[]);
+    let out = check_fails(
+        "dup",
+        &format!("monitors:\n  - {{name: a, plugin: {blink}}}\n  - {{name: a, plugin: {blink}}}\n"),
+        &[],
+    );
     assert!(out.contains("duplicate monitor name 'a'"), "{out}");
 
     let out = check_fails("missing-plugin", &monitor_yaml("nowhere.wasm", ""), &[]);
-    assert!(out.contains("monitors[0].plugin: plugin file") && out.contains("nowhere.wasm not found"), "{out}");
+    assert!(
+        out.contains("monitors[0].plugin: plugin file") && out.contains("nowhere.wasm not found"),
+        "{out}"
+    );
     assert!(out.contains("line 2"), "{out}");
 }
 
@@ -120,17 +216,33 @@ fn config_errors_name_file_line_and_key() {
 fn host_plugin_names_are_checked() {
     let blink = guest("blink");
     let blink = blink.to_str().unwrap();
-    let out = check_fails("unknown-env", &monitor_yaml(blink, ""), &[("SENTINELA_PLUGINS", "aws, slack")]);
-    assert!(out.contains("SENTINELA_PLUGINS") && out.contains("unknown host plugin 'slack'; known host plugins: aws"), "{out}");
+    let out = check_fails(
+        "unknown-env",
+        &monitor_yaml(blink, ""),
+        &[("SENTINELA_PLUGINS", "aws, slack")],
+    );
+    assert!(
+        out.contains("SENTINELA_PLUGINS")
+            && out.contains("unknown host plugin 'slack'; known host plugins: aws"),
+        "{out}"
+    );
 
-    let out = check_fails("unknown-key-plugin", &format!("plugins: [kafka]\n{}", monitor_yaml(blink, "")), &[]);
+    let out = check_fails(
+        "unknown-key-plugin",
+        &format!("plugins: [kafka]\n{}", monitor_yaml(blink, "")),
+        &[],
+    );
     assert!(out.contains("sentinela.yaml: plugins: unknown host plugin 'kafka'; known host plugins: aws at line 1"), "{out}");
 
     // Grants that need `aws` without it enabled; the env var wins over the key.
     let grants = monitor_yaml(blink, "    grants:\n      credentials: [reader]\n");
     let out = check_fails("grants-need-aws", &grants, &[]);
     assert!(out.contains("SENTINELA_PLUGINS=aws"), "{out}");
-    let out = check_fails("env-wins", &format!("plugins: [aws]\n{grants}"), &[("SENTINELA_PLUGINS", " ")]);
+    let out = check_fails(
+        "env-wins",
+        &format!("plugins: [aws]\n{grants}"),
+        &[("SENTINELA_PLUGINS", " ")],
+    );
     assert!(out.contains("SENTINELA_PLUGINS=aws"), "{out}");
     let dir = scratch_dir("grants-ok");
     let config = write_config(&dir, &grants);
@@ -146,16 +258,44 @@ fn bad_plugin_files_are_refused_clearly() {
     std::fs::write(dir.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
     std::fs::write(dir.join("truncated.wasm"), b"\0asm\x0d\0\x01\0\x07").unwrap();
 
-    let out = check_fails("text", &monitor_yaml(dir.join("text.wasm").to_str().unwrap(), ""), &[]);
-    assert!(out.contains("text.wasm") && out.contains("not a WebAssembly file"), "{out}");
-    let out = check_fails("core", &monitor_yaml(dir.join("core.wasm").to_str().unwrap(), ""), &[]);
-    assert!(out.contains("a core WebAssembly module, not a component"), "{out}");
-    let out = check_fails("truncated", &monitor_yaml(dir.join("truncated.wasm").to_str().unwrap(), ""), &[]);
-    assert!(out.contains("truncated.wasm is not a valid component"), "{out}");
+    let out = check_fails(
+        "text",
+        &monitor_yaml(dir.join("text.wasm").to_str().unwrap(), ""),
+        &[],
+    );
+    assert!(
+        out.contains("text.wasm") && out.contains("not a WebAssembly file"),
+        "{out}"
+    );
+    let out = check_fails(
+        "core",
+        &monitor_yaml(dir.join("core.wasm").to_str().unwrap(), ""),
+        &[],
+    );
+    assert!(
+        out.contains("a core WebAssembly module, not a component"),
+        "{out}"
+    );
+    let out = check_fails(
+        "truncated",
+        &monitor_yaml(dir.join("truncated.wasm").to_str().unwrap(), ""),
+        &[],
+    );
+    assert!(
+        out.contains("truncated.wasm is not a valid component"),
+        "{out}"
+    );
 
     let other = guest("other_world");
-    let out = check_fails("other-world", &monitor_yaml(other.to_str().unwrap(), ""), &[]);
-    assert!(out.contains("does not export sentinela:plugin/checks@0.1.0"), "{out}");
+    let out = check_fails(
+        "other-world",
+        &monitor_yaml(other.to_str().unwrap(), ""),
+        &[],
+    );
+    assert!(
+        out.contains("does not export sentinela:plugin/checks@0.1.0"),
+        "{out}"
+    );
     assert!(out.contains("acme:reports/report@1.0.0"), "{out}");
 }
 
@@ -165,11 +305,15 @@ fn an_import_of_a_disabled_host_plugin_names_the_interface_and_the_fix() {
     let yaml = monitor_yaml(needs_aws.to_str().unwrap(), "");
     let out = check_fails("needs-aws", &yaml, &[]);
     assert!(
-        out.contains("imports sentinela:plugin/aws-call@0.1.0, which the 'aws' host plugin provides")
-            && out.contains("SENTINELA_PLUGINS=aws"),
+        out.contains(
+            "imports sentinela:plugin/aws-call@0.1.0, which the 'aws' host plugin provides"
+        ) && out.contains("SENTINELA_PLUGINS=aws"),
         "{out}"
     );
     let out = check_fails("needs-aws-enabled", &yaml, &[("SENTINELA_PLUGINS", "aws")]);
     assert!(!out.contains("SENTINELA_PLUGINS=aws"), "{out}");
-    assert!(out.contains("aws-call@0.1.0, which this version of sentinela does not implement yet"), "{out}");
+    assert!(
+        out.contains("aws-call@0.1.0, which this version of sentinela does not implement yet"),
+        "{out}"
+    );
 }

@@ -7,58 +7,97 @@ use common::*;
 
 fn check(config: &std::path::Path, cache: &std::path::Path) -> String {
     let (status, stdout, stderr) = output(
-        sentinela(&["--log-format", "json", "check", config.to_str().unwrap()]).env("SENTINELA_CACHE_DIR", cache),
+        sentinela(&["--log-format", "json", "check", config.to_str().unwrap()])
+            .env("SENTINELA_CACHE_DIR", cache),
     );
     assert!(status.success(), "{stdout}\n{stderr}");
     stderr
 }
 
-fn cache_events<'a>(stderr: &'a str) -> Vec<&'a str> {
-    stderr.lines().filter(|l| l.contains("\"cache\":")).collect()
+fn cache_events(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("\"cache\":"))
+        .collect()
 }
 
 #[test]
 fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
     let dir = scratch_dir("cache");
     let cache = dir.join("cache");
-    let config = write_config(&dir, &format!("monitors:\n  - name: blink\n    plugin: {}\n", guest("blink").display()));
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: blink\n    plugin: {}\n",
+            guest("blink").display()
+        ),
+    );
 
     let first = check(&config, &cache);
     let events = cache_events(&first);
     assert_eq!(events.len(), 1, "{first}");
-    assert!(events[0].contains("\"cache\":\"miss\"") && events[0].contains("compiled plugin"), "{first}");
+    assert!(
+        events[0].contains("\"cache\":\"miss\"") && events[0].contains("compiled plugin"),
+        "{first}"
+    );
 
     let second = check(&config, &cache);
     let events = cache_events(&second);
     assert_eq!(events.len(), 1, "{second}");
-    assert!(events[0].contains("\"cache\":\"hit\""), "a second start recompiled:\n{second}");
+    assert!(
+        events[0].contains("\"cache\":\"hit\""),
+        "a second start recompiled:\n{second}"
+    );
 
     // Flip one byte in the middle of the artifact: the checksum catches it.
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let mut bytes = std::fs::read(&entries[0]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&entries[0], &bytes).unwrap();
     let third = check(&config, &cache);
-    assert!(third.contains("\"cache\":\"invalid\"") && third.contains("checksum mismatch"), "{third}");
-    assert!(third.contains("\"cache\":\"miss\""), "the corrupt entry was not recompiled:\n{third}");
+    assert!(
+        third.contains("\"cache\":\"invalid\"") && third.contains("checksum mismatch"),
+        "{third}"
+    );
+    assert!(
+        third.contains("\"cache\":\"miss\""),
+        "the corrupt entry was not recompiled:\n{third}"
+    );
 
     // A truncated entry is no better.
     std::fs::write(&entries[0], &bytes[..100]).unwrap();
     let fourth = check(&config, &cache);
-    assert!(fourth.contains("\"cache\":\"invalid\"") && fourth.contains("\"cache\":\"miss\""), "{fourth}");
+    assert!(
+        fourth.contains("\"cache\":\"invalid\"") && fourth.contains("\"cache\":\"miss\""),
+        "{fourth}"
+    );
 
     // The rewritten entry is valid again.
     let fifth = check(&config, &cache);
-    assert!(cache_events(&fifth).iter().all(|e| e.contains("\"cache\":\"hit\"")), "{fifth}");
+    assert!(
+        cache_events(&fifth)
+            .iter()
+            .all(|e| e.contains("\"cache\":\"hit\"")),
+        "{fifth}"
+    );
 }
 
 #[test]
 fn an_entry_from_another_wasm_is_never_used() {
     let dir = scratch_dir("cache-keys");
     let cache = dir.join("cache");
-    let config = write_config(&dir, &format!("monitors:\n  - name: blink\n    plugin: {}\n", guest("blink").display()));
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: blink\n    plugin: {}\n",
+            guest("blink").display()
+        ),
+    );
     check(&config, &cache);
     // Same file name, different bytes: a new key, so a miss.
     std::fs::copy(guest("steady"), dir.join("blink.wasm")).unwrap();

@@ -9,7 +9,8 @@ use common::*;
 use serde_json::Value;
 
 fn issue_event<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
-    (field(event, "target") == "sentinela::issues" && field(event, "event") == kind).then(|| field(event, "issue_id"))
+    (field(event, "target") == "sentinela::issues" && field(event, "event") == kind)
+        .then(|| field(event, "issue_id"))
 }
 
 #[test]
@@ -24,18 +25,30 @@ fn monitors_raise_update_and_solve_issues_on_schedule() {
     );
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(60);
-    let created = run.wait_for("an issue created", timeout, |e| issue_event(e, "created").is_some());
+    let created = run.wait_for("an issue created", timeout, |e| {
+        issue_event(e, "created").is_some()
+    });
     let id = field(&created, "issue_id").to_owned();
     assert_eq!(field(&created, "monitor"), "blink");
-    run.wait_for("the issue updated", timeout, |e| issue_event(e, "updated") == Some(&id));
-    run.wait_for("the issue solved", timeout, |e| issue_event(e, "solved") == Some(&id));
+    run.wait_for("the issue updated", timeout, |e| {
+        issue_event(e, "updated") == Some(&id)
+    });
+    run.wait_for("the issue solved", timeout, |e| {
+        issue_event(e, "solved") == Some(&id)
+    });
 
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}\n{}", dump(&events));
     // Each window's issue is created once, however many searches saw it.
-    let creations = events.iter().filter(|e| issue_event(e, "created") == Some(&id)).count();
+    let creations = events
+        .iter()
+        .filter(|e| issue_event(e, "created") == Some(&id))
+        .count();
     assert_eq!(creations, 1, "{}", dump(&events));
-    let solutions = events.iter().filter(|e| issue_event(e, "solved") == Some(&id)).count();
+    let solutions = events
+        .iter()
+        .filter(|e| issue_event(e, "solved") == Some(&id))
+        .count();
     assert_eq!(solutions, 1, "{}", dump(&events));
 }
 
@@ -50,13 +63,20 @@ fn sigterm_waits_for_running_tasks_and_exits_zero() {
         ),
     );
     let run = Running::start(&config, &[]);
-    run.wait_for("startup", Duration::from_secs(60), |e| field(e, "message") == "sentinela running");
+    run.wait_for("startup", Duration::from_secs(60), |e| {
+        field(e, "message") == "sentinela running"
+    });
     // Wait for the first search to start (its trigger is logged as the task begins to run).
-    run.wait_for("a deadline", Duration::from_secs(60), |e| field(e, "message").contains("exceeded its deadline"));
+    run.wait_for("a deadline", Duration::from_secs(60), |e| {
+        field(e, "message").contains("exceeded its deadline")
+    });
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}\n{}", dump(&events));
     let log = dump(&events);
-    assert!(log.contains("shutting down") && log.contains("sentinela stopped"), "{log}");
+    assert!(
+        log.contains("shutting down") && log.contains("sentinela stopped"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -65,8 +85,12 @@ fn the_demo_config_runs_its_example_monitors() {
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(60);
     // cert-expiry's inventory holds a certificate that expired in 2026: a search raises it.
-    run.wait_for("cert-expiry search", timeout, |e| field(e, "monitor") == "cert-expiry" && issue_event(e, "created").is_some());
-    run.wait_for("stuck-orders task", timeout, |e| field(e, "monitor") == "stuck-orders" && field(e, "message") == "task finished");
+    run.wait_for("cert-expiry search", timeout, |e| {
+        field(e, "monitor") == "cert-expiry" && issue_event(e, "created").is_some()
+    });
+    run.wait_for("stuck-orders task", timeout, |e| {
+        field(e, "monitor") == "stuck-orders" && field(e, "message") == "task finished"
+    });
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
 }

@@ -46,7 +46,9 @@ impl ImportCheck {
         let (path, version) = name.split_once('@').unwrap_or((name, ""));
         let (package, interface) = path.split_once('/').unwrap_or((path, ""));
         if package == "wasi:http" {
-            return ImportCheck::Forbidden("monitors have no network access; AWS is reached through aws-call");
+            return ImportCheck::Forbidden(
+                "monitors have no network access; AWS is reached through aws-call",
+            );
         }
         if package.starts_with("wasi:") {
             return ImportCheck::Provided(Provider::Wasi);
@@ -75,10 +77,12 @@ impl ImportCheck {
                 "imports {name}, which the '{plugin}' host plugin provides; it is not enabled: \
                  set SENTINELA_PLUGINS={plugin} (or add it to the config's 'plugins:')"
             )),
-            ImportCheck::NotImplemented => {
-                Some(format!("imports {name}, which this version of sentinela does not implement yet"))
+            ImportCheck::NotImplemented => Some(format!(
+                "imports {name}, which this version of sentinela does not implement yet"
+            )),
+            ImportCheck::Forbidden(why) => {
+                Some(format!("imports {name}, which is never provided: {why}"))
             }
-            ImportCheck::Forbidden(why) => Some(format!("imports {name}, which is never provided: {why}")),
             ImportCheck::WrongVersion => Some(format!(
                 "imports {name}, but this host implements {PACKAGE}@{VERSION}; rebuild the plugin \
                  against that version of the WIT package"
@@ -114,17 +118,36 @@ mod tests {
     fn classifies_imports() {
         let none = HostPlugins::default();
         let aws = HostPlugins::from_list(&[HostPlugin::Aws]);
-        assert_eq!(ImportCheck::of("wasi:cli/environment@0.2.6", &none), ImportCheck::Provided(Provider::Wasi));
-        assert!(matches!(ImportCheck::of("wasi:http/outgoing-handler@0.2.6", &none), ImportCheck::Forbidden(_)));
-        assert_eq!(ImportCheck::of("sentinela:plugin/log@0.1.0", &none), ImportCheck::Provided(Provider::Core));
+        assert_eq!(
+            ImportCheck::of("wasi:cli/environment@0.2.6", &none),
+            ImportCheck::Provided(Provider::Wasi)
+        );
+        assert!(matches!(
+            ImportCheck::of("wasi:http/outgoing-handler@0.2.6", &none),
+            ImportCheck::Forbidden(_)
+        ));
+        assert_eq!(
+            ImportCheck::of("sentinela:plugin/log@0.1.0", &none),
+            ImportCheck::Provided(Provider::Core)
+        );
         assert_eq!(
             ImportCheck::of("sentinela:plugin/aws-call@0.1.0", &none),
             ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
         );
-        assert_eq!(ImportCheck::of("sentinela:plugin/aws-call@0.1.0", &aws), ImportCheck::NotImplemented);
-        assert_eq!(ImportCheck::of("sentinela:plugin/log@0.2.0", &none), ImportCheck::WrongVersion);
-        assert_eq!(ImportCheck::of("acme:evil/thing", &none), ImportCheck::Unknown);
-        let problem = ImportCheck::of("sentinela:plugin/queue@0.1.0", &none).problem("sentinela:plugin/queue@0.1.0");
+        assert_eq!(
+            ImportCheck::of("sentinela:plugin/aws-call@0.1.0", &aws),
+            ImportCheck::NotImplemented
+        );
+        assert_eq!(
+            ImportCheck::of("sentinela:plugin/log@0.2.0", &none),
+            ImportCheck::WrongVersion
+        );
+        assert_eq!(
+            ImportCheck::of("acme:evil/thing", &none),
+            ImportCheck::Unknown
+        );
+        let problem = ImportCheck::of("sentinela:plugin/queue@0.1.0", &none)
+            .problem("sentinela:plugin/queue@0.1.0");
         assert!(problem.unwrap().contains("SENTINELA_PLUGINS=aws"));
     }
 }

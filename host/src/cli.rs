@@ -18,7 +18,11 @@ use crate::queue::ApplicationQueue;
 use crate::runtime::{Runtime, ScheduledMonitor};
 
 #[derive(Parser)]
-#[command(name = "sentinela", version, about = "Runs Sentinela monitors as sandboxed WebAssembly components")]
+#[command(
+    name = "sentinela",
+    version,
+    about = "Runs Sentinela monitors as sandboxed WebAssembly components"
+)]
 struct Cli {
     /// Log format on stderr. `RUST_LOG` sets the level (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -70,9 +74,12 @@ pub fn main() -> ExitCode {
         Command::Run { config } => with_runtime(run(&config)),
         Command::Check { configs } => check(&configs),
         Command::Inspect { plugin } => inspect(&plugin),
-        Command::Invoke { config, monitor, function, input } => {
-            with_runtime(invoke(&config, &monitor, function, input.as_deref()))
-        }
+        Command::Invoke {
+            config,
+            monitor,
+            function,
+            input,
+        } => with_runtime(invoke(&config, &monitor, function, input.as_deref())),
     };
     match result {
         Ok(code) => code,
@@ -86,7 +93,11 @@ pub fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -94,7 +105,10 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Result<ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(job)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(job)
 }
 
 async fn run(config: &Path) -> Result<ExitCode> {
@@ -103,10 +117,16 @@ async fn run(config: &Path) -> Result<ExitCode> {
     let monitors = plugins
         .into_iter()
         .zip(&host.config.monitors)
-        .map(|(plugin, cfg)| ScheduledMonitor::new(plugin, cfg.search_cron.clone(), cfg.update_cron.clone()))
+        .map(|(plugin, cfg)| {
+            ScheduledMonitor::new(plugin, cfg.search_cron.clone(), cfg.update_cron.clone())
+        })
         .collect();
     let queue = ApplicationQueue::from_config(&host.config.application_queue);
-    let runtime = Arc::new(Runtime::new(monitors, queue, host.config.executor.concurrency.0));
+    let runtime = Arc::new(Runtime::new(
+        monitors,
+        queue,
+        host.config.executor.concurrency.0,
+    ));
     runtime.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -147,23 +167,35 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
                 continue;
             }
         };
-        println!("  host plugins: {}", list_or_none(&host.host_plugins.names()));
+        println!(
+            "  host plugins: {}",
+            list_or_none(&host.host_plugins.names())
+        );
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);
             println!("    plugin: {}", monitor.plugin.0.display());
-            let schedule = |c: &Option<crate::config::Schedule>| c.as_ref().map(|c| c.expression().to_owned()).unwrap_or_else(|| "-".into());
-            println!("    search_cron: {}   update_cron: {}", schedule(&monitor.search_cron), schedule(&monitor.update_cron));
-            match &loaded {
-                Ok(plugin) => {
-                    let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
-                    println!("    imports: {}", list_or_none(&imports));
-                }
-                Err(_) => {}
+            let schedule = |c: &Option<crate::config::Schedule>| {
+                c.as_ref()
+                    .map(|c| c.expression().to_owned())
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "    search_cron: {}   update_cron: {}",
+                schedule(&monitor.search_cron),
+                schedule(&monitor.update_cron)
+            );
+            if let Ok(plugin) = &loaded {
+                let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
+                println!("    imports: {}", list_or_none(&imports));
             }
             let grants = &monitor.grants;
             let credentials: Vec<_> = grants.credentials.iter().map(|c| c.to_string()).collect();
             let aws: Vec<_> = grants.aws.iter().map(|g| g.to_string()).collect();
-            println!("    grants: credentials: {}; aws: {}", list_or_none(&credentials), list_or_none(&aws));
+            println!(
+                "    grants: credentials: {}; aws: {}",
+                list_or_none(&credentials),
+                list_or_none(&aws)
+            );
             if let Err(e) = loaded {
                 println!("    error: {e:#}");
                 failures += 1;
@@ -199,7 +231,11 @@ fn list_or_none(items: &[impl AsRef<str>]) -> String {
     if items.is_empty() {
         "none".to_owned()
     } else {
-        items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -220,24 +256,46 @@ fn inspect(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn invoke(config: &Path, monitor: &str, function: Function, input: Option<&str>) -> Result<ExitCode> {
+async fn invoke(
+    config: &Path,
+    monitor: &str,
+    function: Function,
+    input: Option<&str>,
+) -> Result<ExitCode> {
     let host = Host::open(config)?;
     let Some(monitor_config) = host.config.monitor(monitor) else {
-        let names: Vec<_> = host.config.monitors.iter().map(|m| m.name.as_str()).collect();
-        bail!("{}: no monitor named '{monitor}' (monitors: {})", config.display(), list_or_none(&names));
+        let names: Vec<_> = host
+            .config
+            .monitors
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        bail!(
+            "{}: no monitor named '{monitor}' (monitors: {})",
+            config.display(),
+            list_or_none(&names)
+        );
     };
     let plugin = host.load_monitor(monitor_config)?;
     let call = match function {
         Function::Search => Call::Search,
-        Function::Update => Call::Update(parse_input::<Vec<IssueJson>>(input, "a JSON list of issues")?.into_iter().map(Issue::from).collect()),
-        Function::IsSolved => Call::IsSolved(parse_input::<IssueJson>(input, "one JSON issue")?.into()),
+        Function::Update => Call::Update(
+            parse_input::<Vec<IssueJson>>(input, "a JSON list of issues")?
+                .into_iter()
+                .map(Issue::from)
+                .collect(),
+        ),
+        Function::IsSolved => {
+            Call::IsSolved(parse_input::<IssueJson>(input, "one JSON issue")?.into())
+        }
     };
     let output = match plugin.call(call).await? {
         Reply::Issues(issues) => {
             let issues: Vec<serde_json::Value> = issues
                 .into_iter()
                 .map(|i| {
-                    let data = serde_json::from_str(&i.data).unwrap_or(serde_json::Value::String(i.data));
+                    let data =
+                        serde_json::from_str(&i.data).unwrap_or(serde_json::Value::String(i.data));
                     serde_json::json!({ "id": i.id, "data": data })
                 })
                 .collect();
@@ -260,7 +318,10 @@ struct IssueJson {
 
 impl From<IssueJson> for Issue {
     fn from(issue: IssueJson) -> Issue {
-        Issue { id: issue.id, data: issue.data.to_string() }
+        Issue {
+            id: issue.id,
+            data: issue.data.to_string(),
+        }
     }
 }
 

@@ -37,7 +37,11 @@ impl CompileCache {
     /// `SENTINELA_CACHE_DIR`, else the config's `cache_dir`, else `$XDG_CACHE_HOME/sentinela`,
     /// else `$HOME/.cache/sentinela`.
     pub fn locate(configured: Option<&Path>) -> CompileCache {
-        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let dir = env(Self::ENV)
             .or_else(|| configured.map(Path::to_path_buf))
             .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("sentinela")))
@@ -55,7 +59,12 @@ impl CompileCache {
 
     /// The compiled component for `wasm`, from the cache when a valid entry exists.
     /// `label` names the plugin in log events.
-    pub fn load_or_compile(&self, engine: &wasmtime::Engine, wasm: &[u8], label: &str) -> Result<Component> {
+    pub fn load_or_compile(
+        &self,
+        engine: &wasmtime::Engine,
+        wasm: &[u8],
+        label: &str,
+    ) -> Result<Component> {
         let Some(dir) = &self.dir else {
             return compile(engine, wasm, label);
         };
@@ -115,9 +124,15 @@ fn read_entry(engine: &wasmtime::Engine, path: &Path) -> Result<Option<Component
         Err(e) => return Err(e).context("unreadable"),
     };
     let header = MAGIC.len() + 32;
-    anyhow::ensure!(bytes.len() > header && &bytes[..MAGIC.len()] == MAGIC, "not a sentinela cache entry");
+    anyhow::ensure!(
+        bytes.len() > header && &bytes[..MAGIC.len()] == MAGIC,
+        "not a sentinela cache entry"
+    );
     let (checksum, artifact) = bytes[MAGIC.len()..].split_at(32);
-    anyhow::ensure!(Sha256::digest(artifact).as_slice() == checksum, "checksum mismatch (corrupt entry)");
+    anyhow::ensure!(
+        Sha256::digest(artifact).as_slice() == checksum,
+        "checksum mismatch (corrupt entry)"
+    );
     // SAFETY: the artifact is byte-for-byte what `Component::serialize` wrote for an engine
     // with this compatibility hash (checked above); wasmtime re-checks the version and
     // settings itself and rejects a mismatch with an error.
@@ -129,7 +144,11 @@ fn read_entry(engine: &wasmtime::Engine, path: &Path) -> Result<Option<Component
 fn write_entry(path: &Path, artifact: &[u8]) -> Result<()> {
     let dir = path.parent().context("cache entry has no directory")?;
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(MAGIC)?;
     file.write_all(&Sha256::digest(artifact))?;

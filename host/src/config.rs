@@ -12,8 +12,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::host_plugins::{HostPlugin, HostPlugins};
 
@@ -94,7 +94,9 @@ impl ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        ExecutorConfig { concurrency: Self::default_concurrency() }
+        ExecutorConfig {
+            concurrency: Self::default_concurrency(),
+        }
     }
 }
 
@@ -193,7 +195,8 @@ impl FromStr for MonitorName {
     fn from_str(s: &str) -> Result<Self, String> {
         let valid = s.len() <= 64
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if valid {
             Ok(MonitorName(s.to_owned()))
         } else {
@@ -207,7 +210,9 @@ impl FromStr for MonitorName {
 
 impl<'de> Deserialize<'de> for MonitorName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(de::Error::custom)
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
     }
 }
 
@@ -220,7 +225,10 @@ pub struct Schedule {
 
 impl Schedule {
     /// The first time strictly after `after` that matches.
-    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron.find_next_occurrence(&after, false).ok()
     }
 
@@ -244,16 +252,24 @@ impl FromStr for Schedule {
             .map_err(|e| format!("invalid cron expression '{s}': {e}"))?;
         // croner accepts expressions that never fire (e.g. February 31st); reject them here
         // rather than having a monitor silently never run.
-        if cron.find_next_occurrence(&chrono::Utc::now(), false).is_err() {
+        if cron
+            .find_next_occurrence(&chrono::Utc::now(), false)
+            .is_err()
+        {
             return Err(format!("cron expression '{s}' never fires"));
         }
-        Ok(Schedule { expression: s.to_owned(), cron })
+        Ok(Schedule {
+            expression: s.to_owned(),
+            cron,
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(de::Error::custom)
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
     }
 }
 
@@ -311,9 +327,15 @@ impl FromStr for ByteSize {
             "KB" => 1_000,
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
-            other => return Err(format!("invalid size unit '{other}' in '{s}', use KiB, MiB or GiB")),
+            other => {
+                return Err(format!(
+                    "invalid size unit '{other}' in '{s}', use KiB, MiB or GiB"
+                ));
+            }
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size '{s}' is too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size '{s}' is too large"))
     }
 }
 
@@ -340,16 +362,26 @@ impl FromStr for Seconds {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
-        let n: f64 = number.parse().map_err(|_| format!("invalid duration '{s}'"))?;
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration '{s}'"))?;
         let secs = match unit.trim() {
             "" | "s" => n,
             "ms" => n / 1000.0,
             "m" => n * 60.0,
-            other => return Err(format!("invalid duration unit '{other}' in '{s}', use ms, s or m")),
+            other => {
+                return Err(format!(
+                    "invalid duration unit '{other}' in '{s}', use ms, s or m"
+                ));
+            }
         };
-        Duration::try_from_secs_f64(secs).map(Seconds).map_err(|_| format!("invalid duration '{s}'"))
+        Duration::try_from_secs_f64(secs)
+            .map(Seconds)
+            .map_err(|_| format!("invalid duration '{s}'"))
     }
 }
 
@@ -410,8 +442,15 @@ impl CredentialName {
     /// Normalises a name as Sentinela does (upper case) and checks its alphabet.
     pub fn parse(raw: &str) -> Result<CredentialName, String> {
         let name = raw.trim().to_ascii_uppercase();
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-            return Err(format!("invalid credential name '{raw}': use letters, digits and '_'"));
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(format!(
+                "invalid credential name '{raw}': use letters, digits and '_'"
+            ));
         }
         Ok(CredentialName(name))
     }
@@ -429,7 +468,8 @@ impl fmt::Display for CredentialName {
 
 impl<'de> Deserialize<'de> for CredentialName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = CredentialName::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)?;
+        let name = CredentialName::parse(&String::deserialize(deserializer)?)
+            .map_err(de::Error::custom)?;
         if name.0 == Self::APPLICATION {
             return Err(de::Error::custom(
                 "the APPLICATION credential belongs to the host and can never be granted to a monitor",
@@ -450,9 +490,14 @@ pub struct AwsOperationGrant {
 impl<'de> Deserialize<'de> for AwsOperationGrant {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        let invalid = || de::Error::custom(format!("invalid aws grant '{raw}', expected 'service:Operation' or 'service:*'"));
+        let invalid = || {
+            de::Error::custom(format!(
+                "invalid aws grant '{raw}', expected 'service:Operation' or 'service:*'"
+            ))
+        };
         let (service, operation) = raw.split_once(':').ok_or_else(invalid)?;
-        let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let word =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !word(service) || !(operation == "*" || word(operation)) {
             return Err(invalid());
         }
@@ -465,7 +510,12 @@ impl<'de> Deserialize<'de> for AwsOperationGrant {
 
 impl fmt::Display for AwsOperationGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.service, self.operation.as_deref().unwrap_or("*"))
+        write!(
+            f,
+            "{}:{}",
+            self.service,
+            self.operation.as_deref().unwrap_or("*")
+        )
     }
 }
 
@@ -502,7 +552,13 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
-        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        let dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
         CONFIG_DIR.with(|d| *d.borrow_mut() = dir.map(Path::to_path_buf));
         let parsed = serde_yaml::from_str::<RawConfig>(text);
         CONFIG_DIR.with(|d| *d.borrow_mut() = None);
@@ -566,16 +622,26 @@ impl Config {
 /// that holds the offending value (our messages quote it) and name its key.
 fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
     let message = e.to_string();
-    let Some(loc) = e.location() else { return message };
+    let Some(loc) = e.location() else {
+        return message;
+    };
     let suffix = format!(" at line {} column {}", loc.line(), loc.column());
     let body = message.strip_suffix(&suffix).unwrap_or(&message);
     let located = body.split_once(": ").and_then(|(path, detail)| {
         let value = detail.split('\'').nth(1).filter(|v| !v.is_empty())?;
-        let (line, key) = text.lines().enumerate().skip(loc.line().saturating_sub(1)).find_map(|(i, line)| {
-            let (key, rest) = line.trim_start().trim_start_matches("- ").split_once(':')?;
-            rest.contains(value).then(|| (i + 1, key.trim().to_owned()))
-        })?;
-        let path = if path.ends_with(&key) { path.to_owned() } else { format!("{path}.{key}") };
+        let (line, key) = text
+            .lines()
+            .enumerate()
+            .skip(loc.line().saturating_sub(1))
+            .find_map(|(i, line)| {
+                let (key, rest) = line.trim_start().trim_start_matches("- ").split_once(':')?;
+                rest.contains(value).then(|| (i + 1, key.trim().to_owned()))
+            })?;
+        let path = if path.ends_with(&key) {
+            path.to_owned()
+        } else {
+            format!("{path}.{key}")
+        };
         Some(format!("{path}: {detail} at line {line}"))
     });
     located.unwrap_or_else(|| format!("{body}{suffix}"))
@@ -583,13 +649,14 @@ fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
 
 /// The line on which the monitor called `name` is declared, for errors found after parsing.
 fn line_of_monitor(text: &str, name: &str) -> Option<usize> {
-    text.lines().position(|line| {
-        let line = line.trim_start().trim_start_matches("- ").trim_start();
-        line.strip_prefix("name:")
-            .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == name)
-            .unwrap_or(false)
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start().trim_start_matches("- ").trim_start();
+            line.strip_prefix("name:")
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == name)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -601,14 +668,23 @@ mod tests {
         assert_eq!("64MiB".parse::<ByteSize>().unwrap(), ByteSize(64 << 20));
         assert_eq!("512 KiB".parse::<ByteSize>().unwrap(), ByteSize(512 << 10));
         assert!("12 parsecs".parse::<ByteSize>().is_err());
-        assert_eq!("500ms".parse::<Seconds>().unwrap(), Seconds(Duration::from_millis(500)));
-        assert_eq!("2m".parse::<Seconds>().unwrap(), Seconds(Duration::from_secs(120)));
+        assert_eq!(
+            "500ms".parse::<Seconds>().unwrap(),
+            Seconds(Duration::from_millis(500))
+        );
+        assert_eq!(
+            "2m".parse::<Seconds>().unwrap(),
+            Seconds(Duration::from_secs(120))
+        );
         assert!("-1s".parse::<Seconds>().is_err());
     }
 
     #[test]
     fn credential_names_normalise() {
-        assert_eq!(CredentialName::parse("monitoring_ro").unwrap().as_str(), "MONITORING_RO");
+        assert_eq!(
+            CredentialName::parse("monitoring_ro").unwrap().as_str(),
+            "MONITORING_RO"
+        );
         assert!(CredentialName::parse("../etc").is_err());
         assert!(CredentialName::parse("").is_err());
     }

@@ -24,7 +24,11 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { max_instances: 1000, max_memory: 1 << 30, max_table_elements: 20_000 }
+        EngineSettings {
+            max_instances: 1000,
+            max_memory: 1 << 30,
+            max_table_elements: 20_000,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Everything a guest writes — `log` calls, stdout and stderr — goes to the host's tracing
 //! log, tagged with the monitor's name, under one byte budget per invocation.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -11,6 +12,9 @@ use crate::bindings::sentinela::plugin::log::Level;
 
 /// The tracing target of guest output, so operators can filter it (`RUST_LOG=sentinela::guest=warn`).
 pub const TARGET: &str = "sentinela::guest";
+
+/// stderr lines kept to explain a trap.
+const STDERR_TAIL_LINES: usize = 8;
 
 /// One invocation's log sink. Clones share the budget.
 #[derive(Clone)]
@@ -23,16 +27,21 @@ struct Budget {
     remaining: usize,
     limit: usize,
     truncated: bool,
-    /// The last line the guest wrote to stderr: a Rust panic message ends up there, and it
+    /// The last lines the guest wrote to stderr: a Rust panic message ends up there, and it
     /// explains the trap that follows.
-    last_stderr_line: Option<String>,
+    stderr_tail: VecDeque<String>,
 }
 
 impl GuestLog {
     pub fn new(monitor: Arc<str>, limit: usize) -> GuestLog {
         GuestLog {
             monitor,
-            state: Arc::new(Mutex::new(Budget { remaining: limit, limit, truncated: false, last_stderr_line: None })),
+            state: Arc::new(Mutex::new(Budget {
+                remaining: limit,
+                limit,
+                truncated: false,
+                stderr_tail: VecDeque::new(),
+            })),
         }
     }
 
@@ -55,7 +64,10 @@ impl GuestLog {
         }
         state.remaining -= message.len();
         if source == "stderr" {
-            state.last_stderr_line = Some(message.to_owned());
+            if state.stderr_tail.len() == STDERR_TAIL_LINES {
+                state.stderr_tail.pop_front();
+            }
+            state.stderr_tail.push_back(message.to_owned());
         }
         drop(state);
         let message = escape_control(message);
@@ -69,17 +81,26 @@ impl GuestLog {
         }
     }
 
-    pub fn last_stderr_line(&self) -> Option<String> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).last_stderr_line.clone()
-    }
-
-    pub fn truncated(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).truncated
+    /// The panic message the guest printed, if it printed one: Rust's panic hook writes
+    /// "thread '…' panicked at FILE:LINE:COL:" and the message on the next line.
+    pub fn panic_message(&self) -> Option<String> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = &state.stderr_tail;
+        let at = tail.iter().rposition(|line| line.contains("panicked at"))?;
+        let location = tail[at]
+            .split_once("panicked at ")
+            .map_or("", |(_, l)| l.trim_end_matches(':'));
+        let message = tail.get(at + 1).map(String::as_str).unwrap_or("");
+        Some(format!("{message} (at {location})"))
     }
 
     /// A WASI stdout/stderr that writes here, one log event per line.
     pub fn stream(&self, source: &'static str, level: Level) -> GuestOutput {
-        GuestOutput { log: self.clone(), source, level }
+        GuestOutput {
+            log: self.clone(),
+            source,
+            level,
+        }
     }
 }
 
@@ -87,7 +108,11 @@ impl GuestLog {
 /// escaped.
 fn escape_control(message: &str) -> std::borrow::Cow<'_, str> {
     if message.chars().any(char::is_control) {
-        message.chars().flat_map(char::escape_default).collect::<String>().into()
+        message
+            .chars()
+            .flat_map(char::escape_default)
+            .collect::<String>()
+            .into()
     } else {
         message.into()
     }
@@ -108,7 +133,12 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter { log: self.log.clone(), source: self.source, level: self.level, line: Vec::new() })
+        Box::new(LineWriter {
+            log: self.log.clone(),
+            source: self.source,
+            level: self.level,
+            line: Vec::new(),
+        })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {

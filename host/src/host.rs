@@ -30,9 +30,15 @@ impl Host {
         let config = Config::load(config_path)?;
         let env = std::env::var(PLUGINS_ENV).ok();
         let host_plugins = config.host_plugins(env.as_deref())?;
-        let engine = Engine::new(&engine_settings(&config)).context("creating the wasmtime engine")?;
+        let engine =
+            Engine::new(&engine_settings(&config)).context("creating the wasmtime engine")?;
         let cache = CompileCache::locate(config.cache_dir.as_deref());
-        Ok(Host { config, host_plugins, engine, cache })
+        Ok(Host {
+            config,
+            host_plugins,
+            engine,
+            cache,
+        })
     }
 
     /// Loads every monitor's plugin; each entry is the monitor or why it cannot run. A plugin
@@ -47,14 +53,22 @@ impl Host {
         loaded
     }
 
-    fn load<'a>(&self, monitors: &[&'a MonitorConfig]) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
+    fn load<'a>(
+        &self,
+        monitors: &[&'a MonitorConfig],
+    ) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
         let linker = match capabilities::linker(self.engine.wasmtime(), &self.host_plugins) {
             Ok(linker) => linker,
             Err(e) => {
                 let message = format!("{e:#}");
                 return monitors
                     .iter()
-                    .map(|m| (*m, Err(anyhow::anyhow!("linking host capabilities: {message}"))))
+                    .map(|m| {
+                        (
+                            *m,
+                            Err(anyhow::anyhow!("linking host capabilities: {message}")),
+                        )
+                    })
                     .collect();
             }
         };
@@ -65,18 +79,23 @@ impl Host {
                 let path = &monitor.plugin.0;
                 let file = files
                     .entry(path.clone())
-                    .or_insert_with(|| PluginFile::load(&self.engine, &self.cache, path).map_err(|e| format!("{e:#}")))
+                    .or_insert_with(|| {
+                        PluginFile::load(&self.engine, &self.cache, path)
+                            .map_err(|e| format!("{e:#}"))
+                    })
                     .clone();
-                let loaded = file.map_err(|e| anyhow::anyhow!("monitor '{}': {e}", monitor.name)).and_then(|file| {
-                    MonitorPlugin::new(
-                        monitor.name.as_str(),
-                        file,
-                        monitor.limits.clone(),
-                        &self.engine,
-                        &linker,
-                        &self.host_plugins,
-                    )
-                });
+                let loaded = file
+                    .map_err(|e| anyhow::anyhow!("monitor '{}': {e}", monitor.name))
+                    .and_then(|file| {
+                        MonitorPlugin::new(
+                            monitor.name.as_str(),
+                            file,
+                            monitor.limits.clone(),
+                            &self.engine,
+                            &linker,
+                            &self.host_plugins,
+                        )
+                    });
                 (monitor, loaded)
             })
             .collect()
@@ -86,7 +105,11 @@ impl Host {
     pub fn monitors(&self) -> Result<Vec<Arc<MonitorPlugin>>> {
         self.load_monitors()
             .into_iter()
-            .map(|(_, loaded)| loaded.map(Arc::new).with_context(|| format!("config {}", self.config.path.display())))
+            .map(|(_, loaded)| {
+                loaded
+                    .map(Arc::new)
+                    .with_context(|| format!("config {}", self.config.path.display()))
+            })
             .collect()
     }
 }
@@ -95,8 +118,15 @@ fn engine_settings(config: &Config) -> EngineSettings {
     let defaults = EngineSettings::default();
     let limits = config.monitors.iter().map(|m| &m.limits);
     EngineSettings {
-        max_memory: limits.clone().map(|l| l.memory.0).max().unwrap_or(defaults.max_memory),
-        max_table_elements: limits.map(|l| l.table_elements).max().unwrap_or(defaults.max_table_elements),
+        max_memory: limits
+            .clone()
+            .map(|l| l.memory.0)
+            .max()
+            .unwrap_or(defaults.max_memory),
+        max_table_elements: limits
+            .map(|l| l.table_elements)
+            .max()
+            .unwrap_or(defaults.max_table_elements),
         ..defaults
     }
 }

@@ -23,10 +23,17 @@ impl HostPlugin {
     }
 
     pub fn from_name(name: &str) -> Result<HostPlugin, String> {
-        Self::ALL.iter().copied().find(|p| p.name() == name).ok_or_else(|| {
-            let known: Vec<_> = Self::ALL.iter().map(|p| p.name()).collect();
-            format!("unknown host plugin '{name}'; known host plugins: {}", known.join(", "))
-        })
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = Self::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "unknown host plugin '{name}'; known host plugins: {}",
+                    known.join(", ")
+                )
+            })
     }
 }
 
@@ -90,8 +97,17 @@ mod tests {
     fn env_value_is_trimmed_and_checked() {
         let plugins = HostPlugins::from_env_value(" aws , ").unwrap();
         assert!(plugins.is_enabled(HostPlugin::Aws));
-        assert!(!HostPlugins::from_env_value("").unwrap().is_enabled(HostPlugin::Aws));
-        let err = HostPlugins::from_env_value("aws,slack").unwrap_err().to_string();
-        assert!(err.contains("unknown host plugin 'slack'") && err.contains("known host plugins: aws"), "{err}");
+        assert!(
+            !HostPlugins::from_env_value("")
+                .unwrap()
+                .is_enabled(HostPlugin::Aws)
+        );
+        let err = HostPlugins::from_env_value("aws,slack")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown host plugin 'slack'") && err.contains("known host plugins: aws"),
+            "{err}"
+        );
     }
 }

@@ -73,7 +73,10 @@ impl IssueStore {
         let valid = validate(monitor, "search", found);
         let mut monitors = self.lock();
         let issues = monitors.entry(monitor.to_owned()).or_default();
-        valid.into_iter().map(|(id, data)| upsert(issues, monitor, id, data, true)).collect()
+        valid
+            .into_iter()
+            .map(|(id, data)| upsert(issues, monitor, id, data, true))
+            .collect()
     }
 
     /// Applies data `update` returned; ids that are not active are ignored with a warning.
@@ -81,14 +84,21 @@ impl IssueStore {
         let valid = validate(monitor, "update", updated);
         let mut monitors = self.lock();
         let issues = monitors.entry(monitor.to_owned()).or_default();
-        valid.into_iter().map(|(id, data)| upsert(issues, monitor, id, data, false)).collect()
+        valid
+            .into_iter()
+            .map(|(id, data)| upsert(issues, monitor, id, data, false))
+            .collect()
     }
 
     /// Marks an active issue solved.
     pub fn solve(&self, monitor: &str, id: &str) -> bool {
         let mut monitors = self.lock();
-        let Some(issues) = monitors.get_mut(monitor) else { return false };
-        let Some(mut issue) = issues.active.remove(id) else { return false };
+        let Some(issues) = monitors.get_mut(monitor) else {
+            return false;
+        };
+        let Some(mut issue) = issues.active.remove(id) else {
+            return false;
+        };
         let now = SystemTime::now();
         issue.status = Status::Solved;
         issue.solved_at = Some(now);
@@ -105,15 +115,33 @@ impl IssueStore {
     pub fn active(&self, monitor: &str) -> Vec<Issue> {
         self.lock()
             .get(monitor)
-            .map(|m| m.active.values().map(|i| Issue { id: i.id.clone(), data: i.data.to_string() }).collect())
+            .map(|m| {
+                m.active
+                    .values()
+                    .map(|i| Issue {
+                        id: i.id.clone(),
+                        data: i.data.to_string(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Every issue, active first, for listings.
     pub fn all(&self) -> Vec<StoredIssue> {
         let monitors = self.lock();
-        let mut all: Vec<_> = monitors.values().flat_map(|m| m.active.values().chain(&m.solved)).cloned().collect();
-        all.sort_by(|a, b| (&a.monitor, a.status == Status::Solved, &a.id).cmp(&(&b.monitor, b.status == Status::Solved, &b.id)));
+        let mut all: Vec<_> = monitors
+            .values()
+            .flat_map(|m| m.active.values().chain(&m.solved))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.monitor, a.status == Status::Solved, &a.id).cmp(&(
+                &b.monitor,
+                b.status == Status::Solved,
+                &b.id,
+            ))
+        });
         all
     }
 
@@ -122,7 +150,13 @@ impl IssueStore {
     }
 }
 
-fn upsert(issues: &mut MonitorIssues, monitor: &str, id: String, data: Value, create: bool) -> Change {
+fn upsert(
+    issues: &mut MonitorIssues,
+    monitor: &str,
+    id: String,
+    data: Value,
+    create: bool,
+) -> Change {
     let now = SystemTime::now();
     if let Some(issue) = issues.active.get_mut(&id) {
         if issue.data == data {
@@ -157,23 +191,33 @@ fn validate(monitor: &str, function: &str, issues: Vec<Issue>) -> Vec<(String, V
     let mut valid = Vec::with_capacity(issues.len());
     for Issue { id, data } in issues {
         let shown: String = id.chars().take(64).collect();
-        let problem = if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-            Some(format!("invalid issue id (1 to {MAX_ID_BYTES} bytes, no control characters)"))
-        } else if data.len() > MAX_DATA_BYTES {
-            Some(format!("issue data is {} bytes, over the {MAX_DATA_BYTES} byte limit", data.len()))
-        } else if !seen.insert(id.clone()) {
-            Some("the same id appears twice in one result".to_owned())
-        } else {
-            None
-        };
+        let problem =
+            if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+                Some(format!(
+                    "invalid issue id (1 to {MAX_ID_BYTES} bytes, no control characters)"
+                ))
+            } else if data.len() > MAX_DATA_BYTES {
+                Some(format!(
+                    "issue data is {} bytes, over the {MAX_DATA_BYTES} byte limit",
+                    data.len()
+                ))
+            } else if !seen.insert(id.clone()) {
+                Some("the same id appears twice in one result".to_owned())
+            } else {
+                None
+            };
         if let Some(problem) = problem {
             tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: {problem}");
             continue;
         }
         match serde_json::from_str::<Value>(&data) {
             Ok(value @ Value::Object(_)) => valid.push((id, value)),
-            Ok(_) => tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: data is not a JSON object"),
-            Err(e) => tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: data is not JSON: {e}"),
+            Ok(_) => {
+                tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: data is not a JSON object")
+            }
+            Err(e) => {
+                tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: data is not JSON: {e}")
+            }
         }
     }
     valid
@@ -185,7 +229,11 @@ mod unix_seconds {
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+        s.serialize_f64(
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        )
     }
 
     pub mod option {
@@ -204,15 +252,27 @@ mod tests {
     use super::*;
 
     fn issue(id: &str, data: &str) -> Issue {
-        Issue { id: id.into(), data: data.into() }
+        Issue {
+            id: id.into(),
+            data: data.into(),
+        }
     }
 
     #[test]
     fn search_dedupes_by_id_and_solve_closes() {
         let store = IssueStore::new();
-        assert_eq!(store.record_found("m", vec![issue("a", r#"{"n":1}"#)]), vec![Change::Created]);
-        assert_eq!(store.record_found("m", vec![issue("a", r#"{"n":1}"#)]), vec![Change::Unchanged]);
-        assert_eq!(store.record_found("m", vec![issue("a", r#"{"n":2}"#)]), vec![Change::Updated]);
+        assert_eq!(
+            store.record_found("m", vec![issue("a", r#"{"n":1}"#)]),
+            vec![Change::Created]
+        );
+        assert_eq!(
+            store.record_found("m", vec![issue("a", r#"{"n":1}"#)]),
+            vec![Change::Unchanged]
+        );
+        assert_eq!(
+            store.record_found("m", vec![issue("a", r#"{"n":2}"#)]),
+            vec![Change::Updated]
+        );
         assert_eq!(store.active("m").len(), 1);
         assert!(store.solve("m", "a"));
         assert!(!store.solve("m", "a"));
@@ -225,9 +285,18 @@ mod tests {
         let store = IssueStore::new();
         let changes = store.record_found(
             "m",
-            vec![issue("", "{}"), issue("x", "[1]"), issue("y", "nope"), issue("z", "{}"), issue("z", "{}")],
+            vec![
+                issue("", "{}"),
+                issue("x", "[1]"),
+                issue("y", "nope"),
+                issue("z", "{}"),
+                issue("z", "{}"),
+            ],
         );
         assert_eq!(changes, vec![Change::Created]);
-        assert_eq!(store.record_updated("m", vec![issue("unknown", "{}")]), vec![Change::Unchanged]);
+        assert_eq!(
+            store.record_updated("m", vec![issue("unknown", "{}")]),
+            vec![Change::Unchanged]
+        );
     }
 }

@@ -19,11 +19,18 @@ pub enum Task {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Run `tasks` (in order) for the monitor named `monitor_id`.
-    ProcessMonitor { monitor_id: String, tasks: Vec<Task> },
+    ProcessMonitor {
+        monitor_id: String,
+        tasks: Vec<Task>,
+    },
     /// An event about an alert, issue or notification of `monitor_id`.
     Event { monitor_id: String, payload: Value },
     /// An action asked of the monitor `monitor_id` (`params.target_id`).
-    Request { action: String, monitor_id: String, payload: Value },
+    Request {
+        action: String,
+        monitor_id: String,
+        payload: Value,
+    },
 }
 
 #[derive(Deserialize)]
@@ -58,13 +65,16 @@ impl MonitorId {
 
 impl Message {
     pub fn process_monitor(monitor: &str, tasks: Vec<Task>) -> Message {
-        Message::ProcessMonitor { monitor_id: monitor.to_owned(), tasks }
+        Message::ProcessMonitor {
+            monitor_id: monitor.to_owned(),
+            tasks,
+        }
     }
 
     /// Parses a body. The error says what is wrong without echoing a huge body.
     pub fn parse(body: &str) -> Result<Message, String> {
-        let envelope: Envelope =
-            serde_json::from_str(body).map_err(|e| format!("not a {{\"type\", \"payload\"}} JSON object: {e}"))?;
+        let envelope: Envelope = serde_json::from_str(body)
+            .map_err(|e| format!("not a {{\"type\", \"payload\"}} JSON object: {e}"))?;
         let payload = envelope.payload.ok_or("message has no 'payload' field")?;
         match envelope.kind.as_str() {
             "process_monitor" => {
@@ -73,7 +83,10 @@ impl Message {
                 if p.tasks.is_empty() {
                     return Err("invalid process_monitor payload: 'tasks' is empty".into());
                 }
-                Ok(Message::ProcessMonitor { monitor_id: p.monitor_id.into_string(), tasks: p.tasks })
+                Ok(Message::ProcessMonitor {
+                    monitor_id: p.monitor_id.into_string(),
+                    tasks: p.tasks,
+                })
             }
             "event" => {
                 let monitor = payload
@@ -81,7 +94,10 @@ impl Message {
                     .cloned()
                     .and_then(|v| serde_json::from_value::<MonitorId>(v).ok())
                     .ok_or("invalid event payload: missing 'event_source_monitor_id'")?;
-                Ok(Message::Event { monitor_id: monitor.into_string(), payload })
+                Ok(Message::Event {
+                    monitor_id: monitor.into_string(),
+                    payload,
+                })
             }
             "request" => {
                 let action = payload
@@ -95,7 +111,11 @@ impl Message {
                     .cloned()
                     .and_then(|v| serde_json::from_value::<MonitorId>(v).ok())
                     .ok_or("invalid request payload: missing 'params.target_id'")?;
-                Ok(Message::Request { action, monitor_id: monitor.into_string(), payload })
+                Ok(Message::Request {
+                    action,
+                    monitor_id: monitor.into_string(),
+                    payload,
+                })
             }
             other => Err(format!("unknown message type '{other}'")),
         }
@@ -103,9 +123,10 @@ impl Message {
 
     pub fn to_json(&self) -> String {
         let (kind, payload) = match self {
-            Message::ProcessMonitor { monitor_id, tasks } => {
-                ("process_monitor", serde_json::json!({ "monitor_id": monitor_id, "tasks": tasks }))
-            }
+            Message::ProcessMonitor { monitor_id, tasks } => (
+                "process_monitor",
+                serde_json::json!({ "monitor_id": monitor_id, "tasks": tasks }),
+            ),
             Message::Event { payload, .. } => ("event", payload.clone()),
             Message::Request { payload, .. } => ("request", payload.clone()),
         };
@@ -115,7 +136,11 @@ impl Message {
             kind: &'a str,
             payload: &'a Value,
         }
-        serde_json::to_string(&Body { kind, payload: &payload }).unwrap_or_default()
+        serde_json::to_string(&Body {
+            kind,
+            payload: &payload,
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -127,24 +152,44 @@ mod tests {
     fn round_trips_process_monitor() {
         let m = Message::process_monitor("orders", vec![Task::Search, Task::Update]);
         let body = m.to_json();
-        assert_eq!(body, r#"{"type":"process_monitor","payload":{"monitor_id":"orders","tasks":["search","update"]}}"#);
+        assert_eq!(
+            body,
+            r#"{"type":"process_monitor","payload":{"monitor_id":"orders","tasks":["search","update"]}}"#
+        );
         assert_eq!(Message::parse(&body).unwrap(), m);
     }
 
     #[test]
     fn accepts_python_bodies() {
-        let body = r#"{"type": "process_monitor", "payload": {"monitor_id": 12, "tasks": ["update"]}}"#;
-        assert_eq!(Message::parse(body).unwrap(), Message::process_monitor("12", vec![Task::Update]));
+        let body =
+            r#"{"type": "process_monitor", "payload": {"monitor_id": 12, "tasks": ["update"]}}"#;
+        assert_eq!(
+            Message::parse(body).unwrap(),
+            Message::process_monitor("12", vec![Task::Update])
+        );
         let body = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": 3, "tasks": ["search"]}}}"#;
-        assert!(matches!(Message::parse(body).unwrap(), Message::Request { ref action, ref monitor_id, .. } if action == "monitor_refresh" && monitor_id == "3"));
+        assert!(
+            matches!(Message::parse(body).unwrap(), Message::Request { ref action, ref monitor_id, .. } if action == "monitor_refresh" && monitor_id == "3")
+        );
     }
 
     #[test]
     fn rejects_bad_bodies() {
         assert!(Message::parse("not json").unwrap_err().contains("JSON"));
         assert!(Message::parse("{}").is_err());
-        assert!(Message::parse(r#"{"type":"x","payload":{}}"#).unwrap_err().contains("unknown message type 'x'"));
-        assert!(Message::parse(r#"{"type":"process_monitor","payload":{}}"#).unwrap_err().contains("invalid"));
-        assert!(Message::parse(r#"{"type":"process_monitor","payload":{"monitor_id":"a","tasks":[]}}"#).is_err());
+        assert!(
+            Message::parse(r#"{"type":"x","payload":{}}"#)
+                .unwrap_err()
+                .contains("unknown message type 'x'")
+        );
+        assert!(
+            Message::parse(r#"{"type":"process_monitor","payload":{}}"#)
+                .unwrap_err()
+                .contains("invalid")
+        );
+        assert!(
+            Message::parse(r#"{"type":"process_monitor","payload":{"monitor_id":"a","tasks":[]}}"#)
+                .is_err()
+        );
     }
 }

@@ -11,9 +11,9 @@ use wasmtime::Store;
 use wasmtime::Trap;
 use wasmtime::component::{Component, Linker};
 
+use crate::bindings::MonitorPre;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
-use crate::bindings::MonitorPre;
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
 use crate::config::Limits;
@@ -34,22 +34,39 @@ pub struct PluginFile {
 impl PluginFile {
     /// Reads and compiles (or loads from the compile cache) the component at `path`.
     pub fn load(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<PluginFile> {
-        let wasm = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+        let wasm = std::fs::read(path)
+            .with_context(|| format!("cannot read plugin {}", path.display()))?;
         check_header(&wasm).with_context(|| format!("plugin {}", path.display()))?;
         let label = path.display().to_string();
         let component = cache
             .load_or_compile(engine.wasmtime(), &wasm, &label)
             .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
         let ty = component.component_type();
-        let imports = ty.imports(engine.wasmtime()).map(|(name, _)| name.to_owned()).collect();
-        let exports = ty.exports(engine.wasmtime()).map(|(name, _)| name.to_owned()).collect();
-        Ok(PluginFile { path: path.to_path_buf(), size: wasm.len() as u64, imports, exports, component })
+        let imports = ty
+            .imports(engine.wasmtime())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports = ty
+            .exports(engine.wasmtime())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Ok(PluginFile {
+            path: path.to_path_buf(),
+            size: wasm.len() as u64,
+            imports,
+            exports,
+            component,
+        })
     }
 
     /// The world this component targets, as far as the host can tell.
     pub fn world(&self) -> String {
         if self.exports.contains(&capabilities::monitor_export()) {
-            format!("{}/monitor@{}", capabilities::PACKAGE, capabilities::VERSION)
+            format!(
+                "{}/monitor@{}",
+                capabilities::PACKAGE,
+                capabilities::VERSION
+            )
         } else {
             "unknown (not a sentinela monitor)".to_owned()
         }
@@ -60,16 +77,29 @@ impl PluginFile {
         let mut problems = Vec::new();
         let wanted = capabilities::monitor_export();
         if !self.exports.contains(&wanted) {
-            let other = self.exports.iter().find(|e| e.starts_with(&format!("{}/checks@", capabilities::PACKAGE)));
+            let other = self
+                .exports
+                .iter()
+                .find(|e| e.starts_with(&format!("{}/checks@", capabilities::PACKAGE)));
             problems.push(match other {
-                Some(other) => format!("exports {other}, but this host runs {wanted}; rebuild against that version"),
+                Some(other) => format!(
+                    "exports {other}, but this host runs {wanted}; rebuild against that version"
+                ),
                 None => format!(
                     "does not export {wanted} (it exports: {}): it is a component of another world",
-                    if self.exports.is_empty() { "nothing".to_owned() } else { self.exports.join(", ") }
+                    if self.exports.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        self.exports.join(", ")
+                    }
                 ),
             });
         }
-        problems.extend(self.imports.iter().filter_map(|name| ImportCheck::of(name, enabled).problem(name)));
+        problems.extend(
+            self.imports
+                .iter()
+                .filter_map(|name| ImportCheck::of(name, enabled).problem(name)),
+        );
         problems
     }
 }
@@ -106,7 +136,11 @@ impl MonitorPlugin {
     ) -> Result<MonitorPlugin> {
         let problems = file.problems(enabled);
         if !problems.is_empty() {
-            bail!("monitor '{name}': plugin {}: {}", file.path.display(), problems.join("; "));
+            bail!(
+                "monitor '{name}': plugin {}: {}",
+                file.path.display(),
+                problems.join("; ")
+            );
         }
         let pre = linker
             .instantiate_pre(&file.component)
@@ -119,7 +153,13 @@ impl MonitorPlugin {
                     capabilities::VERSION
                 )
             })?;
-        Ok(MonitorPlugin { name: name.into(), file, limits, engine: engine.clone(), pre })
+        Ok(MonitorPlugin {
+            name: name.into(),
+            file,
+            limits,
+            engine: engine.clone(),
+            pre,
+        })
     }
 
     /// Runs one export in a fresh instance. The deadline covers instantiation and the call,
@@ -127,7 +167,10 @@ impl MonitorPlugin {
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
-        let mut store = Store::new(self.engine.wasmtime(), InstanceState::new(self.name.clone(), &self.limits));
+        let mut store = Store::new(
+            self.engine.wasmtime(),
+            InstanceState::new(self.name.clone(), &self.limits),
+        );
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(Engine::deadline_ticks(timeout));
         store.epoch_deadline_trap();
@@ -138,11 +181,18 @@ impl MonitorPlugin {
             let guest = instance.sentinela_plugin_checks();
             let reply = match call {
                 Call::Search => guest.call_search(&mut store).await?.map(Reply::Issues),
-                Call::Update(issues) => guest.call_update(&mut store, &issues).await?.map(Reply::Issues),
-                Call::IsSolved(issue) => guest.call_is_solved(&mut store, &issue).await?.map(Reply::Solved),
-                Call::Handle(kind, payload) => {
-                    guest.call_handle(&mut store, kind, &payload).await?.map(|()| Reply::Handled)
-                }
+                Call::Update(issues) => guest
+                    .call_update(&mut store, &issues)
+                    .await?
+                    .map(Reply::Issues),
+                Call::IsSolved(issue) => guest
+                    .call_is_solved(&mut store, &issue)
+                    .await?
+                    .map(Reply::Solved),
+                Call::Handle(kind, payload) => guest
+                    .call_handle(&mut store, kind, &payload)
+                    .await?
+                    .map(|()| Reply::Handled),
             };
             wasmtime::Result::Ok(reply)
         };
@@ -152,7 +202,11 @@ impl MonitorPlugin {
             Ok(Ok(Err(message))) => Err(CallErrorKind::Returned(message)),
             Ok(Ok(Ok(reply))) => Ok(reply),
         };
-        outcome.map_err(|kind| CallError { monitor: self.name.clone(), function, kind })
+        outcome.map_err(|kind| CallError {
+            monitor: self.name.clone(),
+            function,
+            kind,
+        })
     }
 
     fn classify(&self, error: wasmtime::Error, log: &crate::guest_log::GuestLog) -> CallErrorKind {
@@ -160,10 +214,12 @@ impl MonitorPlugin {
         if let Some(trap) = error.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => CallErrorKind::Deadline(self.limits.timeout.0),
-                Trap::StackOverflow => CallErrorKind::Trap("wasm stack overflow (unbounded recursion?)".into()),
-                Trap::UnreachableCodeReached => match log.last_stderr_line() {
-                    Some(line) if line.contains("panicked") => CallErrorKind::Panic(line),
-                    _ => CallErrorKind::Trap("wasm `unreachable` instruction executed".into()),
+                Trap::StackOverflow => {
+                    CallErrorKind::Trap("wasm stack overflow (unbounded recursion?)".into())
+                }
+                Trap::UnreachableCodeReached => match log.panic_message() {
+                    Some(message) => CallErrorKind::Panic(message),
+                    None => CallErrorKind::Trap("wasm `unreachable` instruction executed".into()),
                 },
                 other => CallErrorKind::Trap(other.to_string()),
             };
@@ -173,9 +229,15 @@ impl MonitorPlugin {
         }
         let text = format!("{error:#}");
         if text.contains("growing memory") {
-            CallErrorKind::Limit(format!("memory limit of {} bytes reached", self.limits.memory.0))
+            CallErrorKind::Limit(format!(
+                "memory limit of {} bytes reached",
+                self.limits.memory.0
+            ))
         } else if text.contains("growing table") {
-            CallErrorKind::Limit(format!("table limit of {} elements reached", self.limits.table_elements))
+            CallErrorKind::Limit(format!(
+                "table limit of {} elements reached",
+                self.limits.table_elements
+            ))
         } else if text.contains("resource limit exceeded") {
             CallErrorKind::Limit(format!("instance limit exceeded: {text}"))
         } else {
@@ -239,7 +301,9 @@ impl fmt::Display for CallError {
         write!(f, "monitor '{}': {} ", self.monitor, self.function)?;
         match &self.kind {
             CallErrorKind::Returned(message) => write!(f, "returned an error: {message}"),
-            CallErrorKind::Deadline(timeout) => write!(f, "exceeded its deadline of {timeout:?} and was stopped"),
+            CallErrorKind::Deadline(timeout) => {
+                write!(f, "exceeded its deadline of {timeout:?} and was stopped")
+            }
             CallErrorKind::Limit(what) => write!(f, "was stopped: {what}"),
             CallErrorKind::Panic(message) => write!(f, "panicked: {message}"),
             CallErrorKind::Trap(what) => write!(f, "trapped: {what}"),

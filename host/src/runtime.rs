@@ -34,8 +34,17 @@ pub struct ScheduledMonitor {
 }
 
 impl ScheduledMonitor {
-    pub fn new(plugin: Arc<MonitorPlugin>, search_cron: Option<Schedule>, update_cron: Option<Schedule>) -> Self {
-        ScheduledMonitor { plugin, search_cron, update_cron, busy: AtomicBool::new(false) }
+    pub fn new(
+        plugin: Arc<MonitorPlugin>,
+        search_cron: Option<Schedule>,
+        update_cron: Option<Schedule>,
+    ) -> Self {
+        ScheduledMonitor {
+            plugin,
+            search_cron,
+            update_cron,
+            busy: AtomicBool::new(false),
+        }
     }
 
     fn name(&self) -> &str {
@@ -51,9 +60,16 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(monitors: Vec<ScheduledMonitor>, queue: ApplicationQueue, concurrency: usize) -> Runtime {
+    pub fn new(
+        monitors: Vec<ScheduledMonitor>,
+        queue: ApplicationQueue,
+        concurrency: usize,
+    ) -> Runtime {
         Runtime {
-            monitors: monitors.into_iter().map(|m| (m.name().to_owned(), Arc::new(m))).collect(),
+            monitors: monitors
+                .into_iter()
+                .map(|m| (m.name().to_owned(), Arc::new(m)))
+                .collect(),
             queue: Arc::new(queue),
             issues: Arc::new(IssueStore::new()),
             concurrency,
@@ -70,7 +86,11 @@ impl Runtime {
         let (stop_tx, stop_rx) = watch::channel(false);
         let scheduler = tokio::spawn(self.clone().schedule(stop_rx.clone()));
         let executor = tokio::spawn(self.clone().execute(stop_rx));
-        tracing::info!(monitors = self.monitors.len(), concurrency = self.concurrency, "sentinela running");
+        tracing::info!(
+            monitors = self.monitors.len(),
+            concurrency = self.concurrency,
+            "sentinela running"
+        );
         shutdown.await;
         tracing::info!("shutting down: no new tasks; waiting for running tasks to finish");
         let _ = stop_tx.send(true);
@@ -78,7 +98,10 @@ impl Runtime {
         executor.await?;
         let pending = self.queue.pending();
         if pending > 0 {
-            tracing::warn!(pending, "queued tasks not run before shutdown; their monitors run again at their next trigger");
+            tracing::warn!(
+                pending,
+                "queued tasks not run before shutdown; their monitors run again at their next trigger"
+            );
         }
         tracing::info!("sentinela stopped");
         Ok(())
@@ -88,7 +111,10 @@ impl Runtime {
         let mut next: HashMap<(&str, Task), DateTime<Utc>> = HashMap::new();
         let now = Utc::now();
         for monitor in self.monitors.values() {
-            for (task, cron) in [(Task::Search, &monitor.search_cron), (Task::Update, &monitor.update_cron)] {
+            for (task, cron) in [
+                (Task::Search, &monitor.search_cron),
+                (Task::Update, &monitor.update_cron),
+            ] {
                 if let Some(at) = cron.as_ref().and_then(|c| c.next_after(now)) {
                     next.insert((monitor.name(), task), at);
                 }
@@ -110,8 +136,15 @@ impl Runtime {
                 if *at <= now {
                     due.entry(name).or_default().push(task);
                     let monitor = &self.monitors[name];
-                    let cron = if task == Task::Search { &monitor.search_cron } else { &monitor.update_cron };
-                    *at = cron.as_ref().and_then(|c| c.next_after(now)).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    let cron = if task == Task::Search {
+                        &monitor.search_cron
+                    } else {
+                        &monitor.update_cron
+                    };
+                    *at = cron
+                        .as_ref()
+                        .and_then(|c| c.next_after(now))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 }
             }
             for (name, mut tasks) in due {
@@ -124,13 +157,19 @@ impl Runtime {
     /// Enqueues a `process_monitor` message unless the monitor is already queued or running.
     async fn trigger(&self, monitor: &ScheduledMonitor, tasks: Vec<Task>) {
         if monitor.busy.swap(true, Ordering::AcqRel) {
-            tracing::debug!(monitor = monitor.name(), "still queued or running; trigger skipped");
+            tracing::debug!(
+                monitor = monitor.name(),
+                "still queued or running; trigger skipped"
+            );
             return;
         }
         let body = Message::process_monitor(monitor.name(), tasks).to_json();
         if let Err(e) = self.queue.send(body).await {
             monitor.busy.store(false, Ordering::Release);
-            tracing::error!(monitor = monitor.name(), "cannot queue monitor tasks: {e:#}");
+            tracing::error!(
+                monitor = monitor.name(),
+                "cannot queue monitor tasks: {e:#}"
+            );
         }
     }
 
@@ -200,25 +239,43 @@ impl Runtime {
                 self.run_tasks(monitor, &tasks).await;
                 monitor.busy.store(false, Ordering::Release);
             }
-            Message::Request { action, payload, .. } if action == "monitor_refresh" => {
+            Message::Request {
+                action, payload, ..
+            } if action == "monitor_refresh" => {
                 let tasks = payload
                     .pointer("/params/tasks")
                     .and_then(|t| serde_json::from_value::<Vec<Task>>(t.clone()).ok())
                     .unwrap_or_else(|| vec![Task::Search, Task::Update]);
                 if monitor.busy.swap(true, Ordering::AcqRel) {
-                    tracing::info!(monitor = monitor.name(), "refresh skipped: the monitor is queued or running");
+                    tracing::info!(
+                        monitor = monitor.name(),
+                        "refresh skipped: the monitor is queued or running"
+                    );
                     return;
                 }
                 self.run_tasks(monitor, &tasks).await;
                 monitor.busy.store(false, Ordering::Release);
             }
-            Message::Request { payload, .. } => self.handle(monitor, MessageKind::Request, payload).await,
-            Message::Event { payload, .. } => self.handle(monitor, MessageKind::Event, payload).await,
+            Message::Request { payload, .. } => {
+                self.handle(monitor, MessageKind::Request, payload).await
+            }
+            Message::Event { payload, .. } => {
+                self.handle(monitor, MessageKind::Event, payload).await
+            }
         }
     }
 
-    async fn handle(&self, monitor: &ScheduledMonitor, kind: MessageKind, payload: serde_json::Value) {
-        if let Err(e) = monitor.plugin.call(Call::Handle(kind, payload.to_string())).await {
+    async fn handle(
+        &self,
+        monitor: &ScheduledMonitor,
+        kind: MessageKind,
+        payload: serde_json::Value,
+    ) {
+        if let Err(e) = monitor
+            .plugin
+            .call(Call::Handle(kind, payload.to_string()))
+            .await
+        {
             tracing::error!(monitor = monitor.name(), "{e}");
         }
     }
@@ -232,8 +289,12 @@ impl Runtime {
             };
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             match outcome {
-                Ok(()) => tracing::info!(monitor = monitor.name(), task = ?task, elapsed_ms, "task finished"),
-                Err(e) => tracing::error!(monitor = monitor.name(), task = ?task, elapsed_ms, "task failed: {e}"),
+                Ok(()) => {
+                    tracing::info!(monitor = monitor.name(), task = ?task, elapsed_ms, "task finished")
+                }
+                Err(e) => {
+                    tracing::error!(monitor = monitor.name(), task = ?task, elapsed_ms, "task failed: {e}")
+                }
             }
         }
     }

@@ -22,7 +22,10 @@ pub struct InstanceState {
 
 impl InstanceState {
     pub fn new(monitor: Arc<str>, limits: &Limits) -> InstanceState {
-        let log = GuestLog::new(monitor.clone(), usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX));
+        let log = GuestLog::new(
+            monitor.clone(),
+            usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX),
+        );
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream("stdout", Level::Info))
             .stderr(log.stream("stderr", Level::Warn))
@@ -37,12 +40,21 @@ impl InstanceState {
             .instances(limits.instances as usize)
             .trap_on_grow_failure(true)
             .build();
-        InstanceState { monitor, log, limits, wasi, table: ResourceTable::new() }
+        InstanceState {
+            monitor,
+            log,
+            limits,
+            wasi,
+            table: ResourceTable::new(),
+        }
     }
 }
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

@@ -13,13 +13,20 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A guest component from `guests/dist`, e.g. `guest("hostile_panic")`.
 pub fn guest(name: &str) -> PathBuf {
     let path = repo_root().join("guests/dist").join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} is missing: run scripts/test.sh (it builds the guests first)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/test.sh (it builds the guests first)",
+        path.display()
+    );
     path
 }
 
@@ -55,8 +62,16 @@ pub fn sentinela(args: &[&str]) -> Command {
 }
 
 pub fn output(cmd: &mut Command) -> (ExitStatus, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().unwrap();
-    (status, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 /// A running `sentinela run`, its JSON log events collected as they arrive.
@@ -75,7 +90,9 @@ struct Log {
 impl Running {
     pub fn start(config: &Path, envs: &[(&str, &str)]) -> Running {
         let mut cmd = sentinela(&["--log-format", "json", "run", config.to_str().unwrap()]);
-        cmd.envs(envs.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
@@ -94,7 +111,12 @@ impl Running {
     }
 
     /// Waits until an event matches, failing the test after `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut found = None;
         self.wait_until(what, timeout, |events| {
             found = events.iter().find(|e| matches(e)).cloned();
@@ -105,7 +127,12 @@ impl Running {
 
     /// Waits until `done` holds for the events so far, failing the test after `timeout` or
     /// when the process exits first.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) {
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         let (lock, ready) = &*self.log;
         let mut log = lock.lock().unwrap();
@@ -117,7 +144,11 @@ impl Running {
             assert!(
                 now < deadline && !log.closed,
                 "{} waiting for {what}; events so far:\n{}",
-                if log.closed { "sentinela exited" } else { "timed out" },
+                if log.closed {
+                    "sentinela exited"
+                } else {
+                    "timed out"
+                },
                 dump(&log.events)
             );
             log = ready.wait_timeout(log, deadline - now).unwrap().0;
@@ -131,14 +162,24 @@ impl Running {
     /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
     pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<Value>) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         // stderr closes when the process exits.
         let deadline = Instant::now() + timeout;
         let (lock, ready) = &*self.log;
         let mut log = lock.lock().unwrap();
         while !log.closed {
             let now = Instant::now();
-            assert!(now < deadline, "sentinela did not exit within {timeout:?} of SIGTERM:\n{}", dump(&log.events));
+            assert!(
+                now < deadline,
+                "sentinela did not exit within {timeout:?} of SIGTERM:\n{}",
+                dump(&log.events)
+            );
             log = ready.wait_timeout(log, deadline - now).unwrap().0;
         }
         let events = log.events.clone();
@@ -155,7 +196,11 @@ impl Drop for Running {
 }
 
 pub fn dump(events: &[Value]) -> String {
-    events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    events
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The field of a JSON log event as a string ("" when absent).

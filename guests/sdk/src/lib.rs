@@ -49,7 +49,10 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(id: impl Into<String>, data: Value) -> Issue {
-        Issue { id: id.into(), data }
+        Issue {
+            id: id.into(),
+            data,
+        }
     }
 }
 
@@ -108,11 +111,18 @@ pub struct Export<T>(PhantomData<T>);
 type WitIssue = bindings::sentinela::plugin::types::Issue;
 
 fn to_wit(issues: Vec<Issue>) -> Vec<WitIssue> {
-    issues.into_iter().map(|i| WitIssue { id: i.id, data: i.data.to_string() }).collect()
+    issues
+        .into_iter()
+        .map(|i| WitIssue {
+            id: i.id,
+            data: i.data.to_string(),
+        })
+        .collect()
 }
 
 fn from_wit(issue: WitIssue) -> Result<Issue, String> {
-    let data = serde_json::from_str(&issue.data).map_err(|e| format!("issue '{}' has invalid data: {e}", issue.id))?;
+    let data = serde_json::from_str(&issue.data)
+        .map_err(|e| format!("issue '{}' has invalid data: {e}", issue.id))?;
     Ok(Issue { id: issue.id, data })
 }
 
@@ -122,7 +132,10 @@ impl<T: Monitor> wit::Guest for Export<T> {
     }
 
     fn update(issues: Vec<WitIssue>) -> Result<Vec<WitIssue>, String> {
-        let issues = issues.into_iter().map(from_wit).collect::<Result<Vec<_>, _>>()?;
+        let issues = issues
+            .into_iter()
+            .map(from_wit)
+            .collect::<Result<Vec<_>, _>>()?;
         T::update(issues).map(to_wit).map_err(|e| e.to_string())
     }
 
@@ -131,7 +144,8 @@ impl<T: Monitor> wit::Guest for Export<T> {
     }
 
     fn handle(kind: MessageKind, payload: String) -> Result<(), String> {
-        let payload = serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
+        let payload =
+            serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
         T::handle(kind, payload).map_err(|e| e.to_string())
     }
 }

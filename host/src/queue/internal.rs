@@ -14,16 +14,23 @@ pub struct InternalQueue {
 impl InternalQueue {
     pub fn new() -> InternalQueue {
         let (sender, receiver) = mpsc::unbounded_channel();
-        InternalQueue { sender, receiver: Mutex::new(receiver) }
+        InternalQueue {
+            sender,
+            receiver: Mutex::new(receiver),
+        }
     }
 
     pub fn send(&self, body: String) -> anyhow::Result<()> {
         // The receiver lives as long as `self`, so sending cannot fail.
-        self.sender.send(body).map_err(|_| anyhow::anyhow!("internal queue closed"))
+        self.sender
+            .send(body)
+            .map_err(|_| anyhow::anyhow!("internal queue closed"))
     }
 
     pub async fn receive(&self, wait: Duration) -> Option<Received> {
-        let mut receiver = tokio::time::timeout(wait, self.receiver.lock()).await.ok()?;
+        let mut receiver = tokio::time::timeout(wait, self.receiver.lock())
+            .await
+            .ok()?;
         let body = tokio::time::timeout(wait, receiver.recv()).await.ok()??;
         Some(Received { body })
     }

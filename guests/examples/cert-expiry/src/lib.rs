@@ -26,11 +26,17 @@ fn days(date: &str) -> Option<i64> {
 }
 
 fn today() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64 / 86_400).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 / 86_400)
+        .unwrap_or(0)
 }
 
 fn days_left(host: &str) -> Result<i64> {
-    let (_, expires) = INVENTORY.iter().find(|(h, _)| *h == host).ok_or("certificate left the inventory")?;
+    let (_, expires) = INVENTORY
+        .iter()
+        .find(|(h, _)| *h == host)
+        .ok_or("certificate left the inventory")?;
     Ok(days(expires).ok_or("bad date in inventory")? - today())
 }
 
@@ -43,14 +49,19 @@ impl Monitor for CertExpiry {
             let left = days_left(host)?;
             if left <= WARN_DAYS {
                 log::info(format!("{host} expires in {left} days"));
-                found.push(Issue::new(*host, json!({ "host": host, "expires": expires, "days_left": left })));
+                found.push(Issue::new(
+                    *host,
+                    json!({ "host": host, "expires": expires, "days_left": left }),
+                ));
             }
         }
         Ok(found)
     }
 
     fn is_solved(issue: &Issue) -> Result<bool> {
-        Ok(days_left(&issue.id).map(|left| left > WARN_DAYS).unwrap_or(true))
+        Ok(days_left(&issue.id)
+            .map(|left| left > WARN_DAYS)
+            .unwrap_or(true))
     }
 }
 

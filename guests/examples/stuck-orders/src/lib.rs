@@ -9,7 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const STUCK_AFTER: u64 = 15;
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn completes_after(order: u64) -> u64 {
@@ -22,7 +25,10 @@ fn stuck_for(order: u64, now: u64) -> Option<u64> {
 }
 
 fn issue(order: u64, age: u64) -> Issue {
-    Issue::new(format!("order-{order}"), json!({ "order": order, "stuck_seconds": age }))
+    Issue::new(
+        format!("order-{order}"),
+        json!({ "order": order, "stuck_seconds": age }),
+    )
 }
 
 struct StuckOrders;
@@ -31,17 +37,28 @@ impl Monitor for StuckOrders {
     fn search() -> Result<Vec<Issue>> {
         let now = now();
         let recent = (now / 10).saturating_sub(10)..=now / 10;
-        Ok(recent.filter_map(|order| stuck_for(order, now).map(|age| issue(order, age))).collect())
+        Ok(recent
+            .filter_map(|order| stuck_for(order, now).map(|age| issue(order, age)))
+            .collect())
     }
 
     fn update(issues: Vec<Issue>) -> Result<Vec<Issue>> {
         let now = now();
-        let order = |i: &Issue| i.data["order"].as_u64().ok_or("issue without an order number");
-        issues.iter().map(|i| Ok(issue(order(i)?, now.saturating_sub(order(i)? * 10)))).collect()
+        let order = |i: &Issue| {
+            i.data["order"]
+                .as_u64()
+                .ok_or("issue without an order number")
+        };
+        issues
+            .iter()
+            .map(|i| Ok(issue(order(i)?, now.saturating_sub(order(i)? * 10))))
+            .collect()
     }
 
     fn is_solved(issue: &Issue) -> Result<bool> {
-        let order = issue.data["order"].as_u64().ok_or("issue without an order number")?;
+        let order = issue.data["order"]
+            .as_u64()
+            .ok_or("issue without an order number")?;
         Ok(stuck_for(order, now()).is_none())
     }
 }

@@ -8,8 +8,13 @@ impl Monitor for EnvRead {
         let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let secret = std::env::var("AWS_APPLICATION_SECRET_ACCESS_KEY").ok();
         let args: Vec<String> = std::env::args().collect();
-        let cwd = std::env::current_dir().map(|d| d.display().to_string()).ok();
-        Ok(vec![Issue::new("env", json!({ "vars": vars, "secret": secret, "args": args, "cwd": cwd }))])
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .ok();
+        Ok(vec![Issue::new(
+            "env",
+            json!({ "vars": vars, "secret": secret, "args": args, "cwd": cwd }),
+        )])
     }
 
     fn is_solved(_: &Issue) -> Result<bool> {

@@ -1,6 +1,6 @@
 //! Writes 64 MiB of log through every channel it has, with forged log lines.
-use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
 use sentinela_monitor::log;
+use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
 
 struct LogFlood;
 
