@@ -568,6 +568,14 @@ impl Config {
         };
 
         for (index, monitor) in raw.monitors.0.iter().enumerate() {
+            if monitor.limits.memory.0 > Limits::MAX_MEMORY {
+                bail!(
+                    "{}: monitors[{index}].limits.memory: {} bytes is over the maximum of {} bytes (4GiB)",
+                    path.display(),
+                    monitor.limits.memory.0,
+                    Limits::MAX_MEMORY
+                );
+            }
             if !monitor.plugin.0.is_file() {
                 let line = line_of_monitor(text, monitor.name.as_str())
                     .map(|l| format!(" (monitor declared at line {l})"))
