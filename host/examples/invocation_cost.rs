@@ -26,7 +26,15 @@ async fn main() -> anyhow::Result<()> {
     let plugins = HostPlugins::default();
     let file = PluginFile::load(&engine, &CompileCache::disabled(), path.as_ref())?;
     let linker = capabilities::linker(engine.wasmtime(), &plugins)?;
-    let monitor = MonitorPlugin::new("bench", file, Limits::default(), &engine, &linker, &plugins)?;
+    let monitor = MonitorPlugin::new(
+        "bench",
+        file,
+        Limits::default(),
+        &engine,
+        &linker,
+        &plugins,
+        None,
+    )?;
 
     for _ in 0..1000 {
         monitor.call(Call::Search).await?;

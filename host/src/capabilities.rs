@@ -64,7 +64,8 @@ impl ImportCheck {
             "queue" | "aws-call" if !enabled.is_enabled(HostPlugin::Aws) => {
                 ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
             }
-            "queue" | "aws-call" | "secrets" => ImportCheck::NotImplemented,
+            "aws-call" => ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws)),
+            "queue" | "secrets" => ImportCheck::NotImplemented,
             _ => ImportCheck::Unknown,
         }
     }
@@ -99,7 +100,7 @@ pub fn monitor_export() -> String {
 
 /// Links WASI (sandboxed by [`InstanceState`]'s context) and every interface of the enabled
 /// host plugins. Built once per process and shared by every plugin.
-pub fn linker(engine: &wasmtime::Engine, _enabled: &HostPlugins) -> Result<Linker<InstanceState>> {
+pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     // All of WASI p2 but wasi:http, which is a separate crate we never link. Sockets are
     // linked so that components whose libraries merely reference them still load; the
@@ -107,6 +108,9 @@ pub fn linker(engine: &wasmtime::Engine, _enabled: &HostPlugins) -> Result<Linke
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    if enabled.is_enabled(HostPlugin::Aws) {
+        wit::aws_call::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    }
     Ok(linker)
 }
 
@@ -136,6 +140,10 @@ mod tests {
         );
         assert_eq!(
             ImportCheck::of("sentinela:plugin/aws-call@0.1.0", &aws),
+            ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws))
+        );
+        assert_eq!(
+            ImportCheck::of("sentinela:plugin/queue@0.1.0", &aws),
             ImportCheck::NotImplemented
         );
         assert_eq!(

@@ -171,6 +171,11 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             "  host plugins: {}",
             list_or_none(&host.host_plugins.names())
         );
+        if let Some(aws) = &host.aws {
+            for missing in aws.credentials.missing() {
+                println!("  warning: {missing} (calls with it will fail)");
+            }
+        }
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);
             println!("    plugin: {}", monitor.plugin.0.display());
@@ -187,6 +192,16 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             if let Ok(plugin) = &loaded {
                 let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
+                let imports_aws = plugin
+                    .file
+                    .imports
+                    .iter()
+                    .any(|i| i.starts_with("sentinela:plugin/aws-call@"));
+                if imports_aws && monitor.grants.credentials.is_empty() {
+                    println!(
+                        "    warning: imports aws-call but is granted no credentials: every call will be denied"
+                    );
+                }
             }
             let grants = &monitor.grants;
             let credentials: Vec<_> = grants.credentials.iter().map(|c| c.to_string()).collect();

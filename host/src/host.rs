@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use crate::aws::AwsPlugin;
+use crate::aws::call::AwsGrants;
 use crate::capabilities;
 use crate::compile_cache::CompileCache;
 use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
+use crate::host_plugins::HostPlugin;
 use crate::host_plugins::HostPlugins;
 use crate::plugin::{MonitorPlugin, PluginFile};
 
@@ -22,6 +25,8 @@ pub struct Host {
     pub host_plugins: HostPlugins,
     pub engine: Engine,
     pub cache: CompileCache,
+    /// The `aws` host plugin, when enabled.
+    pub aws: Option<Arc<AwsPlugin>>,
 }
 
 impl Host {
@@ -33,7 +38,15 @@ impl Host {
         let engine =
             Engine::new(&engine_settings(&config)).context("creating the wasmtime engine")?;
         let cache = CompileCache::locate(config.cache_dir.as_deref());
+        let aws = if host_plugins.is_enabled(HostPlugin::Aws) {
+            Some(Arc::new(
+                AwsPlugin::from_config(&config).context("the aws host plugin")?,
+            ))
+        } else {
+            None
+        };
         Ok(Host {
+            aws,
             config,
             host_plugins,
             engine,
@@ -94,6 +107,9 @@ impl Host {
                             &self.engine,
                             &linker,
                             &self.host_plugins,
+                            self.aws.as_ref().map(|aws| {
+                                (aws.clone(), Arc::new(AwsGrants::from(&monitor.grants)))
+                            }),
                         )
                     });
                 (monitor, loaded)

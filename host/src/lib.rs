@@ -8,6 +8,7 @@
 //! - [`plugin`]: loading and calling a monitor plugin.
 //! - [`queue`], [`message`], [`runtime`]: scheduling and executing monitor tasks.
 
+pub mod aws;
 pub mod capabilities;
 pub mod cli;
 pub mod compile_cache;

@@ -11,6 +11,8 @@ use wasmtime::Store;
 use wasmtime::Trap;
 use wasmtime::component::{Component, Linker};
 
+use crate::aws::AwsPlugin;
+use crate::aws::call::{AwsGrants, AwsInstance};
 use crate::bindings::MonitorPre;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
@@ -121,6 +123,8 @@ pub struct MonitorPlugin {
     pub name: Arc<str>,
     pub file: PluginFile,
     pub limits: Limits,
+    /// The `aws` host plugin and this monitor's grants, when enabled.
+    aws: Option<(Arc<AwsPlugin>, Arc<AwsGrants>)>,
     engine: Engine,
     pre: MonitorPre<InstanceState>,
 }
@@ -133,6 +137,7 @@ impl MonitorPlugin {
         engine: &Engine,
         linker: &Linker<InstanceState>,
         enabled: &HostPlugins,
+        aws: Option<(Arc<AwsPlugin>, Arc<AwsGrants>)>,
     ) -> Result<MonitorPlugin> {
         let problems = file.problems(enabled);
         if !problems.is_empty() {
@@ -157,6 +162,7 @@ impl MonitorPlugin {
             name: name.into(),
             file,
             limits,
+            aws,
             engine: engine.clone(),
             pre,
         })
@@ -167,9 +173,14 @@ impl MonitorPlugin {
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
+        let aws = self.aws.as_ref().map(|(plugin, grants)| AwsInstance {
+            monitor: self.name.clone(),
+            grants: grants.clone(),
+            plugin: plugin.clone(),
+        });
         let mut store = Store::new(
             self.engine.wasmtime(),
-            InstanceState::new(self.name.clone(), &self.limits),
+            InstanceState::new(self.name.clone(), &self.limits, aws),
         );
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(Engine::deadline_ticks(timeout));

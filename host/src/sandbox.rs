@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::aws::call::AwsInstance;
 use crate::bindings::sentinela::plugin::log::Level;
 use crate::config::Limits;
 use crate::guest_log::GuestLog;
@@ -15,13 +16,15 @@ use crate::guest_log::GuestLog;
 pub struct InstanceState {
     pub monitor: Arc<str>,
     pub log: GuestLog,
+    /// `aws-call` state, when the `aws` host plugin is enabled.
+    pub aws: Option<AwsInstance>,
     pub(crate) limits: StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl InstanceState {
-    pub fn new(monitor: Arc<str>, limits: &Limits) -> InstanceState {
+    pub fn new(monitor: Arc<str>, limits: &Limits, aws: Option<AwsInstance>) -> InstanceState {
         let log = GuestLog::new(
             monitor.clone(),
             usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX),
@@ -43,6 +46,7 @@ impl InstanceState {
         InstanceState {
             monitor,
             log,
+            aws,
             limits,
             wasi,
             table: ResourceTable::new(),

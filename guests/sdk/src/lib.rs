@@ -104,6 +104,151 @@ pub mod log {
     }
 }
 
+/// AWS through the host. The host signs every request with the named credential — which this
+/// monitor must be granted — and picks the endpoint; the monitor never sees a key.
+///
+/// ```ignore
+/// let aws = Aws::new("MONITORING");
+/// let queues = aws.sqs().list_queues(None)?;
+/// let depth = aws.sqs().approximate_number_of_messages(&queues[0])?;
+/// ```
+pub mod aws {
+    use std::collections::HashMap;
+
+    use serde_json::{Value, json};
+
+    use crate::Result;
+    use crate::bindings::sentinela::plugin::aws_call;
+    pub use crate::bindings::sentinela::plugin::aws_call::{Request, Response};
+    pub use crate::bindings::sentinela::plugin::types::{AwsError, Error as HostError};
+
+    /// Turns a host error into a readable message.
+    pub fn describe(error: &HostError) -> String {
+        match error {
+            HostError::Denied(m) => format!("denied: {m}"),
+            HostError::NotFound(m) => format!("not found: {m}"),
+            HostError::Invalid(m) => format!("invalid: {m}"),
+            HostError::Limit(m) => format!("limit: {m}"),
+            HostError::Unavailable(m) => format!("unavailable: {m}"),
+            HostError::Aws(e) => format!("{} (HTTP {}): {}", e.code, e.status, e.message),
+        }
+    }
+
+    /// Calls made with one credential, in its region unless [`Aws::region`] says otherwise.
+    #[derive(Debug, Clone)]
+    pub struct Aws {
+        credential: String,
+        region: Option<String>,
+    }
+
+    impl Aws {
+        pub fn new(credential: &str) -> Aws {
+            Aws {
+                credential: credential.to_owned(),
+                region: None,
+            }
+        }
+
+        pub fn region(mut self, region: &str) -> Aws {
+            self.region = Some(region.to_owned());
+            self
+        }
+
+        /// A JSON-protocol operation (sqs, dynamodb, secretsmanager, ssm, logs, ...).
+        pub fn json(&self, service: &str, operation: &str, input: &Value) -> Result<Value> {
+            let output = aws_call::json(
+                &self.credential,
+                service,
+                self.region.as_deref(),
+                operation,
+                &input.to_string(),
+            )
+            .map_err(|e| describe(&e))?;
+            Ok(if output.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&output)?
+            })
+        }
+
+        /// A query-protocol action (sts, sns, iam, cloudwatch, ...); returns the XML body.
+        pub fn query(
+            &self,
+            service: &str,
+            action: &str,
+            params: &[(&str, &str)],
+        ) -> Result<String> {
+            let params: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Ok(aws_call::query(
+                &self.credential,
+                service,
+                self.region.as_deref(),
+                action,
+                &params,
+            )
+            .map_err(|e| describe(&e))?)
+        }
+
+        /// A signed request to a REST service (s3, lambda).
+        pub fn signed(&self, service: &str, request: &Request) -> Result<Response> {
+            Ok(
+                aws_call::signed(&self.credential, service, self.region.as_deref(), request)
+                    .map_err(|e| describe(&e))?,
+            )
+        }
+
+        pub fn sqs(&self) -> Sqs<'_> {
+            Sqs(self)
+        }
+    }
+
+    /// Typed SQS helpers.
+    pub struct Sqs<'a>(&'a Aws);
+
+    impl Sqs<'_> {
+        /// Queue URLs, optionally only those whose name starts with `prefix`.
+        pub fn list_queues(&self, prefix: Option<&str>) -> Result<Vec<String>> {
+            let input = match prefix {
+                Some(prefix) => json!({ "QueueNamePrefix": prefix }),
+                None => json!({}),
+            };
+            let output = self.0.json("sqs", "ListQueues", &input)?;
+            Ok(output["QueueUrls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect())
+        }
+
+        pub fn get_queue_attributes(
+            &self,
+            queue_url: &str,
+            names: &[&str],
+        ) -> Result<HashMap<String, String>> {
+            let output = self.0.json(
+                "sqs",
+                "GetQueueAttributes",
+                &json!({ "QueueUrl": queue_url, "AttributeNames": names }),
+            )?;
+            Ok(serde_json::from_value(output["Attributes"].clone()).unwrap_or_default())
+        }
+
+        /// `ApproximateNumberOfMessages` of a queue.
+        pub fn approximate_number_of_messages(&self, queue_url: &str) -> Result<u64> {
+            let attributes =
+                self.get_queue_attributes(queue_url, &["ApproximateNumberOfMessages"])?;
+            let count = attributes
+                .get("ApproximateNumberOfMessages")
+                .ok_or("no ApproximateNumberOfMessages in the answer")?;
+            Ok(count.parse()?)
+        }
+    }
+}
+
 /// Exports `T` as the component's monitor. Use [`export_monitor!`].
 #[doc(hidden)]
 pub struct Export<T>(PhantomData<T>);

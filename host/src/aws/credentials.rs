@@ -1,0 +1,129 @@
+//! Named AWS credentials, read from the environment the way Sentinela reads them:
+//! `AWS_{NAME}_ACCESS_KEY_ID`, `AWS_{NAME}_SECRET_ACCESS_KEY`, optional
+//! `AWS_{NAME}_SESSION_TOKEN` and `AWS_{NAME}_REGION`.
+//!
+//! Key material lives in `aws_credential_types::Credentials`, which redacts itself in `Debug`
+//! and zeroizes on drop. It never leaves the host: requests are signed here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_credential_types::Credentials;
+
+use crate::config::CredentialName;
+
+use super::services::valid_region;
+
+/// One named credential.
+pub struct Credential {
+    pub name: CredentialName,
+    pub keys: Credentials,
+    /// `AWS_{NAME}_REGION`, used when a call names no region.
+    pub region: Option<String>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// Reads credential `name` from the environment; the error names the missing variables.
+    pub fn from_env(name: &CredentialName) -> Result<Credential, String> {
+        let var = |suffix: &str| format!("AWS_{name}_{suffix}");
+        let read = |suffix: &str| std::env::var(var(suffix)).ok().filter(|v| !v.is_empty());
+        let (key_id, secret) = match (read("ACCESS_KEY_ID"), read("SECRET_ACCESS_KEY")) {
+            (Some(key_id), Some(secret)) => (key_id, secret),
+            (key_id, secret) => {
+                let missing: Vec<String> = [
+                    ("ACCESS_KEY_ID", key_id.is_none()),
+                    ("SECRET_ACCESS_KEY", secret.is_none()),
+                ]
+                .into_iter()
+                .filter(|(_, missing)| *missing)
+                .map(|(suffix, _)| var(suffix))
+                .collect();
+                return Err(format!(
+                    "credential {name} is not configured: set {}",
+                    missing.join(" and ")
+                ));
+            }
+        };
+        let region = read("REGION");
+        if let Some(region) = &region
+            && !valid_region(region)
+        {
+            return Err(format!("{} is not a valid region name", var("REGION")));
+        }
+        let keys = Credentials::new(key_id, secret, read("SESSION_TOKEN"), None, "sentinela-env");
+        Ok(Credential {
+            name: name.clone(),
+            keys,
+            region,
+        })
+    }
+
+    /// The region for a call: the explicit one, else `AWS_{NAME}_REGION`.
+    pub fn region(&self, explicit: Option<&str>) -> Result<String, String> {
+        match explicit {
+            Some(region) if valid_region(region) => Ok(region.to_owned()),
+            Some(region) => Err(format!("invalid region '{}'", shorten(region))),
+            None => self.region.clone().ok_or_else(|| {
+                format!(
+                    "no region for credential {}: pass one or set AWS_{}_REGION",
+                    self.name, self.name
+                )
+            }),
+        }
+    }
+}
+
+/// The credentials the config grants, loaded once at start. A credential whose variables are
+/// missing is remembered with the reason, reported by `check`, and refused at call time.
+#[derive(Debug, Default)]
+pub struct CredentialRegistry {
+    credentials: HashMap<CredentialName, Result<Arc<Credential>, String>>,
+}
+
+impl CredentialRegistry {
+    pub fn from_env<'a>(names: impl IntoIterator<Item = &'a CredentialName>) -> CredentialRegistry {
+        let credentials = names
+            .into_iter()
+            .map(|name| (name.clone(), Credential::from_env(name).map(Arc::new)))
+            .collect();
+        CredentialRegistry { credentials }
+    }
+
+    pub fn get(&self, name: &CredentialName) -> Result<&Arc<Credential>, String> {
+        match self.credentials.get(name) {
+            Some(Ok(credential)) => Ok(credential),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err(format!("credential {name} is not configured")),
+        }
+    }
+
+    /// Credentials that are granted but not configured, with the reason.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing: Vec<String> = self
+            .credentials
+            .values()
+            .filter_map(|c| c.as_ref().err().cloned())
+            .collect();
+        missing.sort();
+        missing
+    }
+}
+
+/// At most 64 characters of something a guest sent, for error messages.
+pub fn shorten(text: &str) -> String {
+    let mut short: String = text.chars().take(64).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short.escape_debug().to_string()
+}

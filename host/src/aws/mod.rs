@@ -1,0 +1,94 @@
+//! The `aws` host plugin: named credentials and the `aws-call` interface. (The SQS application
+//! queue and the Secrets Manager/SSM secrets will live here too.)
+
+pub mod call;
+pub mod client;
+pub mod credentials;
+pub mod services;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::config::{Config, CredentialName};
+use client::{AwsClient, HttpClient};
+use credentials::{Credential, CredentialRegistry};
+use services::Service;
+
+/// The environment variable that points every AWS client at another endpoint (moto in tests).
+pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+
+/// Caps on one `aws-call`.
+#[derive(Debug, Clone)]
+pub struct CallLimits {
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 8 << 20,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// (credential, service, region).
+type ClientKey = (CredentialName, &'static str, String);
+
+/// Shared by every monitor: credentials, one HTTP connection pool, and one client per
+/// (credential, service, region), built on first use and reused.
+pub struct AwsPlugin {
+    pub credentials: CredentialRegistry,
+    pub limits: CallLimits,
+    endpoint_override: Option<String>,
+    http: HttpClient,
+    clients: Mutex<HashMap<ClientKey, Arc<AwsClient>>>,
+}
+
+impl AwsPlugin {
+    /// Loads the credentials the config grants to monitors.
+    pub fn from_config(config: &Config) -> Result<AwsPlugin> {
+        let names = config.monitors.iter().flat_map(|m| &m.grants.credentials);
+        let endpoint_override = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
+        if let Some(url) = &endpoint_override
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!("{ENDPOINT_ENV}={url} is not an http:// or https:// URL");
+        }
+        Ok(AwsPlugin {
+            credentials: CredentialRegistry::from_env(names),
+            limits: CallLimits::default(),
+            endpoint_override,
+            http: client::http_client()?,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn client(
+        &self,
+        credential: &Arc<Credential>,
+        service: &'static Service,
+        region: String,
+    ) -> Arc<AwsClient> {
+        let key = (credential.name.clone(), service.name, region);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with_key(|(_, _, region)| {
+                Arc::new(AwsClient::new(
+                    credential.clone(),
+                    service,
+                    region.clone(),
+                    self.endpoint_override.as_deref(),
+                    self.http.clone(),
+                ))
+            })
+            .clone()
+    }
+}

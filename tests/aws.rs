@@ -1,0 +1,352 @@
+//! `aws-call` against a real moto server (started by scripts/test.sh, which exports
+//! AWS_ENDPOINT_URL): the sqs-backlog example end to end, and a hostile guest trying every
+//! way around the credential and endpoint rules.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const MONITORING_SECRET: &str = "monitoringSECRETkey/4f1bK9xQ";
+const OTHER_SECRET: &str = "otherSECRETkey/77aa";
+const APPLICATION_SECRET: &str = "applicationSECRETkey/Zz01";
+const SESSION_TOKEN: &str = "monitoringSESSIONtoken0042";
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh, which starts moto")
+}
+
+/// Credentials in the environment of `sentinela`, as an operator would set them.
+fn credential_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("SENTINELA_PLUGINS", "aws"),
+        ("AWS_MONITORING_ACCESS_KEY_ID", "AKIAMONITORING000001"),
+        ("AWS_MONITORING_SECRET_ACCESS_KEY", MONITORING_SECRET),
+        ("AWS_MONITORING_SESSION_TOKEN", SESSION_TOKEN),
+        ("AWS_MONITORING_REGION", "us-east-1"),
+        ("AWS_OTHER_ACCESS_KEY_ID", "AKIAOTHER00000000001"),
+        ("AWS_OTHER_SECRET_ACCESS_KEY", OTHER_SECRET),
+        ("AWS_OTHER_REGION", "us-east-1"),
+        ("AWS_APPLICATION_ACCESS_KEY_ID", "AKIAAPPLICATION00001"),
+        ("AWS_APPLICATION_SECRET_ACCESS_KEY", APPLICATION_SECRET),
+        ("AWS_APPLICATION_REGION", "us-east-1"),
+    ]
+}
+
+fn assert_no_secrets(text: &str) {
+    for secret in [
+        MONITORING_SECRET,
+        OTHER_SECRET,
+        APPLICATION_SECRET,
+        SESSION_TOKEN,
+    ] {
+        assert!(!text.contains(secret), "key material leaked: {secret}");
+    }
+}
+
+fn sqs(runtime: &tokio::runtime::Runtime) -> aws_sdk_sqs::Client {
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    let _guard = runtime.enter();
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+fn issue_event<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
+    (field(event, "target") == "sentinela::issues" && field(event, "event") == kind)
+        .then(|| field(event, "issue_id"))
+}
+
+#[test]
+fn sqs_backlog_raises_an_issue_and_solves_it_when_the_queue_drains() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sqs = sqs(&runtime);
+    let name = format!("backlog-{}", std::process::id());
+    let url = runtime
+        .block_on(sqs.create_queue().queue_name(&name).send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for i in 0..8 {
+        runtime
+            .block_on(
+                sqs.send_message()
+                    .queue_url(&url)
+                    .message_body(format!("job {i}"))
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    let dir = scratch_dir("sqs-backlog");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: sqs-backlog\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    update_cron: \"* * * * * *\"\n    grants:\n      credentials: [monitoring]\n      aws: [\"sqs:ListQueues\", \"sqs:GetQueueAttributes\"]\n",
+            guest("sqs_backlog").display()
+        ),
+    );
+    let run = Running::start(&config, &credential_env());
+    let timeout = Duration::from_secs(60);
+    let created = run.wait_for("the backlog issue", timeout, |e| {
+        issue_event(e, "created") == Some(name.as_str())
+    });
+    assert!(
+        created["data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"messages\":8"),
+        "{created}"
+    );
+
+    runtime
+        .block_on(sqs.purge_queue().queue_url(&url).send())
+        .unwrap();
+    run.wait_for("the issue solved", timeout, |e| {
+        issue_event(e, "solved") == Some(name.as_str())
+    });
+
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let audit: Vec<&Value> = events
+        .iter()
+        .filter(|e| field(e, "target") == "sentinela::audit")
+        .collect();
+    assert!(!audit.is_empty(), "no audit events");
+    for event in &audit {
+        assert_eq!(field(event, "monitor"), "sqs-backlog");
+        assert_eq!(field(event, "credential"), "MONITORING");
+        assert_eq!(field(event, "service"), "sqs");
+        assert!(
+            ["ListQueues", "GetQueueAttributes"].contains(&field(event, "operation")),
+            "{event}"
+        );
+        assert!(
+            event["latency_ms"].is_number() && event["status"].is_number(),
+            "{event}"
+        );
+    }
+    assert!(
+        audit
+            .iter()
+            .any(|e| field(e, "outcome") == "ok" && e["status"] == 200)
+    );
+    assert_no_secrets(&dump(&events));
+    runtime
+        .block_on(sqs.delete_queue().queue_url(&url).send())
+        .unwrap();
+}
+
+#[test]
+fn hostile_aws_calls_get_the_right_errors_and_no_key_material() {
+    let dir = scratch_dir("aws-abuse");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: aws-abuse\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:ListQueues\", \"sts:GetCallerIdentity\", \"s3:GET\"]\n  - name: other\n    plugin: {}\n    grants:\n      credentials: [OTHER]\n",
+            guest("hostile_aws_abuse").display(),
+            guest("steady").display()
+        ),
+    );
+    let (status, stdout, stderr) = output(
+        sentinela(&["invoke", config.to_str().unwrap(), "aws-abuse", "search"])
+            .envs(credential_env()),
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let outcomes = serde_json::from_str::<Value>(&stdout).unwrap()[0]["data"].clone();
+    let outcome = |name: &str| {
+        outcomes[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no outcome {name}: {outcomes}"))
+            .to_owned()
+    };
+    let expect = |name: &str, prefix: &str| {
+        let got = outcome(name);
+        assert!(
+            got.starts_with(prefix),
+            "{name}: expected {prefix}…, got {got}"
+        );
+    };
+    expect("granted", "ok:");
+    expect("granted lowercase", "ok:");
+    for name in ["APPLICATION", "application", "Application with space"] {
+        expect(
+            name,
+            "denied: the APPLICATION credential belongs to the host",
+        );
+    }
+    for name in ["NUL", "look-alike", "empty", "huge name"] {
+        expect(name, "invalid: invalid credential name");
+    }
+    expect(
+        "ungranted",
+        "denied: credential OTHER is not granted to monitor 'aws-abuse'",
+    );
+    expect("evil region", "invalid: invalid region");
+    expect("unknown service", "invalid: unknown service 'evil'");
+    expect(
+        "wrong protocol",
+        "invalid: sts is called with aws-call.query",
+    );
+    expect(
+        "outside allow-list",
+        "denied: sqs:DeleteQueue is not in monitor 'aws-abuse''s aws allow-list",
+    );
+    expect("bad operation", "invalid: invalid operation name");
+    expect("huge body", "limit: request body of");
+    // The Host header is dropped: the request still went to moto, the configured endpoint.
+    expect("host header", "ok: 200");
+    expect(
+        "forwarded host",
+        "denied: header 'X-Forwarded-Host' may not be set",
+    );
+    for name in ["authority path", "scheme in path", "userinfo path"] {
+        expect(name, "invalid: invalid path");
+    }
+    expect("query", "ok: <GetCallerIdentityResponse");
+
+    assert!(
+        stderr.contains("refused: a monitor asked for the APPLICATION credential"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("missing_grant=OTHER"), "{stderr}");
+    assert_no_secrets(&stdout);
+    assert_no_secrets(&stderr);
+}
+
+/// A moto server of this test's own that enforces IAM auth after its first three calls.
+struct AuthMoto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl AuthMoto {
+    fn start() -> AuthMoto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(repo_root().join(".venv/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server from .venv (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        AuthMoto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for AuthMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_host_signs_with_the_granted_credential_and_iam_decides() {
+    let moto = AuthMoto::start();
+    let queue = format!("guarded-{}", std::process::id());
+    let setup = std::process::Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/fixtures/iam_setup.py"))
+        .args([&moto.url, &queue])
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "IAM setup failed: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let keys: Value = serde_json::from_slice(&setup.stdout).unwrap();
+    let key = |who: &str, which: &str| keys[who][which].as_str().unwrap().to_owned();
+
+    let dir = scratch_dir("iam");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: probe\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n",
+            guest("sqs_probe").display()
+        ),
+    );
+    let monitoring_secret = key("monitoring", "aws_secret_access_key");
+    let application_secret = key("application", "aws_secret_access_key");
+    let (status, stdout, stderr) = output(
+        sentinela(&["invoke", config.to_str().unwrap(), "probe", "search"])
+            .env("SENTINELA_PLUGINS", "aws")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env(
+                "AWS_MONITORING_ACCESS_KEY_ID",
+                key("monitoring", "aws_access_key_id"),
+            )
+            .env("AWS_MONITORING_SECRET_ACCESS_KEY", &monitoring_secret)
+            .env("AWS_MONITORING_REGION", "us-east-1")
+            .env(
+                "AWS_APPLICATION_ACCESS_KEY_ID",
+                key("application", "aws_access_key_id"),
+            )
+            .env("AWS_APPLICATION_SECRET_ACCESS_KEY", &application_secret)
+            .env("AWS_APPLICATION_REGION", "us-east-1"),
+    );
+    assert!(status.success(), "{stderr}");
+    let issues: Value = serde_json::from_str(&stdout).unwrap();
+    let issue = issues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == queue.as_str())
+        .expect("the queue was read");
+    assert_eq!(issue["data"]["messages"], 7, "{stdout}");
+    let delete = issue["data"]["delete"].as_str().unwrap();
+    assert!(
+        delete.starts_with("AccessDenied (HTTP 403)"),
+        "the read-only credential deleted a queue: {delete}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(&monitoring_secret) && !text.contains(&application_secret));
+    }
+
+    // The same delete with the APPLICATION (admin) keys is allowed: the refusal came from IAM
+    // judging the MONITORING signature, not from the request.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    let admin = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&moto.url)
+            .credentials_provider(Credentials::new(
+                key("application", "aws_access_key_id"),
+                application_secret,
+                None,
+                None,
+                "tests",
+            ))
+            .build(),
+    );
+    let url = keys["queue_url"].as_str().unwrap();
+    runtime
+        .block_on(admin.delete_queue().queue_url(url).send())
+        .expect("APPLICATION may delete the queue");
+}
