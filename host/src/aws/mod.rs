@@ -92,3 +92,52 @@ impl AwsPlugin {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::Credentials;
+
+    fn credential(secret: &str) -> Arc<Credential> {
+        Arc::new(Credential {
+            name: CredentialName::parse("monitoring").unwrap(),
+            keys: Credentials::new(
+                "AKIAEXAMPLE",
+                secret,
+                Some("token-value".into()),
+                None,
+                "test",
+            ),
+            region: Some("us-east-1".into()),
+        })
+    }
+
+    #[test]
+    fn one_client_per_credential_service_and_region() {
+        let plugin = AwsPlugin {
+            credentials: CredentialRegistry::default(),
+            limits: CallLimits::default(),
+            endpoint_override: None,
+            http: client::http_client().unwrap(),
+            clients: Mutex::new(HashMap::new()),
+        };
+        let credential = credential("secret");
+        let sqs = Service::find("sqs").unwrap();
+        let first = plugin.client(&credential, sqs, "us-east-1".into());
+        let again = plugin.client(&credential, sqs, "us-east-1".into());
+        let elsewhere = plugin.client(&credential, sqs, "eu-west-1".into());
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(!Arc::ptr_eq(&first, &elsewhere));
+    }
+
+    #[test]
+    fn credentials_never_print_key_material() {
+        let credential = credential("wJalrXUtnFEMI/K7MDENG");
+        let shown = format!("{credential:?} {:?}", credential.keys);
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("token-value"),
+            "{shown}"
+        );
+        assert!(shown.contains("MONITORING"));
+    }
+}
