@@ -30,6 +30,13 @@ fn check_accepts_every_shipped_config() {
         stdout.contains("credentials: MONITORING_READONLY"),
         "grants are listed:\n{stdout}"
     );
+    assert!(
+        stdout.contains(
+            "warning: credential MONITORING_READONLY is not configured: set \
+             AWS_MONITORING_READONLY_ACCESS_KEY_ID and AWS_MONITORING_READONLY_SECRET_ACCESS_KEY"
+        ),
+        "a granted credential without its variables is reported:\n{stdout}"
+    );
 }
 
 #[test]
