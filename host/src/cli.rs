@@ -15,7 +15,7 @@ use crate::host::Host;
 use crate::host_plugins::HostPlugins;
 use crate::plugin::{Call, PluginFile, Reply};
 use crate::queue::ApplicationQueue;
-use crate::runtime::{Runtime, ScheduledMonitor};
+use crate::runtime::{Role, Runtime, RuntimeOptions, ScheduledMonitor};
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +40,13 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Schedule and run monitors until SIGINT or SIGTERM.
-    Run { config: PathBuf },
+    Run {
+        config: PathBuf,
+        /// `controller` schedules, `executor` runs tasks, `all` does both. Several processes
+        /// share work through an SQS application queue.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
     /// Validate configs and every plugin they name; print each monitor's imports and grants.
     Check {
         #[arg(required = true)]
@@ -71,7 +77,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => with_runtime(run(&config)),
+        Command::Run { config, role } => with_runtime(run(&config, role)),
         Command::Check { configs } => check(&configs),
         Command::Inspect { plugin } => inspect(&plugin),
         Command::Invoke {
@@ -111,8 +117,16 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Res
         .block_on(job)
 }
 
-async fn run(config: &Path) -> Result<ExitCode> {
+async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     let host = Host::open(config)?;
+    let queue_config = &host.config.application_queue;
+    if role != Role::All && queue_config.kind == crate::config::QueueKind::Internal {
+        bail!(
+            "{}: --role {role:?} needs a queue shared between processes; the internal queue \
+             lives in one process (set application_queue.type: plugin.aws.sqs)",
+            config.display()
+        );
+    }
     let plugins = host.monitors()?;
     let monitors = plugins
         .into_iter()
@@ -121,12 +135,16 @@ async fn run(config: &Path) -> Result<ExitCode> {
             ScheduledMonitor::new(plugin, cfg.search_cron.clone(), cfg.update_cron.clone())
         })
         .collect();
-    let queue = ApplicationQueue::from_config(&host.config.application_queue);
-    let runtime = Arc::new(Runtime::new(
-        monitors,
-        queue,
-        host.config.executor.concurrency.0,
-    ));
+    let queue = ApplicationQueue::from_config(queue_config)
+        .await
+        .with_context(|| format!("{}: application_queue", config.display()))?;
+    let options = RuntimeOptions {
+        role,
+        concurrency: host.config.executor.concurrency.0,
+        heartbeat: std::time::Duration::from_secs(queue_config.queue_visibility_time.into()),
+        shutdown_grace: host.config.executor.shutdown_grace.0,
+    };
+    let runtime = Arc::new(Runtime::new(monitors, queue, options));
     runtime.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

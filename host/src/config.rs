@@ -46,11 +46,100 @@ struct RawConfig {
 }
 
 /// The queue that carries `process_monitor`, `event` and `request` messages to executors.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationQueueConfig {
     #[serde(rename = "type")]
     pub kind: QueueKind,
+    /// SQS only: the queue name (looked up with GetQueueUrl at start).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// SQS only: the queue URL; checked against the URL of `name`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// SQS only: the region, else `AWS_APPLICATION_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// SQS only: create the queue at start if it does not exist.
+    #[serde(default)]
+    pub create_queue: bool,
+    /// Long-poll wait of one receive, in seconds.
+    #[serde(default = "ApplicationQueueConfig::default_wait")]
+    pub queue_wait_message_time: u32,
+    /// Seconds between visibility extensions while a message is processed; each receive and
+    /// extension hides the message for twice this long.
+    #[serde(default = "ApplicationQueueConfig::default_visibility")]
+    pub queue_visibility_time: u32,
+    /// SQS only: a message received this many times without being processed is moved to
+    /// `dead_letter_queue` (or dropped with an error log when there is none).
+    #[serde(default = "ApplicationQueueConfig::default_max_receive_count")]
+    pub max_receive_count: u32,
+    /// SQS only: the name of a queue that takes messages that cannot be processed.
+    #[serde(default)]
+    pub dead_letter_queue: Option<String>,
+}
+
+impl ApplicationQueueConfig {
+    fn default_wait() -> u32 {
+        2
+    }
+    fn default_visibility() -> u32 {
+        15
+    }
+    fn default_max_receive_count() -> u32 {
+        5
+    }
+
+    /// Checks the keys that depend on the type, for errors found after parsing.
+    fn validate(&self) -> Result<(), String> {
+        let sqs_only = [
+            ("name", self.name.is_some()),
+            ("url", self.url.is_some()),
+            ("region", self.region.is_some()),
+            ("create_queue", self.create_queue),
+            ("dead_letter_queue", self.dead_letter_queue.is_some()),
+        ];
+        match self.kind {
+            QueueKind::Internal => {
+                if let Some((key, _)) = sqs_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "application_queue.{key} applies to SQS queues only (type: plugin.aws.sqs)"
+                    ));
+                }
+            }
+            QueueKind::Sqs => {
+                if self.name.is_none() {
+                    return Err("application_queue.name is required for an SQS queue".into());
+                }
+                if !(1..=20).contains(&self.queue_wait_message_time) {
+                    return Err("application_queue.queue_wait_message_time must be between 1 and 20 seconds (SQS's long-poll range)".into());
+                }
+                if !(1..=21_600).contains(&self.queue_visibility_time) {
+                    return Err("application_queue.queue_visibility_time must be between 1 and 21600 seconds".into());
+                }
+                if self.max_receive_count == 0 {
+                    return Err("application_queue.max_receive_count must be at least 1".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for ApplicationQueueConfig {
+    fn default() -> Self {
+        ApplicationQueueConfig {
+            kind: QueueKind::Internal,
+            name: None,
+            url: None,
+            region: None,
+            create_queue: false,
+            queue_wait_message_time: Self::default_wait(),
+            queue_visibility_time: Self::default_visibility(),
+            max_receive_count: Self::default_max_receive_count(),
+            dead_letter_queue: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +147,8 @@ pub enum QueueKind {
     /// In-process queue: one `sentinela run` process schedules and executes.
     #[default]
     Internal,
+    /// An SQS queue shared by any number of processes (host plugin `aws`).
+    Sqs,
 }
 
 impl<'de> Deserialize<'de> for QueueKind {
@@ -65,12 +156,9 @@ impl<'de> Deserialize<'de> for QueueKind {
         let name = String::deserialize(deserializer)?;
         match name.as_str() {
             "internal" => Ok(QueueKind::Internal),
-            "plugin.aws.sqs" | "plugin.aws.queues.sqs" => Err(de::Error::custom(format!(
-                "queue type '{name}' (SQS) is not available in this version of sentinela; \
-                 use 'internal'"
-            ))),
+            "plugin.aws.sqs" | "plugin.aws.queues.sqs" => Ok(QueueKind::Sqs),
             other => Err(de::Error::custom(format!(
-                "invalid queue type '{other}', expected 'internal'"
+                "invalid queue type '{other}', expected 'internal' or 'plugin.aws.sqs'"
             ))),
         }
     }
@@ -82,6 +170,10 @@ impl<'de> Deserialize<'de> for QueueKind {
 pub struct ExecutorConfig {
     #[serde(default = "ExecutorConfig::default_concurrency")]
     pub concurrency: Concurrency,
+    /// After SIGTERM, how long running tasks may take to finish before their messages are
+    /// released back to the queue.
+    #[serde(default = "ExecutorConfig::default_shutdown_grace")]
+    pub shutdown_grace: Seconds,
 }
 
 impl ExecutorConfig {
@@ -90,12 +182,16 @@ impl ExecutorConfig {
     fn default_concurrency() -> Concurrency {
         Concurrency(Self::DEFAULT_CONCURRENCY)
     }
+    fn default_shutdown_grace() -> Seconds {
+        Seconds(Duration::from_secs(30))
+    }
 }
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             concurrency: Self::default_concurrency(),
+            shutdown_grace: Self::default_shutdown_grace(),
         }
     }
 }
@@ -567,6 +663,9 @@ impl Config {
             Err(e) => bail!("{}: {}", path.display(), describe_yaml_error(text, &e)),
         };
 
+        if let Err(e) = raw.application_queue.validate() {
+            bail!("{}: {e}", path.display());
+        }
         for (index, monitor) in raw.monitors.0.iter().enumerate() {
             if monitor.limits.memory.0 > Limits::MAX_MEMORY {
                 bail!(
@@ -605,6 +704,13 @@ impl Config {
             Some(value) => HostPlugins::from_env_value(value).context("SENTINELA_PLUGINS")?,
             None => HostPlugins::from_list(&self.plugins),
         };
+        if self.application_queue.kind == QueueKind::Sqs && !plugins.is_enabled(HostPlugin::Aws) {
+            bail!(
+                "{}: application_queue: an SQS queue (type: plugin.aws.sqs) is provided by the 'aws' \
+                 host plugin, which is not enabled; set SENTINELA_PLUGINS=aws",
+                self.path.display()
+            );
+        }
         for monitor in &self.monitors {
             if let Some(needed) = monitor.grants.required_host_plugin()
                 && !plugins.is_enabled(needed)

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -52,18 +52,38 @@ impl ScheduledMonitor {
     }
 }
 
+/// What this process does: schedule (controller), execute (executor), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Controller,
+    Executor,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub role: Role,
+    /// Tasks executed at once.
+    pub concurrency: usize,
+    /// How often a message in process has its visibility extended (`queue_visibility_time`).
+    pub heartbeat: Duration,
+    /// How long running tasks may take to finish after SIGTERM before their messages are
+    /// released back to the queue.
+    pub shutdown_grace: Duration,
+}
+
 pub struct Runtime {
     monitors: HashMap<String, Arc<ScheduledMonitor>>,
     queue: Arc<ApplicationQueue>,
     issues: Arc<IssueStore>,
-    concurrency: usize,
+    options: RuntimeOptions,
 }
 
 impl Runtime {
     pub fn new(
         monitors: Vec<ScheduledMonitor>,
         queue: ApplicationQueue,
-        concurrency: usize,
+        options: RuntimeOptions,
     ) -> Runtime {
         Runtime {
             monitors: monitors
@@ -72,7 +92,7 @@ impl Runtime {
                 .collect(),
             queue: Arc::new(queue),
             issues: Arc::new(IssueStore::new()),
-            concurrency,
+            options,
         }
     }
 
@@ -80,22 +100,30 @@ impl Runtime {
         &self.issues
     }
 
-    /// Runs until `shutdown` resolves, then stops scheduling, lets running tasks finish and
-    /// returns.
+    /// Runs until `shutdown` resolves, then stops scheduling and receiving, lets running tasks
+    /// finish (within the grace period) and returns.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let scheduler = tokio::spawn(self.clone().schedule(stop_rx.clone()));
-        let executor = tokio::spawn(self.clone().execute(stop_rx));
+        let role = self.options.role;
+        let scheduler =
+            (role != Role::Executor).then(|| tokio::spawn(self.clone().schedule(stop_rx.clone())));
+        let executor =
+            (role != Role::Controller).then(|| tokio::spawn(self.clone().execute(stop_rx)));
         tracing::info!(
+            role = ?role,
             monitors = self.monitors.len(),
-            concurrency = self.concurrency,
+            concurrency = self.options.concurrency,
             "sentinela running"
         );
         shutdown.await;
         tracing::info!("shutting down: no new tasks; waiting for running tasks to finish");
         let _ = stop_tx.send(true);
-        scheduler.await?;
-        executor.await?;
+        if let Some(scheduler) = scheduler {
+            scheduler.await?;
+        }
+        if let Some(executor) = executor {
+            executor.await?;
+        }
         let pending = self.queue.pending();
         if pending > 0 {
             tracing::warn!(
@@ -154,9 +182,12 @@ impl Runtime {
         }
     }
 
-    /// Enqueues a `process_monitor` message unless the monitor is already queued or running.
+    /// Enqueues a `process_monitor` message. With the in-process queue, a monitor that is
+    /// still queued or running is not triggered again; a shared queue's consumers are other
+    /// processes, so there each executor skips a monitor it is already running.
     async fn trigger(&self, monitor: &ScheduledMonitor, tasks: Vec<Task>) {
-        if monitor.busy.swap(true, Ordering::AcqRel) {
+        let gate = !self.queue.is_shared();
+        if gate && monitor.busy.swap(true, Ordering::AcqRel) {
             tracing::debug!(
                 monitor = monitor.name(),
                 "still queued or running; trigger skipped"
@@ -164,18 +195,32 @@ impl Runtime {
             return;
         }
         let body = Message::process_monitor(monitor.name(), tasks).to_json();
-        if let Err(e) = self.queue.send(body).await {
-            monitor.busy.store(false, Ordering::Release);
-            tracing::error!(
-                monitor = monitor.name(),
-                "cannot queue monitor tasks: {e:#}"
-            );
+        match self.queue.send(body).await {
+            Ok(message_id) => {
+                tracing::debug!(
+                    monitor = monitor.name(),
+                    message_id = message_id.as_deref().unwrap_or(""),
+                    "queued monitor tasks"
+                )
+            }
+            Err(e) => {
+                if gate {
+                    monitor.busy.store(false, Ordering::Release);
+                }
+                tracing::error!(
+                    monitor = monitor.name(),
+                    "cannot queue monitor tasks: {e:#}"
+                );
+            }
         }
     }
 
     async fn execute(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let mut running = JoinSet::new();
+        let in_flight: Arc<Mutex<HashMap<u64, Received>>> = Arc::default();
+        let mut next_id = 0u64;
+        let mut failures = 0u32;
         loop {
             // Hold a free slot before receiving, so no message waits in this process while
             // another executor could take it.
@@ -192,35 +237,102 @@ impl Runtime {
             };
             while running.try_join_next().is_some() {}
             match received {
-                Ok(Some(message)) => {
-                    let runtime = self.clone();
+                Ok(message) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "application queue reachable again");
+                        failures = 0;
+                    }
+                    let Some(message) = message else { continue };
+                    next_id += 1;
+                    let id = next_id;
+                    lock(&in_flight).insert(id, message.clone());
+                    let (runtime, in_flight) = (self.clone(), in_flight.clone());
                     running.spawn(async move {
                         runtime.process(message).await;
+                        lock(&in_flight).remove(&id);
                         drop(slot);
                     });
                 }
-                Ok(None) => {}
                 Err(e) => {
-                    tracing::error!("receiving from the application queue failed: {e:#}");
-                    tokio::time::sleep(RECEIVE_WAIT).await;
+                    let wait = crate::aws::queue::backoff(failures);
+                    failures += 1;
+                    tracing::error!(
+                        failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "receiving from the application queue failed: {e:#}"
+                    );
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
         }
-        while running.join_next().await.is_some() {}
-    }
-
-    /// Handles one message and acknowledges it. A malformed message or an unknown monitor is
-    /// logged and dropped: retrying it cannot succeed.
-    async fn process(&self, received: Received) {
-        match Message::parse(&received.body) {
-            Ok(message) => self.dispatch(message).await,
-            Err(problem) => {
-                let shown: String = received.body.chars().take(200).collect();
-                tracing::error!("dropping application queue message: {problem}; body: {shown}");
+        let grace = self.options.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            let unfinished: Vec<Received> = lock(&in_flight).drain().map(|(_, m)| m).collect();
+            tracing::warn!(
+                count = unfinished.len(),
+                "tasks still running after the {grace:?} grace period; releasing their messages"
+            );
+            for message in unfinished {
+                if let Err(e) = self.queue.release(&message).await {
+                    tracing::error!("cannot release a message at shutdown: {e:#}");
+                }
             }
         }
-        if let Err(e) = self.queue.delete(&received).await {
-            tracing::error!("cannot delete processed message: {e:#}");
+    }
+
+    /// Handles one message: keeps it hidden while it runs, deletes it after. A message that
+    /// cannot be parsed, or keeps coming back, is taken out of circulation.
+    async fn process(&self, received: Received) {
+        let max = self.queue.max_receive_count();
+        let outcome = if received.receive_count > max {
+            Err(format!(
+                "received {} times (max_receive_count {max}) without being processed",
+                received.receive_count
+            ))
+        } else {
+            Message::parse(&received.body)
+        };
+        let message = match outcome {
+            Ok(message) => message,
+            Err(problem) => {
+                if let Err(e) = self.queue.dead_letter(&received, &problem).await {
+                    tracing::error!("cannot take a bad message out of the queue: {e:#}");
+                }
+                return;
+            }
+        };
+        let heartbeat = async {
+            let mut ticks = tokio::time::interval(self.options.heartbeat);
+            ticks.tick().await; // the receive itself hid the message
+            loop {
+                ticks.tick().await;
+                if let Err(e) = self.queue.extend(&received).await {
+                    tracing::warn!("cannot extend a message's visibility: {e:#}");
+                }
+            }
+        };
+        let message_id = received.message_id.as_deref().unwrap_or("");
+        tracing::debug!(
+            message_id,
+            receive_count = received.receive_count,
+            "processing message"
+        );
+        tokio::select! {
+            _ = heartbeat => {}
+            _ = self.dispatch(message) => {}
+        }
+        match self.queue.delete(&received).await {
+            Ok(()) => tracing::debug!(message_id, "message processed"),
+            Err(e) => tracing::error!(message_id, "cannot delete a processed message: {e:#}"),
         }
     }
 
@@ -236,6 +348,13 @@ impl Runtime {
         };
         match message {
             Message::ProcessMonitor { tasks, .. } => {
+                if self.queue.is_shared() && monitor.busy.swap(true, Ordering::AcqRel) {
+                    tracing::info!(
+                        monitor = monitor.name(),
+                        "already running in this process; message skipped"
+                    );
+                    return;
+                }
                 self.run_tasks(monitor, &tasks).await;
                 monitor.busy.store(false, Ordering::Release);
             }
@@ -327,4 +446,8 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -89,7 +89,14 @@ struct Log {
 
 impl Running {
     pub fn start(config: &Path, envs: &[(&str, &str)]) -> Running {
-        let mut cmd = sentinela(&["--log-format", "json", "run", config.to_str().unwrap()]);
+        Self::start_with_args(config, &[], envs)
+    }
+
+    /// `sentinela run CONFIG ARGS...`, e.g. `--role executor`.
+    pub fn start_with_args(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
+        let mut all = vec!["--log-format", "json", "run", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut cmd = sentinela(&all);
         cmd.envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -155,6 +162,11 @@ impl Running {
         }
     }
 
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn events(&self) -> Vec<Value> {
         self.log.0.lock().unwrap().events.clone()
     }
@@ -206,4 +218,14 @@ pub fn dump(events: &[Value]) -> String {
 /// The field of a JSON log event as a string ("" when absent).
 pub fn field<'a>(event: &'a Value, name: &str) -> &'a str {
     event.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Checks `done` every 50 ms until it holds, failing the test after `timeout`. For conditions
+/// that no single event stream can wake on (several processes, an external queue).
+pub fn poll_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -4,6 +4,7 @@
 pub mod call;
 pub mod client;
 pub mod credentials;
+pub mod queue;
 pub mod services;
 
 use std::collections::HashMap;

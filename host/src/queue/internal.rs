@@ -32,7 +32,12 @@ impl InternalQueue {
             .await
             .ok()?;
         let body = tokio::time::timeout(wait, receiver.recv()).await.ok()??;
-        Some(Received { body })
+        Some(Received {
+            body,
+            message_id: None,
+            receipt_handle: None,
+            receive_count: 1,
+        })
     }
 
     pub fn pending(&self) -> usize {

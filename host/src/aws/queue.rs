@@ -1,0 +1,246 @@
+//! The application queue on SQS (`type: plugin.aws.sqs`), with the `APPLICATION` credential.
+//!
+//! Call parameters follow Sentinela's: receive with long polling and an invisibility of twice
+//! `queue_visibility_time`, extend by the same amount while processing, delete after success.
+//! We also ask for `ApproximateReceiveCount`, so a message that keeps coming back is bounded.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+
+use super::ENDPOINT_ENV;
+use super::credentials::Credential;
+use crate::config::{ApplicationQueueConfig, CredentialName};
+use crate::queue::Received;
+
+pub struct SqsQueue {
+    client: Client,
+    name: String,
+    url: String,
+    wait_seconds: i32,
+    visibility_seconds: i32,
+    pub max_receive_count: u32,
+    dead_letter_url: Option<String>,
+}
+
+/// An SDK error with its code and message, never its request (which may carry headers).
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &aws_sdk_sqs::error::SdkError<E>,
+) -> String {
+    match e.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or("")
+        ),
+        None => format!("{}", DisplayErrorContext(e)),
+    }
+}
+
+impl SqsQueue {
+    /// Builds the client and checks the queue exists, creating it when `create_queue` says so.
+    pub async fn connect(config: &ApplicationQueueConfig) -> Result<SqsQueue> {
+        let name = config
+            .name
+            .clone()
+            .context("application_queue.name is required")?;
+        let application =
+            CredentialName::parse(CredentialName::APPLICATION).map_err(anyhow::Error::msg)?;
+        let credential = Credential::from_env(&application).map_err(anyhow::Error::msg)?;
+        let region = match &config.region {
+            Some(region) => credential.region(Some(region)),
+            None => credential.region(None),
+        }
+        .map_err(|e| anyhow::anyhow!("application_queue: {e}"))?;
+        let mut builder = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(credential.keys.clone());
+        if let Some(endpoint) = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty()) {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let client = Client::from_conf(builder.build());
+
+        let url = match client.get_queue_url().queue_name(&name).send().await {
+            Ok(found) => found.queue_url.unwrap_or_default(),
+            Err(e) if is_missing(&e) => {
+                if !config.create_queue {
+                    bail!(
+                        "the SQS application queue '{name}'{} does not exist; create it, or set \\
+                         application_queue.create_queue: true",
+                        config
+                            .url
+                            .as_deref()
+                            .map(|u| format!(" ({u})"))
+                            .unwrap_or_default()
+                    );
+                }
+                let created = client.create_queue().queue_name(&name).send().await;
+                let url = created.map_err(|e| {
+                    anyhow::anyhow!("cannot create SQS queue '{name}': {}", describe(&e))
+                })?;
+                tracing::info!(queue = %name, "created the SQS application queue");
+                url.queue_url.unwrap_or_default()
+            }
+            Err(e) => bail!("cannot look up SQS queue '{name}': {}", describe(&e)),
+        };
+        if let Some(configured) = &config.url
+            && configured != &url
+        {
+            bail!("application_queue.url {configured} is not the URL of queue '{name}' ({url})");
+        }
+        let dead_letter_url = match &config.dead_letter_queue {
+            Some(dlq) => Some(
+                client
+                    .get_queue_url()
+                    .queue_name(dlq)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("dead-letter queue '{dlq}': {}", describe(&e)))?
+                    .queue_url
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
+        Ok(SqsQueue {
+            client,
+            name,
+            url,
+            wait_seconds: config.queue_wait_message_time as i32,
+            visibility_seconds: 2 * config.queue_visibility_time as i32,
+            max_receive_count: config.max_receive_count,
+            dead_letter_url,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn send(&self, body: String) -> Result<Option<String>> {
+        let sent = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("SendMessage to {}: {}", self.name, describe(&e)))?;
+        Ok(sent.message_id)
+    }
+
+    /// Long-polls for up to `max` messages.
+    pub async fn receive(&self, max: i32) -> Result<Vec<Received>> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(self.wait_seconds)
+            .visibility_timeout(self.visibility_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("ReceiveMessage from {}: {}", self.name, describe(&e)))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                Received {
+                    body: m.body.unwrap_or_default(),
+                    message_id: m.message_id,
+                    receipt_handle: m.receipt_handle,
+                    receive_count,
+                }
+            })
+            .collect())
+    }
+
+    /// Hides the message for another 2 × `queue_visibility_time`.
+    pub async fn extend(&self, message: &Received) -> Result<()> {
+        self.change_visibility(message, self.visibility_seconds)
+            .await
+    }
+
+    /// Makes the message visible again now.
+    pub async fn release(&self, message: &Received) -> Result<()> {
+        self.change_visibility(message, 0).await
+    }
+
+    async fn change_visibility(&self, message: &Received, seconds: i32) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(message.receipt_handle.as_deref().unwrap_or_default())
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("ChangeMessageVisibility on {}: {}", self.name, describe(&e))
+            })?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, message: &Received) -> Result<()> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(message.receipt_handle.as_deref().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("DeleteMessage from {}: {}", self.name, describe(&e)))?;
+        Ok(())
+    }
+
+    /// Moves a message that cannot be processed to the dead-letter queue, or drops it.
+    pub async fn dead_letter(&self, message: &Received, reason: &str) -> Result<()> {
+        match &self.dead_letter_url {
+            Some(url) => {
+                self.client
+                    .send_message()
+                    .queue_url(url)
+                    .message_body(&message.body)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "moving a message to the dead-letter queue: {}",
+                            describe(&e)
+                        )
+                    })?;
+                tracing::error!(queue = %self.name, receive_count = message.receive_count, "moved a message to the dead-letter queue: {reason}");
+            }
+            None => tracing::error!(
+                queue = %self.name,
+                receive_count = message.receive_count,
+                body = %message.body.chars().take(200).collect::<String>(),
+                "dropped a message that cannot be processed: {reason}"
+            ),
+        }
+        self.delete(message).await
+    }
+}
+
+fn is_missing<E: ProvideErrorMetadata>(e: &aws_sdk_sqs::error::SdkError<E>) -> bool {
+    matches!(
+        e.as_service_error().and_then(|s| s.code()),
+        Some("QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue")
+    )
+}
+
+/// How long the executor waits before polling again after a failed receive: doubling from
+/// 0.5 s to 10 s, so an outage is neither hammered nor waited out for long.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.min(5))).min(Duration::from_secs(10))
+}

@@ -1,0 +1,301 @@
+//! The application queue on SQS (moto): start-up checks, processing semantics, poison
+//! messages, and scale-out with a controller and several executor processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh, which starts moto")
+}
+
+fn application_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("SENTINELA_PLUGINS", "aws"),
+        ("AWS_APPLICATION_ACCESS_KEY_ID", "AKIAAPPLICATION00001"),
+        ("AWS_APPLICATION_SECRET_ACCESS_KEY", "application-secret"),
+        ("AWS_APPLICATION_REGION", "us-east-1"),
+        ("RUST_LOG", "info,sentinela_host::runtime=debug"),
+    ]
+}
+
+struct Sqs {
+    runtime: tokio::runtime::Runtime,
+    client: aws_sdk_sqs::Client,
+}
+
+impl Sqs {
+    fn new() -> Sqs {
+        use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let client = {
+            let _guard = runtime.enter();
+            aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .endpoint_url(endpoint())
+                    .credentials_provider(Credentials::new(
+                        "testing", "testing", None, None, "tests",
+                    ))
+                    .build(),
+            )
+        };
+        Sqs { runtime, client }
+    }
+
+    fn create(&self, name: &str) -> String {
+        self.runtime
+            .block_on(self.client.create_queue().queue_name(name).send())
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
+    fn send(&self, url: &str, body: &str) -> String {
+        self.runtime
+            .block_on(
+                self.client
+                    .send_message()
+                    .queue_url(url)
+                    .message_body(body)
+                    .send(),
+            )
+            .unwrap()
+            .message_id
+            .unwrap()
+    }
+
+    /// Messages visible now (a short poll with visibility 0, so nothing is hidden by looking).
+    fn visible(&self, url: &str) -> Vec<String> {
+        let out = self
+            .runtime
+            .block_on(
+                self.client
+                    .receive_message()
+                    .queue_url(url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(0)
+                    .send(),
+            )
+            .unwrap();
+        out.messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.body)
+            .collect()
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.runtime
+            .block_on(self.client.get_queue_url().queue_name(name).send())
+            .is_ok()
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            % 1_000_000
+    )
+}
+
+fn sqs_config(
+    dir: &std::path::Path,
+    queue: &str,
+    extra_queue_keys: &str,
+    monitors: &str,
+) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "application_queue:\n  type: plugin.aws.sqs\n  name: {queue}\n  queue_wait_message_time: 1\n  queue_visibility_time: 1\n{extra_queue_keys}executor:\n  concurrency: 2\n  shutdown_grace: 1s\nmonitors:\n{monitors}"
+        ),
+    )
+}
+
+fn steady_monitor(cron: &str) -> String {
+    format!(
+        "  - name: steady\n    plugin: {}\n    search_cron: \"{cron}\"\n",
+        guest("steady").display()
+    )
+}
+
+#[test]
+fn a_missing_queue_is_an_error_unless_create_queue() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-missing");
+    let queue = unique("missing");
+    let config = sqs_config(&dir, &queue, "", &steady_monitor("0 0 1 1 *"));
+    let (status, _, stderr) =
+        output(sentinela(&["run", config.to_str().unwrap()]).envs(application_env()));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the SQS application queue '{queue}' does not exist"
+        )) && stderr.contains("create_queue: true"),
+        "{stderr}"
+    );
+    assert!(
+        !sqs.exists(&queue),
+        "the queue was created without create_queue"
+    );
+
+    // SQS without the aws host plugin names the fix.
+    let (status, _, stderr) = output(&mut sentinela(&["run", config.to_str().unwrap()]));
+    assert!(!status.success());
+    assert!(stderr.contains("set SENTINELA_PLUGINS=aws"), "{stderr}");
+
+    // With create_queue the queue is created once, then found.
+    let config = sqs_config(
+        &dir,
+        &queue,
+        "  create_queue: true\n",
+        &steady_monitor("0 0 1 1 *"),
+    );
+    for round in 0..2 {
+        let run = Running::start(&config, &application_env());
+        run.wait_for("startup", Duration::from_secs(60), |e| {
+            field(e, "message") == "sentinela running"
+        });
+        let (status, events) = run.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{}", dump(&events));
+        let created = events
+            .iter()
+            .any(|e| field(e, "message") == "created the SQS application queue");
+        assert_eq!(created, round == 0, "round {round}:\n{}", dump(&events));
+        assert!(sqs.exists(&queue));
+    }
+}
+
+#[test]
+fn poison_messages_are_taken_out_of_circulation() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-poison");
+    let queue = unique("poison");
+    let dead = unique("dead");
+    let url = sqs.create(&queue);
+    let dead_url = sqs.create(&dead);
+    for body in [
+        "not json",
+        r#"{"type": "mystery", "payload": {}}"#,
+        r#"{"type": "process_monitor", "payload": {}}"#,
+    ] {
+        sqs.send(&url, body);
+    }
+    let config = sqs_config(
+        &dir,
+        &queue,
+        &format!("  dead_letter_queue: {dead}\n"),
+        &steady_monitor("0 0 1 1 *"),
+    );
+    let run = Running::start(&config, &application_env());
+    let dead_lettered = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| field(e, "message").starts_with("moved a message to the dead-letter queue"))
+            .count()
+    };
+    run.wait_until(
+        "three messages dead-lettered",
+        Duration::from_secs(60),
+        |events| dead_lettered(events) == 3,
+    );
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let log = dump(&events);
+    assert!(
+        log.contains("unknown message type 'mystery'")
+            && log.contains("invalid process_monitor payload"),
+        "{log}"
+    );
+    let mut moved = sqs.visible(&dead_url);
+    moved.sort();
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    assert!(
+        moved.iter().any(|b| b == "not json") && moved.iter().any(|b| b.contains("mystery")),
+        "{moved:?}"
+    );
+    assert!(
+        sqs.visible(&url).is_empty(),
+        "poison messages are still in the application queue"
+    );
+}
+
+/// (message id → how many executors processed it) from debug events of several processes.
+fn processed(events: &[Value]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for event in events
+        .iter()
+        .filter(|e| field(e, "message") == "message processed")
+    {
+        *counts
+            .entry(field(event, "message_id").to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn a_controller_and_two_executors_process_every_task_once() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-scale-out");
+    let queue = unique("scale");
+    let url = sqs.create(&queue);
+    let config = sqs_config(&dir, &queue, "", &steady_monitor("* * * * * *"));
+    let executors = [
+        Running::start_with_args(&config, &["--role", "executor"], &application_env()),
+        Running::start_with_args(&config, &["--role", "executor"], &application_env()),
+    ];
+    let controller =
+        Running::start_with_args(&config, &["--role", "controller"], &application_env());
+    let timeout = Duration::from_secs(60);
+    controller.wait_until("six tasks queued", timeout, |events| {
+        events
+            .iter()
+            .filter(|e| field(e, "message") == "queued monitor tasks")
+            .count()
+            >= 6
+    });
+    let (status, controller_events) = controller.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let queued: Vec<String> = controller_events
+        .iter()
+        .filter(|e| field(e, "message") == "queued monitor tasks")
+        .map(|e| field(e, "message_id").to_owned())
+        .collect();
+    assert!(queued.iter().all(|id| !id.is_empty()));
+    // Wait until the executors together have processed every queued message.
+    poll_until("every queued task processed", timeout, || {
+        let mut all = executors[0].events();
+        all.extend(executors[1].events());
+        let counts = processed(&all);
+        queued.iter().all(|id| counts.contains_key(id))
+    });
+    let mut all = Vec::new();
+    for executor in executors {
+        let (status, events) = executor.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{}", dump(&events));
+        all.extend(events);
+    }
+    let counts = processed(&all);
+    for id in &queued {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "message {id} processed {:?} times",
+            counts.get(id)
+        );
+    }
+    assert!(sqs.visible(&url).is_empty(), "messages left behind");
+}
