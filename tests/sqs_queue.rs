@@ -299,3 +299,123 @@ fn a_controller_and_two_executors_process_every_task_once() {
     }
     assert!(sqs.visible(&url).is_empty(), "messages left behind");
 }
+
+fn spinner_monitor(timeout: &str) -> String {
+    format!(
+        "  - name: spinner\n    plugin: {}\n    limits:\n      timeout: {timeout}\n",
+        guest("hostile_infinite_loop").display()
+    )
+}
+
+const SPIN: &str =
+    r#"{"type": "process_monitor", "payload": {"monitor_id": "spinner", "tasks": ["search"]}}"#;
+
+fn event_for<'a>(events: &'a [Value], message: &str, id: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| field(e, "message") == message && field(e, "message_id") == id)
+        .collect()
+}
+
+#[test]
+fn the_heartbeat_keeps_a_slow_message_hidden_past_its_visibility() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-heartbeat");
+    let queue = unique("heartbeat");
+    let url = sqs.create(&queue);
+    // Visibility 1 s: each receive or extension hides the message for 2 s; the task takes 4 s.
+    let config = sqs_config(&dir, &queue, "", &spinner_monitor("4s"));
+    let a = Running::start_with_args(&config, &["--role", "executor"], &application_env());
+    let b = Running::start_with_args(&config, &["--role", "executor"], &application_env());
+    let id = sqs.send(&url, SPIN);
+    let timeout = Duration::from_secs(60);
+    poll_until("the message processed", timeout, || {
+        !event_for(&a.events(), "message processed", &id).is_empty()
+            || !event_for(&b.events(), "message processed", &id).is_empty()
+    });
+    let (_, a_events) = a.terminate(Duration::from_secs(30));
+    let (_, b_events) = b.terminate(Duration::from_secs(30));
+    let starts = event_for(&a_events, "processing message", &id).len()
+        + event_for(&b_events, "processing message", &id).len();
+    assert_eq!(
+        starts,
+        1,
+        "the message reappeared while it was processed:\n{}\n{}",
+        dump(&a_events),
+        dump(&b_events)
+    );
+    assert!(sqs.visible(&url).is_empty());
+}
+
+#[test]
+fn a_killed_executor_s_message_is_processed_by_another() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-kill");
+    let queue = unique("kill");
+    let url = sqs.create(&queue);
+    let config = sqs_config(&dir, &queue, "", &spinner_monitor("30s"));
+    let victim = Running::start_with_args(&config, &["--role", "executor"], &application_env());
+    victim.wait_for("startup", Duration::from_secs(60), |e| {
+        field(e, "message") == "sentinela running"
+    });
+    let id = sqs.send(&url, SPIN);
+    victim.wait_for(
+        "the victim takes the message",
+        Duration::from_secs(60),
+        |e| field(e, "message") == "processing message" && field(e, "message_id") == id,
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &victim.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(victim);
+
+    // The survivor gets it once its invisibility (2 × 1 s) runs out, as a second delivery.
+    let survivor_config = sqs_config(&dir, &queue, "", &spinner_monitor("1s"));
+    let survivor = Running::start_with_args(
+        &survivor_config,
+        &["--role", "executor"],
+        &application_env(),
+    );
+    let redelivered = survivor.wait_for("the message redelivered", Duration::from_secs(60), |e| {
+        field(e, "message") == "processing message" && field(e, "message_id") == id
+    });
+    assert_eq!(redelivered["receive_count"], 2, "{redelivered}");
+    survivor.wait_for("the message processed", Duration::from_secs(60), |e| {
+        field(e, "message") == "message processed" && field(e, "message_id") == id
+    });
+    let (status, _) = survivor.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    assert!(sqs.visible(&url).is_empty());
+}
+
+#[test]
+fn sigterm_releases_unfinished_messages_after_the_grace_period() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-drain");
+    let queue = unique("drain");
+    let url = sqs.create(&queue);
+    // The task would take 30 s; the grace period is 1 s.
+    let config = sqs_config(&dir, &queue, "", &spinner_monitor("30s"));
+    let leaving = Running::start_with_args(&config, &["--role", "executor"], &application_env());
+    let id = sqs.send(&url, SPIN);
+    leaving.wait_for("the message taken", Duration::from_secs(60), |e| {
+        field(e, "message") == "processing message" && field(e, "message_id") == id
+    });
+    let started = std::time::Instant::now();
+    let (status, events) = leaving.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the drain did not respect the grace period"
+    );
+    assert!(
+        dump(&events).contains("releasing their messages"),
+        "{}",
+        dump(&events)
+    );
+    // Released (visibility 0): visible again at once, well before its 2 s invisibility ends.
+    let body = sqs.visible(&url);
+    assert_eq!(body, vec![SPIN.to_owned()], "the message was not released");
+}

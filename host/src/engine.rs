@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances. Deadlines are counted in these ticks, so a runaway guest is
-/// stopped within one tick of its deadline.
+/// How often the epoch advances. Running guest code yields to tokio at every tick, so a
+/// call's timeout (and shutdown) can stop a runaway guest within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Sizes of the instance pool.
@@ -68,11 +68,6 @@ impl Engine {
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
-    }
-
-    /// Epoch ticks that cover `timeout`, plus one for the tick already in progress.
-    pub fn deadline_ticks(timeout: Duration) -> u64 {
-        (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
     }
 }
 

@@ -183,8 +183,10 @@ impl MonitorPlugin {
             InstanceState::new(self.name.clone(), &self.limits, aws),
         );
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(Engine::deadline_ticks(timeout));
-        store.epoch_deadline_trap();
+        // Guest code yields to tokio at every epoch tick, so a spinning guest neither holds a
+        // worker thread nor escapes the timeout below (or a shutdown that drops the call).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         let log = store.data().log.clone();
 
         let run = async {
