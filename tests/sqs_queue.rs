@@ -419,3 +419,95 @@ fn sigterm_releases_unfinished_messages_after_the_grace_period() {
     let body = sqs.visible(&url);
     assert_eq!(body, vec![SPIN.to_owned()], "the message was not released");
 }
+
+#[test]
+fn monitors_use_granted_queues_with_the_queue_s_own_credential() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("monitor-queues");
+    let outbox = sqs.create(&unique("outbox"));
+    let ledger = sqs.create(&unique("ledger"));
+    let config = write_config(
+        &dir,
+        &format!(
+            "queues:\n  outbox: {{url: \"{outbox}\", credential: outbox}}\n  ledger: {{url: \"{ledger}\", credential: LEDGER, region: us-east-1}}\nmonitors:\n  - name: roundtrip\n    plugin: {}\n    grants:\n      queues: [outbox]\n",
+            guest("queue_roundtrip").display()
+        ),
+    );
+    let env = [
+        ("SENTINELA_PLUGINS", "aws"),
+        ("AWS_OUTBOX_ACCESS_KEY_ID", "AKIAOUTBOX0000000001"),
+        ("AWS_OUTBOX_SECRET_ACCESS_KEY", "outbox-secret-value"),
+        ("AWS_OUTBOX_REGION", "us-east-1"),
+        ("AWS_LEDGER_ACCESS_KEY_ID", "AKIALEDGER0000000001"),
+        ("AWS_LEDGER_SECRET_ACCESS_KEY", "ledger-secret-value"),
+    ];
+    let (status, stdout, stderr) =
+        output(sentinela(&["invoke", config.to_str().unwrap(), "roundtrip", "search"]).envs(env));
+    assert!(status.success(), "{stderr}");
+    let data = &serde_json::from_str::<Value>(&stdout).unwrap()[0]["data"];
+    assert_eq!(data["body"], r#"{"hello": "world"}"#);
+    assert_eq!(
+        data["hidden_after_receive"], false,
+        "a received message was visible: {data}"
+    );
+    assert_eq!(data["receive_count_again"], 2, "{data}");
+    assert!(
+        data["sent_at_ms"].as_u64().unwrap() > 1_700_000_000_000,
+        "{data}"
+    );
+    assert_eq!(data["gone_after_delete"], true, "{data}");
+    assert!(
+        data["ungranted"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: queue 'ledger' is not granted to monitor 'roundtrip'"),
+        "{data}"
+    );
+    assert!(
+        data["huge"]
+            .as_str()
+            .unwrap()
+            .starts_with("limit: message body of 307200 bytes"),
+        "{data}"
+    );
+    assert!(
+        sqs.visible(&ledger).is_empty(),
+        "the ungranted queue got a message"
+    );
+    assert!(
+        stderr.contains("\"credential\":\"OUTBOX\"") || stderr.contains("credential=OUTBOX"),
+        "audited with the queue's credential:\n{stderr}"
+    );
+    for secret in ["outbox-secret-value", "ledger-secret-value"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
+
+    // A queue cannot use the APPLICATION credential, and a grant must name a declared queue.
+    for (name, yaml) in [
+        (
+            "queue-application",
+            format!(
+                "queues:\n  outbox: {{url: \"{outbox}\", credential: APPLICATION}}\nmonitors: []\n"
+            ),
+        ),
+        (
+            "queue-undeclared",
+            format!(
+                "monitors:\n  - name: m\n    plugin: {}\n    grants:\n      queues: [nowhere]\n",
+                guest("steady").display()
+            ),
+        ),
+    ] {
+        let dir = scratch_dir(name);
+        let config = write_config(&dir, &yaml);
+        let (status, stdout, stderr) =
+            output(sentinela(&["check", config.to_str().unwrap()]).envs(env));
+        assert!(!status.success(), "{stdout}{stderr}");
+        let out = format!("{stdout}{stderr}");
+        assert!(
+            out.contains("APPLICATION credential belongs to the host")
+                || out.contains("queue 'nowhere' is not declared in the 'queues:' section"),
+            "{out}"
+        );
+    }
+}

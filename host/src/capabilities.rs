@@ -64,8 +64,8 @@ impl ImportCheck {
             "queue" | "aws-call" if !enabled.is_enabled(HostPlugin::Aws) => {
                 ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
             }
-            "aws-call" => ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws)),
-            "queue" | "secrets" => ImportCheck::NotImplemented,
+            "aws-call" | "queue" => ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws)),
+            "secrets" => ImportCheck::NotImplemented,
             _ => ImportCheck::Unknown,
         }
     }
@@ -110,6 +110,7 @@ pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker
     wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     if enabled.is_enabled(HostPlugin::Aws) {
         wit::aws_call::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        wit::queue::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     }
     Ok(linker)
 }
@@ -144,6 +145,10 @@ mod tests {
         );
         assert_eq!(
             ImportCheck::of("sentinela:plugin/queue@0.1.0", &aws),
+            ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws))
+        );
+        assert_eq!(
+            ImportCheck::of("sentinela:plugin/secrets@0.1.0", &aws),
             ImportCheck::NotImplemented
         );
         assert_eq!(

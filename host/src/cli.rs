@@ -225,9 +225,10 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             let credentials: Vec<_> = grants.credentials.iter().map(|c| c.to_string()).collect();
             let aws: Vec<_> = grants.aws.iter().map(|g| g.to_string()).collect();
             println!(
-                "    grants: credentials: {}; aws: {}",
+                "    grants: credentials: {}; aws: {}; queues: {}",
                 list_or_none(&credentials),
-                list_or_none(&aws)
+                list_or_none(&aws),
+                list_or_none(&grants.queues)
             );
             if let Err(e) = loaded {
                 println!("    error: {e:#}");

@@ -28,6 +28,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
+    /// SQS queues for the `queue` interface, by name.
+    pub queues: std::collections::BTreeMap<String, QueueDeclaration>,
     pub monitors: Vec<MonitorConfig>,
 }
 
@@ -42,6 +44,8 @@ struct RawConfig {
     executor: ExecutorConfig,
     #[serde(default)]
     cache_dir: Option<ConfigPath>,
+    #[serde(default)]
+    queues: std::collections::BTreeMap<String, QueueDeclaration>,
     monitors: Monitors,
 }
 
@@ -517,13 +521,30 @@ pub struct Grants {
     /// Optional `service:Operation` allow-list for `aws-call` (`service:*` allowed).
     #[serde(default)]
     pub aws: Vec<AwsOperationGrant>,
+    /// Names from the `queues:` section this monitor may use through the `queue` interface.
+    #[serde(default)]
+    pub queues: Vec<String>,
 }
 
 impl Grants {
     /// The host plugin these grants need, if any.
     pub fn required_host_plugin(&self) -> Option<HostPlugin> {
-        (!self.credentials.is_empty() || !self.aws.is_empty()).then_some(HostPlugin::Aws)
+        (!self.credentials.is_empty() || !self.aws.is_empty() || !self.queues.is_empty())
+            .then_some(HostPlugin::Aws)
     }
+}
+
+/// An SQS queue monitors may use through the `queue` interface, with its own credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDeclaration {
+    /// The queue URL.
+    pub url: String,
+    /// The credential the host signs with (never `APPLICATION`).
+    pub credential: CredentialName,
+    /// The region, else `AWS_{credential}_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// A credential name: `[A-Z0-9_]+` after upper-casing, as Sentinela normalises it.
@@ -666,7 +687,38 @@ impl Config {
         if let Err(e) = raw.application_queue.validate() {
             bail!("{}: {e}", path.display());
         }
+        for (name, queue) in &raw.queues {
+            let valid = !name.is_empty()
+                && name.len() <= 80
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                bail!(
+                    "{}: queues: invalid queue name '{name}': use letters, digits, '-' and '_'",
+                    path.display()
+                );
+            }
+            if !(queue.url.starts_with("https://") || queue.url.starts_with("http://")) {
+                bail!(
+                    "{}: queues.{name}.url: '{}' is not an http(s) URL",
+                    path.display(),
+                    queue.url
+                );
+            }
+        }
         for (index, monitor) in raw.monitors.0.iter().enumerate() {
+            if let Some(queue) = monitor
+                .grants
+                .queues
+                .iter()
+                .find(|q| !raw.queues.contains_key(*q))
+            {
+                bail!(
+                    "{}: monitors[{index}].grants.queues: queue '{queue}' is not declared in the 'queues:' section",
+                    path.display()
+                );
+            }
             if monitor.limits.memory.0 > Limits::MAX_MEMORY {
                 bail!(
                     "{}: monitors[{index}].limits.memory: {} bytes is over the maximum of {} bytes (4GiB)",
@@ -693,6 +745,7 @@ impl Config {
             application_queue: raw.application_queue,
             executor: raw.executor,
             cache_dir: raw.cache_dir.map(|p| p.0),
+            queues: raw.queues,
             monitors: raw.monitors.0,
         })
     }
@@ -704,6 +757,13 @@ impl Config {
             Some(value) => HostPlugins::from_env_value(value).context("SENTINELA_PLUGINS")?,
             None => HostPlugins::from_list(&self.plugins),
         };
+        if !self.queues.is_empty() && !plugins.is_enabled(HostPlugin::Aws) {
+            bail!(
+                "{}: queues: SQS queues for monitors are provided by the 'aws' host plugin, which is \
+                 not enabled; set SENTINELA_PLUGINS=aws",
+                self.path.display()
+            );
+        }
         if self.application_queue.kind == QueueKind::Sqs && !plugins.is_enabled(HostPlugin::Aws) {
             bail!(
                 "{}: application_queue: an SQS queue (type: plugin.aws.sqs) is provided by the 'aws' \

@@ -108,7 +108,11 @@ impl Running {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let event = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                sink.0.lock().unwrap_or_else(|e| e.into_inner()).events.push(event);
+                sink.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .events
+                    .push(event);
                 sink.1.notify_all();
             }
             sink.0.lock().unwrap_or_else(|e| e.into_inner()).closed = true;

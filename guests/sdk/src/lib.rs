@@ -249,6 +249,33 @@ pub mod aws {
     }
 }
 
+/// Messages on the SQS queues of the config's `queues:` section granted to this monitor.
+pub mod queue {
+    use crate::Result;
+    use crate::aws::describe;
+    use crate::bindings::sentinela::plugin::queue as wit;
+    pub use wit::Message;
+
+    /// Sends `body`; returns the message id.
+    pub fn send(queue: &str, body: &str) -> Result<String> {
+        Ok(wit::send(queue, body).map_err(|e| describe(&e))?)
+    }
+
+    /// Receives up to `max` (1–10) messages, waiting up to `wait_seconds` (0–20).
+    pub fn receive(queue: &str, max: u32, wait_seconds: u32) -> Result<Vec<Message>> {
+        Ok(wit::receive(queue, max, wait_seconds).map_err(|e| describe(&e))?)
+    }
+
+    pub fn delete(queue: &str, message: &Message) -> Result<()> {
+        Ok(wit::delete(queue, &message.receipt).map_err(|e| describe(&e))?)
+    }
+
+    /// Hides a received message for `seconds` more; 0 makes it visible again now.
+    pub fn change_visibility(queue: &str, message: &Message, seconds: u32) -> Result<()> {
+        Ok(wit::change_visibility(queue, &message.receipt, seconds).map_err(|e| describe(&e))?)
+    }
+}
+
 /// Exports `T` as the component's monitor. Use [`export_monitor!`].
 #[doc(hidden)]
 pub struct Export<T>(PhantomData<T>);

@@ -33,6 +33,8 @@ pub struct AwsGrants {
     pub credentials: Vec<CredentialName>,
     /// Empty: every operation of every service.
     pub operations: Vec<AwsOperationGrant>,
+    /// Names from the `queues:` section.
+    pub queues: Vec<String>,
 }
 
 impl From<&crate::config::Grants> for AwsGrants {
@@ -40,12 +42,13 @@ impl From<&crate::config::Grants> for AwsGrants {
         AwsGrants {
             credentials: grants.credentials.clone(),
             operations: grants.aws.clone(),
+            queues: grants.queues.clone(),
         }
     }
 }
 
 /// One call as the audit log sees it.
-struct Audit<'a> {
+pub(super) struct Audit<'a> {
     monitor: &'a str,
     credential: String,
     service: String,
@@ -54,7 +57,7 @@ struct Audit<'a> {
 }
 
 impl Audit<'_> {
-    fn finish<T>(&self, result: &Result<T, Error>, status: Option<u16>) {
+    pub(super) fn finish<T>(&self, result: &Result<T, Error>, status: Option<u16>) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(Error::Denied(_)) => "denied",
@@ -79,7 +82,7 @@ impl Audit<'_> {
 }
 
 impl AwsInstance {
-    fn audit(&self, credential: &str, service: &str, operation: &str) -> Audit<'_> {
+    pub(super) fn audit(&self, credential: &str, service: &str, operation: &str) -> Audit<'_> {
         Audit {
             monitor: &self.monitor,
             credential: shorten(credential),
@@ -210,6 +213,22 @@ impl AwsInstance {
             let client = self.authorize(credential, service, region, operation, |p| {
                 matches!(p, Protocol::Json { .. })
             })?;
+            Ok::<_, Error>(self.json_call(&client, operation, input).await)
+        }
+        .await
+        .unwrap_or_else(|e| (Err(e), None));
+        audit.finish(&result, status);
+        result
+    }
+
+    /// Sends a JSON-protocol request on an authorized client.
+    pub(super) async fn json_call(
+        &self,
+        client: &AwsClient,
+        operation: &str,
+        input: &str,
+    ) -> (Result<String, Error>, Option<u16>) {
+        let outgoing = async {
             let Protocol::Json {
                 version,
                 target_prefix,
@@ -222,7 +241,7 @@ impl AwsInstance {
             };
             serde_json::from_str::<serde::de::IgnoredAny>(input)
                 .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
-            let outgoing = Outgoing {
+            Ok(Outgoing {
                 method: Method::POST,
                 path_and_query: "/".into(),
                 headers: vec![
@@ -236,14 +255,16 @@ impl AwsInstance {
                     ),
                 ],
                 body: Bytes::copy_from_slice(input.as_bytes()),
-            };
-            let (result, status) = self.send(&client, outgoing).await;
-            Ok::<_, Error>((result.and_then(|(_, body)| utf8(body)), status))
+            })
         }
-        .await
-        .unwrap_or_else(|e| (Err(e), None));
-        audit.finish(&result, status);
-        result
+        .await;
+        match outgoing {
+            Ok(outgoing) => {
+                let (result, status) = self.send(client, outgoing).await;
+                (result.and_then(|(_, body)| utf8(body)), status)
+            }
+            Err(e) => (Err(e), None),
+        }
     }
 
     pub async fn query(
@@ -546,7 +567,7 @@ impl aws_call::Host for InstanceState {
 impl InstanceState {
     /// Only linked when the `aws` host plugin is enabled, so this is always there; a clear
     /// error beats a panic all the same.
-    fn aws(&self) -> Result<&AwsInstance, Error> {
+    pub(crate) fn aws(&self) -> Result<&AwsInstance, Error> {
         self.aws
             .as_ref()
             .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))

@@ -4,16 +4,17 @@
 pub mod call;
 pub mod client;
 pub mod credentials;
+pub mod monitor_queues;
 pub mod queue;
 pub mod services;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::config::{Config, CredentialName};
+use crate::config::{Config, CredentialName, QueueDeclaration};
 use client::{AwsClient, HttpClient};
 use credentials::{Credential, CredentialRegistry};
 use services::Service;
@@ -46,6 +47,8 @@ type ClientKey = (CredentialName, &'static str, String);
 /// (credential, service, region), built on first use and reused.
 pub struct AwsPlugin {
     pub credentials: CredentialRegistry,
+    /// The `queues:` section: SQS queues for the `queue` interface.
+    pub queues: BTreeMap<String, QueueDeclaration>,
     pub limits: CallLimits,
     endpoint_override: Option<String>,
     http: HttpClient,
@@ -55,7 +58,11 @@ pub struct AwsPlugin {
 impl AwsPlugin {
     /// Loads the credentials the config grants to monitors.
     pub fn from_config(config: &Config) -> Result<AwsPlugin> {
-        let names = config.monitors.iter().flat_map(|m| &m.grants.credentials);
+        let names = config
+            .monitors
+            .iter()
+            .flat_map(|m| &m.grants.credentials)
+            .chain(config.queues.values().map(|q| &q.credential));
         let endpoint_override = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
         if let Some(url) = &endpoint_override
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -64,6 +71,7 @@ impl AwsPlugin {
         }
         Ok(AwsPlugin {
             credentials: CredentialRegistry::from_env(names),
+            queues: config.queues.clone(),
             limits: CallLimits::default(),
             endpoint_override,
             http: client::http_client()?,
@@ -117,6 +125,7 @@ mod tests {
     fn one_client_per_credential_service_and_region() {
         let plugin = AwsPlugin {
             credentials: CredentialRegistry::default(),
+            queues: BTreeMap::new(),
             limits: CallLimits::default(),
             endpoint_override: None,
             http: client::http_client().unwrap(),
