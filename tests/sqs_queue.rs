@@ -511,3 +511,106 @@ fn monitors_use_granted_queues_with_the_queue_s_own_credential() {
         );
     }
 }
+
+/// Sentinela's own SQS queue tests (`test_sqs_queue.py`), against our queue type directly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sqs_queue_passes_sentinelas_queue_tests() {
+    use sentinela_host::aws::credentials::Credential;
+    use sentinela_host::aws::queue::SqsQueue;
+    use sentinela_host::config::{ApplicationQueueConfig, CredentialName, QueueKind};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let credential = Credential {
+        name: CredentialName::parse("application").unwrap(),
+        keys: aws_credential_types::Credentials::new(
+            "AKIATEST",
+            "test-secret",
+            None,
+            None,
+            "tests",
+        ),
+        region: Some("us-east-1".into()),
+    };
+    let config = ApplicationQueueConfig {
+        kind: QueueKind::Sqs,
+        name: Some(unique("sentinela-tests")),
+        create_queue: true,
+        queue_wait_message_time: 2,
+        queue_visibility_time: 1,
+        ..ApplicationQueueConfig::default()
+    };
+    let queue = Arc::new(
+        SqsQueue::connect(&config, &credential, Some(&endpoint()))
+            .await
+            .unwrap(),
+    );
+    // Init again on the existing queue: found, not created.
+    let existing = ApplicationQueueConfig {
+        create_queue: false,
+        ..config
+    };
+    let endpoint = endpoint();
+    assert!(
+        SqsQueue::connect(&existing, &credential, Some(&endpoint))
+            .await
+            .is_ok()
+    );
+
+    // Wait timeout: an empty queue answers nothing after about the long-poll wait.
+    let started = Instant::now();
+    assert!(queue.receive(1).await.unwrap().is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A long poll started first wakes on a message sent 0.5 s later.
+    let waiting = tokio::spawn({
+        let queue = queue.clone();
+        async move { (queue.receive(1).await, Instant::now()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body =
+        r#"{"type": "process_monitor", "payload": {"monitor_id": "m", "tasks": ["search"]}}"#;
+    queue.send(body.to_owned()).await.unwrap();
+    let sent_at = Instant::now();
+    let (received, woke_at) = waiting.await.unwrap();
+    let received = received
+        .unwrap()
+        .pop()
+        .expect("the long poll returned the message");
+    assert_eq!(received.body, body);
+    assert_eq!(received.receive_count, 1);
+    assert!(woke_at.duration_since(sent_at) < Duration::from_millis(1500));
+
+    // Not deleted: invisible for 2 × visibility, then received again.
+    let hidden_until = Instant::now() + Duration::from_millis(1500);
+    let mut redelivered = Vec::new();
+    while redelivered.is_empty() {
+        redelivered = queue.receive(1).await.unwrap();
+        if Instant::now() < hidden_until {
+            assert!(
+                redelivered.is_empty(),
+                "the message reappeared before its visibility ran out"
+            );
+        }
+    }
+    assert_eq!(redelivered[0].receive_count, 2);
+
+    // Extending hides it again; delete removes it for good.
+    queue.extend(&redelivered[0]).await.unwrap();
+    assert!(
+        queue.receive(1).await.unwrap().is_empty(),
+        "visible right after an extension"
+    );
+    queue.delete(&redelivered[0]).await.unwrap();
+    let after = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < after {
+        assert!(
+            queue.receive(1).await.unwrap().is_empty(),
+            "a deleted message came back"
+        );
+    }
+}

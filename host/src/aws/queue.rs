@@ -42,15 +42,25 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 impl SqsQueue {
+    /// Connects with the `APPLICATION` credential and `AWS_ENDPOINT_URL` from the environment.
+    pub async fn connect_from_env(config: &ApplicationQueueConfig) -> Result<SqsQueue> {
+        let application =
+            CredentialName::parse(CredentialName::APPLICATION).map_err(anyhow::Error::msg)?;
+        let credential = Credential::from_env(&application).map_err(anyhow::Error::msg)?;
+        let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
+        Self::connect(config, &credential, endpoint.as_deref()).await
+    }
+
     /// Builds the client and checks the queue exists, creating it when `create_queue` says so.
-    pub async fn connect(config: &ApplicationQueueConfig) -> Result<SqsQueue> {
+    pub async fn connect(
+        config: &ApplicationQueueConfig,
+        credential: &Credential,
+        endpoint: Option<&str>,
+    ) -> Result<SqsQueue> {
         let name = config
             .name
             .clone()
             .context("application_queue.name is required")?;
-        let application =
-            CredentialName::parse(CredentialName::APPLICATION).map_err(anyhow::Error::msg)?;
-        let credential = Credential::from_env(&application).map_err(anyhow::Error::msg)?;
         let region = match &config.region {
             Some(region) => credential.region(Some(region)),
             None => credential.region(None),
@@ -60,7 +70,7 @@ impl SqsQueue {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
             .credentials_provider(credential.keys.clone());
-        if let Some(endpoint) = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty()) {
+        if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
         let client = Client::from_conf(builder.build());

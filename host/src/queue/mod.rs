@@ -35,7 +35,7 @@ impl ApplicationQueue {
     pub async fn from_config(config: &ApplicationQueueConfig) -> Result<ApplicationQueue> {
         Ok(match config.kind {
             QueueKind::Internal => ApplicationQueue::Internal(InternalQueue::new()),
-            QueueKind::Sqs => ApplicationQueue::Sqs(SqsQueue::connect(config).await?),
+            QueueKind::Sqs => ApplicationQueue::Sqs(SqsQueue::connect_from_env(config).await?),
         })
     }
 
