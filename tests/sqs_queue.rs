@@ -614,3 +614,81 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
         );
     }
 }
+
+#[test]
+fn a_network_outage_is_retried_with_backoff_and_nothing_is_lost() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-outage");
+    let queue = unique("outage");
+    let url = sqs.create(&queue);
+    let moto: std::net::SocketAddr = endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("AWS_ENDPOINT_URL is http://IP:PORT");
+    let proxy = FlakyProxy::start(moto);
+    let config = sqs_config(&dir, &queue, "", &steady_monitor("0 0 1 1 *"));
+    let mut env = application_env();
+    let proxy_url = proxy.url();
+    env.push(("AWS_ENDPOINT_URL", &proxy_url));
+    let executor = Running::start_with_args(&config, &["--role", "executor"], &env);
+    executor.wait_for("startup", Duration::from_secs(60), |e| {
+        field(e, "message") == "sentinela running"
+    });
+    let steady =
+        r#"{"type": "process_monitor", "payload": {"monitor_id": "steady", "tasks": ["search"]}}"#;
+    let before = sqs.send(&url, steady);
+    executor.wait_for(
+        "a message before the outage",
+        Duration::from_secs(60),
+        |e| field(e, "message") == "message processed" && field(e, "message_id") == before,
+    );
+
+    proxy.cut();
+    let during: Vec<String> = (0..5).map(|_| sqs.send(&url, steady)).collect();
+    executor.wait_until(
+        "receive failures with backoff",
+        Duration::from_secs(60),
+        |events| {
+            events
+                .iter()
+                .filter(|e| {
+                    field(e, "message").starts_with("receiving from the application queue failed")
+                })
+                .count()
+                >= 2
+        },
+    );
+    // The outage lasts about ten seconds.
+    std::thread::sleep(Duration::from_secs(8));
+    proxy.restore();
+
+    executor.wait_for("recovery", Duration::from_secs(60), |e| {
+        field(e, "message") == "application queue reachable again"
+    });
+    executor.wait_until(
+        "every message sent during the outage processed",
+        Duration::from_secs(60),
+        |events| {
+            during.iter().all(|id| {
+                events.iter().any(|e| {
+                    field(e, "message") == "message processed" && field(e, "message_id") == id
+                })
+            })
+        },
+    );
+    let (status, events) = executor.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    let failures: Vec<&Value> = events
+        .iter()
+        .filter(|e| field(e, "message").starts_with("receiving from the application queue failed"))
+        .collect();
+    let waits: Vec<u64> = failures
+        .iter()
+        .filter_map(|e| e["retry_in_ms"].as_u64())
+        .collect();
+    assert!(
+        waits.windows(2).all(|w| w[1] >= w[0]) && waits.first() == Some(&500),
+        "backoff grows from 0.5 s: {waits:?}"
+    );
+    assert!(sqs.visible(&url).is_empty(), "messages left behind");
+}
