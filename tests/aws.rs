@@ -14,11 +14,6 @@ const OTHER_SECRET: &str = "otherSECRETkey/77aa";
 const APPLICATION_SECRET: &str = "applicationSECRETkey/Zz01";
 const SESSION_TOKEN: &str = "monitoringSESSIONtoken0042";
 
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh, which starts moto")
-}
-
 /// Credentials in the environment of `sentinela`, as an operator would set them.
 fn credential_env() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -48,20 +43,8 @@ fn assert_no_secrets(text: &str) {
 }
 
 fn sqs(runtime: &tokio::runtime::Runtime) -> aws_sdk_sqs::Client {
-    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
     let _guard = runtime.enter();
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
-}
-
-fn issue_event<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
-    (field(event, "target") == "sentinela::issues" && field(event, "event") == kind)
-        .then(|| field(event, "issue_id"))
+    sqs_client(&moto_endpoint(), "testing", "testing")
 }
 
 #[test]
@@ -330,21 +313,12 @@ fn the_host_signs_with_the_granted_credential_and_iam_decides() {
     // judging the MONITORING signature, not from the request.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
-    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-    let admin = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&moto.url)
-            .credentials_provider(Credentials::new(
-                key("application", "aws_access_key_id"),
-                application_secret,
-                None,
-                None,
-                "tests",
-            ))
-            .build(),
+    let admin = sqs_client(
+        &moto.url,
+        &key("application", "aws_access_key_id"),
+        &application_secret,
     );
+
     let url = keys["queue_url"].as_str().unwrap();
     runtime
         .block_on(admin.delete_queue().queue_url(url).send())

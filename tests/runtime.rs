@@ -8,11 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn issue_event<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
-    (field(event, "target") == "sentinela::issues" && field(event, "event") == kind)
-        .then(|| field(event, "issue_id"))
-}
-
 #[test]
 fn monitors_raise_update_and_solve_issues_on_schedule() {
     let dir = scratch_dir("run-blink");

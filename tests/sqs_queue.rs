@@ -9,11 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh, which starts moto")
-}
-
 fn application_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("SENTINELA_PLUGINS", "aws"),
@@ -31,20 +26,10 @@ struct Sqs {
 
 impl Sqs {
     fn new() -> Sqs {
-        use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let client = {
             let _guard = runtime.enter();
-            aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("us-east-1"))
-                    .endpoint_url(endpoint())
-                    .credentials_provider(Credentials::new(
-                        "testing", "testing", None, None, "tests",
-                    ))
-                    .build(),
-            )
+            sqs_client(&moto_endpoint(), "testing", "testing")
         };
         Sqs { runtime, client }
     }
@@ -541,7 +526,7 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
         ..ApplicationQueueConfig::default()
     };
     let queue = Arc::new(
-        SqsQueue::connect(&config, &credential, Some(&endpoint()))
+        SqsQueue::connect(&config, &credential, Some(&moto_endpoint()))
             .await
             .unwrap(),
     );
@@ -550,7 +535,7 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
         create_queue: false,
         ..config
     };
-    let endpoint = endpoint();
+    let endpoint = moto_endpoint();
     assert!(
         SqsQueue::connect(&existing, &credential, Some(&endpoint))
             .await
@@ -621,7 +606,7 @@ fn a_network_outage_is_retried_with_backoff_and_nothing_is_lost() {
     let dir = scratch_dir("sqs-outage");
     let queue = unique("outage");
     let url = sqs.create(&queue);
-    let moto: std::net::SocketAddr = endpoint()
+    let moto: std::net::SocketAddr = moto_endpoint()
         .trim_start_matches("http://")
         .parse()
         .expect("AWS_ENDPOINT_URL is http://IP:PORT");

@@ -300,3 +300,28 @@ impl FlakyProxy {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// The moto server scripts/test.sh started.
+pub fn moto_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run scripts/test.sh, which starts moto")
+}
+
+/// An aws-sdk-rust SQS client for test set-up, with the given keys, in us-east-1.
+pub fn sqs_client(endpoint: &str, key_id: &str, secret: &str) -> aws_sdk_sqs::Client {
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new(key_id, secret, None, None, "tests"))
+            .build(),
+    )
+}
+
+/// The issue id of a `sentinela::issues` event of this kind (`created`, `updated`, `solved`).
+pub fn issue_event<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
+    (field(event, "target") == "sentinela::issues" && field(event, "event") == kind)
+        .then(|| field(event, "issue_id"))
+}
