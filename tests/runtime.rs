@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 #[test]
 fn monitors_raise_update_and_solve_issues_on_schedule() {

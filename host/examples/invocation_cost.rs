@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         &engine,
         &linker,
         &plugins,
-        None,
+        Default::default(),
     )?;
 
     for _ in 0..1000 {

@@ -31,8 +31,6 @@ pub enum ImportCheck {
     Provided(Provider),
     /// Linked only when the host plugin is enabled, and it is not.
     NeedsHostPlugin(HostPlugin),
-    /// Part of the contract, but not implemented by this version of the host.
-    NotImplemented,
     /// Never offered to monitors.
     Forbidden(&'static str),
     /// Another version of the `sentinela:plugin` package.
@@ -60,12 +58,11 @@ impl ImportCheck {
             return ImportCheck::WrongVersion;
         }
         match interface {
-            "types" | "log" => ImportCheck::Provided(Provider::Core),
+            "types" | "log" | "secrets" => ImportCheck::Provided(Provider::Core),
             "queue" | "aws-call" if !enabled.is_enabled(HostPlugin::Aws) => {
                 ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
             }
             "aws-call" | "queue" => ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws)),
-            "secrets" => ImportCheck::NotImplemented,
             _ => ImportCheck::Unknown,
         }
     }
@@ -77,9 +74,6 @@ impl ImportCheck {
             ImportCheck::NeedsHostPlugin(plugin) => Some(format!(
                 "imports {name}, which the '{plugin}' host plugin provides; it is not enabled: \
                  set SENTINELA_PLUGINS={plugin} (or add it to the config's 'plugins:')"
-            )),
-            ImportCheck::NotImplemented => Some(format!(
-                "imports {name}, which this version of sentinela does not implement yet"
             )),
             ImportCheck::Forbidden(why) => {
                 Some(format!("imports {name}, which is never provided: {why}"))
@@ -108,6 +102,7 @@ pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    wit::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     if enabled.is_enabled(HostPlugin::Aws) {
         wit::aws_call::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         wit::queue::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
@@ -148,8 +143,8 @@ mod tests {
             ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws))
         );
         assert_eq!(
-            ImportCheck::of("sentinela:plugin/secrets@0.1.0", &aws),
-            ImportCheck::NotImplemented
+            ImportCheck::of("sentinela:plugin/secrets@0.1.0", &none),
+            ImportCheck::Provided(Provider::Core)
         );
         assert_eq!(
             ImportCheck::of("sentinela:plugin/log@0.2.0", &none),

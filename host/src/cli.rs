@@ -230,6 +230,9 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
                 list_or_none(&aws),
                 list_or_none(&grants.queues)
             );
+            for (name, source) in &monitor.secrets {
+                println!("    secret {name}: {source}");
+            }
             if let Err(e) = loaded {
                 println!("    error: {e:#}");
                 failures += 1;

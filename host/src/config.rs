@@ -28,6 +28,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
+    /// How long a fetched secret is served from the cache.
+    pub secrets_cache_ttl: Duration,
     /// SQS queues for the `queue` interface, by name.
     pub queues: std::collections::BTreeMap<String, QueueDeclaration>,
     pub monitors: Vec<MonitorConfig>,
@@ -46,6 +48,8 @@ struct RawConfig {
     cache_dir: Option<ConfigPath>,
     #[serde(default)]
     queues: std::collections::BTreeMap<String, QueueDeclaration>,
+    #[serde(default = "default_secrets_cache_ttl")]
+    secrets_cache_ttl: Seconds,
     monitors: Monitors,
 }
 
@@ -235,6 +239,124 @@ pub struct MonitorConfig {
     pub limits: Limits,
     #[serde(default)]
     pub grants: Grants,
+    /// Secrets this monitor can read with `secrets.get(name)`, by name.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, SecretSource>,
+}
+
+/// Where a secret comes from. Exactly one of `secretsmanager`, `ssm` or `env`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "RawSecret")]
+pub enum SecretSource {
+    /// A Secrets Manager secret (name or full ARN), optionally one JSON field of it.
+    SecretsManager {
+        secret_id: String,
+        field: Option<String>,
+        version_stage: Option<String>,
+        credential: CredentialName,
+        region: Option<String>,
+    },
+    /// An SSM parameter, SecureStrings decrypted.
+    Ssm {
+        name: String,
+        credential: CredentialName,
+        region: Option<String>,
+    },
+    /// An environment variable of the host.
+    Env { var: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    secretsmanager: Option<String>,
+    ssm: Option<String>,
+    env: Option<String>,
+    field: Option<String>,
+    version_stage: Option<String>,
+    credential: Option<String>,
+    region: Option<String>,
+}
+
+impl TryFrom<RawSecret> for SecretSource {
+    type Error = String;
+    fn try_from(raw: RawSecret) -> Result<SecretSource, String> {
+        // The operator may name APPLICATION here: the monitor cannot choose the credential.
+        let credential = |kind: &str| match &raw.credential {
+            Some(name) => CredentialName::parse(name),
+            None => Err(format!(
+                "a {kind} secret needs 'credential' (the credential the host fetches it with)"
+            )),
+        };
+        let only_for_secretsmanager = |what: &str, set: bool| {
+            if set {
+                Err(format!("'{what}' applies to secretsmanager secrets only"))
+            } else {
+                Ok(())
+            }
+        };
+        match (&raw.secretsmanager, &raw.ssm, &raw.env) {
+            (Some(id), None, None) => Ok(SecretSource::SecretsManager {
+                secret_id: id.clone(),
+                field: raw.field.clone(),
+                version_stage: raw.version_stage.clone(),
+                credential: credential("secretsmanager")?,
+                region: raw.region.clone(),
+            }),
+            (None, Some(name), None) => {
+                only_for_secretsmanager("field", raw.field.is_some())?;
+                only_for_secretsmanager("version_stage", raw.version_stage.is_some())?;
+                Ok(SecretSource::Ssm {
+                    name: name.clone(),
+                    credential: credential("ssm")?,
+                    region: raw.region.clone(),
+                })
+            }
+            (None, None, Some(var)) => {
+                only_for_secretsmanager("field", raw.field.is_some())?;
+                only_for_secretsmanager("version_stage", raw.version_stage.is_some())?;
+                if raw.credential.is_some() || raw.region.is_some() {
+                    return Err("an env secret takes no 'credential' or 'region'".into());
+                }
+                Ok(SecretSource::Env { var: var.clone() })
+            }
+            _ => Err("a secret needs exactly one of 'secretsmanager', 'ssm' or 'env'".into()),
+        }
+    }
+}
+
+impl SecretSource {
+    pub fn credential(&self) -> Option<&CredentialName> {
+        match self {
+            SecretSource::SecretsManager { credential, .. }
+            | SecretSource::Ssm { credential, .. } => Some(credential),
+            SecretSource::Env { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    /// Where the value comes from, never the value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::SecretsManager {
+                secret_id,
+                field,
+                credential,
+                ..
+            } => {
+                write!(f, "secretsmanager {secret_id}")?;
+                if let Some(field) = field {
+                    write!(f, " field {field}")?;
+                }
+                write!(f, " (credential {credential})")
+            }
+            SecretSource::Ssm {
+                name, credential, ..
+            } => write!(f, "ssm {name} (credential {credential})"),
+            SecretSource::Env { var } => write!(f, "env {var}"),
+        }
+    }
 }
 
 /// The monitor list; names must be unique.
@@ -548,7 +670,7 @@ pub struct QueueDeclaration {
 }
 
 /// A credential name: `[A-Z0-9_]+` after upper-casing, as Sentinela normalises it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CredentialName(String);
 
 impl CredentialName {
@@ -634,6 +756,10 @@ impl fmt::Display for AwsOperationGrant {
             self.operation.as_deref().unwrap_or("*")
         )
     }
+}
+
+fn default_secrets_cache_ttl() -> Seconds {
+    Seconds(Duration::from_secs(300))
 }
 
 thread_local! {
@@ -746,6 +872,7 @@ impl Config {
             executor: raw.executor,
             cache_dir: raw.cache_dir.map(|p| p.0),
             queues: raw.queues,
+            secrets_cache_ttl: raw.secrets_cache_ttl.0,
             monitors: raw.monitors.0,
         })
     }
@@ -772,6 +899,16 @@ impl Config {
             );
         }
         for monitor in &self.monitors {
+            if monitor.secrets.values().any(|s| s.credential().is_some())
+                && !plugins.is_enabled(HostPlugin::Aws)
+            {
+                bail!(
+                    "{}: monitor '{}': its secretsmanager/ssm secrets need the 'aws' host plugin, \
+                     which is not enabled; set SENTINELA_PLUGINS=aws",
+                    self.path.display(),
+                    monitor.name
+                );
+            }
             if let Some(needed) = monitor.grants.required_host_plugin()
                 && !plugins.is_enabled(needed)
             {

@@ -15,7 +15,9 @@ use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
 use crate::host_plugins::HostPlugin;
 use crate::host_plugins::HostPlugins;
+use crate::plugin::MonitorCapabilities;
 use crate::plugin::{MonitorPlugin, PluginFile};
+use crate::secrets::SecretStore;
 
 /// The environment variable that enables host plugins.
 pub const PLUGINS_ENV: &str = "SENTINELA_PLUGINS";
@@ -27,6 +29,8 @@ pub struct Host {
     pub cache: CompileCache,
     /// The `aws` host plugin, when enabled.
     pub aws: Option<Arc<AwsPlugin>>,
+    /// Secrets for every monitor, cached.
+    pub secrets: Arc<SecretStore>,
 }
 
 impl Host {
@@ -45,7 +49,9 @@ impl Host {
         } else {
             None
         };
+        let secrets = Arc::new(SecretStore::new(config.secrets_cache_ttl, aws.clone()));
         Ok(Host {
+            secrets,
             aws,
             config,
             host_plugins,
@@ -107,9 +113,15 @@ impl Host {
                             &self.engine,
                             &linker,
                             &self.host_plugins,
-                            self.aws.as_ref().map(|aws| {
-                                (aws.clone(), Arc::new(AwsGrants::from(&monitor.grants)))
-                            }),
+                            MonitorCapabilities {
+                                aws: self.aws.as_ref().map(|aws| {
+                                    (aws.clone(), Arc::new(AwsGrants::from(&monitor.grants)))
+                                }),
+                                secrets: Some((
+                                    self.secrets.clone(),
+                                    Arc::new(monitor.secrets.clone()),
+                                )),
+                            },
                         )
                     });
                 (monitor, loaded)

@@ -23,6 +23,7 @@ pub mod plugin;
 pub mod queue;
 pub mod runtime;
 pub mod sandbox;
+pub mod secrets;
 
 /// Host-side bindings of `wit/sentinela.wit`.
 pub mod bindings {

@@ -22,6 +22,7 @@ use crate::config::Limits;
 use crate::engine::Engine;
 use crate::host_plugins::HostPlugins;
 use crate::sandbox::InstanceState;
+use crate::secrets::{DeclaredSecrets, SecretStore, SecretsInstance};
 
 /// A compiled `.wasm` file and what it imports and exports.
 #[derive(Clone)]
@@ -118,13 +119,21 @@ fn check_header(wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// What a monitor may reach beyond `log`: the host plugins' shared state and its grants.
+#[derive(Default, Clone)]
+pub struct MonitorCapabilities {
+    /// The `aws` host plugin and this monitor's grants, when enabled.
+    pub aws: Option<(Arc<AwsPlugin>, Arc<AwsGrants>)>,
+    /// The secret store and the secrets declared for this monitor.
+    pub secrets: Option<(Arc<SecretStore>, DeclaredSecrets)>,
+}
+
 /// A monitor ready to run: its plugin pre-instantiated against the host's linker.
 pub struct MonitorPlugin {
     pub name: Arc<str>,
     pub file: PluginFile,
     pub limits: Limits,
-    /// The `aws` host plugin and this monitor's grants, when enabled.
-    aws: Option<(Arc<AwsPlugin>, Arc<AwsGrants>)>,
+    capabilities: MonitorCapabilities,
     engine: Engine,
     pre: MonitorPre<InstanceState>,
 }
@@ -137,7 +146,7 @@ impl MonitorPlugin {
         engine: &Engine,
         linker: &Linker<InstanceState>,
         enabled: &HostPlugins,
-        aws: Option<(Arc<AwsPlugin>, Arc<AwsGrants>)>,
+        capabilities: MonitorCapabilities,
     ) -> Result<MonitorPlugin> {
         let problems = file.problems(enabled);
         if !problems.is_empty() {
@@ -162,7 +171,7 @@ impl MonitorPlugin {
             name: name.into(),
             file,
             limits,
-            aws,
+            capabilities,
             engine: engine.clone(),
             pre,
         })
@@ -173,14 +182,27 @@ impl MonitorPlugin {
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
-        let aws = self.aws.as_ref().map(|(plugin, grants)| AwsInstance {
-            monitor: self.name.clone(),
-            grants: grants.clone(),
-            plugin: plugin.clone(),
-        });
+        let aws = self
+            .capabilities
+            .aws
+            .as_ref()
+            .map(|(plugin, grants)| AwsInstance {
+                monitor: self.name.clone(),
+                grants: grants.clone(),
+                plugin: plugin.clone(),
+            });
+        let secrets = self
+            .capabilities
+            .secrets
+            .as_ref()
+            .map(|(store, declared)| SecretsInstance {
+                monitor: self.name.clone(),
+                declared: declared.clone(),
+                store: store.clone(),
+            });
         let mut store = Store::new(
             self.engine.wasmtime(),
-            InstanceState::new(self.name.clone(), &self.limits, aws),
+            InstanceState::new(self.name.clone(), &self.limits, aws, secrets),
         );
         store.limiter(|state| &mut state.limits);
         // Guest code yields to tokio at every epoch tick, so a spinning guest neither holds a

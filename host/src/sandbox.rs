@@ -11,6 +11,7 @@ use crate::aws::call::AwsInstance;
 use crate::bindings::sentinela::plugin::log::Level;
 use crate::config::Limits;
 use crate::guest_log::GuestLog;
+use crate::secrets::SecretsInstance;
 
 /// Everything one invocation's store holds.
 pub struct InstanceState {
@@ -18,13 +19,20 @@ pub struct InstanceState {
     pub log: GuestLog,
     /// `aws-call` state, when the `aws` host plugin is enabled.
     pub aws: Option<AwsInstance>,
+    /// The secrets declared for this monitor.
+    pub secrets: Option<SecretsInstance>,
     pub(crate) limits: StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl InstanceState {
-    pub fn new(monitor: Arc<str>, limits: &Limits, aws: Option<AwsInstance>) -> InstanceState {
+    pub fn new(
+        monitor: Arc<str>,
+        limits: &Limits,
+        aws: Option<AwsInstance>,
+        secrets: Option<SecretsInstance>,
+    ) -> InstanceState {
         let log = GuestLog::new(
             monitor.clone(),
             usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX),
@@ -47,6 +55,7 @@ impl InstanceState {
             monitor,
             log,
             aws,
+            secrets,
             limits,
             wasi,
             table: ResourceTable::new(),

@@ -249,6 +249,18 @@ pub mod aws {
     }
 }
 
+/// Secrets declared for this monitor in its config (`secrets:`), fetched by the host.
+pub mod secrets {
+    use crate::Result;
+    use crate::aws::describe;
+    use crate::bindings::sentinela::plugin::secrets as wit;
+
+    /// The value of the secret declared as `name`.
+    pub fn get(name: &str) -> Result<String> {
+        Ok(wit::get(name).map_err(|e| describe(&e))?)
+    }
+}
+
 /// Messages on the SQS queues of the config's `queues:` section granted to this monitor.
 pub mod queue {
     use crate::Result;

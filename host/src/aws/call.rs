@@ -13,10 +13,10 @@ use crate::bindings::sentinela::plugin::types::{AwsError, Error};
 use crate::config::{AwsOperationGrant, CredentialName};
 use crate::sandbox::InstanceState;
 
-use super::AwsPlugin;
 use super::client::{AwsClient, Outgoing, SendError};
 use super::credentials::shorten;
 use super::services::{Protocol, Service, valid_operation};
+use super::{AwsPlugin, CallLimits};
 
 pub const AUDIT_TARGET: &str = "sentinela::audit";
 
@@ -162,44 +162,6 @@ impl AwsInstance {
         Ok(self.plugin.client(credential, service, region))
     }
 
-    async fn send(
-        &self,
-        client: &AwsClient,
-        outgoing: Outgoing,
-    ) -> (Result<(HeaderMap, Bytes), Error>, Option<u16>) {
-        let limits = &self.plugin.limits;
-        if outgoing.body.len() > limits.max_request_bytes {
-            let e = format!(
-                "request body of {} bytes is over the {} byte cap",
-                outgoing.body.len(),
-                limits.max_request_bytes
-            );
-            return (Err(Error::Limit(e)), None);
-        }
-        match client
-            .send(outgoing, limits.timeout, limits.max_response_bytes)
-            .await
-        {
-            Ok((status, headers, body)) if (200..300).contains(&status) => {
-                (Ok((headers, body)), Some(status))
-            }
-            Ok((status, headers, body)) => (
-                Err(Error::Aws(aws_error(status, &headers, &body))),
-                Some(status),
-            ),
-            Err(SendError::Invalid(e)) => (Err(Error::Invalid(e)), None),
-            Err(SendError::Timeout(t)) => (
-                Err(Error::Unavailable(format!("no answer within {t:?}"))),
-                None,
-            ),
-            Err(SendError::ResponseTooLarge(max)) => (
-                Err(Error::Limit(format!("response over the {max} byte cap"))),
-                None,
-            ),
-            Err(SendError::Unavailable(e)) => (Err(Error::Unavailable(e)), None),
-        }
-    }
-
     pub async fn json(
         &self,
         credential: &str,
@@ -213,58 +175,12 @@ impl AwsInstance {
             let client = self.authorize(credential, service, region, operation, |p| {
                 matches!(p, Protocol::Json { .. })
             })?;
-            Ok::<_, Error>(self.json_call(&client, operation, input).await)
+            Ok::<_, Error>(json_call(&self.plugin.limits, &client, operation, input).await)
         }
         .await
         .unwrap_or_else(|e| (Err(e), None));
         audit.finish(&result, status);
         result
-    }
-
-    /// Sends a JSON-protocol request on an authorized client.
-    pub(super) async fn json_call(
-        &self,
-        client: &AwsClient,
-        operation: &str,
-        input: &str,
-    ) -> (Result<String, Error>, Option<u16>) {
-        let outgoing = async {
-            let Protocol::Json {
-                version,
-                target_prefix,
-            } = client.service.protocol
-            else {
-                return Err(Error::Invalid(format!(
-                    "{} is not a JSON-protocol service",
-                    client.service.name
-                )));
-            };
-            serde_json::from_str::<serde::de::IgnoredAny>(input)
-                .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
-            Ok(Outgoing {
-                method: Method::POST,
-                path_and_query: "/".into(),
-                headers: vec![
-                    (
-                        http::header::CONTENT_TYPE,
-                        header_value(&format!("application/x-amz-json-{version}"))?,
-                    ),
-                    (
-                        HeaderName::from_static("x-amz-target"),
-                        header_value(&format!("{target_prefix}.{operation}"))?,
-                    ),
-                ],
-                body: Bytes::copy_from_slice(input.as_bytes()),
-            })
-        }
-        .await;
-        match outgoing {
-            Ok(outgoing) => {
-                let (result, status) = self.send(client, outgoing).await;
-                (result.and_then(|(_, body)| utf8(body)), status)
-            }
-            Err(e) => (Err(e), None),
-        }
     }
 
     pub async fn query(
@@ -307,7 +223,7 @@ impl AwsInstance {
                 )],
                 body: Bytes::from(body),
             };
-            let (result, status) = self.send(&client, outgoing).await;
+            let (result, status) = send(&self.plugin.limits, &client, outgoing).await;
             Ok::<_, Error>((result.and_then(|(_, body)| utf8(body)), status))
         }
         .await
@@ -355,7 +271,7 @@ impl AwsInstance {
                 headers,
                 body: Bytes::from(request.body),
             };
-            let (result, status) = self.send(&client, outgoing).await;
+            let (result, status) = send(&self.plugin.limits, &client, outgoing).await;
             let response = result.map(|(headers, body)| Response {
                 status: status.unwrap_or(0),
                 headers: headers
@@ -370,6 +286,89 @@ impl AwsInstance {
         .unwrap_or_else(|e| (Err(e), None));
         audit.finish(&result, status);
         result
+    }
+}
+
+async fn send(
+    limits: &CallLimits,
+    client: &AwsClient,
+    outgoing: Outgoing,
+) -> (Result<(HeaderMap, Bytes), Error>, Option<u16>) {
+    if outgoing.body.len() > limits.max_request_bytes {
+        let e = format!(
+            "request body of {} bytes is over the {} byte cap",
+            outgoing.body.len(),
+            limits.max_request_bytes
+        );
+        return (Err(Error::Limit(e)), None);
+    }
+    match client
+        .send(outgoing, limits.timeout, limits.max_response_bytes)
+        .await
+    {
+        Ok((status, headers, body)) if (200..300).contains(&status) => {
+            (Ok((headers, body)), Some(status))
+        }
+        Ok((status, headers, body)) => (
+            Err(Error::Aws(aws_error(status, &headers, &body))),
+            Some(status),
+        ),
+        Err(SendError::Invalid(e)) => (Err(Error::Invalid(e)), None),
+        Err(SendError::Timeout(t)) => (
+            Err(Error::Unavailable(format!("no answer within {t:?}"))),
+            None,
+        ),
+        Err(SendError::ResponseTooLarge(max)) => (
+            Err(Error::Limit(format!("response over the {max} byte cap"))),
+            None,
+        ),
+        Err(SendError::Unavailable(e)) => (Err(Error::Unavailable(e)), None),
+    }
+}
+
+/// Sends a JSON-protocol request on an authorized client.
+pub(super) async fn json_call(
+    limits: &CallLimits,
+    client: &AwsClient,
+    operation: &str,
+    input: &str,
+) -> (Result<String, Error>, Option<u16>) {
+    let outgoing = async {
+        let Protocol::Json {
+            version,
+            target_prefix,
+        } = client.service.protocol
+        else {
+            return Err(Error::Invalid(format!(
+                "{} is not a JSON-protocol service",
+                client.service.name
+            )));
+        };
+        serde_json::from_str::<serde::de::IgnoredAny>(input)
+            .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
+        Ok(Outgoing {
+            method: Method::POST,
+            path_and_query: "/".into(),
+            headers: vec![
+                (
+                    http::header::CONTENT_TYPE,
+                    header_value(&format!("application/x-amz-json-{version}"))?,
+                ),
+                (
+                    HeaderName::from_static("x-amz-target"),
+                    header_value(&format!("{target_prefix}.{operation}"))?,
+                ),
+            ],
+            body: Bytes::copy_from_slice(input.as_bytes()),
+        })
+    }
+    .await;
+    match outgoing {
+        Ok(outgoing) => {
+            let (result, status) = send(limits, client, outgoing).await;
+            (result.and_then(|(_, body)| utf8(body)), status)
+        }
+        Err(e) => (Err(e), None),
     }
 }
 

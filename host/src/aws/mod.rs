@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::bindings::sentinela::plugin::types::Error;
+
 use crate::config::{Config, CredentialName, QueueDeclaration};
 use client::{AwsClient, HttpClient};
 use credentials::{Credential, CredentialRegistry};
@@ -62,7 +64,13 @@ impl AwsPlugin {
             .monitors
             .iter()
             .flat_map(|m| &m.grants.credentials)
-            .chain(config.queues.values().map(|q| &q.credential));
+            .chain(config.queues.values().map(|q| &q.credential))
+            .chain(
+                config
+                    .monitors
+                    .iter()
+                    .flat_map(|m| m.secrets.values().filter_map(|s| s.credential())),
+            );
         let endpoint_override = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
         if let Some(url) = &endpoint_override
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -77,6 +85,29 @@ impl AwsPlugin {
             http: client::http_client()?,
             clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A JSON-protocol call the host makes for itself (secrets, credential connectors): the
+    /// operator chose the credential in config, so no monitor grant is involved.
+    pub async fn host_json(
+        &self,
+        credential: &CredentialName,
+        service: &str,
+        region: &str,
+        operation: &str,
+        input: &str,
+    ) -> Result<String, Error> {
+        let credential = self
+            .credentials
+            .get(credential)
+            .map_err(Error::Unavailable)?;
+        let service = Service::find(service)
+            .ok_or_else(|| Error::Invalid(format!("unknown service '{service}'")))?;
+        let region = credential.region(Some(region)).map_err(Error::Invalid)?;
+        let client = self.client(credential, service, region);
+        call::json_call(&self.limits, &client, operation, input)
+            .await
+            .0
     }
 
     fn client(

@@ -11,7 +11,7 @@ use crate::bindings::sentinela::plugin::queue::{self, Message};
 use crate::bindings::sentinela::plugin::types::Error;
 use crate::sandbox::InstanceState;
 
-use super::call::AwsInstance;
+use super::call::{AwsInstance, json_call};
 use super::client::AwsClient;
 use super::credentials::shorten;
 use super::services::Service;
@@ -70,9 +70,13 @@ impl AwsInstance {
         let audit = self.audit(&credential, "sqs", operation);
         let (result, status) = match self.granted_queue(name) {
             Ok((url, client)) => {
-                let (result, status) = self
-                    .json_call(&client, operation, &input(url).to_string())
-                    .await;
+                let (result, status) = json_call(
+                    &self.plugin.limits,
+                    &client,
+                    operation,
+                    &input(url).to_string(),
+                )
+                .await;
                 let parsed = result.and_then(|body| {
                     if body.is_empty() {
                         Ok(Value::Null)

@@ -1,0 +1,283 @@
+//! The `secrets` interface: a monitor reads the secrets its config declares for it, by name.
+//!
+//! The host fetches them (Secrets Manager and SSM through the `aws` host plugin, with the
+//! credential the operator named; env vars of the host) and caches each for
+//! `secrets_cache_ttl`, shared by every instance. Concurrent first requests for one secret
+//! wait for a single fetch. Values are zeroized when dropped and never logged; an audit event
+//! per `get` names the monitor, the secret, the cache outcome and the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::aws::AwsPlugin;
+use crate::aws::call::AUDIT_TARGET;
+use crate::aws::credentials::shorten;
+use crate::bindings::sentinela::plugin::secrets;
+use crate::bindings::sentinela::plugin::types::Error;
+use crate::config::SecretSource;
+use crate::sandbox::InstanceState;
+
+/// A secret's value: redacted in `Debug`, zeroized on drop.
+pub struct SecretValue(String);
+
+impl SecretValue {
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(** redacted **)")
+    }
+}
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        // SAFETY: zero bytes are valid UTF-8; volatile writes are not optimised away.
+        for byte in unsafe { self.0.as_mut_vec() }.iter_mut() {
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<(Arc<SecretValue>, Instant)>>>;
+
+/// The process's secret cache.
+pub struct SecretStore {
+    ttl: Duration,
+    aws: Option<Arc<AwsPlugin>>,
+    slots: Mutex<HashMap<SecretSource, Slot>>,
+}
+
+impl SecretStore {
+    pub fn new(ttl: Duration, aws: Option<Arc<AwsPlugin>>) -> SecretStore {
+        SecretStore {
+            ttl,
+            aws,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The value and whether it came from the cache.
+    async fn get(&self, source: &SecretSource) -> Result<(Arc<SecretValue>, bool), Error> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(source.clone())
+            .or_default()
+            .clone();
+        // Held across the fetch: concurrent first requests wait for this one.
+        let mut cached = slot.lock().await;
+        if let Some((value, fetched)) = cached.as_ref()
+            && fetched.elapsed() < self.ttl
+        {
+            return Ok((value.clone(), true));
+        }
+        let value = Arc::new(SecretValue(self.fetch(source).await?));
+        *cached = Some((value.clone(), Instant::now()));
+        Ok((value, false))
+    }
+
+    async fn fetch(&self, source: &SecretSource) -> Result<String, Error> {
+        let aws = || {
+            self.aws
+                .as_ref()
+                .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))
+        };
+        match source {
+            SecretSource::Env { var } => std::env::var(var)
+                .map_err(|_| Error::NotFound(format!("environment variable {var} is not set"))),
+            SecretSource::Ssm {
+                name,
+                credential,
+                region,
+            } => {
+                let region = region
+                    .clone()
+                    .or_else(|| credential_region(aws().ok(), credential))
+                    .unwrap_or_else(|| "us-east-1".into());
+                let input = json!({ "Name": name, "WithDecryption": true }).to_string();
+                let output = aws()?
+                    .host_json(credential, "ssm", &region, "GetParameter", &input)
+                    .await
+                    .map_err(not_found_as("parameter", name))?;
+                let output: Value = serde_json::from_str(&output)
+                    .map_err(|_| Error::Unavailable("unreadable SSM answer".into()))?;
+                output["Parameter"]["Value"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::NotFound(format!("parameter {name} has no value")))
+            }
+            SecretSource::SecretsManager {
+                secret_id,
+                field,
+                version_stage,
+                credential,
+                region,
+            } => {
+                // Region: the ARN's, else the declaration's, else the credential's, else us-east-1.
+                let region = arn_region(secret_id)
+                    .or_else(|| region.clone())
+                    .or_else(|| credential_region(aws().ok(), credential))
+                    .unwrap_or_else(|| "us-east-1".into());
+                let mut input = json!({ "SecretId": secret_id });
+                if let Some(stage) = version_stage {
+                    input["VersionStage"] = json!(stage);
+                }
+                let output = aws()?
+                    .host_json(
+                        credential,
+                        "secretsmanager",
+                        &region,
+                        "GetSecretValue",
+                        &input.to_string(),
+                    )
+                    .await
+                    .map_err(not_found_as("secret", secret_id))?;
+                let output: Value = serde_json::from_str(&output)
+                    .map_err(|_| Error::Unavailable("unreadable Secrets Manager answer".into()))?;
+                let text = output["SecretString"].as_str().ok_or_else(|| {
+                    Error::NotFound(format!("secret {secret_id} has no SecretString"))
+                })?;
+                match field {
+                    None => Ok(text.to_owned()),
+                    Some(field) => {
+                        let document: Value = serde_json::from_str(text)
+                            .map_err(|_| Error::Invalid(format!("secret {secret_id} is not a JSON object, so it has no field '{field}'")))?;
+                        match &document[field] {
+                            Value::String(value) => Ok(value.clone()),
+                            Value::Null => Err(Error::NotFound(format!(
+                                "secret {secret_id} has no field '{field}'"
+                            ))),
+                            other => Ok(other.to_string()),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn credential_region(
+    aws: Option<&Arc<AwsPlugin>>,
+    credential: &crate::config::CredentialName,
+) -> Option<String> {
+    aws?.credentials.get(credential).ok()?.region.clone()
+}
+
+/// `arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME` → REGION.
+fn arn_region(id: &str) -> Option<String> {
+    let mut parts = id.split(':');
+    (parts.next()? == "arn").then_some(())?;
+    let (_partition, service, region) = (parts.next()?, parts.next()?, parts.next()?);
+    (service == "secretsmanager" && !region.is_empty()).then(|| region.to_owned())
+}
+
+/// AWS's "not found" errors become `not-found` naming the thing (never a value).
+fn not_found_as<'a>(what: &'a str, name: &'a str) -> impl Fn(Error) -> Error + 'a {
+    move |e| match e {
+        Error::Aws(aws) if aws.code.contains("NotFound") => {
+            Error::NotFound(format!("{what} {name} not found"))
+        }
+        other => other,
+    }
+}
+
+/// The secrets one monitor's config declares, by name.
+pub type DeclaredSecrets = Arc<BTreeMap<String, SecretSource>>;
+
+/// A monitor's view of the secret store: the names its config declares.
+pub struct SecretsInstance {
+    pub monitor: Arc<str>,
+    pub declared: DeclaredSecrets,
+    pub store: Arc<SecretStore>,
+}
+
+impl SecretsInstance {
+    pub async fn get(&self, name: &str) -> Result<String, Error> {
+        let started = Instant::now();
+        let (result, cache) = self.lookup(name).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Denied(_)) => "denied",
+            Err(Error::NotFound(_)) => "not-found",
+            Err(Error::Invalid(_)) => "invalid",
+            Err(_) => "error",
+        };
+        tracing::info!(
+            target: AUDIT_TARGET,
+            monitor = %self.monitor,
+            secret = %shorten(name),
+            cache,
+            outcome,
+            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            "secrets.get"
+        );
+        result.map(|value| value.expose().to_owned())
+    }
+
+    async fn lookup(&self, name: &str) -> (Result<Arc<SecretValue>, Error>, &'static str) {
+        let valid =
+            !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            return (
+                Err(Error::Invalid(format!(
+                    "invalid secret name '{}'",
+                    shorten(name)
+                ))),
+                "none",
+            );
+        }
+        let Some(source) = self.declared.get(name) else {
+            tracing::warn!(monitor = %self.monitor, missing_grant = %shorten(name), "refused: secret not declared for this monitor");
+            return (
+                Err(Error::Denied(format!(
+                    "secret '{}' is not declared for monitor '{}'",
+                    shorten(name),
+                    self.monitor
+                ))),
+                "none",
+            );
+        };
+        match self.store.get(source).await {
+            Ok((value, true)) => (Ok(value), "hit"),
+            Ok((value, false)) => (Ok(value), "miss"),
+            Err(e) => (Err(e), "miss"),
+        }
+    }
+}
+
+impl secrets::Host for InstanceState {
+    async fn get(&mut self, name: String) -> Result<String, Error> {
+        match &self.secrets {
+            Some(secrets) => secrets.get(&name).await,
+            None => Err(Error::Denied(format!(
+                "no secrets are declared for monitor '{}'",
+                self.monitor
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_redacted_and_arns_give_regions() {
+        let value = SecretValue("hunter2".into());
+        assert!(!format!("{value:?}").contains("hunter2"));
+        assert_eq!(
+            arn_region("arn:aws:secretsmanager:eu-west-2:123456789012:secret:db-AbCdEf"),
+            Some("eu-west-2".into())
+        );
+        assert_eq!(arn_region("prod/db"), None);
+    }
+}
