@@ -138,21 +138,10 @@ fn hostile_aws_calls_get_the_right_errors_and_no_key_material() {
             guest("steady").display()
         ),
     );
-    let (status, stdout, stderr) = output(
-        sentinela(&["invoke", config.to_str().unwrap(), "aws-abuse", "search"])
-            .envs(credential_env()),
-    );
-    assert!(status.success(), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let outcomes = serde_json::from_str::<Value>(&stdout).unwrap()[0]["data"].clone();
-    let outcome = |name: &str| {
-        outcomes[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("no outcome {name}: {outcomes}"))
-            .to_owned()
-    };
+    let env = credential_env();
+    let (outcomes, stdout, stderr) = invoke_search(&config, "aws-abuse", &env);
     let expect = |name: &str, prefix: &str| {
-        let got = outcome(name);
+        let got = outcome(&outcomes, name);
         assert!(
             got.starts_with(prefix),
             "{name}: expected {prefix}…, got {got}"

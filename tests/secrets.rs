@@ -56,16 +56,8 @@ fn monitors_read_their_declared_secrets_and_nothing_else() {
         ("WEBHOOK_URL", "https://hooks.example/T0-Hk4"),
         ("OTHER_SECRET", "other-monitor-Vv2"),
     ];
-    let (status, stdout, stderr) =
-        output(sentinela(&["invoke", config.to_str().unwrap(), "reader", "search"]).envs(env));
-    assert!(status.success(), "{stderr}");
-    let outcomes = serde_json::from_str::<Value>(&stdout).unwrap()[0]["data"].clone();
-    let outcome = |name: &str| {
-        outcomes[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("no outcome {name}: {outcomes}"))
-            .to_owned()
-    };
+    let (outcomes, _, stderr) = invoke_search(&config, "reader", &env);
+    let outcome = |name: &str| outcome(&outcomes, name);
     let password = format!("pw-{suffix}-Zq9");
     assert_eq!(outcome("db_password"), format!("ok: {password}"));
     assert_eq!(outcome("db_password again"), format!("ok: {password}"));

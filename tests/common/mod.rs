@@ -325,3 +325,28 @@ pub fn issue_event<'a>(event: &'a Value, kind: &str) -> Option<&'a str> {
     (field(event, "target") == "sentinela::issues" && field(event, "event") == kind)
         .then(|| field(event, "issue_id"))
 }
+
+/// `sentinela invoke CONFIG MONITOR search`, which must succeed without a host panic; returns
+/// the first issue's data (where probing guests put their outcomes), stdout and stderr.
+pub fn invoke_search(
+    config: &Path,
+    monitor: &str,
+    envs: &[(&str, &str)],
+) -> (Value, String, String) {
+    let (status, stdout, stderr) = output(
+        sentinela(&["invoke", config.to_str().unwrap(), monitor, "search"])
+            .envs(envs.iter().copied()),
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let data = serde_json::from_str::<Value>(&stdout).unwrap()[0]["data"].clone();
+    (data, stdout, stderr)
+}
+
+/// One named outcome a probing guest reported.
+pub fn outcome(outcomes: &Value, name: &str) -> String {
+    outcomes[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no outcome {name}: {outcomes}"))
+        .to_owned()
+}
