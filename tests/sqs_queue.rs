@@ -500,7 +500,7 @@ fn monitors_use_granted_queues_with_the_queue_s_own_credential() {
 /// Sentinela's own SQS queue tests (`test_sqs_queue.py`), against our queue type directly.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sqs_queue_passes_sentinelas_queue_tests() {
-    use sentinela_host::aws::credentials::Credential;
+    use sentinela_host::aws::credentials::{Credential, KeySource};
     use sentinela_host::aws::queue::SqsQueue;
     use sentinela_host::config::{ApplicationQueueConfig, CredentialName, QueueKind};
     use std::sync::Arc;
@@ -508,13 +508,13 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
 
     let credential = Credential {
         name: CredentialName::parse("application").unwrap(),
-        keys: aws_credential_types::Credentials::new(
+        source: KeySource::Static(aws_credential_types::Credentials::new(
             "AKIATEST",
             "test-secret",
             None,
             None,
             "tests",
-        ),
+        )),
         region: Some("us-east-1".into()),
     };
     let config = ApplicationQueueConfig {

@@ -28,6 +28,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
+    /// Credential connectors, by credential name.
+    pub credentials: std::collections::BTreeMap<CredentialName, ConnectorConfig>,
     /// How long a fetched secret is served from the cache.
     pub secrets_cache_ttl: Duration,
     /// SQS queues for the `queue` interface, by name.
@@ -48,6 +50,8 @@ struct RawConfig {
     cache_dir: Option<ConfigPath>,
     #[serde(default)]
     queues: std::collections::BTreeMap<String, QueueDeclaration>,
+    #[serde(default)]
+    credentials: std::collections::BTreeMap<String, ConnectorConfig>,
     #[serde(default = "default_secrets_cache_ttl")]
     secrets_cache_ttl: Seconds,
     monitors: Monitors,
@@ -656,6 +660,54 @@ impl Grants {
     }
 }
 
+/// A credential made by the host from another one (`credentials:` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The credential used to make this one (AssumeRole, or reading the SSM parameter).
+    pub source: String,
+    /// Region of the calls that make it, and its default region; else the source's.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub assume_role: Option<AssumeRoleConfig>,
+    /// An SSM SecureString holding `access_key_id,secret_access_key`.
+    #[serde(default)]
+    pub ssm_keys: Option<String>,
+    /// Credentials are renewed this long before they expire.
+    #[serde(default = "default_refresh_window")]
+    pub refresh_window: Seconds,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRoleConfig {
+    pub role_arn: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Session duration (STS allows 15 minutes to the role's maximum).
+    #[serde(default = "default_role_duration")]
+    pub duration: Seconds,
+    /// An inline session policy (a YAML or JSON map).
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+    #[serde(default)]
+    pub policy_arns: Vec<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Default: `sentinela-{credential name}`, cleansed to STS's alphabet.
+    #[serde(default)]
+    pub session_name: Option<String>,
+}
+
+fn default_refresh_window() -> Seconds {
+    Seconds(Duration::from_secs(300))
+}
+
+fn default_role_duration() -> Seconds {
+    Seconds(Duration::from_secs(3600))
+}
+
 /// An SQS queue monitors may use through the `queue` interface, with its own credential.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -813,6 +865,28 @@ impl Config {
         if let Err(e) = raw.application_queue.validate() {
             bail!("{}: {e}", path.display());
         }
+        let mut credentials = std::collections::BTreeMap::new();
+        for (name, connector) in &raw.credentials {
+            let fail =
+                |why: String| anyhow::anyhow!("{}: credentials.{name}: {why}", path.display());
+            let parsed = CredentialName::parse(name).map_err(fail)?;
+            if parsed.as_str() == CredentialName::APPLICATION {
+                return Err(fail(
+                    "APPLICATION is the host's own credential and cannot be a connector".into(),
+                ));
+            }
+            let source = CredentialName::parse(&connector.source)
+                .map_err(|e| fail(format!("source: {e}")))?;
+            if source == parsed {
+                return Err(fail("a credential cannot be its own source".into()));
+            }
+            if connector.assume_role.is_some() == connector.ssm_keys.is_some() {
+                return Err(fail(
+                    "give exactly one of 'assume_role' or 'ssm_keys'".into(),
+                ));
+            }
+            credentials.insert(parsed, connector.clone());
+        }
         for (name, queue) in &raw.queues {
             let valid = !name.is_empty()
                 && name.len() <= 80
@@ -872,6 +946,7 @@ impl Config {
             executor: raw.executor,
             cache_dir: raw.cache_dir.map(|p| p.0),
             queues: raw.queues,
+            credentials,
             secrets_cache_ttl: raw.secrets_cache_ttl.0,
             monitors: raw.monitors.0,
         })
@@ -884,6 +959,13 @@ impl Config {
             Some(value) => HostPlugins::from_env_value(value).context("SENTINELA_PLUGINS")?,
             None => HostPlugins::from_list(&self.plugins),
         };
+        if !self.credentials.is_empty() && !plugins.is_enabled(HostPlugin::Aws) {
+            bail!(
+                "{}: credentials: credential connectors are provided by the 'aws' host plugin, \
+                 which is not enabled; set SENTINELA_PLUGINS=aws",
+                self.path.display()
+            );
+        }
         if !self.queues.is_empty() && !plugins.is_enabled(HostPlugin::Aws) {
             bail!(
                 "{}: queues: SQS queues for monitors are provided by the 'aws' host plugin, which is \

@@ -13,10 +13,10 @@ use crate::bindings::sentinela::plugin::types::{AwsError, Error};
 use crate::config::{AwsOperationGrant, CredentialName};
 use crate::sandbox::InstanceState;
 
+use super::AwsPlugin;
 use super::client::{AwsClient, Outgoing, SendError};
 use super::credentials::shorten;
 use super::services::{Protocol, Service, valid_operation};
-use super::{AwsPlugin, CallLimits};
 
 pub const AUDIT_TARGET: &str = "sentinela::audit";
 
@@ -175,7 +175,7 @@ impl AwsInstance {
             let client = self.authorize(credential, service, region, operation, |p| {
                 matches!(p, Protocol::Json { .. })
             })?;
-            Ok::<_, Error>(json_call(&self.plugin.limits, &client, operation, input).await)
+            Ok::<_, Error>(json_call(&self.plugin, &client, operation, input).await)
         }
         .await
         .unwrap_or_else(|e| (Err(e), None));
@@ -196,35 +196,12 @@ impl AwsInstance {
             let client = self.authorize(credential, service, region, action, |p| {
                 matches!(p, Protocol::Query { .. })
             })?;
-            let Protocol::Query { api_version } = client.service.protocol else {
-                return Err(Error::Invalid(format!(
-                    "{} is not a query-protocol service",
-                    client.service.name
-                )));
-            };
             if let Some((key, _)) = params.iter().find(|(k, _)| k == "Action" || k == "Version") {
                 return Err(Error::Invalid(format!(
                     "parameter '{key}' is set by the host"
                 )));
             }
-            let mut body = format!("Action={}&Version={}", encode(action), encode(api_version));
-            for (key, value) in params {
-                body.push('&');
-                body.push_str(&encode(key));
-                body.push('=');
-                body.push_str(&encode(value));
-            }
-            let outgoing = Outgoing {
-                method: Method::POST,
-                path_and_query: "/".into(),
-                headers: vec![(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-                )],
-                body: Bytes::from(body),
-            };
-            let (result, status) = send(&self.plugin.limits, &client, outgoing).await;
-            Ok::<_, Error>((result.and_then(|(_, body)| utf8(body)), status))
+            Ok::<_, Error>(query_call(&self.plugin, &client, action, params).await)
         }
         .await
         .unwrap_or_else(|e| (Err(e), None));
@@ -271,7 +248,7 @@ impl AwsInstance {
                 headers,
                 body: Bytes::from(request.body),
             };
-            let (result, status) = send(&self.plugin.limits, &client, outgoing).await;
+            let (result, status) = send(&self.plugin, &client, outgoing).await;
             let response = result.map(|(headers, body)| Response {
                 status: status.unwrap_or(0),
                 headers: headers
@@ -290,10 +267,15 @@ impl AwsInstance {
 }
 
 async fn send(
-    limits: &CallLimits,
+    plugin: &AwsPlugin,
     client: &AwsClient,
     outgoing: Outgoing,
 ) -> (Result<(HeaderMap, Bytes), Error>, Option<u16>) {
+    let limits = &plugin.limits;
+    let keys = match plugin.current_keys(&client.credential).await {
+        Ok(keys) => keys,
+        Err(e) => return (Err(e), None),
+    };
     if outgoing.body.len() > limits.max_request_bytes {
         let e = format!(
             "request body of {} bytes is over the {} byte cap",
@@ -303,7 +285,7 @@ async fn send(
         return (Err(Error::Limit(e)), None);
     }
     match client
-        .send(outgoing, limits.timeout, limits.max_response_bytes)
+        .send(&keys, outgoing, limits.timeout, limits.max_response_bytes)
         .await
     {
         Ok((status, headers, body)) if (200..300).contains(&status) => {
@@ -326,9 +308,45 @@ async fn send(
     }
 }
 
+/// Sends a query-protocol request on an authorized client; returns the XML body.
+pub(super) async fn query_call(
+    plugin: &AwsPlugin,
+    client: &AwsClient,
+    action: &str,
+    params: &[(String, String)],
+) -> (Result<String, Error>, Option<u16>) {
+    let Protocol::Query { api_version } = client.service.protocol else {
+        return (
+            Err(Error::Invalid(format!(
+                "{} is not a query-protocol service",
+                client.service.name
+            ))),
+            None,
+        );
+    };
+    let mut body = format!("Action={}&Version={}", encode(action), encode(api_version));
+    for (key, value) in params {
+        body.push('&');
+        body.push_str(&encode(key));
+        body.push('=');
+        body.push_str(&encode(value));
+    }
+    let outgoing = Outgoing {
+        method: Method::POST,
+        path_and_query: "/".into(),
+        headers: vec![(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        )],
+        body: Bytes::from(body),
+    };
+    let (result, status) = send(plugin, client, outgoing).await;
+    (result.and_then(|(_, body)| utf8(body)), status)
+}
+
 /// Sends a JSON-protocol request on an authorized client.
 pub(super) async fn json_call(
-    limits: &CallLimits,
+    plugin: &AwsPlugin,
     client: &AwsClient,
     operation: &str,
     input: &str,
@@ -365,7 +383,7 @@ pub(super) async fn json_call(
     .await;
     match outgoing {
         Ok(outgoing) => {
-            let (result, status) = send(limits, client, outgoing).await;
+            let (result, status) = send(plugin, client, outgoing).await;
             (result.and_then(|(_, body)| utf8(body)), status)
         }
         Err(e) => (Err(e), None),
@@ -457,6 +475,23 @@ pub fn encode(text: &str) -> String {
     out
 }
 
+/// The text of the first `<name>…</name>` element, if any.
+pub(super) fn xml_tag(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{name}>"))? + start;
+    Some(text[start..end].to_owned())
+}
+
+/// Undoes XML's character escapes in element text.
+pub(super) fn decode_xml_text(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 /// Reads the error code and message of a JSON (`__type`, `message`) or XML (`<Code>`,
 /// `<Message>`) error response.
 fn aws_error(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsError {
@@ -480,12 +515,7 @@ fn aws_error(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsError {
             .to_owned();
         (code, field(&["message", "Message"]))
     } else {
-        let tag = |name: &str| {
-            let open = format!("<{name}>");
-            let start = text.find(&open)? + open.len();
-            let end = text[start..].find(&format!("</{name}>"))? + start;
-            Some(text[start..end].to_owned())
-        };
+        let tag = |name: &str| xml_tag(&text, name);
         (
             tag("Code").unwrap_or_default(),
             tag("Message").unwrap_or_default(),

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::credentials::Credential;
 use super::services::Service;
+use aws_credential_types::Credentials;
 use std::sync::Arc;
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -99,6 +100,7 @@ impl AwsClient {
 
     pub async fn send(
         &self,
+        keys: &Credentials,
         outgoing: Outgoing,
         timeout: Duration,
         max_response: usize,
@@ -111,7 +113,7 @@ impl AwsClient {
         let mut request = request
             .body(Full::new(outgoing.body.clone()))
             .map_err(|e| SendError::Invalid(format!("cannot build the request: {e}")))?;
-        self.sign(&mut request, &outgoing.body)?;
+        self.sign(keys, &mut request, &outgoing.body)?;
 
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
@@ -136,8 +138,13 @@ impl AwsClient {
             .map_err(|_| SendError::Timeout(timeout))?
     }
 
-    fn sign(&self, request: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), SendError> {
-        let identity = self.credential.keys.clone().into();
+    fn sign(
+        &self,
+        keys: &Credentials,
+        request: &mut Request<Full<Bytes>>,
+        body: &[u8],
+    ) -> Result<(), SendError> {
+        let identity = keys.clone().into();
         let mut settings = SigningSettings::default();
         if self.service.name == "s3" {
             settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;

@@ -5,20 +5,29 @@
 //! Key material lives in `aws_credential_types::Credentials`, which redacts itself in `Debug`
 //! and zeroizes on drop. It never leaves the host: requests are signed here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
 use aws_credential_types::Credentials;
 
-use crate::config::CredentialName;
+use super::connectors::Connector;
+use crate::config::{ConnectorConfig, CredentialName};
 
 use super::services::valid_region;
+
+/// Where a credential's keys come from.
+pub enum KeySource {
+    /// Keys from the environment.
+    Static(Credentials),
+    /// Keys the host makes and renews (assume role, keys kept in SSM).
+    Connector(Arc<Connector>),
+}
 
 /// One named credential.
 pub struct Credential {
     pub name: CredentialName,
-    pub keys: Credentials,
+    pub source: KeySource,
     /// `AWS_{NAME}_REGION`, used when a call names no region.
     pub region: Option<String>,
 }
@@ -63,9 +72,17 @@ impl Credential {
         let keys = Credentials::new(key_id, secret, read("SESSION_TOKEN"), None, "sentinela-env");
         Ok(Credential {
             name: name.clone(),
-            keys,
+            source: KeySource::Static(keys),
             region,
         })
+    }
+
+    /// The keys, when they are static (from the environment).
+    pub fn static_keys(&self) -> Option<&Credentials> {
+        match &self.source {
+            KeySource::Static(keys) => Some(keys),
+            KeySource::Connector(_) => None,
+        }
     }
 
     /// The region for a call: the explicit one, else `AWS_{NAME}_REGION`.
@@ -91,11 +108,37 @@ pub struct CredentialRegistry {
 }
 
 impl CredentialRegistry {
-    pub fn from_env<'a>(names: impl IntoIterator<Item = &'a CredentialName>) -> CredentialRegistry {
-        let credentials = names
+    /// Connectors as configured; every other name from the environment.
+    pub fn new<'a>(
+        names: impl IntoIterator<Item = &'a CredentialName>,
+        connectors: &BTreeMap<CredentialName, ConnectorConfig>,
+    ) -> CredentialRegistry {
+        let sources = connectors
+            .values()
+            .filter_map(|c| CredentialName::parse(&c.source).ok());
+        let from_env: Vec<CredentialName> = names
             .into_iter()
+            .cloned()
+            .chain(sources)
+            .filter(|name| !connectors.contains_key(name))
+            .collect();
+        let mut credentials: HashMap<CredentialName, Result<Arc<Credential>, String>> = from_env
+            .iter()
             .map(|name| (name.clone(), Credential::from_env(name).map(Arc::new)))
             .collect();
+        for (name, config) in connectors {
+            let connector = Connector::new(name.clone(), config);
+            // Its default region: the connector's, else its source's.
+            let source_region = CredentialName::parse(&config.source)
+                .ok()
+                .and_then(|source| credentials.get(&source)?.as_ref().ok()?.region.clone());
+            let credential = Credential {
+                name: name.clone(),
+                source: KeySource::Connector(Arc::new(connector)),
+                region: config.region.clone().or(source_region),
+            };
+            credentials.insert(name.clone(), Ok(Arc::new(credential)));
+        }
         CredentialRegistry { credentials }
     }
 

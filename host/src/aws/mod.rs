@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod client;
+pub mod connectors;
 pub mod credentials;
 pub mod monitor_queues;
 pub mod queue;
@@ -78,7 +79,7 @@ impl AwsPlugin {
             anyhow::bail!("{ENDPOINT_ENV}={url} is not an http:// or https:// URL");
         }
         Ok(AwsPlugin {
-            credentials: CredentialRegistry::from_env(names),
+            credentials: CredentialRegistry::new(names, &config.credentials),
             queues: config.queues.clone(),
             limits: CallLimits::default(),
             endpoint_override,
@@ -105,9 +106,19 @@ impl AwsPlugin {
             .ok_or_else(|| Error::Invalid(format!("unknown service '{service}'")))?;
         let region = credential.region(Some(region)).map_err(Error::Invalid)?;
         let client = self.client(credential, service, region);
-        call::json_call(&self.limits, &client, operation, input)
-            .await
-            .0
+        call::json_call(self, &client, operation, input).await.0
+    }
+
+    /// The keys to sign with now: static ones, or a connector's, renewed when they are about
+    /// to expire.
+    pub async fn current_keys(
+        &self,
+        credential: &Credential,
+    ) -> Result<aws_credential_types::Credentials, Error> {
+        match &credential.source {
+            credentials::KeySource::Static(keys) => Ok(keys.clone()),
+            credentials::KeySource::Connector(connector) => Box::pin(connector.current(self)).await,
+        }
     }
 
     fn client(
@@ -141,13 +152,13 @@ mod tests {
     fn credential(secret: &str) -> Arc<Credential> {
         Arc::new(Credential {
             name: CredentialName::parse("monitoring").unwrap(),
-            keys: Credentials::new(
+            source: credentials::KeySource::Static(Credentials::new(
                 "AKIAEXAMPLE",
                 secret,
                 Some("token-value".into()),
                 None,
                 "test",
-            ),
+            )),
             region: Some("us-east-1".into()),
         })
     }
@@ -174,7 +185,7 @@ mod tests {
     #[test]
     fn credentials_never_print_key_material() {
         let credential = credential("wJalrXUtnFEMI/K7MDENG");
-        let shown = format!("{credential:?} {:?}", credential.keys);
+        let shown = format!("{credential:?} {:?}", credential.static_keys());
         assert!(
             !shown.contains("wJalrXUtnFEMI") && !shown.contains("token-value"),
             "{shown}"

@@ -70,13 +70,8 @@ impl AwsInstance {
         let audit = self.audit(&credential, "sqs", operation);
         let (result, status) = match self.granted_queue(name) {
             Ok((url, client)) => {
-                let (result, status) = json_call(
-                    &self.plugin.limits,
-                    &client,
-                    operation,
-                    &input(url).to_string(),
-                )
-                .await;
+                let (result, status) =
+                    json_call(&self.plugin, &client, operation, &input(url).to_string()).await;
                 let parsed = result.and_then(|body| {
                     if body.is_empty() {
                         Ok(Value::Null)

@@ -69,7 +69,12 @@ impl SqsQueue {
         let mut builder = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
-            .credentials_provider(credential.keys.clone());
+            .credentials_provider(
+                credential
+                    .static_keys()
+                    .context("the APPLICATION credential comes from the environment")?
+                    .clone(),
+            );
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
