@@ -63,7 +63,7 @@ fn connector_credentials_sign_in_the_role_s_account() {
     let role = write_config(
         &dir,
         &format!(
-            "credentials:\n  monitoring:\n    source: BASE\n    assume_role:\n      role_arn: arn:aws:iam::111111111111:role/monitoring\n      external_id: ext-42\n      duration: 900s\n      tags: {{team: ops}}\n      policy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"sqs:*\", Resource: \"*\"}}]}}\n{monitor}"
+            "credentials:\n  monitoring:\n    source: BASE\n    assume_role:\n      role_arn: arn:aws:iam::111111111111:role/monitoring\n      external_id: \"ssm:/sentinela/external-id-{suffix}\"\n      duration: 900s\n      tags: {{team: ops}}\n      policy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"sqs:*\", Resource: \"*\"}}]}}\n{monitor}"
         ),
     );
     let (status, stdout, stderr) =

@@ -13,7 +13,7 @@ use super::AwsPlugin;
 use super::call::{decode_xml_text, query_call, xml_tag};
 use super::services::Service;
 use crate::bindings::sentinela::plugin::types::Error;
-use crate::config::{ConnectorConfig, CredentialName};
+use crate::config::{AssumeRoleConfig, ConnectorConfig, CredentialName};
 
 /// How long keys read from SSM are used before they are read again (to pick up rotation).
 const SSM_KEYS_REREAD: Duration = Duration::from_secs(3600);
@@ -88,30 +88,19 @@ impl Connector {
         let unavailable =
             |what: &str| Error::Unavailable(format!("credential {}: {what}", self.name));
         if let Some(role) = &self.config.assume_role {
-            let mut params = vec![
-                ("RoleArn".to_owned(), role.role_arn.clone()),
-                (
-                    "RoleSessionName".to_owned(),
-                    session_name(role.session_name.as_deref(), &self.name),
+            let external_id = match role
+                .external_id
+                .as_deref()
+                .map(|id| (id, id.strip_prefix("ssm:")))
+            {
+                Some((_, Some(parameter))) => Some(
+                    self.read_ssm(plugin, &source.name, &region, parameter)
+                        .await?,
                 ),
-                (
-                    "DurationSeconds".to_owned(),
-                    role.duration.0.as_secs().to_string(),
-                ),
-            ];
-            if let Some(external_id) = &role.external_id {
-                params.push(("ExternalId".into(), external_id.clone()));
-            }
-            if let Some(policy) = &role.policy {
-                params.push(("Policy".into(), policy.to_string()));
-            }
-            for (i, arn) in role.policy_arns.iter().enumerate() {
-                params.push((format!("PolicyArns.member.{}.arn", i + 1), arn.clone()));
-            }
-            for (i, (key, value)) in role.tags.iter().enumerate() {
-                params.push((format!("Tags.member.{}.Key", i + 1), key.clone()));
-                params.push((format!("Tags.member.{}.Value", i + 1), value.clone()));
-            }
+                Some((literal, None)) => Some(literal.to_owned()),
+                None => None,
+            };
+            let params = assume_role_params(role, &self.name, external_id);
             let sts = Service::find("sts").ok_or_else(|| unavailable("no sts service"))?;
             let client = plugin.client(&source, sts, region);
             let xml = query_call(plugin, &client, "AssumeRole", &params).await.0?;
@@ -161,6 +150,67 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// A decrypted SSM parameter, read with the source credential.
+    async fn read_ssm(
+        &self,
+        plugin: &AwsPlugin,
+        source: &CredentialName,
+        region: &str,
+        parameter: &str,
+    ) -> Result<String, Error> {
+        let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
+        let output = plugin
+            .host_json(source, "ssm", region, "GetParameter", &input)
+            .await?;
+        let output: serde_json::Value = serde_json::from_str(&output).map_err(|_| {
+            Error::Unavailable(format!("credential {}: unreadable SSM answer", self.name))
+        })?;
+        output["Parameter"]["Value"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "credential {}: SSM parameter {parameter} has no value",
+                    self.name
+                ))
+            })
+    }
+}
+
+/// AssumeRole's query parameters.
+fn assume_role_params(
+    role: &AssumeRoleConfig,
+    name: &CredentialName,
+    external_id: Option<String>,
+) -> Vec<(String, String)> {
+    let mut params = vec![
+        ("RoleArn".to_owned(), role.role_arn.clone()),
+        (
+            "RoleSessionName".to_owned(),
+            session_name(role.session_name.as_deref(), name),
+        ),
+        (
+            "DurationSeconds".to_owned(),
+            role.duration.0.as_secs().to_string(),
+        ),
+    ];
+    if let Some(external_id) = external_id {
+        params.push(("ExternalId".into(), external_id));
+    }
+    if let Some(policy) = &role.policy {
+        params.push(("Policy".into(), policy.to_string()));
+    }
+    for (i, arn) in role.policy_arns.iter().enumerate() {
+        params.push((format!("PolicyArns.member.{}.arn", i + 1), arn.clone()));
+    }
+    for (i, (key, value)) in role.tags.iter().enumerate() {
+        params.push((format!("Tags.member.{}.Key", i + 1), key.clone()));
+        params.push((format!("Tags.member.{}.Value", i + 1), value.clone()));
+    }
+    params
+}
+
 /// STS session names: 2–64 characters of `[\w+=,.@-]`.
 fn session_name(configured: Option<&str>, credential: &CredentialName) -> String {
     let raw = configured
@@ -186,6 +236,35 @@ fn session_name(configured: Option<&str>, credential: &CredentialName) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assume_role_sends_every_configured_field() {
+        let role: AssumeRoleConfig = serde_yaml::from_str(
+            "role_arn: arn:aws:iam::111111111111:role/r\nduration: 900s\npolicy_arns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\ntags: {team: ops}\npolicy: {Version: '2012-10-17'}\n",
+        )
+        .unwrap();
+        let name = CredentialName::parse("reader").unwrap();
+        let params = assume_role_params(&role, &name, Some("ext-1".into()));
+        let get = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("RoleArn"), Some("arn:aws:iam::111111111111:role/r"));
+        assert_eq!(get("RoleSessionName"), Some("sentinela-reader"));
+        assert_eq!(get("DurationSeconds"), Some("900"));
+        assert_eq!(get("ExternalId"), Some("ext-1"));
+        assert_eq!(get("Policy"), Some(r#"{"Version":"2012-10-17"}"#));
+        assert_eq!(
+            get("PolicyArns.member.1.arn"),
+            Some("arn:aws:iam::aws:policy/ReadOnlyAccess")
+        );
+        assert_eq!(
+            (get("Tags.member.1.Key"), get("Tags.member.1.Value")),
+            (Some("team"), Some("ops"))
+        );
+    }
 
     #[test]
     fn session_names_follow_sts_rules() {
