@@ -584,6 +584,11 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
 
+impl Seconds {
+    /// The longest duration any setting takes (STS's longest role session).
+    pub const MAX: Duration = Duration::from_secs(12 * 3600);
+}
+
 impl FromStr for Seconds {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -599,9 +604,10 @@ impl FromStr for Seconds {
             "" | "s" => n,
             "ms" => n / 1000.0,
             "m" => n * 60.0,
+            "h" => n * 3600.0,
             other => {
                 return Err(format!(
-                    "invalid duration unit '{other}' in '{s}', use ms, s or m"
+                    "invalid duration unit '{other}' in '{s}', use ms, s, m or h"
                 ));
             }
         };
@@ -627,9 +633,9 @@ impl<'de> Deserialize<'de> for Seconds {
         };
         match parsed {
             Ok(d) if d.0.is_zero() => Err(de::Error::custom("duration must be greater than zero")),
-            Ok(d) if d.0 > Limits::MAX_TIMEOUT => Err(de::Error::custom(format!(
+            Ok(d) if d.0 > Seconds::MAX => Err(de::Error::custom(format!(
                 "duration must be at most {} s",
-                Limits::MAX_TIMEOUT.as_secs()
+                Seconds::MAX.as_secs()
             ))),
             Ok(d) => Ok(d),
             Err(e) => Err(de::Error::custom(e)),
@@ -917,6 +923,13 @@ impl Config {
                 bail!(
                     "{}: monitors[{index}].grants.queues: queue '{queue}' is not declared in the 'queues:' section",
                     path.display()
+                );
+            }
+            if monitor.limits.timeout.0 > Limits::MAX_TIMEOUT {
+                bail!(
+                    "{}: monitors[{index}].limits.timeout: at most {} s",
+                    path.display(),
+                    Limits::MAX_TIMEOUT.as_secs()
                 );
             }
             if monitor.limits.memory.0 > Limits::MAX_MEMORY {

@@ -50,6 +50,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<(Arc<SecretValue>, Instant)>>>;
 
 /// The process's secret cache.
 pub struct SecretStore {
+    /// Fetches made (cache misses that reached a source).
+    fetches: std::sync::atomic::AtomicU64,
     ttl: Duration,
     aws: Option<Arc<AwsPlugin>>,
     slots: Mutex<HashMap<SecretSource, Slot>>,
@@ -58,6 +60,7 @@ pub struct SecretStore {
 impl SecretStore {
     pub fn new(ttl: Duration, aws: Option<Arc<AwsPlugin>>) -> SecretStore {
         SecretStore {
+            fetches: Default::default(),
             ttl,
             aws,
             slots: Mutex::new(HashMap::new()),
@@ -80,6 +83,8 @@ impl SecretStore {
         {
             return Ok((value.clone(), true));
         }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let value = Arc::new(SecretValue(self.fetch(source).await?));
         *cached = Some((value.clone(), Instant::now()));
         Ok((value, false))
@@ -269,6 +274,28 @@ impl secrets::Host for InstanceState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_reads_make_one_fetch_until_the_ttl_passes() {
+        let store = Arc::new(SecretStore::new(Duration::from_millis(300), None));
+        let source = SecretSource::Env { var: "PATH".into() };
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, source) = (store.clone(), source.clone());
+                tokio::spawn(
+                    async move { store.get(&source).await.map(|(v, _)| v.expose().to_owned()) },
+                )
+            })
+            .collect();
+        for reader in readers {
+            assert!(!reader.await.unwrap().unwrap().is_empty());
+        }
+        assert_eq!(store.fetches.load(std::sync::atomic::Ordering::Relaxed), 1);
+        tokio::time::sleep(Duration::from_millis(350)).await; // let the TTL pass
+        let (_, cached) = store.get(&source).await.unwrap();
+        assert!(!cached, "an expired value was served");
+        assert_eq!(store.fetches.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn values_are_redacted_and_arns_give_regions() {
