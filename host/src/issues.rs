@@ -103,7 +103,7 @@ impl IssueStore {
         issue.status = Status::Solved;
         issue.solved_at = Some(now);
         issue.updated_at = now;
-        tracing::info!(target: TARGET, monitor, issue_id = id, event = "solved", "issue solved");
+        tracing::info!(target: TARGET, monitor, issue_id = %id, event = "solved", "issue solved");
         issues.solved.push(issue);
         if issues.solved.len() > SOLVED_KEPT {
             issues.solved.remove(0);
