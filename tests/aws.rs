@@ -240,17 +240,7 @@ impl Drop for AuthMoto {
 fn the_host_signs_with_the_granted_credential_and_iam_decides() {
     let moto = AuthMoto::start();
     let queue = format!("guarded-{}", std::process::id());
-    let setup = std::process::Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/fixtures/iam_setup.py"))
-        .args([&moto.url, &queue])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "IAM setup failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let keys: Value = serde_json::from_slice(&setup.stdout).unwrap();
+    let keys = fixture_script("iam_setup.py", &[&moto.url, &queue]);
     let key = |who: &str, which: &str| keys[who][which].as_str().unwrap().to_owned();
 
     let dir = scratch_dir("iam");

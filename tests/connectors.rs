@@ -19,16 +19,7 @@ fn backlog_ids(stdout: &str) -> Vec<String> {
 #[test]
 fn connector_credentials_sign_in_the_role_s_account() {
     let suffix = std::process::id().to_string();
-    let setup = std::process::Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/fixtures/connector_setup.py"))
-        .args([&moto_endpoint(), &suffix])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "setup failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    fixture_script("connector_setup.py", &[&moto_endpoint(), &suffix]);
     let env = [
         ("SENTINELA_PLUGINS", "aws"),
         ("AWS_BASE_ACCESS_KEY_ID", "testing"),

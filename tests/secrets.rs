@@ -9,17 +9,7 @@ use serde_json::Value;
 #[test]
 fn monitors_read_their_declared_secrets_and_nothing_else() {
     let suffix = format!("{}", std::process::id());
-    let setup = std::process::Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/fixtures/secrets_setup.py"))
-        .args([&moto_endpoint(), &suffix])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "secret setup failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let arn = serde_json::from_slice::<Value>(&setup.stdout).unwrap()["arn"]
+    let arn = fixture_script("secrets_setup.py", &[&moto_endpoint(), &suffix])["arn"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -350,3 +350,20 @@ pub fn outcome(outcomes: &Value, name: &str) -> String {
         .unwrap_or_else(|| panic!("no outcome {name}: {outcomes}"))
         .to_owned()
 }
+
+/// Runs `tests/fixtures/SCRIPT` (boto3 set-up against moto) with the venv's Python and returns
+/// the JSON it prints.
+pub fn fixture_script(script: &str, args: &[&str]) -> Value {
+    let setup = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/fixtures").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    serde_json::from_slice(&setup.stdout)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON: {e}"))
+}
