@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 
 #[test]
 fn monitors_read_their_declared_secrets_and_nothing_else() {
