@@ -1,6 +1,9 @@
 # Shared setup steps for scripts/*.sh. Each step is idempotent.
 
 MOTO_VERSION="5.2.5"
+# Builds Python monitors into components (guests/python/build.sh); 0.25.1 targets WASI 0.2.9,
+# which wasmtime-wasi 48 links.
+COMPONENTIZE_PY_VERSION="0.25.1"
 
 ensure_wasm_target() {
   if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -8,10 +11,19 @@ ensure_wasm_target() {
   fi
 }
 
+# The project's venv: moto[server] for the tests, componentize-py for Python guests.
 ensure_venv() {
   if [[ ! -x .venv/bin/moto_server ]] || ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet "moto[server]==${MOTO_VERSION}"
+  fi
+  ensure_componentize_py
+}
+
+ensure_componentize_py() {
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  if [[ "$(.venv/bin/componentize-py --version 2>/dev/null)" != "componentize-py ${COMPONENTIZE_PY_VERSION}" ]]; then
+    .venv/bin/pip install --quiet "componentize-py==${COMPONENTIZE_PY_VERSION}"
   fi
 }
 

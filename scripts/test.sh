@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything and runs every test:
-#   the wasm32-wasip2 target, a Python venv with moto[server], the guest components,
+#   the wasm32-wasip2 target, a Python venv with moto[server] and componentize-py, the Rust and
+#   Python guest components,
 #   a moto server on a free loopback port, `cargo test`, and moto's shutdown.
 # Idempotent. Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
@@ -10,6 +11,7 @@ source scripts/lib.sh
 ensure_wasm_target
 ensure_venv
 guests/build.sh
+guests/python/build.sh
 
 start_moto
 trap stop_moto EXIT

@@ -1,0 +1,235 @@
+"""Write a Sentinela monitor in Python.
+
+    from sentinela_monitor import Issue, Monitor, export
+
+    class DiskFull(Monitor):
+        def search(self):
+            return [Issue("disk-1", {"used_percent": 97})]
+
+        def is_solved(self, issue):
+            return issue.data["used_percent"] < 90
+
+    Checks = export(DiskFull)
+
+Build it into a component with `guests/python/build.sh DIR` (componentize-py). Every call runs
+in a fresh instance: a monitor keeps no state between calls. Everything it needs to decide
+whether an issue is solved must be in the issue's `data`.
+
+A monitor method that raises returns the exception's text to the host as the call's error;
+the host logs it with the monitor's name.
+"""
+
+import json as _json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from componentize_py_types import Err
+from wit_world.exports import checks as _checks
+from wit_world.imports import aws_call as _aws_call
+from wit_world.imports import log as _log
+from wit_world.imports import queue as _queue
+from wit_world.imports import secrets as _secrets
+from wit_world.imports import types as _types
+
+MessageKind = _checks.MessageKind
+
+
+@dataclass
+class Issue:
+    """A problem the monitor tracks. `id` must be unique within the monitor and stable across
+    calls; `data` must be a JSON object (a dict)."""
+
+    id: str
+    data: Dict[str, Any]
+
+
+class HostError(Exception):
+    """A host call failed: `kind` is denied, not-found, invalid, aws, limit or unavailable."""
+
+    def __init__(self, error: "_types.Error"):
+        self.error = error
+        if isinstance(error, _types.Error_Aws):
+            self.kind = "aws"
+            self.code = error.value.code
+            text = f"{error.value.code} (HTTP {error.value.status}): {error.value.message}"
+        else:
+            self.kind = {
+                _types.Error_Denied: "denied",
+                _types.Error_NotFound: "not found",
+                _types.Error_Invalid: "invalid",
+                _types.Error_Limit: "limit",
+                _types.Error_Unavailable: "unavailable",
+            }[type(error)]
+            self.code = None
+            text = f"{self.kind}: {error.value}"
+        super().__init__(text)
+
+
+def _host(call, *args):
+    try:
+        return call(*args)
+    except Err as e:
+        raise HostError(e.value) from None
+
+
+class log:
+    """Logging into the host's log, tagged with the monitor's name."""
+
+    @staticmethod
+    def trace(message: str) -> None:
+        _log.log(_log.Level.TRACE, message)
+
+    @staticmethod
+    def debug(message: str) -> None:
+        _log.log(_log.Level.DEBUG, message)
+
+    @staticmethod
+    def info(message: str) -> None:
+        _log.log(_log.Level.INFO, message)
+
+    @staticmethod
+    def warn(message: str) -> None:
+        _log.log(_log.Level.WARN, message)
+
+    @staticmethod
+    def error(message: str) -> None:
+        _log.log(_log.Level.ERROR, message)
+
+
+class Aws:
+    """AWS through the host, signed with one credential this monitor must be granted, in the
+    credential's region unless `region` is given. The monitor never sees a key."""
+
+    def __init__(self, credential: str, region: Optional[str] = None):
+        self.credential = credential
+        self.region = region
+
+    def json(self, service: str, operation: str, input: Dict[str, Any]) -> Any:
+        """A JSON-protocol operation (sqs, dynamodb, secretsmanager, ssm, logs, ...)."""
+        output = _host(
+            _aws_call.json, self.credential, service, self.region, operation, _json.dumps(input)
+        )
+        return _json.loads(output) if output else None
+
+    def query(self, service: str, action: str, params: Dict[str, str]) -> str:
+        """A query-protocol action (sts, sns, iam, cloudwatch, ...); returns the XML body."""
+        return _host(
+            _aws_call.query, self.credential, service, self.region, action, list(params.items())
+        )
+
+    def sqs(self) -> "Sqs":
+        return Sqs(self)
+
+
+class Sqs:
+    """Typed SQS helpers."""
+
+    def __init__(self, aws: Aws):
+        self.aws = aws
+
+    def list_queues(self, prefix: Optional[str] = None) -> List[str]:
+        """Queue URLs, optionally only those whose name starts with `prefix`."""
+        output = self.aws.json("sqs", "ListQueues", {"QueueNamePrefix": prefix} if prefix else {})
+        return list((output or {}).get("QueueUrls", []))
+
+    def get_queue_attributes(self, queue_url: str, names: List[str]) -> Dict[str, str]:
+        output = self.aws.json(
+            "sqs", "GetQueueAttributes", {"QueueUrl": queue_url, "AttributeNames": names}
+        )
+        return dict((output or {}).get("Attributes", {}))
+
+    def approximate_number_of_messages(self, queue_url: str) -> int:
+        attributes = self.get_queue_attributes(queue_url, ["ApproximateNumberOfMessages"])
+        if "ApproximateNumberOfMessages" not in attributes:
+            raise ValueError("no ApproximateNumberOfMessages in the answer")
+        return int(attributes["ApproximateNumberOfMessages"])
+
+
+class secrets:
+    """Secrets declared for this monitor in its config (`secrets:`), fetched by the host."""
+
+    @staticmethod
+    def get(name: str) -> str:
+        return _host(_secrets.get, name)
+
+
+class queue:
+    """Messages on the SQS queues of the config's `queues:` section granted to this monitor."""
+
+    @staticmethod
+    def send(queue_name: str, body: str) -> str:
+        return _host(_queue.send, queue_name, body)
+
+    @staticmethod
+    def receive(queue_name: str, max: int = 1, wait_seconds: int = 0) -> List["_queue.Message"]:
+        return _host(_queue.receive, queue_name, max, wait_seconds)
+
+    @staticmethod
+    def delete(queue_name: str, message: "_queue.Message") -> None:
+        _host(_queue.delete, queue_name, message.receipt)
+
+    @staticmethod
+    def change_visibility(queue_name: str, message: "_queue.Message", seconds: int) -> None:
+        _host(_queue.change_visibility, queue_name, message.receipt, seconds)
+
+
+class Monitor:
+    """A monitor: Sentinela's search / update / is-solved cycle. Override `search` and
+    `is_solved`; `update` (nothing changes) and `handle` (messages ignored) have defaults."""
+
+    def search(self) -> List[Issue]:
+        raise NotImplementedError("search")
+
+    def update(self, issues: List[Issue]) -> List[Issue]:
+        return []
+
+    def is_solved(self, issue: Issue) -> bool:
+        raise NotImplementedError("is_solved")
+
+    def handle(self, kind: MessageKind, payload: Any) -> None:
+        return None
+
+
+def _to_wit(issues: List[Issue]) -> List["_types.Issue"]:
+    return [_types.Issue(issue.id, _json.dumps(issue.data)) for issue in issues]
+
+
+def _from_wit(issue: "_types.Issue") -> Issue:
+    try:
+        data = _json.loads(issue.data)
+    except ValueError as e:
+        raise ValueError(f"issue '{issue.id}' has invalid data: {e}") from None
+    return Issue(issue.id, data)
+
+
+def _returning_errors(call):
+    """Runs `call`; any exception becomes the export's error text, so the host logs it."""
+    try:
+        return call()
+    except Err:
+        raise
+    except Exception as e:
+        raise Err(f"{type(e).__name__}: {e}") from None
+
+
+def export(monitor_class):
+    """The class componentize-py exports as `checks`: `Checks = export(MyMonitor)`."""
+
+    class Checks:
+        def search(self):
+            return _returning_errors(lambda: _to_wit(monitor_class().search()))
+
+        def update(self, issues):
+            return _returning_errors(
+                lambda: _to_wit(monitor_class().update([_from_wit(i) for i in issues]))
+            )
+
+        def is_solved(self, issue):
+            return _returning_errors(lambda: bool(monitor_class().is_solved(_from_wit(issue))))
+
+        def handle(self, kind, payload):
+            return _returning_errors(
+                lambda: monitor_class().handle(kind, _json.loads(payload) if payload else None)
+            )
+
+    return Checks

@@ -1,0 +1,250 @@
+//! Monitors written in Python (componentize-py components built by `guests/python/build.sh`)
+//! run under the same WIT contract, sandbox, limits and grants as Rust ones: the Python
+//! `sqs-backlog` against moto, a hostile Python guest, and both beside a Rust monitor.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const MONITORING_SECRET: &str = "pyMONITORINGsecret/9Qz";
+const APPLICATION_SECRET: &str = "pyAPPLICATIONsecret/3Kx";
+
+fn credential_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("SENTINELA_PLUGINS", "aws"),
+        ("AWS_MONITORING_ACCESS_KEY_ID", "AKIAMONITORING000002"),
+        ("AWS_MONITORING_SECRET_ACCESS_KEY", MONITORING_SECRET),
+        ("AWS_MONITORING_REGION", "us-east-1"),
+        ("AWS_APPLICATION_ACCESS_KEY_ID", "AKIAAPPLICATION00002"),
+        ("AWS_APPLICATION_SECRET_ACCESS_KEY", APPLICATION_SECRET),
+        ("AWS_APPLICATION_REGION", "us-east-1"),
+    ]
+}
+
+/// The Python sqs-backlog (granted MONITORING), the Python hostile guest (granted nothing)
+/// and the Rust `steady` monitor, all searched every second.
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "executor:
+  concurrency: 3
+monitors:
+  - name: sqs-backlog-py
+    plugin: {backlog}
+    search_cron: \"* * * * * *\"
+    update_cron: \"* * * * * *\"
+    limits:
+      timeout: 20s
+    grants:
+      credentials: [MONITORING]
+      aws: [\"sqs:ListQueues\", \"sqs:GetQueueAttributes\"]
+  - name: hostile-py
+    plugin: {hostile}
+    search_cron: \"* * * * * *\"
+    limits:
+      memory: 64MiB
+      timeout: 2s
+  - name: steady
+    plugin: {steady}
+    search_cron: \"* * * * * *\"
+",
+            backlog = guest("sqs_backlog_py").display(),
+            hostile = guest("hostile_py").display(),
+            steady = guest("steady").display(),
+        ),
+    )
+}
+
+/// A queue holding `messages` messages, deleted when dropped.
+struct Queue {
+    runtime: tokio::runtime::Runtime,
+    sqs: aws_sdk_sqs::Client,
+    name: String,
+    url: String,
+}
+
+impl Queue {
+    fn new(name: &str, messages: usize) -> Queue {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let sqs = {
+            let _guard = runtime.enter();
+            sqs_client(&moto_endpoint(), "testing", "testing")
+        };
+        let name = format!("{name}-{}", std::process::id());
+        let url = runtime
+            .block_on(sqs.create_queue().queue_name(&name).send())
+            .unwrap()
+            .queue_url
+            .unwrap();
+        for i in 0..messages {
+            runtime
+                .block_on(
+                    sqs.send_message()
+                        .queue_url(&url)
+                        .message_body(format!("job {i}"))
+                        .send(),
+                )
+                .unwrap();
+        }
+        Queue {
+            runtime,
+            sqs,
+            name,
+            url,
+        }
+    }
+
+    fn purge(&self) {
+        self.runtime
+            .block_on(self.sqs.purge_queue().queue_url(&self.url).send())
+            .unwrap();
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let _ = self
+            .runtime
+            .block_on(self.sqs.delete_queue().queue_url(&self.url).send());
+    }
+}
+
+fn invoke(
+    config: &std::path::Path,
+    monitor: &str,
+    function: &str,
+    input: Option<&Value>,
+) -> (bool, String, String) {
+    let mut args = vec!["invoke", config.to_str().unwrap(), monitor, function];
+    let input = input.map(Value::to_string);
+    if let Some(input) = &input {
+        args.extend(["--input", input]);
+    }
+    let (status, stdout, stderr) = output(sentinela(&args).envs(credential_env()));
+    assert!(!stderr.contains("panicked"), "the host panicked:\n{stderr}");
+    for secret in [MONITORING_SECRET, APPLICATION_SECRET] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "key material leaked"
+        );
+    }
+    (status.success(), stdout, stderr)
+}
+
+#[test]
+fn the_python_sqs_backlog_finds_and_solves_a_backlog_through_invoke() {
+    let deep = Queue::new("py-deep", 8);
+    let shallow = Queue::new("py-shallow", 2);
+    let dir = scratch_dir("python-invoke");
+    let config = config(&dir);
+
+    let (ok, stdout, stderr) = invoke(&config, "sqs-backlog-py", "search", None);
+    assert!(ok, "{stderr}");
+    let issues: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let found = issues
+        .iter()
+        .find(|i| i["id"] == deep.name.as_str())
+        .unwrap_or_else(|| panic!("no issue for {}: {stdout}", deep.name));
+    assert_eq!(
+        found["data"],
+        json!({ "queue_url": deep.url, "messages": 8 })
+    );
+    assert!(
+        !issues.iter().any(|i| i["id"] == shallow.name.as_str()),
+        "2 messages is under the threshold: {stdout}"
+    );
+    // The guest's own log line went through the host's log, tagged with the monitor.
+    assert!(
+        stderr.contains("over 5 messages") && stderr.contains("sqs-backlog-py"),
+        "{stderr}"
+    );
+
+    let solved = |queue: &Queue| {
+        let issue = json!({ "id": queue.name, "data": { "queue_url": queue.url, "messages": 9 } });
+        let (ok, stdout, stderr) = invoke(&config, "sqs-backlog-py", "is-solved", Some(&issue));
+        assert!(ok, "{stderr}");
+        stdout.trim().to_owned()
+    };
+    assert_eq!(solved(&deep), "false");
+    assert_eq!(solved(&shallow), "true");
+    deep.purge();
+    assert_eq!(solved(&deep), "true");
+}
+
+#[test]
+fn a_hostile_python_guest_is_held_to_the_same_grants_and_limits() {
+    let dir = scratch_dir("python-hostile");
+    let config = config(&dir);
+
+    // Credentials it was not granted: APPLICATION (in two spellings) and another monitor's.
+    let issue = json!({ "id": "x", "data": {} });
+    let (ok, stdout, stderr) = invoke(&config, "hostile-py", "is-solved", Some(&issue));
+    assert!(
+        !ok,
+        "the host signed with an ungranted credential: {stdout}"
+    );
+    for refused in [
+        "APPLICATION: denied",
+        "application: denied",
+        "MONITORING: denied",
+    ] {
+        assert!(stderr.contains(refused), "{refused} missing:\n{stderr}");
+    }
+
+    let (ok, _, stderr) = invoke(&config, "hostile-py", "search", None);
+    assert!(!ok);
+    assert!(
+        stderr.contains("monitor 'hostile-py': search exceeded its deadline of 2s and was stopped"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = invoke(&config, "hostile-py", "update", Some(&json!([])));
+    assert!(!ok);
+    assert!(
+        stderr.contains("memory limit of 67108864 bytes reached"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn python_and_rust_monitors_run_side_by_side() {
+    let deep = Queue::new("py-run", 7);
+    let dir = scratch_dir("python-run");
+    let config = config(&dir);
+    let run = Running::start(&config, &credential_env());
+    // Generous: a cold compile of two 18 MB Python components comes first in a fresh CI run.
+    let timeout = Duration::from_secs(180);
+
+    let created = run.wait_for("the Python monitor's issue", timeout, |e| {
+        field(e, "monitor") == "sqs-backlog-py"
+            && issue_event(e, "created") == Some(deep.name.as_str())
+    });
+    assert!(
+        field(&created, "data").contains("\"messages\":7"),
+        "{created}"
+    );
+    run.wait_for("the hostile Python search stopped", timeout, |e| {
+        field(e, "monitor") == "hostile-py" && field(e, "message").contains("exceeded its deadline")
+    });
+
+    // The Rust monitor keeps working beside them.
+    let seen = run.events().len();
+    let steady_done =
+        |e: &&Value| field(e, "monitor") == "steady" && field(e, "message") == "task finished";
+    run.wait_until("two more steady searches", timeout, |events| {
+        events[seen..].iter().filter(steady_done).count() >= 2
+    });
+
+    deep.purge();
+    run.wait_for("the Python monitor's issue solved", timeout, |e| {
+        issue_event(e, "solved") == Some(deep.name.as_str())
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}:\n{}", dump(&events));
+    let log = dump(&events);
+    assert!(!log.contains(MONITORING_SECRET) && !log.contains(APPLICATION_SECRET));
+}
