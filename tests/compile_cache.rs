@@ -50,15 +50,21 @@ fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
     );
 
     // Flip one byte in the middle of the artifact: the checksum catches it.
-    let entries: Vec<_> = std::fs::read_dir(&cache)
+    let mut entries: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    entries.sort();
+    let extensions: Vec<_> = entries
+        .iter()
+        .map(|e| e.extension().unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(extensions, ["check", "cwasm"], "{entries:?}");
+    let artifact = &entries[1];
+    let mut bytes = std::fs::read(artifact).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(&entries[0], &bytes).unwrap();
+    std::fs::write(artifact, &bytes).unwrap();
     let third = check(&config, &cache);
     assert!(
         third.contains("\"cache\":\"invalid\"") && third.contains("checksum mismatch"),
@@ -70,20 +76,28 @@ fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
     );
 
     // A truncated entry is no better.
-    std::fs::write(&entries[0], &bytes[..100]).unwrap();
+    std::fs::write(artifact, &bytes[..100]).unwrap();
     let fourth = check(&config, &cache);
     assert!(
-        fourth.contains("\"cache\":\"invalid\"") && fourth.contains("\"cache\":\"miss\""),
+        fourth.contains("\"cache\":\"invalid\"")
+            && fourth.contains("truncated entry")
+            && fourth.contains("\"cache\":\"miss\""),
         "{fourth}"
     );
 
-    // The rewritten entry is valid again.
+    // An artifact without its check file (a writer stopped between the two renames) is
+    // never trusted: it is recompiled and rewritten.
+    std::fs::remove_file(&entries[0]).unwrap();
     let fifth = check(&config, &cache);
+    assert!(fifth.contains("\"cache\":\"miss\""), "{fifth}");
+
+    // The rewritten entry is valid again.
+    let sixth = check(&config, &cache);
     assert!(
-        cache_events(&fifth)
+        cache_events(&sixth)
             .iter()
             .all(|e| e.contains("\"cache\":\"hit\"")),
-        "{fifth}"
+        "{sixth}"
     );
 }
 

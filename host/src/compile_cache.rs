@@ -3,18 +3,24 @@
 //!
 //! An entry is named by the SHA-256 of the wasm bytes and of the engine's compatibility hash
 //! (wasmtime version, target and every setting that affects code), so a new wasm file or a
-//! different engine never finds a stale entry. Each entry carries the SHA-256 of its own
-//! artifact, checked before the artifact is handed to wasmtime's (unsafe) deserializer: a
-//! corrupt or truncated file is recompiled, never loaded. Entries are written to a temporary
-//! file and renamed into place, so concurrent processes never see a half-written one.
+//! different engine never finds a stale entry. An entry is two files: `KEY.cwasm`, the artifact
+//! exactly as `Component::serialize` wrote it, which wasmtime maps into memory instead of
+//! copying (a 35 MB Python artifact loads in a few ms), and `KEY.check`, its length and CRC-32,
+//! checked before the artifact is handed to wasmtime's (unsafe) deserializer: a corrupt or
+//! truncated artifact is recompiled, never loaded. Both are written to temporary files and
+//! renamed into place, the artifact first, so another process sees either no entry or an
+//! artifact its check file describes; a mismatch only costs a recompile.
 //!
-//! The checksum protects against corruption, not against an attacker who can write to the
+//! Files are hashed and checked as they are read, in chunks: a warm start never holds a whole
+//! plugin or artifact in memory.
+//!
+//! The check protects against corruption, not against an attacker who can write to the
 //! cache directory: like wasmtime's own cache, the directory must be writable only by the
 //! user the host runs as.
 
-use std::fs;
+use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -22,7 +28,10 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 16] = b"sentinela-cwasm1";
+/// Starts every check file; a new format gets a new magic, so old entries read as invalid.
+const MAGIC: &[u8; 16] = b"sentinela-cwasm2";
+const CHECK_LEN: usize = MAGIC.len() + 8 + 4;
+const CHUNK: usize = 1 << 20;
 
 /// Where compiled code is kept; `None` disables caching.
 #[derive(Debug, Clone)]
@@ -57,20 +66,21 @@ impl CompileCache {
         self.dir.as_deref()
     }
 
-    /// The compiled component for `wasm`, from the cache when a valid entry exists.
-    /// `label` names the plugin in log events.
+    /// The compiled component for the plugin at `path`, from the cache when a valid entry
+    /// exists. `label` names the plugin in log events.
     pub fn load_or_compile(
         &self,
         engine: &wasmtime::Engine,
-        wasm: &[u8],
+        path: &Path,
         label: &str,
     ) -> Result<Component> {
         let Some(dir) = &self.dir else {
-            return compile(engine, wasm, label);
+            return compile(engine, path, label);
         };
-        let entry = dir.join(format!("{}.cwasm", entry_key(engine, wasm)));
         let started = Instant::now();
-        match read_entry(engine, &entry) {
+        let key = entry_key(engine, path)?;
+        let entry = Entry::new(dir, &key);
+        match entry.load(engine) {
             Ok(Some(component)) => {
                 tracing::info!(
                     plugin = label,
@@ -84,21 +94,22 @@ impl CompileCache {
             Err(reason) => tracing::warn!(
                 plugin = label,
                 cache = "invalid",
-                entry = %entry.display(),
+                entry = %entry.artifact.display(),
                 "ignoring compile cache entry ({reason:#}); recompiling"
             ),
         }
-        let component = compile(engine, wasm, label)?;
-        if let Err(e) = write_entry(&entry, &component.serialize()?) {
+        let component = compile(engine, path, label)?;
+        if let Err(e) = entry.store(&component.serialize()?) {
             tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
         }
         Ok(component)
     }
 }
 
-fn compile(engine: &wasmtime::Engine, wasm: &[u8], label: &str) -> Result<Component> {
+fn compile(engine: &wasmtime::Engine, path: &Path, label: &str) -> Result<Component> {
+    let wasm = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let started = Instant::now();
-    let component = Component::new(engine, wasm)?;
+    let component = Component::new(engine, &wasm)?;
     tracing::info!(
         plugin = label,
         cache = "miss",
@@ -108,40 +119,81 @@ fn compile(engine: &wasmtime::Engine, wasm: &[u8], label: &str) -> Result<Compon
     Ok(component)
 }
 
-fn entry_key(engine: &wasmtime::Engine, wasm: &[u8]) -> String {
+fn entry_key(engine: &wasmtime::Engine, path: &Path) -> Result<String> {
     let mut hasher = Sha256Hasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let engine_hash = hasher.0.finalize();
-    let wasm_hash = Sha256::digest(wasm);
-    format!("{}-{}", hex(&wasm_hash), &hex(&engine_hash)[..16])
+    let mut wasm_hash = Sha256::new();
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    read_chunks(file, |chunk| wasm_hash.update(chunk))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!(
+        "{}-{}",
+        hex(&wasm_hash.finalize()),
+        &hex(&engine_hash)[..16]
+    ))
 }
 
-/// `Ok(None)`: no entry. `Err`: an entry exists but cannot be trusted.
-fn read_entry(engine: &wasmtime::Engine, path: &Path) -> Result<Option<Component>> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).context("unreadable"),
-    };
-    let header = MAGIC.len() + 32;
-    anyhow::ensure!(
-        bytes.len() > header && &bytes[..MAGIC.len()] == MAGIC,
-        "not a sentinela cache entry"
-    );
-    let (checksum, artifact) = bytes[MAGIC.len()..].split_at(32);
-    anyhow::ensure!(
-        Sha256::digest(artifact).as_slice() == checksum,
-        "checksum mismatch (corrupt entry)"
-    );
-    // SAFETY: the artifact is byte-for-byte what `Component::serialize` wrote for an engine
-    // with this compatibility hash (checked above); wasmtime re-checks the version and
-    // settings itself and rejects a mismatch with an error.
-    let component = unsafe { Component::deserialize(engine, artifact) }
-        .map_err(|e| anyhow::anyhow!("rejected by wasmtime: {e}"))?;
-    Ok(Some(component))
+/// One cache entry: the artifact and the file that vouches for it.
+struct Entry {
+    artifact: PathBuf,
+    check: PathBuf,
 }
 
-fn write_entry(path: &Path, artifact: &[u8]) -> Result<()> {
+impl Entry {
+    fn new(dir: &Path, key: &str) -> Entry {
+        Entry {
+            artifact: dir.join(format!("{key}.cwasm")),
+            check: dir.join(format!("{key}.check")),
+        }
+    }
+
+    /// `Ok(None)`: no entry. `Err`: an entry exists but cannot be trusted.
+    fn load(&self, engine: &wasmtime::Engine) -> Result<Option<Component>> {
+        let check = match fs::read(&self.check) {
+            Ok(check) => check,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("unreadable check file"),
+        };
+        anyhow::ensure!(
+            check.len() == CHECK_LEN && &check[..MAGIC.len()] == MAGIC,
+            "not a sentinela cache entry"
+        );
+        let (len, crc) = check[MAGIC.len()..].split_at(8);
+        let len = u64::from_le_bytes(len.try_into()?);
+        let crc = u32::from_le_bytes(crc.try_into()?);
+        let file = File::open(&self.artifact).context("artifact missing or unreadable")?;
+        let actual_len = file.metadata()?.len();
+        anyhow::ensure!(
+            actual_len == len,
+            "artifact is {actual_len} bytes, its check file says {len} (truncated entry)"
+        );
+        let mut actual_crc = crc32fast::Hasher::new();
+        read_chunks(file, |chunk| actual_crc.update(chunk)).context("unreadable artifact")?;
+        anyhow::ensure!(
+            actual_crc.finalize() == crc,
+            "checksum mismatch (corrupt entry)"
+        );
+        // SAFETY: the file holds what `Component::serialize` wrote for an engine with this
+        // compatibility hash (its length and CRC were checked above, and entries are only
+        // ever replaced by renaming a complete file over them); wasmtime re-checks the version
+        // and settings itself and rejects a mismatch with an error.
+        let component = unsafe { Component::deserialize_file(engine, &self.artifact) }
+            .map_err(|e| anyhow::anyhow!("rejected by wasmtime: {e}"))?;
+        Ok(Some(component))
+    }
+
+    fn store(&self, artifact: &[u8]) -> Result<()> {
+        let mut check = Vec::with_capacity(CHECK_LEN);
+        check.extend_from_slice(MAGIC);
+        check.extend_from_slice(&(artifact.len() as u64).to_le_bytes());
+        check.extend_from_slice(&crc32fast::hash(artifact).to_le_bytes());
+        write_atomically(&self.artifact, artifact)?;
+        write_atomically(&self.check, &check)
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("cache entry has no directory")?;
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
@@ -149,13 +201,24 @@ fn write_entry(path: &Path, artifact: &[u8]) -> Result<()> {
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(MAGIC)?;
-    file.write_all(&Sha256::digest(artifact))?;
-    file.write_all(artifact)?;
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Feeds a file to `consume` in chunks of one reused buffer.
+fn read_chunks(mut file: File, mut consume: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut buffer = vec![0; CHUNK];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => consume(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 struct Sha256Hasher(Sha256);

@@ -37,12 +37,10 @@ pub struct PluginFile {
 impl PluginFile {
     /// Reads and compiles (or loads from the compile cache) the component at `path`.
     pub fn load(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<PluginFile> {
-        let wasm = std::fs::read(path)
-            .with_context(|| format!("cannot read plugin {}", path.display()))?;
-        check_header(&wasm).with_context(|| format!("plugin {}", path.display()))?;
+        let size = read_header(path)?;
         let label = path.display().to_string();
         let component = cache
-            .load_or_compile(engine.wasmtime(), &wasm, &label)
+            .load_or_compile(engine.wasmtime(), path, &label)
             .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
         let ty = component.component_type();
         let imports = ty
@@ -55,7 +53,7 @@ impl PluginFile {
             .collect();
         Ok(PluginFile {
             path: path.to_path_buf(),
-            size: wasm.len() as u64,
+            size,
             imports,
             exports,
             component,
@@ -105,6 +103,21 @@ impl PluginFile {
         );
         problems
     }
+}
+
+/// Checks that `path` holds a component (not a core module, not something else) before it is
+/// hashed or compiled; returns its size.
+fn read_header(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let cannot_read = || format!("cannot read plugin {}", path.display());
+    let file = std::fs::File::open(path).with_context(cannot_read)?;
+    let size = file.metadata().with_context(cannot_read)?.len();
+    let mut header = Vec::with_capacity(8);
+    file.take(8)
+        .read_to_end(&mut header)
+        .with_context(cannot_read)?;
+    check_header(&header).with_context(|| format!("plugin {}", path.display()))?;
+    Ok(size)
 }
 
 fn check_header(wasm: &[u8]) -> Result<()> {
