@@ -1,6 +1,7 @@
 //! The process's one wasmtime `Engine`: component model, async, epoch interruption and a
 //! pooling allocator tuned for many short invocations.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ impl Default for EngineSettings {
 #[derive(Clone)]
 pub struct Engine {
     inner: wasmtime::Engine,
+    ticker: Arc<Ticker>,
 }
 
 impl Engine {
@@ -62,26 +64,75 @@ impl Engine {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let inner = wasmtime::Engine::new(&config)?;
-        start_epoch_ticker(inner.weak());
-        Ok(Engine { inner })
+        let ticker = Arc::new(Ticker::default());
+        start_epoch_ticker(inner.weak(), ticker.clone());
+        Ok(Engine { inner, ticker })
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
     }
+
+    /// Keeps the epoch advancing while the returned guard lives: hold one for as long as
+    /// guest code may run. With no guard alive the ticker thread sleeps, so an idle host
+    /// does not wake up 100 times a second.
+    pub fn running_guest(&self) -> RunningGuest {
+        let mut running = lock(&self.ticker.running);
+        *running += 1;
+        if *running == 1 {
+            self.ticker.wake.notify_one();
+        }
+        RunningGuest {
+            ticker: self.ticker.clone(),
+        }
+    }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own, so that guest
-/// code is interrupted even when every tokio worker is busy running guests. The thread ends
-/// when the engine is dropped.
-fn start_epoch_ticker(engine: wasmtime::EngineWeak) {
+/// How many guest calls are under way, and the ticker thread's alarm clock.
+#[derive(Default)]
+struct Ticker {
+    running: Mutex<usize>,
+    wake: Condvar,
+}
+
+/// See [`Engine::running_guest`].
+pub struct RunningGuest {
+    ticker: Arc<Ticker>,
+}
+
+impl Drop for RunningGuest {
+    fn drop(&mut self) {
+        *lock(&self.ticker.running) -= 1;
+    }
+}
+
+fn lock(running: &Mutex<usize>) -> std::sync::MutexGuard<'_, usize> {
+    running.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own while guest code
+/// runs, so that it is interrupted even when every tokio worker is busy running guests. The
+/// thread ends when the engine is dropped (at its next tick, or wake-up: it checks every
+/// second while idle).
+fn start_epoch_ticker(engine: wasmtime::EngineWeak, ticker: Arc<Ticker>) {
     thread::Builder::new()
         .name("sentinela-epoch".into())
         .spawn(move || {
-            while let Some(engine) = engine.upgrade() {
+            loop {
+                let running = lock(&ticker.running);
+                if *running == 0 {
+                    let _idle = ticker
+                        .wake
+                        .wait_timeout(running, Duration::from_secs(1))
+                        .unwrap_or_else(|e| e.into_inner());
+                } else {
+                    drop(running);
+                    thread::sleep(EPOCH_TICK);
+                }
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
                 engine.increment_epoch();
-                drop(engine);
-                thread::sleep(EPOCH_TICK);
             }
         })
         .expect("spawning the epoch thread");

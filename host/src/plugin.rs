@@ -223,6 +223,7 @@ impl MonitorPlugin {
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
         let log = store.data().log.clone();
+        let _ticking = self.engine.running_guest();
 
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
