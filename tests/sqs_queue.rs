@@ -598,6 +598,41 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
             "a deleted message came back"
         );
     }
+
+    // Several messages per receive, deleted concurrently (batched by the queue): each delete
+    // gets its own outcome, so a bad receipt among good ones fails alone.
+    for i in 0..5 {
+        queue.send(format!("{body} {i}")).await.unwrap();
+    }
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.len() < 5 && Instant::now() < deadline {
+        received.extend(queue.receive(10).await.unwrap());
+    }
+    assert_eq!(received.len(), 5, "{received:?}");
+    let mut forged = received[0].clone();
+    forged.receipt_handle = Some("not-a-receipt-handle".into());
+    received.push(forged);
+    let deletes: Vec<_> = received
+        .into_iter()
+        .map(|m| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.delete(&m).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for delete in deletes {
+        outcomes.push(delete.await.unwrap());
+    }
+    assert!(outcomes[..5].iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(outcomes[5].is_err(), "a forged receipt was accepted");
+    let after = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < after {
+        assert!(
+            queue.receive(10).await.unwrap().is_empty(),
+            "a deleted message came back"
+        );
+    }
 }
 
 #[test]

@@ -222,36 +222,45 @@ impl Runtime {
         let mut next_id = 0u64;
         let mut failures = 0u32;
         loop {
-            // Hold a free slot before receiving, so no message waits in this process while
-            // another executor could take it.
-            let slot = tokio::select! {
+            // Hold free slots before receiving, so no message waits in this process while
+            // another executor could take it: wait for one, then take every other free one
+            // (up to a receive's maximum of 10) and ask for that many messages at once.
+            let first = tokio::select! {
                 _ = stop.changed() => break,
                 slot = slots.clone().acquire_owned() => match slot {
                     Ok(slot) => slot,
                     Err(_) => break, // never closed
                 },
             };
+            let mut free = vec![first];
+            while free.len() < 10
+                && let Ok(slot) = slots.clone().try_acquire_owned()
+            {
+                free.push(slot);
+            }
             let received = tokio::select! {
                 _ = stop.changed() => break,
-                received = self.queue.receive(RECEIVE_WAIT) => received,
+                received = self.queue.receive(RECEIVE_WAIT, free.len()) => received,
             };
             while running.try_join_next().is_some() {}
             match received {
-                Ok(message) => {
+                Ok(messages) => {
                     if failures > 0 {
                         tracing::info!(failures, "application queue reachable again");
                         failures = 0;
                     }
-                    let Some(message) = message else { continue };
-                    next_id += 1;
-                    let id = next_id;
-                    lock(&in_flight).insert(id, message.clone());
-                    let (runtime, in_flight) = (self.clone(), in_flight.clone());
-                    running.spawn(async move {
-                        runtime.process(message).await;
-                        lock(&in_flight).remove(&id);
-                        drop(slot);
-                    });
+                    // Each message takes one slot; the slots left over are freed here.
+                    for (message, slot) in messages.into_iter().zip(free) {
+                        next_id += 1;
+                        let id = next_id;
+                        lock(&in_flight).insert(id, message.clone());
+                        let (runtime, in_flight) = (self.clone(), in_flight.clone());
+                        running.spawn(async move {
+                            runtime.process(message).await;
+                            lock(&in_flight).remove(&id);
+                            drop(slot);
+                        });
+                    }
                 }
                 Err(e) => {
                     let wait = crate::aws::queue::backoff(failures);

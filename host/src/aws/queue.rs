@@ -3,6 +3,10 @@
 //! Call parameters follow Sentinela's: receive with long polling and an invisibility of twice
 //! `queue_visibility_time`, extend by the same amount while processing, delete after success.
 //! We also ask for `ApproximateReceiveCount`, so a message that keeps coming back is bounded.
+//!
+//! Unlike Sentinela, an executor receives up to one message per free slot in one call, and
+//! deletes go out in `DeleteMessageBatch` calls of whatever has finished meanwhile (up to 10):
+//! the SDK's cost per request, not the monitor, dominates the host's CPU per message.
 
 use std::time::Duration;
 
@@ -10,7 +14,8 @@ use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use tokio::sync::{mpsc, oneshot};
 
 use super::ENDPOINT_ENV;
 use super::credentials::Credential;
@@ -25,7 +30,21 @@ pub struct SqsQueue {
     visibility_seconds: i32,
     pub max_receive_count: u32,
     dead_letter_url: Option<String>,
+    deletes: mpsc::UnboundedSender<PendingDelete>,
 }
+
+/// A receipt handle waiting for the next `DeleteMessageBatch`, and who waits for its outcome.
+struct PendingDelete {
+    receipt_handle: String,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// SQS takes at most 10 entries per batch call.
+const MAX_BATCH: usize = 10;
+
+/// How long a processed message's delete waits for others to share its batch call. The
+/// message is already processed and stays hidden meanwhile, so only the call count changes.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// An SDK error with its code and message, never its request (which may carry headers).
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -121,7 +140,15 @@ impl SqsQueue {
             ),
             None => None,
         };
+        let (deletes, pending) = mpsc::unbounded_channel();
+        tokio::spawn(delete_in_batches(
+            client.clone(),
+            name.clone(),
+            url.clone(),
+            pending,
+        ));
         Ok(SqsQueue {
+            deletes,
             client,
             name,
             url,
@@ -207,15 +234,20 @@ impl SqsQueue {
         Ok(())
     }
 
+    /// Deletes the message, in one batch with the other deletes asked for meanwhile.
     pub async fn delete(&self, message: &Received) -> Result<()> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(message.receipt_handle.as_deref().unwrap_or_default())
-            .send()
+        let (done, outcome) = oneshot::channel();
+        let pending = PendingDelete {
+            receipt_handle: message.receipt_handle.clone().unwrap_or_default(),
+            done,
+        };
+        self.deletes.send(pending).map_err(|_| {
+            anyhow::anyhow!("DeleteMessage from {}: the queue is closed", self.name)
+        })?;
+        outcome
             .await
-            .map_err(|e| anyhow::anyhow!("DeleteMessage from {}: {}", self.name, describe(&e)))?;
-        Ok(())
+            .map_err(|_| anyhow::anyhow!("DeleteMessage from {}: the queue is closed", self.name))?
+            .map_err(|e| anyhow::anyhow!("DeleteMessage from {}: {e}", self.name))
     }
 
     /// Moves a message that cannot be processed to the dead-letter queue, or drops it.
@@ -244,6 +276,79 @@ impl SqsQueue {
             ),
         }
         self.delete(message).await
+    }
+}
+
+/// Sends deletes as `DeleteMessageBatch` calls: the first delete waits at most [`LINGER`] for
+/// company (the other messages of its receive usually finish within a millisecond), so a
+/// batch of messages costs one call, not one each. Ends when the queue is dropped.
+async fn delete_in_batches(
+    client: Client,
+    name: String,
+    url: String,
+    mut pending: mpsc::UnboundedReceiver<PendingDelete>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < MAX_BATCH {
+            let room = MAX_BATCH - batch.len();
+            tokio::select! {
+                _ = &mut linger => break,
+                more = pending.recv_many(&mut batch, room) => if more == 0 { break },
+            }
+        }
+        let entries = batch.iter().enumerate().map(|(i, p)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(&p.receipt_handle)
+                .build()
+        });
+        let entries = match entries.collect::<Result<Vec<_>, _>>() {
+            Ok(entries) => entries,
+            Err(e) => {
+                finish(&mut batch, |_| Err(e.to_string()));
+                continue;
+            }
+        };
+        let sent = client
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        match sent {
+            Ok(output) => {
+                let failed: Vec<(usize, String)> = output
+                    .failed
+                    .iter()
+                    .filter_map(|f| {
+                        let index = f.id.parse().ok()?;
+                        Some((
+                            index,
+                            format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                        ))
+                    })
+                    .collect();
+                finish(&mut batch, |i| match failed.iter().find(|(f, _)| *f == i) {
+                    Some((_, error)) => Err(error.clone()),
+                    None => Ok(()),
+                });
+            }
+            Err(e) => {
+                let error = describe(&e);
+                tracing::debug!(queue = %name, "DeleteMessageBatch failed: {error}");
+                finish(&mut batch, |_| Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Tells each waiter of `batch` its outcome, by its index in the batch.
+fn finish(batch: &mut Vec<PendingDelete>, outcome: impl Fn(usize) -> Result<(), String>) {
+    for (i, pending) in batch.drain(..).enumerate() {
+        let _ = pending.done.send(outcome(i));
     }
 }
 

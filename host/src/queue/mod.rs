@@ -52,12 +52,12 @@ impl ApplicationQueue {
         }
     }
 
-    /// Waits for a message (up to `wait` for the internal queue, the configured long-poll
-    /// wait for SQS).
-    pub async fn receive(&self, wait: Duration) -> Result<Option<Received>> {
+    /// Waits for up to `max` messages (up to `wait` for the internal queue, the configured
+    /// long-poll wait for SQS). The internal queue hands out one at a time.
+    pub async fn receive(&self, wait: Duration, max: usize) -> Result<Vec<Received>> {
         match self {
-            ApplicationQueue::Internal(q) => Ok(q.receive(wait).await),
-            ApplicationQueue::Sqs(q) => Ok(q.receive(1).await?.pop()),
+            ApplicationQueue::Internal(q) => Ok(q.receive(wait).await.into_iter().collect()),
+            ApplicationQueue::Sqs(q) => q.receive(max.min(10) as i32).await,
         }
     }
 
