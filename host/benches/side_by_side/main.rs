@@ -1,0 +1,26 @@
+//! The side-by-side benchmark: every figure of docs/performance.md in one run, printed as a
+//! table. Run it with `bench/run` (which builds the guests, installs the Python peer's
+//! aiobotocore, starts moto and passes its address and pid); not part of `cargo test`.
+//!
+//! Sections (each can be picked by name as the first argument, e.g. `invocation`):
+//! - invocation: store + instantiate + `search` + drop through the host vs bare wasmtime
+//! - queue:      host process CPU per SQS message vs the Python aiobotocore peer, and moto's
+//! - aws-call:   a guest's GetQueueAttributes via aws-call vs aws-sdk-rust directly
+//! - start:      `sentinela check` with 10 Rust plugins cold/warm, and the Python plugin
+//! - memory:     idle RSS of `sentinela run` with 10 plugins; 1000 invocations in flight
+
+mod bare;
+mod report;
+mod sections;
+
+fn main() -> anyhow::Result<()> {
+    // Dropping a store after async calls captures a backtrace when RUST_BACKTRACE is set
+    // (7–26 µs per invocation); production runs do not pay that, so neither do we.
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut report = report::Report::default();
+    sections::run(only.as_deref(), &mut report)?;
+    report.print();
+    Ok(())
+}

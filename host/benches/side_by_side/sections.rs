@@ -1,0 +1,658 @@
+//! The measurements. Each section adds its rows to the report.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use sentinela_host::bindings::exports::sentinela::plugin::checks::MessageKind;
+use sentinela_host::capabilities;
+use sentinela_host::compile_cache::CompileCache;
+use sentinela_host::config::Limits;
+use sentinela_host::engine::{Engine, EngineSettings};
+use sentinela_host::host::Host;
+use sentinela_host::host_plugins::HostPlugins;
+use sentinela_host::plugin::{Call, MonitorPlugin, PluginFile};
+use wasmtime::component::Component;
+
+use crate::bare::Bare;
+use crate::report::{Report, quantile, sorted};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
+const GUESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests/dist");
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Ten distinct Rust components that load as monitors, for start time and memory.
+const TEN_PLUGINS: [&str; 10] = [
+    "stuck_orders",
+    "cert_expiry",
+    "sqs_backlog",
+    "queue_age",
+    "steady",
+    "blink",
+    "sqs_probe",
+    "queue_roundtrip",
+    "secret_reader",
+    "hostile_panic",
+];
+
+/// Messages per consumer in the queue section: moto slows down as a queue gets deeper.
+const QUEUE_MESSAGES: usize = 200;
+
+pub fn run(only: Option<&str>, report: &mut Report) -> Result<()> {
+    let want = |name: &str| only.is_none_or(|o| o == name);
+    let scratch = std::env::temp_dir().join(format!("sentinela-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    if want("invocation") {
+        eprintln!("invocation cost ...");
+        invocation(report)?;
+    }
+    if want("aws-call") {
+        eprintln!("aws-call overhead ...");
+        aws_call(&scratch, report)?;
+    }
+    if want("queue") {
+        eprintln!("queue CPU per message ...");
+        queue(&scratch, report)?;
+    }
+    if want("start") {
+        eprintln!("start time ...");
+        start(&scratch, report)?;
+    }
+    if want("memory") {
+        eprintln!("memory and concurrency ...");
+        memory(&scratch, report)?;
+        concurrency(report)?;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn guest(name: &str) -> PathBuf {
+    Path::new(GUESTS).join(format!("{name}.wasm"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// The `steady` fixture loaded as the host loads a monitor, with default limits.
+fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
+    let plugins = HostPlugins::default();
+    let file = PluginFile::load(engine, &CompileCache::disabled(), &guest("steady"))?;
+    let linker = capabilities::linker(engine.wasmtime(), &plugins)?;
+    MonitorPlugin::new(
+        "steady",
+        file,
+        Limits::default(),
+        engine,
+        &linker,
+        &plugins,
+        Default::default(),
+    )
+}
+
+fn ms(seconds: f64) -> String {
+    format!("{:.2} ms", seconds * 1e3)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Invocation cost
+
+fn invocation(report: &mut Report) -> Result<()> {
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 2000;
+    runtime()?.block_on(async {
+        let engine = Engine::new(&EngineSettings::default())?;
+        let monitor = steady_monitor(&engine)?;
+        let component = Component::from_file(engine.wasmtime(), guest("steady"))?;
+        let bare = Bare::new(engine.wasmtime(), &component)?;
+        let ours_once = || async {
+            let started = Instant::now();
+            monitor.call(Call::Search).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::Ok(started.elapsed().as_secs_f64() * 1e6)
+        };
+        let bare_once = || async {
+            let started = Instant::now();
+            bare.search().await?;
+            anyhow::Ok(started.elapsed().as_secs_f64() * 1e6)
+        };
+        for _ in 0..PER_ROUND {
+            ours_once().await?;
+            bare_once().await?;
+        }
+        // Alternate blocks, so both see the same machine noise.
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            for _ in 0..PER_ROUND {
+                ours.push(ours_once().await?);
+            }
+            for _ in 0..PER_ROUND {
+                base.push(bare_once().await?);
+            }
+        }
+        let (ours, base) = (sorted(ours), sorted(base));
+        for (label, p) in [("median", 0.5), ("p99", 0.99)] {
+            let (o, b) = (quantile(&ours, p), quantile(&base, p));
+            report.row(
+                format!("invocation: store + instantiate + `search` + drop, {label}"),
+                format!("{o:.1} µs ({:.2}×)", o / b),
+                format!("{b:.1} µs bare wasmtime"),
+                "≤ 1.5× bare",
+                Some(o <= 1.5 * b),
+            );
+        }
+        report.note(format!(
+            "invocation: `steady` fixture, {} sequential calls each, alternating blocks of {PER_ROUND}; \
+             bare = same engine, component and InstancePre, a plain WasiCtx and a no-op `log`",
+            ROUNDS * PER_ROUND
+        ));
+        anyhow::Ok(())
+    })
+}
+
+/// 1000 invocations in flight at once on a 2-worker runtime.
+fn concurrency(report: &mut Report) -> Result<()> {
+    const IN_FLIGHT: usize = 1000;
+    const ROUNDS: usize = 5;
+    runtime()?.block_on(async {
+        let engine = Engine::new(&EngineSettings::default())?;
+        let monitor = Arc::new(steady_monitor(&engine)?);
+        let (mut latencies, mut rates) = (Vec::new(), Vec::new());
+        for round in 0..=ROUNDS {
+            let started = Instant::now();
+            let calls: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    let monitor = monitor.clone();
+                    tokio::spawn(async move {
+                        monitor
+                            .call(Call::Search)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        anyhow::Ok(started.elapsed().as_secs_f64())
+                    })
+                })
+                .collect();
+            let mut done = Vec::with_capacity(IN_FLIGHT);
+            for call in calls {
+                done.push(call.await??);
+            }
+            if round > 0 {
+                rates.push(IN_FLIGHT as f64 / started.elapsed().as_secs_f64());
+                latencies.extend(done);
+            }
+        }
+        let (latencies, rates) = (sorted(latencies), sorted(rates));
+        report.row(
+            format!(
+                "{IN_FLIGHT} invocations in flight (2 workers): throughput, median of {ROUNDS}"
+            ),
+            format!("{:.0} calls/s", quantile(&rates, 0.5)),
+            "",
+            "",
+            None,
+        );
+        report.row(
+            format!("{IN_FLIGHT} invocations in flight: completion time p99 / median"),
+            format!(
+                "{} / {}",
+                ms(quantile(&latencies, 0.99)),
+                ms(quantile(&latencies, 0.5))
+            ),
+            "",
+            "",
+            None,
+        );
+        anyhow::Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. aws-call overhead
+
+fn moto_endpoint() -> Result<String> {
+    std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL is not set: run bench/run")
+}
+
+fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+            .build(),
+    )
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String> {
+    Ok(sqs
+        .create_queue()
+        .queue_name(format!("{name}-{}", std::process::id()))
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default())
+}
+
+fn aws_call(scratch: &Path, report: &mut Report) -> Result<()> {
+    const CALLS: usize = 300;
+    let endpoint = moto_endpoint()?;
+    let config = scratch.join("aws-call.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins: [aws]\nmonitors:\n  - name: probe\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n",
+            guest("sqs_probe").display()
+        ),
+    )?;
+    runtime()?.block_on(async {
+        let host = Host::open(&config)?;
+        let monitor = host.monitors()?.remove(0);
+        let sqs = sqs_client(&endpoint);
+        let url = create_queue(&sqs, "bench-latency").await?;
+        let payload = serde_json::json!({ "queue_url": url }).to_string();
+        let (mut guest, mut direct) = (Vec::new(), Vec::new());
+        for i in 0..CALLS + 20 {
+            let started = Instant::now();
+            monitor
+                .call(Call::Handle(MessageKind::Request, payload.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let g = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            sqs.get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+                .await?;
+            let d = started.elapsed().as_secs_f64();
+            if i >= 20 {
+                guest.push(g);
+                direct.push(d);
+            }
+        }
+        sqs.delete_queue().queue_url(&url).send().await?;
+        let (guest, direct) = (sorted(guest), sorted(direct));
+        for (label, p) in [("median", 0.5), ("p99", 0.99)] {
+            let (g, d) = (quantile(&guest, p), quantile(&direct, p));
+            report.row(
+                format!(
+                    "aws-call: SQS GetQueueAttributes from a guest (new instance + call), {label}"
+                ),
+                format!("{} ({:.2}×)", ms(g), g / d),
+                format!("{} aws-sdk-rust directly", ms(d)),
+                if p == 0.5 { "≤ 1.10× direct" } else { "" },
+                (p == 0.5).then_some(g <= 1.10 * d),
+            );
+        }
+        report.note(format!(
+            "aws-call: {CALLS} calls each against the same moto, interleaved one by one"
+        ));
+        anyhow::Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Queue CPU per message
+
+/// User + system CPU seconds of a process so far, from /proc (Linux's USER_HZ is 100).
+fn process_cpu(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after = &stat[stat.rfind(')').context("malformed /proc stat")? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}
+
+fn moto_cpu() -> Result<f64> {
+    let pid: u32 = std::env::var("MOTO_PID")
+        .context("MOTO_PID is not set: run bench/run")?
+        .parse()?;
+    process_cpu(pid)
+}
+
+async fn send_events(sqs: &aws_sdk_sqs::Client, url: &str, count: usize) -> Result<()> {
+    let body =
+        r#"{"type":"event","payload":{"event_source_monitor_id":"steady","event_name":"bench"}}"#;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sqs.send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+async fn queue_is_drained(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<bool> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    Ok(attributes.values().all(|v| v == "0"))
+}
+
+/// What one consumer cost while it processed the messages.
+struct QueueRun {
+    cpu: f64,
+    wall: f64,
+    moto_cpu: f64,
+}
+
+fn queue(scratch: &Path, report: &mut Report) -> Result<()> {
+    let endpoint = moto_endpoint()?;
+    let rt = runtime()?;
+    let sqs = {
+        let _guard = rt.enter();
+        sqs_client(&endpoint)
+    };
+    let ours = rt.block_on(queue_host(scratch, &sqs, &endpoint))?;
+    let peer = rt.block_on(queue_peer(&sqs, &endpoint))?;
+    let n = QUEUE_MESSAGES as f64;
+    let (o, p) = (ours.cpu / n, peer.cpu / n);
+    report.row(
+        "queue: consumer CPU per message (receive → monitor → delete), SQS on moto",
+        format!("{} ({:.3}×)", ms(o), o / p),
+        format!("{} Python aiobotocore peer", ms(p)),
+        "≤ 0.1× the peer",
+        Some(o <= 0.1 * p),
+    );
+    report.row(
+        "queue: messages/s",
+        format!("{:.0}", n / ours.wall),
+        format!("{:.0}", n / peer.wall),
+        "",
+        None,
+    );
+    report.row(
+        "queue: moto's CPU per message meanwhile",
+        ms(ours.moto_cpu / n),
+        ms(peer.moto_cpu / n),
+        "",
+        None,
+    );
+    report.note(format!(
+        "queue: {QUEUE_MESSAGES} `event` messages for the `steady` monitor sent in batches of 10 \
+         once the consumer is ready; consumer CPU (user + system, /proc) from ready to drained. \
+         Ours: `sentinela run --role executor`, concurrency 10. Peer: bench/sqs_peer.py (one \
+         aiobotocore client, receive 1 with long poll, json.loads, delete). While ours runs, the \
+         bench polls the queue's counts every 100 ms (that moto CPU is in ours' column)."
+    ));
+    Ok(())
+}
+
+/// Collects `sentinela run`'s stderr, and tells when a line containing `ready` appeared.
+fn wait_for_line(stderr: ChildStderr, ready: &'static str, timeout: Duration) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains(ready)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(timeout)
+        .map_err(|_| anyhow::anyhow!("sentinela did not log '{ready}' within {timeout:?}"))
+}
+
+fn terminate(child: &mut Child) -> Result<()> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    child.wait()?;
+    Ok(())
+}
+
+async fn queue_host(scratch: &Path, sqs: &aws_sdk_sqs::Client, endpoint: &str) -> Result<QueueRun> {
+    let name = format!("bench-app-{}", std::process::id());
+    let config = scratch.join("queue.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins: [aws]
+application_queue:
+  type: plugin.aws.sqs
+  name: {name}
+  region: us-east-1
+  create_queue: true
+  queue_wait_message_time: 1
+executor:
+  concurrency: 10
+monitors:
+  - name: steady
+    plugin: {}
+",
+            guest("steady").display()
+        ),
+    )?;
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "run"])
+        .arg(&config)
+        .args(["--role", "executor"])
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_APPLICATION_ACCESS_KEY_ID", "bench")
+        .env("AWS_APPLICATION_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_APPLICATION_REGION", "us-east-1")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    wait_for_line(stderr, "sentinela running", Duration::from_secs(120))?;
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&name)
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
+    let (cpu0, moto0, started) = (process_cpu(child.id())?, moto_cpu()?, Instant::now());
+    send_events(sqs, &url, QUEUE_MESSAGES).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !queue_is_drained(sqs, &url).await? {
+        if Instant::now() > deadline {
+            bail!("the executor did not drain the queue within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = QueueRun {
+        cpu: process_cpu(child.id())? - cpu0,
+        wall: started.elapsed().as_secs_f64(),
+        moto_cpu: moto_cpu()? - moto0,
+    };
+    terminate(&mut child)?;
+    sqs.delete_queue().queue_url(&url).send().await?;
+    Ok(run)
+}
+
+async fn queue_peer(sqs: &aws_sdk_sqs::Client, endpoint: &str) -> Result<QueueRun> {
+    let url = create_queue(sqs, "bench-peer").await?;
+    let mut child = Command::new(Path::new(REPO).join(".venv/bin/python"))
+        .arg(Path::new(REPO).join("bench/sqs_peer.py"))
+        .args([endpoint, &url, &QUEUE_MESSAGES.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    match lines.next() {
+        Some(Ok(line)) if line == "ready" => {}
+        other => bail!("the Python peer did not start: {other:?}"),
+    }
+    let (moto0, started) = (moto_cpu()?, Instant::now());
+    send_events(sqs, &url, QUEUE_MESSAGES).await?;
+    let result = tokio::task::spawn_blocking(move || lines.next())
+        .await?
+        .context("the Python peer ended without a result")??;
+    let wall = started.elapsed().as_secs_f64();
+    let moto_cpu = moto_cpu()? - moto0;
+    child.wait()?;
+    let result: serde_json::Value = serde_json::from_str(&result)?;
+    sqs.delete_queue().queue_url(&url).send().await?;
+    Ok(QueueRun {
+        cpu: result["cpu_s"].as_f64().context("no cpu_s")?,
+        wall,
+        moto_cpu,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Start time and 5. memory
+
+/// A config of `plugins` monitors that never come due on their own.
+fn write_config(path: &Path, plugins: &[&str]) -> Result<()> {
+    let mut yaml = String::from("plugins: [aws]\nmonitors:\n");
+    for plugin in plugins {
+        yaml += &format!(
+            "  - name: {}\n    plugin: {}\n    search_cron: \"0 0 1 1 *\"\n",
+            plugin.replace('_', "-"),
+            guest(plugin).display()
+        );
+    }
+    std::fs::write(path, yaml)?;
+    Ok(())
+}
+
+/// `sentinela run CONFIG` until it logs "sentinela running": the wall time, and the child.
+fn start_run(config: &Path, cache: &Path) -> Result<(f64, Child)> {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "run"])
+        .arg(config)
+        .env("SENTINELA_CACHE_DIR", cache)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    wait_for_line(stderr, "sentinela running", Duration::from_secs(300))?;
+    Ok((started.elapsed().as_secs_f64(), child))
+}
+
+fn time_start(config: &Path, cache: &Path, cold: bool, runs: usize) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        if cold {
+            let _ = std::fs::remove_dir_all(cache);
+        }
+        let (elapsed, mut child) = start_run(config, cache)?;
+        terminate(&mut child)?;
+        times.push(elapsed);
+    }
+    Ok(quantile(&sorted(times), 0.5))
+}
+
+fn start(scratch: &Path, report: &mut Report) -> Result<()> {
+    let ten = scratch.join("ten.yaml");
+    write_config(&ten, &TEN_PLUGINS)?;
+    let cache = scratch.join("cache-ten");
+    let cold = time_start(&ten, &cache, true, 3)?;
+    time_start(&ten, &cache, false, 1)?;
+    let warm = time_start(&ten, &cache, false, 10)?;
+    report.row(
+        "start, 10 Rust plugins, cold compile cache (median of 3)",
+        ms(cold),
+        "",
+        "",
+        None,
+    );
+    report.row(
+        "start, 10 Rust plugins, warm compile cache (median of 10)",
+        ms(warm),
+        "",
+        "< 100 ms",
+        Some(warm < 0.1),
+    );
+
+    let python = scratch.join("python.yaml");
+    write_config(&python, &["sqs_backlog_py"])?;
+    let cache = scratch.join("cache-python");
+    let cold = time_start(&python, &cache, true, 1)?;
+    let warm = time_start(&python, &cache, false, 10)?;
+    let size = std::fs::metadata(guest("sqs_backlog_py"))?.len();
+    report.row(
+        format!(
+            "start, the Python plugin ({:.1} MB), cold compile cache",
+            size as f64 / 1e6
+        ),
+        ms(cold),
+        "",
+        "",
+        None,
+    );
+    report.row(
+        "start, the Python plugin, warm compile cache (median of 10)",
+        ms(warm),
+        "",
+        "< 50 ms",
+        Some(warm < 0.05),
+    );
+    report.note(
+        "start: wall time from spawning `sentinela run` to its \"sentinela running\" log line \
+         (config read, engine, plugins loaded and pre-instantiated, runtime started)",
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed VmRSS")?
+        .parse()?)
+}
+
+fn memory(scratch: &Path, report: &mut Report) -> Result<()> {
+    let ten = scratch.join("ten.yaml");
+    write_config(&ten, &TEN_PLUGINS)?;
+    let cache = scratch.join("cache-ten");
+    time_start(&ten, &cache, false, 1)?; // fill the cache
+    let (_, mut child) = start_run(&ten, &cache)?;
+    // Idle means: started, nothing due. Give the runtime a moment to settle, then read.
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(child.id())? as f64 / 1024.0;
+    terminate(&mut child)?;
+    report.row(
+        "idle RSS, `sentinela run` with 10 plugins loaded",
+        format!("{rss:.1} MiB"),
+        "",
+        "< 50 MB",
+        Some(rss * 1.048_576 < 50.0),
+    );
+    Ok(())
+}
