@@ -58,3 +58,51 @@ stop_moto() {
     wait "$MOTO_PID" 2>/dev/null || true
   fi
 }
+
+# PostgreSQL for the issue-store tests: Debian's server package, a throw-away data directory
+# and a free loopback port. Installs the package when no server binary is present.
+ensure_postgres() {
+  if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+}
+
+# PostgreSQL refuses to run as root: as root, run its tools as the package's `postgres` user.
+as_postgres() {
+  if [[ "$(id -u)" == 0 ]]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# Starts PostgreSQL and exports SENTINELA_TEST_DATABASE_URL (superuser `sentinela`, trust
+# authentication on loopback only, database `postgres`).
+start_postgres() {
+  ensure_postgres
+  PG_PORT=$(free_port)
+  PG_DIR="$(mktemp -d /tmp/sentinela-pg.XXXXXX)"
+  chmod 755 "$PG_DIR"
+  [[ "$(id -u)" != 0 ]] || chown postgres: "$PG_DIR"
+  as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U sentinela --auth=trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 || {
+    cat "$PG_DIR/initdb.log" >&2
+    return 1
+  }
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=200" start >/dev/null || {
+    cat "$PG_DIR/server.log" >&2
+    return 1
+  }
+  export SENTINELA_TEST_DATABASE_URL="postgres://sentinela@127.0.0.1:${PG_PORT}/postgres"
+}
+
+stop_postgres() {
+  if [[ -n "${PG_DIR:-}" && -d "$PG_DIR/data" ]]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}

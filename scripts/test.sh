@@ -2,7 +2,8 @@
 # Sets up everything and runs every test:
 #   the wasm32-wasip2 target, a Python venv with moto[server] and componentize-py, the Rust and
 #   Python guest components,
-#   a moto server on a free loopback port, `cargo test`, and moto's shutdown.
+#   a moto server and a PostgreSQL server (Debian's package, installed if missing) on free
+#   loopback ports, `cargo test`, and their shutdown.
 # Idempotent. Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,10 @@ guests/build.sh
 guests/python/build.sh
 
 start_moto
-trap stop_moto EXIT
+trap 'stop_moto; stop_postgres' EXIT
 export AWS_ENDPOINT_URL="http://127.0.0.1:${MOTO_PORT}"
 echo "moto listening on ${AWS_ENDPOINT_URL}"
+start_postgres
+echo "PostgreSQL listening on 127.0.0.1:${PG_PORT}"
 
 cargo test --workspace "$@"

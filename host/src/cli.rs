@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::bindings::sentinela::plugin::types::Issue;
 use crate::capabilities::{ImportCheck, Provider};
 use crate::compile_cache::CompileCache;
+use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
 use crate::host::Host;
 use crate::host_plugins::HostPlugins;
+use crate::issues::{EventQueue, IssueStore, Status};
 use crate::plugin::{Call, PluginFile, Reply};
 use crate::queue::ApplicationQueue;
 use crate::runtime::{Role, Runtime, RuntimeOptions, ScheduledMonitor};
@@ -64,6 +66,25 @@ enum Command {
         #[arg(long)]
         input: Option<String>,
     },
+    /// List the issues in the config's store.
+    Issues {
+        config: PathBuf,
+        /// Only this monitor's issues.
+        #[arg(long)]
+        monitor: Option<String>,
+        /// Only active or only solved issues.
+        #[arg(long, value_enum)]
+        status: Option<IssueStatus>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IssueStatus {
+    Active,
+    Solved,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,6 +107,12 @@ pub fn main() -> ExitCode {
             function,
             input,
         } => with_runtime(invoke(&config, &monitor, function, input.as_deref())),
+        Command::Issues {
+            config,
+            monitor,
+            status,
+            json,
+        } => with_runtime(list_issues(&config, monitor.as_deref(), status, json)),
     };
     match result {
         Ok(code) => code,
@@ -138,14 +165,138 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     let queue = ApplicationQueue::from_config(queue_config)
         .await
         .with_context(|| format!("{}: application_queue", config.display()))?;
+    let issues = open_store(&host).await?;
     let options = RuntimeOptions {
         role,
         concurrency: host.config.executor.concurrency.0,
         heartbeat: std::time::Duration::from_secs(queue_config.queue_visibility_time.into()),
         shutdown_grace: host.config.executor.shutdown_grace.0,
     };
-    let runtime = Arc::new(Runtime::new(monitors, queue, options));
+    let runtime = Arc::new(Runtime::new(monitors, queue, issues, options));
     runtime.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the store is, for `check`: never the URL itself, which may hold a password.
+fn describe_store(store: &crate::config::StoreConfig) -> String {
+    let events = match &store.events_queue {
+        Some(queue) => format!("; events to queue '{queue}'"),
+        None => String::new(),
+    };
+    match store.kind {
+        crate::config::StoreKind::Sqlite => format!("sqlite {}{events}", store.path.display()),
+        crate::config::StoreKind::Postgres => match &store.url {
+            Some(url) => format!("postgres {}{events}", crate::issues::redact_url(url)),
+            None => format!("postgres, URL from ${}{events}", store.url_env),
+        },
+    }
+}
+
+/// The config's issue store, sending events to `store.events_queue` when one is set.
+async fn open_store(host: &Host) -> Result<IssueStore> {
+    let config = &host.config;
+    let events = match &config.store.events_queue {
+        Some(queue) => {
+            let Some(aws) = &host.aws else {
+                bail!(
+                    "{}: store.events_queue: sending issue events to a queue needs the 'aws' host \
+                     plugin; set SENTINELA_PLUGINS=aws",
+                    config.path.display()
+                );
+            };
+            Some(EventQueue {
+                aws: aws.clone(),
+                queue: queue.clone(),
+            })
+        }
+        None => None,
+    };
+    let store = IssueStore::open(&config.store, events)
+        .await
+        .with_context(|| config.path.display().to_string())?;
+    tracing::info!(store = store.location(), "issue store open");
+    Ok(store)
+}
+
+async fn list_issues(
+    config: &Path,
+    monitor: Option<&str>,
+    status: Option<IssueStatus>,
+    json: bool,
+) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    let store = IssueStore::open(&config.store, None)
+        .await
+        .with_context(|| config.path.display().to_string())?;
+    let status = status.map(|s| match s {
+        IssueStatus::Active => Status::Active,
+        IssueStatus::Solved => Status::Solved,
+    });
+    let issues = store.list(monitor, status).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&issues)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if issues.is_empty() {
+        println!("no issues in {}", store.location());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time = |t: std::time::SystemTime| {
+        chrono::DateTime::<chrono::Utc>::from(t)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let rows: Vec<[String; 6]> = issues
+        .iter()
+        .map(|i| {
+            let mut data = i.data.to_string();
+            if data.len() > 60 {
+                let cut = (0..=57)
+                    .rev()
+                    .find(|n| data.is_char_boundary(*n))
+                    .unwrap_or(0);
+                data.truncate(cut);
+                data.push_str("...");
+            }
+            [
+                i.monitor.clone(),
+                i.id.clone(),
+                i.status.as_str().to_owned(),
+                time(i.created_at),
+                i.solved_at.map(time).unwrap_or_default(),
+                data,
+            ]
+        })
+        .collect();
+    let header = [
+        "MONITOR",
+        "ISSUE",
+        "STATUS",
+        "CREATED (UTC)",
+        "SOLVED (UTC)",
+        "DATA",
+    ];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,6 +345,7 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
                 println!("  warning: {missing} (calls with it will fail)");
             }
         }
+        println!("  issue store: {}", describe_store(&host.config.store));
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);
             println!("    plugin: {}", monitor.plugin.0.display());

@@ -1,17 +1,27 @@
-//! The issues each monitor has found, kept in memory for the life of the process.
+//! The issues each monitor has found, kept in a database: SQLite (default, one file) or
+//! PostgreSQL (shared by every executor of a scaled-out deployment).
 //!
-//! Issues are keyed by (monitor, id). `search` creates issues or refreshes an active one with
-//! the same id; `update` refreshes active issues; `is-solved` closes them. Every change is a
-//! structured log event on the `sentinela::issues` target.
+//! An issue is unique per (monitor, id) among active issues — a partial unique index, so two
+//! executors racing on the same monitor can never create the same issue twice. `search`
+//! creates issues or refreshes the active one with the same id; `update` refreshes active
+//! issues; `is-solved` closes them. Each change is one SQL statement whose affected-row count
+//! says whether this process made it, so every created, updated and solved event is emitted
+//! exactly once across processes: as a structured log event on the `sentinela::issues`
+//! target and, when `store.events_queue` names a queue, as a JSON message on it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Connection, Executor, Row};
 
+use crate::aws::AwsPlugin;
 use crate::bindings::sentinela::plugin::types::Issue;
+use crate::config::{StoreConfig, StoreKind};
 
 pub const TARGET: &str = "sentinela::issues";
 
@@ -19,14 +29,23 @@ pub const TARGET: &str = "sentinela::issues";
 pub const MAX_DATA_BYTES: usize = 256 << 10;
 /// Longest issue id.
 pub const MAX_ID_BYTES: usize = 256;
-/// Solved issues remembered per monitor (oldest are forgotten first).
-const SOLVED_KEPT: usize = 1000;
+/// The schema this build creates and understands.
+const SCHEMA_VERSION: i64 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Active,
     Solved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Solved => "solved",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,12 +62,6 @@ pub struct StoredIssue {
     pub solved_at: Option<SystemTime>,
 }
 
-#[derive(Default)]
-struct MonitorIssues {
-    active: BTreeMap<String, StoredIssue>,
-    solved: Vec<StoredIssue>,
-}
-
 /// What happened to one issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -58,131 +71,374 @@ pub enum Change {
     Solved,
 }
 
-#[derive(Default)]
-pub struct IssueStore {
-    monitors: Mutex<HashMap<String, MonitorIssues>>,
+impl Change {
+    fn event(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Updated => "updated",
+            Change::Unchanged => "unchanged",
+            Change::Solved => "solved",
+        }
+    }
 }
 
+/// Where issue events go besides the log: a queue of the config's `queues:` section.
+#[derive(Clone)]
+pub struct EventQueue {
+    pub aws: Arc<AwsPlugin>,
+    pub queue: String,
+}
+
+pub struct IssueStore {
+    pool: AnyPool,
+    /// Shown in errors and `check`: the file, or the URL without its password.
+    location: String,
+    events: Option<EventQueue>,
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS sentinela_schema (version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sentinela_issues (
+        monitor TEXT NOT NULL,
+        issue_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        solved_at BIGINT
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS sentinela_issues_active
+        ON sentinela_issues (monitor, issue_id) WHERE status = 'active'",
+    "CREATE INDEX IF NOT EXISTS sentinela_issues_by_monitor
+        ON sentinela_issues (monitor, status)",
+];
+
 impl IssueStore {
-    pub fn new() -> IssueStore {
-        IssueStore::default()
+    /// Connects (creating the SQLite file if needed) and creates or checks the schema.
+    pub async fn open(config: &StoreConfig, events: Option<EventQueue>) -> Result<IssueStore> {
+        sqlx::any::install_default_drivers();
+        let (url, location, connections) = match config.kind {
+            StoreKind::Sqlite => {
+                let path = &config.path;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("store: cannot create the directory of {}", path.display())
+                    })?;
+                }
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                (url, path.display().to_string(), config.pool_size.min(4))
+            }
+            StoreKind::Postgres => {
+                let url = config.postgres_url()?;
+                let location = redact_url(&url);
+                (url, location, config.pool_size)
+            }
+        };
+        let cannot_open =
+            |e: sqlx::Error| anyhow::anyhow!("store: cannot open {location}: {}", describe(&e));
+        // One connection first: its error says why (refused, unknown database, bad password);
+        // the pool's would only say that it timed out.
+        sqlx::AnyConnection::connect(&url)
+            .await
+            .map_err(cannot_open)?
+            .close()
+            .await
+            .map_err(cannot_open)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(cannot_open)?;
+        let store = IssueStore {
+            pool,
+            location,
+            events,
+        };
+        store
+            .migrate(config.kind)
+            .await
+            .with_context(|| format!("store: preparing the schema in {}", store.location))?;
+        Ok(store)
+    }
+
+    /// The database, for messages: a file path or a URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn migrate(&self, kind: StoreKind) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        match kind {
+            // Executors starting together would race on CREATE TABLE; one at a time.
+            StoreKind::Postgres => {
+                tx.execute("SELECT pg_advisory_xact_lock(7301594114)")
+                    .await?;
+            }
+            StoreKind::Sqlite => {
+                tx.execute("PRAGMA busy_timeout = 10000").await?;
+            }
+        }
+        for statement in SCHEMA {
+            tx.execute(*statement).await?;
+        }
+        let version: Option<i64> = sqlx::query("SELECT MAX(version) FROM sentinela_schema")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        match version {
+            None => {
+                sqlx::query("INSERT INTO sentinela_schema (version) VALUES ($1)")
+                    .bind(SCHEMA_VERSION)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(v) if v > SCHEMA_VERSION => bail!(
+                "the database has schema version {v}, newer than this sentinela's \
+                 ({SCHEMA_VERSION}): upgrade sentinela"
+            ),
+            Some(_) => {}
+        }
+        tx.commit().await?;
+        if kind == StoreKind::Sqlite {
+            // Readers (`sentinela issues`) never block the writer.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_all(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Records issues `search` found: new ids are created, active ids get the new data.
-    pub fn record_found(&self, monitor: &str, found: Vec<Issue>) -> Vec<Change> {
-        let valid = validate(monitor, "search", found);
-        let mut monitors = self.lock();
-        let issues = monitors.entry(monitor.to_owned()).or_default();
-        valid
-            .into_iter()
-            .map(|(id, data)| upsert(issues, monitor, id, data, true))
-            .collect()
+    pub async fn record_found(&self, monitor: &str, found: Vec<Issue>) -> Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        for (id, data) in validate(monitor, "search", found) {
+            changes.push(self.upsert(monitor, &id, &data, true).await?);
+        }
+        Ok(changes)
     }
 
     /// Applies data `update` returned; ids that are not active are ignored with a warning.
-    pub fn record_updated(&self, monitor: &str, updated: Vec<Issue>) -> Vec<Change> {
-        let valid = validate(monitor, "update", updated);
-        let mut monitors = self.lock();
-        let issues = monitors.entry(monitor.to_owned()).or_default();
-        valid
-            .into_iter()
-            .map(|(id, data)| upsert(issues, monitor, id, data, false))
-            .collect()
+    pub async fn record_updated(&self, monitor: &str, updated: Vec<Issue>) -> Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        for (id, data) in validate(monitor, "update", updated) {
+            changes.push(self.upsert(monitor, &id, &data, false).await?);
+        }
+        Ok(changes)
     }
 
-    /// Marks an active issue solved.
-    pub fn solve(&self, monitor: &str, id: &str) -> bool {
-        let mut monitors = self.lock();
-        let Some(issues) = monitors.get_mut(monitor) else {
-            return false;
+    /// Updates the active issue `id` when its data differs, else creates it (when `create`).
+    /// Each step is one statement; the unique index settles races between processes.
+    async fn upsert(&self, monitor: &str, id: &str, data: &Value, create: bool) -> Result<Change> {
+        let text = data.to_string();
+        let now = now_ms();
+        let update = || async {
+            let updated = sqlx::query(
+                "UPDATE sentinela_issues SET data = $1, updated_at = $2
+                 WHERE monitor = $3 AND issue_id = $4 AND status = 'active' AND data <> $1",
+            )
+            .bind(&text)
+            .bind(now)
+            .bind(monitor)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            anyhow::Ok(updated.rows_affected() == 1)
         };
-        let Some(mut issue) = issues.active.remove(id) else {
-            return false;
+        let change = if update().await? {
+            Change::Updated
+        } else if !create {
+            if !self.is_active(monitor, id).await? {
+                tracing::warn!(monitor, issue_id = %id, "update returned an issue that is not active; ignored");
+            }
+            Change::Unchanged
+        } else {
+            let inserted = sqlx::query(
+                "INSERT INTO sentinela_issues
+                    (monitor, issue_id, status, data, created_at, updated_at)
+                 VALUES ($1, $2, 'active', $3, $4, $4)
+                 ON CONFLICT (monitor, issue_id) WHERE status = 'active' DO NOTHING",
+            )
+            .bind(monitor)
+            .bind(id)
+            .bind(&text)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                Change::Created
+            } else if update().await? {
+                // Another process created it between our two statements, with other data.
+                Change::Updated
+            } else {
+                Change::Unchanged
+            }
         };
-        let now = SystemTime::now();
-        issue.status = Status::Solved;
-        issue.solved_at = Some(now);
-        issue.updated_at = now;
-        tracing::info!(target: TARGET, monitor, issue_id = %id, event = "solved", "issue solved");
-        issues.solved.push(issue);
-        if issues.solved.len() > SOLVED_KEPT {
-            issues.solved.remove(0);
+        if change != Change::Unchanged {
+            self.emit(monitor, id, change, Some(data)).await;
         }
-        true
+        Ok(change)
+    }
+
+    async fn is_active(&self, monitor: &str, id: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM sentinela_issues
+             WHERE monitor = $1 AND issue_id = $2 AND status = 'active'",
+        )
+        .bind(monitor)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// Marks an active issue solved; `false` when it was not active (e.g. another executor
+    /// solved it first).
+    pub async fn solve(&self, monitor: &str, id: &str) -> Result<bool> {
+        let now = now_ms();
+        let solved = sqlx::query(
+            "UPDATE sentinela_issues SET status = 'solved', solved_at = $1, updated_at = $1
+             WHERE monitor = $2 AND issue_id = $3 AND status = 'active'",
+        )
+        .bind(now)
+        .bind(monitor)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if solved {
+            self.emit(monitor, id, Change::Solved, None).await;
+        }
+        Ok(solved)
     }
 
     /// The monitor's active issues, as the guest sees them.
-    pub fn active(&self, monitor: &str) -> Vec<Issue> {
-        self.lock()
-            .get(monitor)
-            .map(|m| {
-                m.active
-                    .values()
-                    .map(|i| Issue {
-                        id: i.id.clone(),
-                        data: i.data.to_string(),
-                    })
-                    .collect()
+    pub async fn active(&self, monitor: &str) -> Result<Vec<Issue>> {
+        let rows = sqlx::query(
+            "SELECT issue_id, data FROM sentinela_issues
+             WHERE monitor = $1 AND status = 'active' ORDER BY issue_id",
+        )
+        .bind(monitor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Issue {
+                    id: row.try_get(0)?,
+                    data: row.try_get(1)?,
+                })
             })
-            .unwrap_or_default()
+            .collect()
     }
 
-    /// Every issue, active first, for listings.
-    pub fn all(&self) -> Vec<StoredIssue> {
-        let monitors = self.lock();
-        let mut all: Vec<_> = monitors
-            .values()
-            .flat_map(|m| m.active.values().chain(&m.solved))
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| {
-            (&a.monitor, a.status == Status::Solved, &a.id).cmp(&(
-                &b.monitor,
-                b.status == Status::Solved,
-                &b.id,
-            ))
+    /// Issues for listings, optionally of one monitor and one status: by monitor, active
+    /// first, then by id and creation.
+    pub async fn list(
+        &self,
+        monitor: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<Vec<StoredIssue>> {
+        let rows = sqlx::query(
+            "SELECT monitor, issue_id, status, data, created_at, updated_at, solved_at
+             FROM sentinela_issues
+             WHERE ($1 = '' OR monitor = $1) AND ($2 = '' OR status = $2)
+             ORDER BY monitor, status, issue_id, created_at",
+        )
+        .bind(monitor.unwrap_or(""))
+        .bind(status.map(Status::as_str).unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_issue).collect()
+    }
+
+    /// One event per change: always in the log, and on the events queue when configured.
+    async fn emit(&self, monitor: &str, id: &str, change: Change, data: Option<&Value>) {
+        let event = change.event();
+        match data {
+            Some(data) => {
+                tracing::info!(target: TARGET, monitor, issue_id = %id, event, data = %data, "issue {event}")
+            }
+            None => tracing::info!(target: TARGET, monitor, issue_id = %id, event, "issue {event}"),
+        }
+        let Some(events) = &self.events else { return };
+        let body = serde_json::json!({
+            "type": "issue",
+            "event": event,
+            "monitor": monitor,
+            "issue_id": id,
+            "data": data,
+            "at": now_ms() as f64 / 1000.0,
         });
-        all
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MonitorIssues>> {
-        self.monitors.lock().unwrap_or_else(|e| e.into_inner())
+        if let Err(e) = events
+            .aws
+            .send_to_queue(&events.queue, body.to_string())
+            .await
+        {
+            tracing::error!(monitor, issue_id = %id, event, queue = %events.queue, "cannot send the issue event: {e}");
+        }
     }
 }
 
-fn upsert(
-    issues: &mut MonitorIssues,
-    monitor: &str,
-    id: String,
-    data: Value,
-    create: bool,
-) -> Change {
-    let now = SystemTime::now();
-    if let Some(issue) = issues.active.get_mut(&id) {
-        if issue.data == data {
-            return Change::Unchanged;
-        }
-        issue.data = data;
-        issue.updated_at = now;
-        tracing::info!(target: TARGET, monitor, issue_id = %id, event = "updated", data = %issue.data, "issue updated");
-        return Change::Updated;
+fn stored_issue(row: &sqlx::any::AnyRow) -> Result<StoredIssue> {
+    let status: String = row.try_get(2)?;
+    let data: String = row.try_get(3)?;
+    let solved_at: Option<i64> = row.try_get(6)?;
+    Ok(StoredIssue {
+        monitor: row.try_get(0)?,
+        id: row.try_get(1)?,
+        status: if status == "solved" {
+            Status::Solved
+        } else {
+            Status::Active
+        },
+        data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+        created_at: from_ms(row.try_get(4)?),
+        updated_at: from_ms(row.try_get(5)?),
+        solved_at: solved_at.map(from_ms),
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// A database error without the statement or connection string it may carry.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Configuration(e) => format!("bad connection URL: {e}"),
+        other => other.to_string(),
     }
-    if !create {
-        tracing::warn!(monitor, issue_id = %id, "update returned an issue that is not active; ignored");
-        return Change::Unchanged;
-    }
-    tracing::info!(target: TARGET, monitor, issue_id = %id, event = "created", data = %data, "issue created");
-    let issue = StoredIssue {
-        monitor: monitor.to_owned(),
-        id: id.clone(),
-        status: Status::Active,
-        data,
-        created_at: now,
-        updated_at: now,
-        solved_at: None,
+}
+
+/// `scheme://user:password@host/db` → `scheme://user:***@host/db`: connection URLs are shown
+/// in errors, their passwords never.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(unparseable URL)".to_owned();
     };
-    issues.active.insert(id, issue);
-    Change::Created
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{user}:***@{host}")
+            } else {
+                format!("{user}@{host}")
+            }
+        }
+        None => authority.to_owned(),
+    };
+    // Query parameters may hold a password too (`?password=`): drop them.
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    format!("{scheme}://{authority}/{path}")
 }
 
 /// Keeps the issues whose id and data are acceptable; logs the others by monitor and id.
@@ -258,45 +514,126 @@ mod tests {
         }
     }
 
-    #[test]
-    fn search_dedupes_by_id_and_solve_closes() {
-        let store = IssueStore::new();
+    async fn store() -> (IssueStore, std::path::PathBuf) {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sentinela-issues-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = StoreConfig {
+            kind: StoreKind::Sqlite,
+            path: dir.join("issues.db"),
+            ..StoreConfig::default()
+        };
+        (IssueStore::open(&config, None).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn search_dedupes_by_id_and_solve_closes() {
+        let (store, dir) = store().await;
+        let found = |data: &str| vec![issue("a", data)];
         assert_eq!(
-            store.record_found("m", vec![issue("a", r#"{"n":1}"#)]),
+            store.record_found("m", found(r#"{"n":1}"#)).await.unwrap(),
             vec![Change::Created]
         );
         assert_eq!(
-            store.record_found("m", vec![issue("a", r#"{"n":1}"#)]),
+            store.record_found("m", found(r#"{"n":1}"#)).await.unwrap(),
             vec![Change::Unchanged]
         );
         assert_eq!(
-            store.record_found("m", vec![issue("a", r#"{"n":2}"#)]),
+            store.record_found("m", found(r#"{"n":2}"#)).await.unwrap(),
             vec![Change::Updated]
         );
-        assert_eq!(store.active("m").len(), 1);
-        assert!(store.solve("m", "a"));
-        assert!(!store.solve("m", "a"));
-        assert!(store.active("m").is_empty());
-        assert_eq!(store.all()[0].status, Status::Solved);
+        assert_eq!(store.active("m").await.unwrap().len(), 1);
+        assert!(store.solve("m", "a").await.unwrap());
+        assert!(!store.solve("m", "a").await.unwrap(), "solved twice");
+        assert!(store.active("m").await.unwrap().is_empty());
+        // The same problem found again is a new issue; the solved one stays solved.
+        assert_eq!(
+            store.record_found("m", found(r#"{"n":3}"#)).await.unwrap(),
+            vec![Change::Created]
+        );
+        let all = store.list(Some("m"), None).await.unwrap();
+        let statuses: Vec<_> = all.iter().map(|i| i.status).collect();
+        assert_eq!(statuses, vec![Status::Active, Status::Solved]);
+        assert_eq!(all[1].data, serde_json::json!({"n": 2}));
+        assert!(all[1].solved_at.is_some());
+        let solved = store.list(None, Some(Status::Solved)).await.unwrap();
+        assert_eq!(solved.len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn invalid_issues_are_dropped() {
+        let (store, dir) = store().await;
+        let changes = store
+            .record_found(
+                "m",
+                vec![
+                    issue("", "{}"),
+                    issue("x", "[1]"),
+                    issue("y", "nope"),
+                    issue("z", "{}"),
+                    issue("z", "{}"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changes, vec![Change::Created]);
+        assert_eq!(
+            store
+                .record_updated("m", vec![issue("unknown", "{}")])
+                .await
+                .unwrap(),
+            vec![Change::Unchanged]
+        );
+        assert!(store.list(Some("m"), None).await.unwrap().len() == 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn racing_writers_create_an_issue_once() {
+        let (store, dir) = store().await;
+        let store = Arc::new(store);
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .record_found("m", vec![issue("same", &format!(r#"{{"racer":{i}}}"#))])
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for racer in racers {
+            created += racer
+                .await
+                .unwrap()
+                .iter()
+                .filter(|c| **c == Change::Created)
+                .count();
+        }
+        assert_eq!(created, 1);
+        assert_eq!(store.active("m").await.unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
-    fn invalid_issues_are_dropped() {
-        let store = IssueStore::new();
-        let changes = store.record_found(
-            "m",
-            vec![
-                issue("", "{}"),
-                issue("x", "[1]"),
-                issue("y", "nope"),
-                issue("z", "{}"),
-                issue("z", "{}"),
-            ],
-        );
-        assert_eq!(changes, vec![Change::Created]);
+    fn passwords_never_show_in_urls() {
         assert_eq!(
-            store.record_updated("m", vec![issue("unknown", "{}")]),
-            vec![Change::Unchanged]
+            redact_url(
+                "postgres://sentinela:s3cret@db.example:5432/issues?sslmode=require&password=x"
+            ),
+            "postgres://sentinela:***@db.example:5432/issues"
         );
+        assert_eq!(
+            redact_url("postgres://db.example/issues"),
+            "postgres://db.example/issues"
+        );
+        assert_eq!(redact_url("not a url s3cret"), "(unparseable URL)");
     }
 }

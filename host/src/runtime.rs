@@ -83,6 +83,7 @@ impl Runtime {
     pub fn new(
         monitors: Vec<ScheduledMonitor>,
         queue: ApplicationQueue,
+        issues: IssueStore,
         options: RuntimeOptions,
     ) -> Runtime {
         Runtime {
@@ -91,7 +92,7 @@ impl Runtime {
                 .map(|m| (m.name().to_owned(), Arc::new(m)))
                 .collect(),
             queue: Arc::new(queue),
-            issues: Arc::new(IssueStore::new()),
+            issues: Arc::new(issues),
             options,
         }
     }
@@ -427,33 +428,79 @@ impl Runtime {
         }
     }
 
-    async fn search(&self, plugin: &MonitorPlugin) -> Result<(), crate::plugin::CallError> {
+    async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
         if let Reply::Issues(found) = plugin.call(Call::Search).await? {
-            self.issues.record_found(&plugin.name, found);
+            self.issues
+                .record_found(&plugin.name, found)
+                .await
+                .map_err(TaskError::store)?;
         }
         Ok(())
     }
 
     /// `update` with the active issues, then `is-solved` for each of them.
-    async fn update(&self, plugin: &MonitorPlugin) -> Result<(), crate::plugin::CallError> {
-        let active = self.issues.active(&plugin.name);
+    async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
+        let active = self
+            .issues
+            .active(&plugin.name)
+            .await
+            .map_err(TaskError::store)?;
         if active.is_empty() {
             return Ok(());
         }
         if let Reply::Issues(updated) = plugin.call(Call::Update(active)).await? {
-            self.issues.record_updated(&plugin.name, updated);
+            self.issues
+                .record_updated(&plugin.name, updated)
+                .await
+                .map_err(TaskError::store)?;
         }
-        for issue in self.issues.active(&plugin.name) {
+        let active = self
+            .issues
+            .active(&plugin.name)
+            .await
+            .map_err(TaskError::store)?;
+        for issue in active {
             let id = issue.id.clone();
             match plugin.call(Call::IsSolved(issue)).await {
                 Ok(Reply::Solved(true)) => {
-                    self.issues.solve(&plugin.name, &id);
+                    self.issues
+                        .solve(&plugin.name, &id)
+                        .await
+                        .map_err(TaskError::store)?;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(monitor = %plugin.name, issue_id = %id, "{e}"),
             }
         }
         Ok(())
+    }
+}
+
+/// Why a task failed: the monitor, or the issue store.
+#[derive(Debug)]
+pub enum TaskError {
+    Call(crate::plugin::CallError),
+    Store(String),
+}
+
+impl TaskError {
+    fn store(e: anyhow::Error) -> TaskError {
+        TaskError::Store(format!("{e:#}"))
+    }
+}
+
+impl From<crate::plugin::CallError> for TaskError {
+    fn from(e: crate::plugin::CallError) -> TaskError {
+        TaskError::Call(e)
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskError::Call(e) => write!(f, "{e}"),
+            TaskError::Store(e) => write!(f, "issue store: {e}"),
+        }
     }
 }
 

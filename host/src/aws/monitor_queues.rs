@@ -22,6 +22,47 @@ const MAX_RECEIVE: u32 = 10;
 const MAX_WAIT_SECONDS: u32 = 20;
 const MAX_VISIBILITY_SECONDS: u32 = 43_200;
 
+impl super::AwsPlugin {
+    /// The URL of a queue of the `queues:` section and a client signing with its credential.
+    fn queue_client(&self, name: &str) -> Result<(String, Arc<AwsClient>), Error> {
+        let declared = self
+            .queues
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("queue '{name}' is not declared")))?;
+        let credential = self
+            .credentials
+            .get(&declared.credential)
+            .map_err(Error::Unavailable)?;
+        let region = credential
+            .region(declared.region.as_deref())
+            .map_err(Error::Unavailable)?;
+        let sqs =
+            Service::find("sqs").ok_or_else(|| Error::Unavailable("no sqs service".into()))?;
+        Ok((declared.url.clone(), self.client(credential, sqs, region)))
+    }
+
+    /// Sends a message of the host's own (an issue event) to a queue of the `queues:`
+    /// section, with the queue's credential.
+    pub async fn send_to_queue(&self, name: &str, body: String) -> Result<(), String> {
+        let (url, client) = self.queue_client(name).map_err(|e| describe(&e))?;
+        let input = json!({ "QueueUrl": url, "MessageBody": body }).to_string();
+        let (result, _) = json_call(self, &client, "SendMessage", &input).await;
+        result.map(|_| ()).map_err(|e| describe(&e))
+    }
+}
+
+/// A host error as one line of text.
+fn describe(error: &Error) -> String {
+    match error {
+        Error::Denied(m) => format!("denied: {m}"),
+        Error::NotFound(m) => format!("not found: {m}"),
+        Error::Invalid(m) => format!("invalid: {m}"),
+        Error::Limit(m) => format!("limit: {m}"),
+        Error::Unavailable(m) => format!("unavailable: {m}"),
+        Error::Aws(e) => format!("{} (HTTP {}): {}", e.code, e.status, e.message),
+    }
+}
+
 impl AwsInstance {
     /// The queue's URL and client, if the monitor is granted the queue.
     fn granted_queue(&self, name: &str) -> Result<(String, Arc<AwsClient>), Error> {
@@ -33,25 +74,7 @@ impl AwsInstance {
                 self.monitor
             )));
         }
-        let declared = self
-            .plugin
-            .queues
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("queue '{name}' is not declared")))?;
-        let credential = self
-            .plugin
-            .credentials
-            .get(&declared.credential)
-            .map_err(Error::Unavailable)?;
-        let region = credential
-            .region(declared.region.as_deref())
-            .map_err(Error::Unavailable)?;
-        let sqs =
-            Service::find("sqs").ok_or_else(|| Error::Unavailable("no sqs service".into()))?;
-        Ok((
-            declared.url.clone(),
-            self.plugin.client(credential, sqs, region),
-        ))
+        self.plugin.queue_client(name)
     }
 
     /// One SQS operation on a granted queue, audited.

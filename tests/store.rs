@@ -1,0 +1,403 @@
+//! The issue store: SQLite by default (issues survive a restart), PostgreSQL shared by a
+//! controller and two executors on SQS, issue events on a queue, the `issues` command, and
+//! clear errors for bad store configs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn steady(cron: &str) -> String {
+    format!(
+        "  - name: steady\n    plugin: {}\n    search_cron: \"{cron}\"\n",
+        guest("steady").display()
+    )
+}
+
+fn blink() -> String {
+    format!(
+        "  - name: blink\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    update_cron: \"* * * * * *\"\n",
+        guest("blink").display()
+    )
+}
+
+/// `sentinela issues CONFIG ARGS... --json`, parsed.
+fn listed(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Vec<Value> {
+    let mut all = vec!["issues", config.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let (status, stdout, stderr) = output(sentinela(&all).envs(envs.iter().copied()));
+    assert!(status.success(), "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn count(events: &[Value], kind: &str, monitor: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for event in events {
+        if field(event, "monitor") == monitor
+            && let Some(id) = issue_event(event, kind)
+        {
+            *counts.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn searches_finished(events: &[Value], monitor: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            field(e, "monitor") == monitor
+                && field(e, "message") == "task finished"
+                && field(e, "task") == "Search"
+        })
+        .count()
+}
+
+#[test]
+fn sqlite_issues_survive_a_restart_and_solved_ones_stay_solved() {
+    let dir = scratch_dir("store-sqlite");
+    let config = write_config(
+        &dir,
+        &format!("monitors:\n{}{}", steady("* * * * * *"), blink()),
+    );
+    let timeout = Duration::from_secs(60);
+
+    let first = Running::start(&config, &[]);
+    first.wait_for("steady's issue", timeout, |e| {
+        issue_event(e, "created") == Some("steady")
+    });
+    first.wait_for("a blink issue solved", timeout, |e| {
+        field(e, "monitor") == "blink" && issue_event(e, "solved").is_some()
+    });
+    let (status, events) = first.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    let solved_before: Vec<String> = count(&events, "solved", "blink").into_keys().collect();
+    // The default store is a file next to the config, named after it.
+    assert!(dir.join("sentinela.db").is_file());
+
+    // A second process finds the issue already there: nothing is created twice.
+    let second = Running::start(&config, &[]);
+    second.wait_until("two searches after the restart", timeout, |events| {
+        searches_finished(events, "steady") >= 2
+    });
+    let (status, events) = second.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert_eq!(
+        count(&events, "created", "steady").get("steady"),
+        None,
+        "steady's issue was created again after a restart:\n{}",
+        dump(&events)
+    );
+
+    let steady_issues = listed(&config, &["--monitor", "steady"], &[]);
+    assert_eq!(steady_issues.len(), 1, "{steady_issues:?}");
+    assert_eq!(steady_issues[0]["status"], "active");
+    assert_eq!(steady_issues[0]["data"], serde_json::json!({ "ok": true }));
+    let solved = listed(&config, &["--monitor", "blink", "--status", "solved"], &[]);
+    for id in &solved_before {
+        let rows: Vec<_> = solved.iter().filter(|i| i["id"] == id.as_str()).collect();
+        assert_eq!(rows.len(), 1, "{id}: {solved:?}");
+        assert!(rows[0]["solved_at"].is_number());
+    }
+    assert!(
+        listed(&config, &["--monitor", "blink", "--status", "active"], &[])
+            .iter()
+            .all(|i| !solved_before.iter().any(|id| i["id"] == id.as_str())),
+        "a solved issue came back as active"
+    );
+
+    // The readable table.
+    let (status, stdout, stderr) = output(&mut sentinela(&["issues", config.to_str().unwrap()]));
+    assert!(status.success(), "{stderr}");
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("MONITOR") && header.contains("STATUS"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("steady") && l.contains("active")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_store_configs_fail_at_start_with_a_clear_error() {
+    let dir = scratch_dir("store-bad");
+    let run = |store: &str, envs: &[(&str, &str)]| {
+        let config = write_config(
+            &dir,
+            &format!("store:\n{store}monitors:\n{}", steady("0 0 1 1 *")),
+        );
+        let (status, stdout, stderr) =
+            output(sentinela(&["run", config.to_str().unwrap()]).envs(envs.iter().copied()));
+        assert!(
+            !status.success(),
+            "started with a bad store:\n{stdout}{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    };
+
+    // Unreachable database: the error names it, never its password.
+    let stderr = run(
+        "  type: postgres\n  url: postgres://sentinela:hunter2@127.0.0.1:1/issues\n",
+        &[],
+    );
+    assert!(
+        stderr.contains("store: cannot open postgres://sentinela:***@127.0.0.1:1/issues")
+            && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // Not a PostgreSQL URL; the URL from a variable that is not set.
+    let stderr = run("  type: postgres\n  url: mysql://db/issues\n", &[]);
+    assert!(
+        stderr.contains("store.url must start with postgres://"),
+        "{stderr}"
+    );
+    let stderr = run("  type: postgres\n", &[("SENTINELA_DATABASE_URL", "")]);
+    assert!(
+        stderr.contains("set store.url, or the SENTINELA_DATABASE_URL variable"),
+        "{stderr}"
+    );
+    let stderr = run("  type: postgres\n  url: postgres://[::1:5432/x\n", &[]);
+    assert!(stderr.contains("store: cannot open"), "{stderr}");
+
+    // An SQLite path that cannot be created: under a regular file.
+    std::fs::write(dir.join("a-file"), "").unwrap();
+    let stderr = run("  path: a-file/issues.db\n", &[]);
+    assert!(
+        stderr.contains("store:") && stderr.contains("a-file/issues.db"),
+        "{stderr}"
+    );
+
+    // Keys of the other type, an unknown type, a queue that is not declared.
+    let stderr = run("  type: sqlite\n  url: postgres://x/y\n", &[]);
+    assert!(
+        stderr.contains("store.url applies to PostgreSQL stores only"),
+        "{stderr}"
+    );
+    let stderr = run("  type: mongodb\n", &[]);
+    assert!(stderr.contains("unknown store type 'mongodb'"), "{stderr}");
+    let stderr = run("  events_queue: alerts\n", &[]);
+    assert!(
+        stderr.contains("store.events_queue: queue 'alerts' is not declared"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL (started by scripts/test.sh) and SQS (moto)
+
+/// A fresh database on the test server, so tests do not see each other's issues.
+fn postgres_database(name: &str) -> String {
+    let server = std::env::var("SENTINELA_TEST_DATABASE_URL").expect(
+        "SENTINELA_TEST_DATABASE_URL is not set: run scripts/test.sh, which starts PostgreSQL",
+    );
+    let database = format!("{name}_{}", std::process::id());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::postgres::PgConnection::connect(&server)
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {database}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{database}")
+}
+
+fn application_env(database_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("SENTINELA_PLUGINS".into(), "aws".into()),
+        (
+            "AWS_APPLICATION_ACCESS_KEY_ID".into(),
+            "AKIAAPPLICATION00001".into(),
+        ),
+        (
+            "AWS_APPLICATION_SECRET_ACCESS_KEY".into(),
+            "application-secret".into(),
+        ),
+        ("AWS_APPLICATION_REGION".into(), "us-east-1".into()),
+        (
+            "AWS_ALERTS_ACCESS_KEY_ID".into(),
+            "AKIAALERTS0000000001".into(),
+        ),
+        (
+            "AWS_ALERTS_SECRET_ACCESS_KEY".into(),
+            "alerts-secret".into(),
+        ),
+        ("AWS_ALERTS_REGION".into(), "us-east-1".into()),
+        ("SENTINELA_DATABASE_URL".into(), database_url.into()),
+    ]
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn create_queue(
+    runtime: &tokio::runtime::Runtime,
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> String {
+    runtime
+        .block_on(sqs.create_queue().queue_name(name).send())
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+#[test]
+fn a_controller_and_two_executors_share_one_postgres_store() {
+    let database = postgres_database("scale_out");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sqs = {
+        let _guard = runtime.enter();
+        sqs_client(&moto_endpoint(), "testing", "testing")
+    };
+    let app = unique("store-app");
+    create_queue(&runtime, &sqs, &app);
+    let alerts = unique("store-alerts");
+    let alerts_url = create_queue(&runtime, &sqs, &alerts);
+
+    let dir = scratch_dir("store-postgres");
+    let config: PathBuf = write_config(
+        &dir,
+        &format!(
+            "application_queue:
+  type: plugin.aws.sqs
+  name: {app}
+  queue_wait_message_time: 1
+executor:
+  concurrency: 4
+store:
+  type: postgres
+  pool_size: 4
+  events_queue: alerts
+queues:
+  alerts:
+    url: {alerts_url}
+    credential: ALERTS
+monitors:
+{}{}",
+            steady("* * * * * *"),
+            blink()
+        ),
+    );
+    let env = application_env(&database);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let executors = [
+        Running::start_with_args(&config, &["--role", "executor"], &env),
+        Running::start_with_args(&config, &["--role", "executor"], &env),
+    ];
+    let controller = Running::start_with_args(&config, &["--role", "controller"], &env);
+    let timeout = Duration::from_secs(90);
+    // Both executors ran searches, and blink's issues came and went a few times.
+    for executor in &executors {
+        executor.wait_until("searches on this executor", timeout, |events| {
+            searches_finished(events, "steady") + searches_finished(events, "blink") >= 3
+        });
+    }
+    poll_until("three blink issues solved", timeout, || {
+        let mut all = executors[0].events();
+        all.extend(executors[1].events());
+        count(&all, "solved", "blink").len() >= 3
+    });
+    let (status, _) = controller.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let mut events = Vec::new();
+    for executor in executors {
+        let (status, mine) = executor.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{}", dump(&mine));
+        events.extend(mine);
+    }
+
+    let issues = listed(&config, &[], &env);
+    let rows = |monitor: &str, id: &str| -> Vec<&Value> {
+        issues
+            .iter()
+            .filter(|i| i["monitor"] == monitor && i["id"] == id)
+            .collect()
+    };
+    // One problem, one issue, created once — whichever executor saw it first.
+    assert_eq!(rows("steady", "steady").len(), 1, "{issues:?}");
+    assert_eq!(
+        count(&events, "created", "steady").get("steady"),
+        Some(&1),
+        "{}",
+        dump(&events)
+    );
+    // Every blink issue was created once and solved at most once, and the events say so.
+    let created = count(&events, "created", "blink");
+    let solved = count(&events, "solved", "blink");
+    for (id, n) in &created {
+        assert_eq!(*n, 1, "{id} created {n} times");
+        assert_eq!(rows("blink", id).len(), 1, "{id}: {issues:?}");
+    }
+    for (id, n) in &solved {
+        assert_eq!(*n, 1, "{id} solved {n} times");
+        assert_eq!(rows("blink", id)[0]["status"], "solved");
+    }
+    let blink_rows = issues.iter().filter(|i| i["monitor"] == "blink").count();
+    assert_eq!(blink_rows, created.len(), "{issues:?}");
+
+    // Every event also went to the alerts queue, as JSON.
+    let mut delivered: HashMap<(String, String, String), usize> = HashMap::new();
+    poll_until("the issue events on the alerts queue", timeout, || {
+        let received = runtime
+            .block_on(
+                sqs.receive_message()
+                    .queue_url(&alerts_url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send(),
+            )
+            .unwrap();
+        for message in received.messages.unwrap_or_default() {
+            let body: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+            assert_eq!(body["type"], "issue", "{body}");
+            let key = (
+                body["monitor"].as_str().unwrap().to_owned(),
+                body["issue_id"].as_str().unwrap().to_owned(),
+                body["event"].as_str().unwrap().to_owned(),
+            );
+            *delivered.entry(key).or_default() += 1;
+            runtime
+                .block_on(
+                    sqs.delete_message()
+                        .queue_url(&alerts_url)
+                        .receipt_handle(message.receipt_handle.unwrap())
+                        .send(),
+                )
+                .unwrap();
+        }
+        solved
+            .keys()
+            .all(|id| delivered.contains_key(&("blink".into(), id.clone(), "solved".into())))
+    });
+    for id in created.keys() {
+        assert_eq!(
+            delivered.get(&("blink".into(), id.clone(), "created".into())),
+            Some(&1),
+            "{delivered:?}"
+        );
+    }
+    assert_eq!(
+        delivered.get(&("steady".into(), "steady".into(), "created".into())),
+        Some(&1)
+    );
+}
