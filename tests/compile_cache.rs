@@ -53,6 +53,7 @@ fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
     let mut entries: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     entries.sort();
     let extensions: Vec<_> = entries
@@ -114,8 +115,25 @@ fn an_entry_from_another_wasm_is_never_used() {
     );
     check(&config, &cache);
     // Same file name, different bytes: a new key, so a miss.
-    std::fs::copy(guest("steady"), dir.join("blink.wasm")).unwrap();
+    let plugin = dir.join("blink.wasm");
+    std::fs::copy(guest("steady"), &plugin).unwrap();
     let moved = write_config(&dir, "monitors:\n  - name: blink\n    plugin: blink.wasm\n");
     let stderr = check(&moved, &cache);
     assert!(stderr.contains("\"cache\":\"miss\""), "{stderr}");
+    assert!(check(&moved, &cache).contains("\"cache\":\"hit\""));
+
+    // The same path rewritten in place with other bytes: the remembered hash of the path is
+    // not reused (the file's stat changed), so the new code is compiled.
+    std::fs::write(&plugin, std::fs::read(guest("blink")).unwrap()).unwrap();
+    let stderr = check(&moved, &cache);
+    let events = cache_events(&stderr);
+    assert_eq!(events.len(), 1, "{stderr}");
+    // blink's own entry exists from the first check: a hit, but on blink's key, not steady's.
+    assert!(events[0].contains("\"cache\":\"hit\""), "{stderr}");
+    let (status, stdout, stderr) = output(
+        sentinela(&["invoke", moved.to_str().unwrap(), "blink", "search"])
+            .env("SENTINELA_CACHE_DIR", &cache),
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("window-"), "ran stale code: {stdout}");
 }

@@ -12,7 +12,10 @@
 //! artifact its check file describes; a mismatch only costs a recompile.
 //!
 //! Files are hashed and checked as they are read, in chunks: a warm start never holds a whole
-//! plugin or artifact in memory.
+//! plugin or artifact in memory. A plugin's hash is also remembered in `index/`, by its path
+//! and its stat (device, inode, size, mtime, ctime), so a warm start does not hash an
+//! unchanged 18 MB plugin again; any write to the file changes its ctime (git's index works
+//! the same way).
 //!
 //! The check protects against corruption, not against an attacker who can write to the
 //! cache directory: like wasmtime's own cache, the directory must be writable only by the
@@ -78,7 +81,11 @@ impl CompileCache {
             return compile(engine, path, label);
         };
         let started = Instant::now();
-        let key = entry_key(engine, path)?;
+        let key = format!(
+            "{}-{}",
+            wasm_hash(dir, path)?,
+            &hex(&engine_hash(engine))[..16]
+        );
         let entry = Entry::new(dir, &key);
         match entry.load(engine) {
             Ok(Some(component)) => {
@@ -119,19 +126,63 @@ fn compile(engine: &wasmtime::Engine, path: &Path, label: &str) -> Result<Compon
     Ok(component)
 }
 
-fn entry_key(engine: &wasmtime::Engine, path: &Path) -> Result<String> {
+fn engine_hash(engine: &wasmtime::Engine) -> Vec<u8> {
     let mut hasher = Sha256Hasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    let engine_hash = hasher.0.finalize();
-    let mut wasm_hash = Sha256::new();
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    read_chunks(file, |chunk| wasm_hash.update(chunk))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!(
-        "{}-{}",
-        hex(&wasm_hash.finalize()),
-        &hex(&engine_hash)[..16]
+    hasher.0.finalize().to_vec()
+}
+
+/// The SHA-256 of the plugin file, in hex: from the index when the file's stat is the one
+/// recorded with it, else computed (and recorded, best effort).
+fn wasm_hash(dir: &Path, path: &Path) -> Result<String> {
+    let cannot_read = || format!("cannot read {}", path.display());
+    let current_stamp = || fs::metadata(path).map(|m| file_stamp(&m));
+    let before = current_stamp().with_context(cannot_read)?;
+    let canonical = fs::canonicalize(path).with_context(cannot_read)?;
+    let index = dir.join("index").join(hex(&Sha256::digest(
+        canonical.as_os_str().as_encoded_bytes(),
+    )));
+    if let Some(stamp) = &before
+        && let Ok(recorded) = fs::read_to_string(&index)
+        && let Some((recorded_stamp, hash)) = recorded.split_once('\n')
+        && recorded_stamp == stamp
+        && hash.len() == 64
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(hash.to_owned());
+    }
+    let mut hasher = Sha256::new();
+    let file = File::open(path).with_context(cannot_read)?;
+    read_chunks(file, |chunk| hasher.update(chunk)).with_context(cannot_read)?;
+    let hash = hex(&hasher.finalize());
+    // Record it only if the file did not change while it was read.
+    if let Some(stamp) = before
+        && current_stamp().ok().flatten().as_ref() == Some(&stamp)
+    {
+        let _ = write_atomically(&index, format!("{stamp}\n{hash}").as_bytes());
+    }
+    Ok(hash)
+}
+
+/// What changes whenever the file's content may have: `None` where the platform cannot say.
+#[cfg(unix)]
+fn file_stamp(meta: &fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    Some(format!(
+        "{} {} {} {}.{} {}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
     ))
+}
+
+#[cfg(not(unix))]
+fn file_stamp(_meta: &fs::Metadata) -> Option<String> {
+    None
 }
 
 /// One cache entry: the artifact and the file that vouches for it.
@@ -168,10 +219,8 @@ impl Entry {
             actual_len == len,
             "artifact is {actual_len} bytes, its check file says {len} (truncated entry)"
         );
-        let mut actual_crc = crc32fast::Hasher::new();
-        read_chunks(file, |chunk| actual_crc.update(chunk)).context("unreadable artifact")?;
         anyhow::ensure!(
-            actual_crc.finalize() == crc,
+            crc32_of(file, len).context("unreadable artifact")? == crc,
             "checksum mismatch (corrupt entry)"
         );
         // SAFETY: the file holds what `Component::serialize` wrote for an engine with this
@@ -206,6 +255,42 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     file.sync_all()?;
     fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// The CRC-32 of a `len`-byte file, read through a private read-only mapping: the kernel
+/// hands over the page-cache pages instead of copying 35 MB into a buffer (measured: ~10 ms
+/// less per Python plugin at start).
+#[cfg(unix)]
+fn crc32_of(file: File, len: u64) -> std::io::Result<u32> {
+    use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    if len == 0 {
+        return Ok(crc32fast::hash(&[]));
+    }
+    // SAFETY: a fresh read-only private mapping of `len` bytes of a file of that length
+    // (checked by the caller); it is read only here and unmapped before returning. Entries
+    // are replaced by renaming a new file over them, never truncated in place, so the pages
+    // stay valid while mapped.
+    unsafe {
+        let map = mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ,
+            MapFlags::PRIVATE,
+            &file,
+            0,
+        )?;
+        let crc = crc32fast::hash(std::slice::from_raw_parts(map.cast::<u8>(), len));
+        munmap(map, len)?;
+        Ok(crc)
+    }
+}
+
+#[cfg(not(unix))]
+fn crc32_of(file: File, _len: u64) -> std::io::Result<u32> {
+    let mut crc = crc32fast::Hasher::new();
+    read_chunks(file, |chunk| crc.update(chunk))?;
+    Ok(crc.finalize())
 }
 
 /// Feeds a file to `consume` in chunks of one reused buffer.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::{BehaviorVersion, Region};
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
+use aws_sdk_sqs::config::{BehaviorVersion, Region, StalledStreamProtectionConfig};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use tokio::sync::{mpsc, oneshot};
@@ -85,8 +86,19 @@ impl SqsQueue {
             None => credential.region(None),
         }
         .map_err(|e| anyhow::anyhow!("application_queue: {e}"))?;
+        // A long poll waits up to `queue_wait_message_time`; an attempt still open well after
+        // that is a dead connection, retried rather than waited on forever. That timeout
+        // replaces the SDK's stalled-stream monitor, which costs CPU on every response.
+        let attempt_timeout = Duration::from_secs(u64::from(config.queue_wait_message_time) + 10);
         let mut builder = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(attempt_timeout)
+                    .build(),
+            )
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .region(Region::new(region))
             .credentials_provider(
                 credential
