@@ -125,7 +125,7 @@ impl IssueStore {
                         format!("store: cannot create the directory of {}", path.display())
                     })?;
                 }
-                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let url = format!("sqlite://{}?mode=rwc", sqlite_url_path(path)?);
                 (url, path.display().to_string(), config.pool_size.min(4))
             }
             StoreKind::Postgres => {
@@ -399,6 +399,18 @@ fn stored_issue(row: &sqlx::any::AnyRow) -> Result<StoredIssue> {
     })
 }
 
+/// The path part of an SQLite URL: sqlx percent-decodes it, so `%`, `?` and `#` in a file
+/// name are encoded.
+fn sqlite_url_path(path: &std::path::Path) -> Result<String> {
+    let Some(text) = path.to_str() else {
+        bail!("store.path {} is not valid UTF-8", path.display());
+    };
+    Ok(text
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23"))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -619,6 +631,29 @@ mod tests {
         }
         assert_eq!(created, 1);
         assert_eq!(store.active("m").await.unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn odd_file_names_are_opened_as_given() {
+        let dir = std::env::temp_dir().join(format!("sentinela-odd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("is?this #100%.db");
+        let config = StoreConfig {
+            kind: StoreKind::Sqlite,
+            path: path.clone(),
+            ..StoreConfig::default()
+        };
+        let store = IssueStore::open(&config, None).await.unwrap();
+        store
+            .record_found("m", vec![issue("a", "{}")])
+            .await
+            .unwrap();
+        assert!(
+            path.is_file(),
+            "{:?}",
+            std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>()
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -430,43 +430,26 @@ impl Runtime {
 
     async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
         if let Reply::Issues(found) = plugin.call(Call::Search).await? {
-            self.issues
-                .record_found(&plugin.name, found)
-                .await
-                .map_err(TaskError::store)?;
+            self.issues.record_found(&plugin.name, found).await?;
         }
         Ok(())
     }
 
     /// `update` with the active issues, then `is-solved` for each of them.
     async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
-        let active = self
-            .issues
-            .active(&plugin.name)
-            .await
-            .map_err(TaskError::store)?;
+        let active = self.issues.active(&plugin.name).await?;
         if active.is_empty() {
             return Ok(());
         }
         if let Reply::Issues(updated) = plugin.call(Call::Update(active)).await? {
-            self.issues
-                .record_updated(&plugin.name, updated)
-                .await
-                .map_err(TaskError::store)?;
+            self.issues.record_updated(&plugin.name, updated).await?;
         }
-        let active = self
-            .issues
-            .active(&plugin.name)
-            .await
-            .map_err(TaskError::store)?;
+        let active = self.issues.active(&plugin.name).await?;
         for issue in active {
             let id = issue.id.clone();
             match plugin.call(Call::IsSolved(issue)).await {
                 Ok(Reply::Solved(true)) => {
-                    self.issues
-                        .solve(&plugin.name, &id)
-                        .await
-                        .map_err(TaskError::store)?;
+                    self.issues.solve(&plugin.name, &id).await?;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(monitor = %plugin.name, issue_id = %id, "{e}"),
@@ -483,8 +466,9 @@ pub enum TaskError {
     Store(String),
 }
 
-impl TaskError {
-    fn store(e: anyhow::Error) -> TaskError {
+/// Every `anyhow` error of a task comes from the issue store.
+impl From<anyhow::Error> for TaskError {
+    fn from(e: anyhow::Error) -> TaskError {
         TaskError::Store(format!("{e:#}"))
     }
 }
