@@ -453,22 +453,17 @@ monitors:
             guest("steady").display()
         ),
     )?;
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "run"])
-        .arg(&config)
-        .args(["--role", "executor"])
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_APPLICATION_ACCESS_KEY_ID", "bench")
-        .env("AWS_APPLICATION_SECRET_ACCESS_KEY", "bench")
-        .env("AWS_APPLICATION_REGION", "us-east-1")
-        .env("RUST_LIB_BACKTRACE", "0")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    wait_for_line(stderr, "sentinela running", Duration::from_secs(120))?;
+    let mut child = spawn_run(
+        &config,
+        &["--role", "executor"],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_APPLICATION_ACCESS_KEY_ID", "bench"),
+            ("AWS_APPLICATION_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_APPLICATION_REGION", "us-east-1"),
+        ],
+        Duration::from_secs(120),
+    )?;
     let url = sqs
         .get_queue_url()
         .queue_name(&name)
@@ -542,13 +537,18 @@ fn write_config(path: &Path, plugins: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// `sentinela run CONFIG` until it logs "sentinela running": the wall time, and the child.
-fn start_run(config: &Path, cache: &Path) -> Result<(f64, Child)> {
-    let started = Instant::now();
+/// `sentinela run CONFIG ARGS...` with `envs`, once it has logged "sentinela running".
+fn spawn_run(
+    config: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Child> {
     let mut child = Command::new(BIN)
         .args(["--log-format", "json", "run"])
         .arg(config)
-        .env("SENTINELA_CACHE_DIR", cache)
+        .args(args)
+        .envs(envs.iter().copied())
         .env("RUST_LIB_BACKTRACE", "0")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -556,7 +556,20 @@ fn start_run(config: &Path, cache: &Path) -> Result<(f64, Child)> {
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().context("no stderr")?;
-    wait_for_line(stderr, "sentinela running", Duration::from_secs(300))?;
+    wait_for_line(stderr, "sentinela running", timeout)?;
+    Ok(child)
+}
+
+/// `sentinela run CONFIG` until it logs "sentinela running": the wall time, and the child.
+fn start_run(config: &Path, cache: &Path) -> Result<(f64, Child)> {
+    let started = Instant::now();
+    let cache = cache.to_str().context("cache path is not UTF-8")?;
+    let child = spawn_run(
+        config,
+        &[],
+        &[("SENTINELA_CACHE_DIR", cache)],
+        Duration::from_secs(300),
+    )?;
     Ok((started.elapsed().as_secs_f64(), child))
 }
 
