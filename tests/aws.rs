@@ -170,7 +170,7 @@ fn hostile_aws_calls_get_the_right_errors_and_no_key_material() {
     );
     expect(
         "outside allow-list",
-        "denied: sqs:DeleteQueue is not in monitor 'aws-abuse''s aws allow-list",
+        "denied: sqs:DeleteQueue is not granted to monitor 'aws-abuse': add \"sqs:DeleteQueue\" to its grants.aws",
     );
     expect("bad operation", "invalid: invalid operation name");
     expect("huge body", "limit: request body of");
@@ -247,7 +247,7 @@ fn the_host_signs_with_the_granted_credential_and_iam_decides() {
     let config = write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: probe\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n",
+            "monitors:\n  - name: probe\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:*\"]\n",
             guest("sqs_probe").display()
         ),
     );
@@ -302,4 +302,210 @@ fn the_host_signs_with_the_granted_credential_and_iam_decides() {
     runtime
         .block_on(admin.delete_queue().queue_url(url).send())
         .expect("APPLICATION may delete the queue");
+}
+
+/// A unique string in the secret and parameter a hostile monitor tries to read.
+const SECRET_MARKER: &str = "trustSECRETmarker/Qx81";
+
+#[test]
+fn side_paths_around_the_trust_model_are_closed_and_audited() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sqs = sqs(&runtime);
+    let endpoint = moto_endpoint();
+    fixture_script("trust_setup.py", &[&endpoint, SECRET_MARKER]);
+    let pid = std::process::id();
+    let create = |name: String| {
+        runtime
+            .block_on(sqs.create_queue().queue_name(&name).send())
+            .unwrap()
+            .queue_url
+            .unwrap()
+    };
+    let allowed = create(format!("trust-allowed-{pid}"));
+    let forbidden = create(format!("trust-forbidden-{pid}"));
+    let outbox = create(format!("trust-outbox-{pid}"));
+
+    let dir = scratch_dir("trust-abuse");
+    let config = write_config(
+        &dir,
+        &format!(
+            r#"executor:
+  concurrency: 3
+store:
+  events_queue: outbox
+monitors:
+  - name: trust-abuse
+    plugin: {abuse}
+    search_cron: "* * * * * *"
+    grants:
+      credentials: [MONITORING]
+      aws:
+        - "sts:*"
+        - "iam:*"
+        - "secretsmanager:*"
+        - "ssm:*"
+        - "s3:GET"
+        - "sqs:ListQueues"
+        - op: "sqs:GetQueueAttributes"
+          resources: ["arn:aws:sqs:*:*:trust-allowed-*"]
+      queues: [outbox]
+  - name: no-aws-grants
+    plugin: {backlog}
+    search_cron: "* * * * * *"
+    grants:
+      credentials: [MONITORING]
+  - name: steady
+    plugin: {steady}
+    search_cron: "* * * * * *"
+queues:
+  outbox:
+    url: {outbox}
+    credential: MONITORING
+"#,
+            abuse = guest("hostile_trust_abuse").display(),
+            backlog = guest("sqs_backlog").display(),
+            steady = guest("steady").display(),
+        ),
+    );
+    let run = Running::start(&config, &credential_env());
+    let timeout = Duration::from_secs(60);
+    let created = run.wait_for("the trust-abuse issue", timeout, |e| {
+        issue_event(e, "created") == Some("trust-abuse")
+    });
+    let outcomes: Value = serde_json::from_str(field(&created, "data")).unwrap();
+    let expect = |name: &str, prefix: &str| {
+        let got = outcome(&outcomes, name);
+        assert!(
+            got.starts_with(prefix),
+            "{name}: expected {prefix}…, got {got}"
+        );
+    };
+    for (name, op) in [
+        ("GetSessionToken", "GetSessionToken"),
+        ("GetFederationToken", "GetFederationToken"),
+        ("AssumeRole", "AssumeRole"),
+        ("assumerole lowercase", "assumerole"),
+    ] {
+        expect(
+            name,
+            &format!("denied: sts:{op} answers with temporary credentials; no grant allows it"),
+        );
+    }
+    expect("GetCallerIdentity", "ok: <GetCallerIdentityResponse");
+    expect(
+        "CreateAccessKey",
+        "denied: iam:CreateAccessKey answers with a new secret access key",
+    );
+    expect(
+        "GetSecretValue",
+        "denied: secretsmanager:GetSecretValue reads a secret value; declare the secret under monitor 'trust-abuse''s 'secrets:'",
+    );
+    expect(
+        "GetParameter decrypted",
+        "denied: ssm:GetParameter reads a secret value",
+    );
+    expect(
+        "GetParameter duplicate key",
+        "denied: ssm:GetParameter reads a secret value",
+    );
+    expect("queue in resources", "ok: ");
+    let outside = format!(
+        "denied: sqs:GetQueueAttributes on 'arn:aws:sqs:us-east-1:123456789012:trust-forbidden-{pid}' is outside the resources granted"
+    );
+    expect("queue outside resources", &outside);
+    expect("queue duplicate key", &outside);
+    expect(
+        "SendMessage not granted",
+        "denied: sqs:SendMessage is not granted to monitor 'trust-abuse': add \"sqs:SendMessage\" to its grants.aws",
+    );
+    expect("hop-by-hop headers", "ok: 200");
+
+    // The well-behaved monitor keeps its schedule meanwhile.
+    let seen = run.events().len();
+    let steady_done =
+        |e: &&Value| field(e, "monitor") == "steady" && field(e, "message") == "task finished";
+    run.wait_until("three more steady searches", timeout, |events| {
+        events[seen..].iter().filter(steady_done).count() >= 3
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}:\n{}", dump(&events));
+
+    // Deny by default: credentials without grants.aws allow no operation.
+    let audit = |e: &&Value| field(e, "target") == "sentinela::audit";
+    assert!(
+        events
+            .iter()
+            .filter(audit)
+            .any(|e| field(e, "monitor") == "no-aws-grants"
+                && field(e, "operation") == "ListQueues"
+                && field(e, "outcome") == "denied"),
+        "{}",
+        dump(&events)
+    );
+    // Refused calls are audited with the resource they named; the host's own sends too.
+    // (once per kind at the end of each call, with a count)
+    assert!(
+        events
+            .iter()
+            .filter(audit)
+            .any(|e| field(e, "monitor") == "trust-abuse"
+                && field(e, "message") == "refused calls"
+                && field(e, "operation") == "GetQueueAttributes"
+                && field(e, "outcome") == "denied"
+                && field(e, "resource").contains("trust-forbidden")
+                && e["count"] == 2)
+    );
+    assert!(
+        events
+            .iter()
+            .filter(audit)
+            .any(|e| field(e, "actor") == "host"
+                && field(e, "credential") == "MONITORING"
+                && field(e, "operation") == "SendMessage"
+                && field(e, "resource").contains("trust-outbox")),
+        "the host's issue-event sends are not audited:\n{}",
+        dump(&events)
+    );
+
+    // No key material or secret value reached the guest: not in the log (the guest logs
+    // every outcome), not in the issue, not in the queue it wrote to or the issue events.
+    let log = dump(&events);
+    assert_no_secrets(&log);
+    assert!(
+        !log.contains(SECRET_MARKER),
+        "a secret value reached the guest"
+    );
+    assert!(
+        !log.contains("SecretAccessKey"),
+        "key material reached the guest"
+    );
+    let mut queued = String::new();
+    for _ in 0..10 {
+        let received = runtime
+            .block_on(
+                sqs.receive_message()
+                    .queue_url(&outbox)
+                    .max_number_of_messages(10)
+                    .send(),
+            )
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for message in messages {
+            queued.push_str(message.body.as_deref().unwrap_or(""));
+        }
+    }
+    assert!(
+        queued.contains("trust-abuse"),
+        "nothing was queued: {queued}"
+    );
+    assert_no_secrets(&queued);
+    assert!(!queued.contains(SECRET_MARKER) && !queued.contains("SecretAccessKey"));
+    for url in [allowed, forbidden, outbox] {
+        runtime
+            .block_on(sqs.delete_queue().queue_url(&url).send())
+            .unwrap();
+    }
 }

@@ -329,3 +329,134 @@ fn an_import_of_a_disabled_host_plugin_names_the_interface_and_the_fix() {
         "{stdout}"
     );
 }
+
+#[test]
+fn trust_model_refusals_name_file_line_and_key() {
+    let blink = guest("blink");
+    let blink = blink.to_str().unwrap();
+    let aws = [("SENTINELA_PLUGINS", "aws")];
+
+    // Credential-minting operations cannot be granted, in any case.
+    for (name, grant, why) in [
+        (
+            "mint-sts",
+            "sts:GetSessionToken",
+            "answers with temporary credentials",
+        ),
+        (
+            "mint-assume",
+            "sts:assumerole",
+            "answers with temporary credentials",
+        ),
+        (
+            "mint-iam",
+            "iam:CreateAccessKey",
+            "answers with a new secret access key",
+        ),
+        (
+            "mint-ecr",
+            "ecr:GetAuthorizationToken",
+            "answers with a registry password",
+        ),
+    ] {
+        let yaml = monitor_yaml(
+            blink,
+            &format!(
+                "    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:ListQueues\", \"{grant}\"]\n"
+            ),
+        );
+        let out = check_fails(name, &yaml, &aws);
+        assert!(
+            out.contains("sentinela.yaml: monitors[0].grants.aws")
+                && out.contains(&format!("invalid aws grant '{grant}'"))
+                && out.contains(why)
+                && out.contains("can never be granted to a monitor")
+                && out.contains("at line 6"),
+            "{name}: {out}"
+        );
+    }
+
+    // Secret values have one path: `secrets`.
+    let yaml = monitor_yaml(
+        blink,
+        "    grants:\n      credentials: [MONITORING]\n      aws:\n        - op: \"secretsmanager:GetSecretValue\"\n          resources: [\"*\"]\n",
+    );
+    let out = check_fails("secret-read", &yaml, &aws);
+    assert!(
+        out.contains("monitors[0].grants.aws")
+            && out.contains("secretsmanager:GetSecretValue reads secret values")
+            && out.contains("declare the secret under the monitor's 'secrets:'"),
+        "{out}"
+    );
+
+    // Resource patterns are ARNs; an empty list would allow nothing.
+    let yaml = monitor_yaml(
+        blink,
+        "    grants:\n      credentials: [MONITORING]\n      aws:\n        - op: \"sqs:GetQueueAttributes\"\n          resources: [\"orders\"]\n",
+    );
+    let out = check_fails("bad-resource", &yaml, &aws);
+    assert!(
+        out.contains("invalid resource pattern 'orders'") && out.contains("line 8"),
+        "{out}"
+    );
+    let yaml = monitor_yaml(
+        blink,
+        "    grants:\n      credentials: [MONITORING]\n      aws:\n        - {op: \"sqs:GetQueueAttributes\", resources: []}\n",
+    );
+    let out = check_fails("empty-resources", &yaml, &aws);
+    assert!(out.contains("empty 'resources' list"), "{out}");
+
+    // `env:` secrets may not read the host's credentials or database URL.
+    for var in [
+        "AWS_APPLICATION_SECRET_ACCESS_KEY",
+        "AWS_MONITORING_ACCESS_KEY_ID",
+        "AWS_MONITORING_SESSION_TOKEN",
+        "SENTINELA_DATABASE_URL",
+    ] {
+        let yaml = monitor_yaml(
+            blink,
+            &format!("    secrets:\n      stolen: {{env: {var}}}\n"),
+        );
+        let out = check_fails("env-secret", &yaml, &[]);
+        assert!(
+            out.contains(&format!(
+                "sentinela.yaml: monitors[0].secrets.stolen.env: '{var}' may not be read by a monitor"
+            )) && out.contains("at line 5"),
+            "{var}: {out}"
+        );
+    }
+    let yaml = format!(
+        "store:\n  type: postgres\n  url_env: MY_DB_URL\n{}",
+        monitor_yaml(blink, "    secrets:\n      db: {env: MY_DB_URL}\n")
+    );
+    let out = check_fails("env-secret-url", &yaml, &[]);
+    assert!(
+        out.contains("'MY_DB_URL' may not be read by a monitor"),
+        "{out}"
+    );
+
+    // A resource-scoped grant is accepted and shown; unusable grants are reported.
+    let dir = scratch_dir("scoped-ok");
+    let config = write_config(
+        &dir,
+        &monitor_yaml(
+            blink,
+            "    grants:\n      credentials: [MONITORING]\n      aws:\n        - \"sts:*\"\n        - {op: \"sqs:GetQueueAttributes\", resources: [\"arn:aws:sqs:*:*:orders-*\"]}\n",
+        ),
+    );
+    let (status, stdout, stderr) =
+        output(sentinela(&["check", config.to_str().unwrap()]).envs(aws));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("sqs:GetQueueAttributes on [arn:aws:sqs:*:*:orders-*]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "warning: credentials are granted but the plugin does not import aws-call: never used"
+        ) && stdout.contains(
+            "warning: grants.aws entries are granted but the plugin does not import aws-call"
+        ),
+        "{stdout}"
+    );
+}

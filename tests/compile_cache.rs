@@ -1,11 +1,17 @@
-//! Compiled code is cached on disk: a second start does not recompile, and a corrupt entry
-//! is recompiled rather than trusted.
+//! Compiled code is cached on disk: a second start does not recompile, a corrupt or modified
+//! entry is recompiled rather than trusted, and a cache directory others can write is never
+//! used at all.
+#![cfg(unix)]
 
 mod common;
 
-use common::*;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-fn check(config: &std::path::Path, cache: &std::path::Path) -> String {
+use common::*;
+use sha2::{Digest, Sha256};
+
+fn check(config: &Path, cache: &Path) -> String {
     let (status, stdout, stderr) = output(
         sentinela(&["--log-format", "json", "check", config.to_str().unwrap()])
             .env("SENTINELA_CACHE_DIR", cache),
@@ -19,6 +25,116 @@ fn cache_events(stderr: &str) -> Vec<&str> {
         .lines()
         .filter(|l| l.contains("\"cache\":"))
         .collect()
+}
+
+/// A directory holding a config with one monitor running `plugin`.
+fn config_for(dir: &Path, name: &str, plugin: &Path) -> PathBuf {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: {name}\n    plugin: {}\n",
+            plugin.display()
+        ),
+    )
+}
+
+/// The check file and artifact of the cache entry of `plugin` (its key starts with the SHA-256
+/// of the wasm).
+fn entry_of(cache: &Path, plugin: &Path) -> (PathBuf, PathBuf) {
+    let hash: String = Sha256::digest(std::fs::read(plugin).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.starts_with(&hash) && (name.ends_with(".check") || name.ends_with(".cwasm"))
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    (files[0].clone(), files[1].clone())
+}
+
+/// The index record of `plugin`.
+fn index_of(cache: &Path, plugin: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(plugin).unwrap();
+    let name: String = Sha256::digest(canonical.as_os_str().as_encoded_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    cache.join("index").join(name)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+/// Every file and directory under `dir` with what would show a write: for "nothing was
+/// written there".
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64, i64, u64)> {
+    let mut all = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            all.push((
+                path,
+                meta.len(),
+                meta.mtime_nsec(),
+                meta.ctime_nsec(),
+                meta.ino(),
+            ));
+        }
+    }
+    all.sort();
+    all
+}
+
+/// The uid this test runs as, and whether it may give files away (root may).
+fn euid_and_chown_allowed(scratch: &Path) -> (u32, bool) {
+    let uid = std::fs::metadata(scratch).unwrap().uid();
+    (uid, uid == 0)
+}
+
+/// Runs `sentinela check` and asserts the entry was refused for `why`, recompiled and never
+/// loaded; then that the rewritten entry is a hit again.
+fn assert_recompiled(config: &Path, cache: &Path, why: &str) {
+    let stderr = check(config, cache);
+    let events = cache_events(&stderr);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("\"cache\":\"invalid\"") && e.contains(why)),
+        "expected an invalid entry ({why}):\n{stderr}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("\"cache\":\"miss\"")),
+        "the refused entry was not recompiled:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("\"cache\":\"hit\""),
+        "a refused entry was loaded:\n{stderr}"
+    );
+    let again = check(config, cache);
+    assert!(
+        cache_events(&again)
+            .iter()
+            .all(|e| e.contains("\"cache\":\"hit\"")),
+        "the recompiled entry was not stored:\n{again}"
+    );
 }
 
 #[test]
@@ -49,26 +165,16 @@ fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
         "a second start recompiled:\n{second}"
     );
 
-    // Flip one byte in the middle of the artifact: the checksum catches it.
-    let mut entries: Vec<_> = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    entries.sort();
-    let extensions: Vec<_> = entries
-        .iter()
-        .map(|e| e.extension().unwrap().to_str().unwrap())
-        .collect();
-    assert_eq!(extensions, ["check", "cwasm"], "{entries:?}");
-    let artifact = &entries[1];
-    let mut bytes = std::fs::read(artifact).unwrap();
+    // Flip one byte in the middle of the artifact: the write changed its ctime, so the
+    // artifact is authenticated in full, and its MAC catches the change.
+    let (check_file, artifact) = entry_of(&cache, &guest("blink"));
+    let mut bytes = std::fs::read(&artifact).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(artifact, &bytes).unwrap();
+    std::fs::write(&artifact, &bytes).unwrap();
     let third = check(&config, &cache);
     assert!(
-        third.contains("\"cache\":\"invalid\"") && third.contains("checksum mismatch"),
+        third.contains("\"cache\":\"invalid\"") && third.contains("does not match its MAC"),
         "{third}"
     );
     assert!(
@@ -77,18 +183,18 @@ fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
     );
 
     // A truncated entry is no better.
-    std::fs::write(artifact, &bytes[..100]).unwrap();
+    std::fs::write(&artifact, &bytes[..100]).unwrap();
     let fourth = check(&config, &cache);
     assert!(
         fourth.contains("\"cache\":\"invalid\"")
-            && fourth.contains("truncated entry")
+            && fourth.contains("truncated")
             && fourth.contains("\"cache\":\"miss\""),
         "{fourth}"
     );
 
     // An artifact without its check file (a writer stopped between the two renames) is
     // never trusted: it is recompiled and rewritten.
-    std::fs::remove_file(&entries[0]).unwrap();
+    std::fs::remove_file(&check_file).unwrap();
     let fifth = check(&config, &cache);
     assert!(fifth.contains("\"cache\":\"miss\""), "{fifth}");
 
@@ -136,4 +242,234 @@ fn an_entry_from_another_wasm_is_never_used() {
     );
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("window-"), "ran stale code: {stdout}");
+}
+
+#[test]
+fn a_cache_dir_others_can_write_is_never_used() {
+    let dir = scratch_dir("cache-open-dir");
+    let cache = dir.join("cache");
+    // Two plugins: one warning all the same.
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: blink\n    plugin: {}\n  - name: steady\n    plugin: {}\n",
+            guest("blink").display(),
+            guest("steady").display()
+        ),
+    );
+    check(&config, &cache);
+    // Created private: the directory and index/ 0700, the key 0600.
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&cache.join("index")), 0o700);
+    assert_eq!(mode(&cache.join("key")), 0o600);
+
+    // Bypassed: a warning naming the directory and the reason, the plugin compiled in memory,
+    // and nothing read from or written to the directory.
+    let bypassed = |why: &str, names: &Path| {
+        let before = snapshot(&cache);
+        let stderr = check(&config, &cache);
+        let warnings: Vec<_> = stderr
+            .lines()
+            .filter(|l| l.contains("\"level\":\"WARN\"") && l.contains("compile cache"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{stderr}");
+        assert!(
+            warnings[0].contains("compile cache bypassed")
+                && warnings[0].contains(&format!("{}", names.display()))
+                && warnings[0].contains(why),
+            "{stderr}"
+        );
+        let compiled = stderr
+            .lines()
+            .filter(|l| l.contains("\"cache\":\"miss\"") && l.contains("compile cache bypassed"))
+            .count();
+        assert_eq!(compiled, 2, "{stderr}");
+        assert!(!stderr.contains("\"cache\":\"hit\""), "{stderr}");
+        assert_eq!(
+            snapshot(&cache),
+            before,
+            "the bypassed cache was written to"
+        );
+    };
+
+    // Not even a missing index/ is created in it.
+    let index = cache.join("index");
+    std::fs::remove_dir_all(&index).unwrap();
+    chmod(&cache, 0o777);
+    bypassed("is writable by group or others", &cache);
+    chmod(&cache, 0o700);
+
+    std::fs::create_dir(&index).unwrap();
+    chmod(&index, 0o770);
+    bypassed("is writable by group or others", &index);
+    chmod(&index, 0o700);
+
+    // A key others can read could forge entries; so could one they can write.
+    let key = cache.join("key");
+    chmod(&key, 0o640);
+    bypassed("is readable or writable by group or others", &key);
+    chmod(&key, 0o600);
+
+    // A directory of another user (only root can hand one over).
+    let (euid, can_chown) = euid_and_chown_allowed(&dir);
+    if can_chown {
+        std::os::unix::fs::chown(&cache, Some(65534), None).unwrap();
+        bypassed("is owned by uid 65534, not by the running user", &cache);
+        std::os::unix::fs::chown(&cache, Some(euid), None).unwrap();
+    }
+
+    // Private again: used again.
+    let stderr = check(&config, &cache);
+    assert!(
+        cache_events(&stderr)
+            .iter()
+            .all(|e| e.contains("\"cache\":\"hit\"")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_modified_entry_is_never_loaded() {
+    let dir = scratch_dir("cache-forged");
+    let cache = dir.join("cache");
+    let (blink, steady) = (guest("blink"), guest("steady"));
+    let config = config_for(&dir, "blink", &blink);
+    let steady_config = config_for(&dir, "steady", &steady);
+    check(&config, &cache);
+    check(&steady_config, &cache);
+    let (check_file, artifact) = entry_of(&cache, &blink);
+    let (steady_check, steady_artifact) = entry_of(&cache, &steady);
+
+    // Another plugin's valid artifact under blink's name, blink's check file kept: refused
+    // by whichever check sees it first (the length, or the MAC).
+    std::fs::copy(&steady_artifact, &artifact).unwrap();
+    assert_recompiled(&config, &cache, "");
+
+    // Another plugin's whole entry under blink's name: its check file's MAC covers the name.
+    std::fs::copy(&steady_artifact, &artifact).unwrap();
+    std::fs::copy(&steady_check, &check_file).unwrap();
+    assert_recompiled(&config, &cache, "check file MAC mismatch");
+
+    // A modified artifact whose check file was edited to record its new stamp, so the content
+    // would not be hashed: the check file's own MAC catches the edit.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let meta = std::fs::metadata(&artifact).unwrap();
+    let stamp = format!(
+        "{} {} {} {}.{} {}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    );
+    let old = std::fs::read(&check_file).unwrap();
+    let old_stamp_len = u16::from_le_bytes([old[24], old[25]]) as usize;
+    let mut forged = old[..24].to_vec();
+    forged.extend_from_slice(&(stamp.len() as u16).to_le_bytes());
+    forged.extend_from_slice(stamp.as_bytes());
+    forged.extend_from_slice(&old[26 + old_stamp_len..]);
+    std::fs::write(&check_file, &forged).unwrap();
+    assert_recompiled(&config, &cache, "check file MAC mismatch");
+
+    // A check file of arbitrary bytes, with or without the right magic.
+    std::fs::write(
+        &check_file,
+        [b"sentinela-cwasm3".as_slice(), &[7; 90]].concat(),
+    )
+    .unwrap();
+    assert_recompiled(&config, &cache, "check file MAC mismatch");
+    std::fs::write(&check_file, b"sentinela-cwasm2 and anything").unwrap();
+    assert_recompiled(&config, &cache, "not a sentinela cache entry");
+
+    // blink's index record pointed at steady's hash (and so at steady's entry): its MAC
+    // covers the hash and the plugin's path, so blink is hashed again and its own entry
+    // loaded.
+    let index = index_of(&cache, &blink);
+    let record = std::fs::read_to_string(&index).unwrap();
+    let steady_record = std::fs::read_to_string(index_of(&cache, &steady)).unwrap();
+    let steady_hash = steady_record.lines().nth(2).unwrap();
+    let mut lines: Vec<_> = record.lines().collect();
+    lines[2] = steady_hash;
+    std::fs::write(&index, format!("{}\n", lines.join("\n"))).unwrap();
+    let invoke_blink = || {
+        let (status, stdout, stderr) = output(
+            sentinela(&[
+                "--log-format",
+                "json",
+                "invoke",
+                config.to_str().unwrap(),
+                "blink",
+                "search",
+            ])
+            .env("SENTINELA_CACHE_DIR", &cache),
+        );
+        assert!(status.success(), "{stderr}");
+        assert!(
+            stdout.contains("window-"),
+            "ran another plugin's code: {stdout}"
+        );
+        stderr
+    };
+    let stderr = invoke_blink();
+    assert!(
+        stderr.contains("\"cache\":\"invalid\"") && stderr.contains("modified record"),
+        "{stderr}"
+    );
+    // steady's whole valid record copied over blink's: bound to steady's path, refused too.
+    std::fs::write(&index, &steady_record).unwrap();
+    let stderr = invoke_blink();
+    assert!(
+        stderr.contains("\"cache\":\"invalid\"") && stderr.contains("modified record"),
+        "{stderr}"
+    );
+
+    // A replaced key: nothing written under the old one is trusted.
+    let key = cache.join("key");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::write(&key, [0x5a; 32]).unwrap();
+    chmod(&key, 0o600);
+    assert_recompiled(&config, &cache, "MAC mismatch");
+}
+
+#[test]
+fn entry_files_others_can_write_or_symlinks_are_refused() {
+    let dir = scratch_dir("cache-modes");
+    let cache = dir.join("cache");
+    let blink = guest("blink");
+    let config = config_for(&dir, "blink", &blink);
+    check(&config, &cache);
+    let (check_file, artifact) = entry_of(&cache, &blink);
+    // Written private.
+    assert_eq!(mode(&artifact), 0o600);
+    assert_eq!(mode(&check_file), 0o600);
+
+    chmod(&artifact, 0o620);
+    assert_recompiled(&config, &cache, "is writable by group or others");
+    assert_eq!(
+        mode(&artifact),
+        0o600,
+        "the refused artifact was not replaced"
+    );
+
+    chmod(&check_file, 0o606);
+    assert_recompiled(&config, &cache, "is writable by group or others");
+
+    // A symlink planted in the cache is not followed, even to a valid check file.
+    let elsewhere = dir.join("copy.check");
+    std::fs::copy(&check_file, &elsewhere).unwrap();
+    std::fs::remove_file(&check_file).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &check_file).unwrap();
+    assert_recompiled(&config, &cache, "is a symbolic link");
+
+    // An artifact of another user (only root can hand one over).
+    let (_, can_chown) = euid_and_chown_allowed(&dir);
+    if can_chown {
+        std::os::unix::fs::chown(&artifact, Some(65534), None).unwrap();
+        assert_recompiled(&config, &cache, "is owned by uid 65534");
+    }
 }

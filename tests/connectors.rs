@@ -27,7 +27,7 @@ fn connector_credentials_sign_in_the_role_s_account() {
         ("AWS_BASE_REGION", "us-east-1"),
     ];
     let monitor = format!(
-        "monitors:\n  - name: sqs-backlog\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n",
+        "monitors:\n  - name: sqs-backlog\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:ListQueues\", \"sqs:GetQueueAttributes\"]\n",
         guest("sqs_backlog").display()
     );
     let in_base = format!("in-base-{suffix}");
@@ -77,7 +77,7 @@ fn connector_credentials_sign_in_the_role_s_account() {
     let refreshing = write_config(
         &dir,
         &format!(
-            "credentials:\n  MONITORING:\n    source: BASE\n    refresh_window: 899s\n    assume_role:\n      role_arn: arn:aws:iam::111111111111:role/monitoring\n      duration: 900s\nmonitors:\n  - name: sqs-backlog\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    grants:\n      credentials: [MONITORING]\n",
+            "credentials:\n  MONITORING:\n    source: BASE\n    refresh_window: 899s\n    assume_role:\n      role_arn: arn:aws:iam::111111111111:role/monitoring\n      duration: 900s\nmonitors:\n  - name: sqs-backlog\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:ListQueues\", \"sqs:GetQueueAttributes\"]\n",
             guest("sqs_backlog").display()
         ),
     );
@@ -109,6 +109,24 @@ fn connector_credentials_sign_in_the_role_s_account() {
     assert!(
         !dump(&events).contains("outcome\":\"unavailable"),
         "a call failed across a renewal"
+    );
+    // Each renewal is the host's own use of the source credential: audited.
+    let assumed = events
+        .iter()
+        .filter(|e| {
+            field(e, "target") == "sentinela::audit"
+                && field(e, "actor") == "host"
+                && field(e, "credential") == "BASE"
+                && field(e, "operation") == "AssumeRole"
+                && field(e, "resource") == "arn:aws:iam::111111111111:role/monitoring"
+                && field(e, "outcome") == "ok"
+        })
+        .count();
+    // (One more if the process stopped between an AssumeRole and its "refreshed" line.)
+    assert!(
+        (refreshes..=refreshes + 1).contains(&assumed),
+        "{assumed} audited AssumeRole calls for {refreshes} renewals:\n{}",
+        dump(&events)
     );
 
     // Keys kept in SSM (the role session's, stored by the setup) sign the same way.

@@ -48,6 +48,11 @@ monitors:
     limits:
       memory: 64MiB
       timeout: 2s
+  - name: hostile-py-minting
+    plugin: {hostile}
+    grants:
+      credentials: [MONITORING]
+      aws: [\"sts:*\", \"iam:*\", \"secretsmanager:*\", \"ssm:*\"]
   - name: steady
     plugin: {steady}
     search_cron: \"* * * * * *\"
@@ -194,6 +199,25 @@ fn a_hostile_python_guest_is_held_to_the_same_grants_and_limits() {
     ] {
         assert!(stderr.contains(refused), "{refused} missing:\n{stderr}");
     }
+
+    // A granted credential and `service:*` grants still mint no key material and read no
+    // secret value through aws-call.
+    let mint = json!({ "id": "mint", "data": {} });
+    let (ok, stdout, stderr) = invoke(&config, "hostile-py-minting", "is-solved", Some(&mint));
+    assert!(
+        !ok,
+        "the host let key material or a secret through: {stdout}\n{stderr}"
+    );
+    for refused in [
+        "GetSessionToken: denied: sts:GetSessionToken answers with temporary credentials",
+        "AssumeRole: denied: sts:AssumeRole answers with temporary credentials",
+        "CreateAccessKey: denied: iam:CreateAccessKey answers with a new secret access key",
+        "GetSecretValue: denied: secretsmanager:GetSecretValue reads a secret value",
+        "GetParameter: denied: ssm:GetParameter reads a secret value",
+    ] {
+        assert!(stderr.contains(refused), "{refused} missing:\n{stderr}");
+    }
+    assert!(!stderr.contains("SecretAccessKey") && !stdout.contains("SecretAccessKey"));
 
     let (ok, _, stderr) = invoke(&config, "hostile-py", "search", None);
     assert!(!ok);

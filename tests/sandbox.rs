@@ -165,7 +165,7 @@ fn a_log_flood_is_capped_and_cannot_forge_lines() {
     assert!(ok, "the flood itself is not an error: {stderr}");
     assert!(stdout.contains("flood"));
     assert!(
-        stderr.contains("log limit of 16384 bytes per invocation reached; dropping further output"),
+        stderr.contains("log limit of 16384 bytes and 1000 lines per call reached; dropped"),
         "{}",
         &stderr[..stderr.len().min(2000)]
     );

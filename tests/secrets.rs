@@ -86,12 +86,26 @@ fn monitors_read_their_declared_secrets_and_nothing_else() {
         "{outcomes}"
     );
 
-    // One fetch per secret: the second read is a cache hit. Every get is audited, no value logged.
+    // One fetch per secret: the second read is a cache hit. Every get is audited, no value
+    // logged; refused ones once per kind at the end of the call, with a count.
     let audits: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("secrets.get"))
         .collect();
-    assert_eq!(audits.len(), 11, "{stderr}");
+    assert_eq!(audits.len(), 7, "{stderr}");
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("refused calls") && l.contains("service=\"secrets\""))
+        .collect();
+    assert_eq!(refused.len(), 4, "{stderr}");
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("resource=\"other_secret\"")
+                && l.contains("outcome=\"denied\"")
+                && l.contains("count=1")),
+        "{stderr}"
+    );
     assert!(
         audits
             .iter()

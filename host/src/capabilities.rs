@@ -7,6 +7,7 @@ use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::sentinela::plugin as wit;
+use crate::config::MonitorConfig;
 use crate::host_plugins::{HostPlugin, HostPlugins};
 use crate::sandbox::InstanceState;
 
@@ -85,6 +86,57 @@ impl ImportCheck {
             ImportCheck::Unknown => Some(format!("imports {name}, which no host plugin provides")),
         }
     }
+}
+
+/// Grants a monitor can never use (it does not import the interface they serve) and imports
+/// it can never use (nothing is granted for them), one sentence each, for `check`.
+pub fn unusable_grants_and_imports(imports: &[String], monitor: &MonitorConfig) -> Vec<String> {
+    let imports_interface = |interface: &str| {
+        imports
+            .iter()
+            .any(|i| i.starts_with(&format!("{PACKAGE}/{interface}@")))
+    };
+    let grants = &monitor.grants;
+    let mut found = Vec::new();
+    let mut unused = |what: &str, interface: &str| {
+        found.push(format!(
+            "{what} granted but the plugin does not import {interface}: never used"
+        ))
+    };
+    if !imports_interface("aws-call") {
+        if !grants.credentials.is_empty() {
+            unused("credentials are", "aws-call");
+        }
+        if !grants.aws.is_empty() {
+            unused("grants.aws entries are", "aws-call");
+        }
+    }
+    if !imports_interface("queue") && !grants.queues.is_empty() {
+        unused("queues are", "queue");
+    }
+    if !imports_interface("secrets") && !monitor.secrets.is_empty() {
+        unused("secrets are declared and", "secrets");
+    }
+    if imports_interface("aws-call") {
+        if grants.credentials.is_empty() {
+            found.push(
+                "imports aws-call but is granted no credentials: every call will be denied".into(),
+            );
+        } else if grants.aws.is_empty() {
+            found.push(
+                "imports aws-call but has no grants.aws entries: every call will be denied \
+                 (add 'service:Operation' entries)"
+                    .into(),
+            );
+        }
+    }
+    if imports_interface("queue") && grants.queues.is_empty() {
+        found.push("imports queue but is granted no queues: every call will be denied".into());
+    }
+    if imports_interface("secrets") && monitor.secrets.is_empty() {
+        found.push("imports secrets but declares none: every secrets.get will be denied".into());
+    }
+    found
 }
 
 /// The monitor export every plugin must have.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
 use crate::capabilities::{ImportCheck, Provider};
 use crate::compile_cache::CompileCache;
@@ -62,10 +63,17 @@ enum Command {
         monitor: String,
         function: Function,
         /// Input as JSON: a list of issues for `update`, one issue for `is-solved`
-        /// (`{"id": "...", "data": {...}}`).
+        /// (`{"id": "...", "data": {...}}`), the payload for `handle`.
         #[arg(long)]
         input: Option<String>,
+        /// For `handle`: whether the payload is an `event` or a `request`.
+        #[arg(long, value_enum, default_value = "event")]
+        kind: HandleKind,
     },
+    /// Compile one plugin to OUT (run by `sentinela` itself, in a child process under the
+    /// `compile:` limits).
+    #[command(hide = true)]
+    CompilePlugin { wasm: PathBuf, out: PathBuf },
     /// List the issues in the config's store.
     Issues {
         config: PathBuf,
@@ -92,6 +100,13 @@ enum Function {
     Search,
     Update,
     IsSolved,
+    Handle,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HandleKind {
+    Event,
+    Request,
 }
 
 pub fn main() -> ExitCode {
@@ -106,7 +121,11 @@ pub fn main() -> ExitCode {
             monitor,
             function,
             input,
-        } => with_runtime(invoke(&config, &monitor, function, input.as_deref())),
+            kind,
+        } => with_runtime(invoke(&config, &monitor, function, kind, input.as_deref())),
+        Command::CompilePlugin { wasm, out } => {
+            crate::compiler::compile_plugin_command(&wasm, &out).map(|()| ExitCode::SUCCESS)
+        }
         Command::Issues {
             config,
             monitor,
@@ -154,14 +173,23 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
             config.display()
         );
     }
-    let plugins = host.monitors()?;
-    let monitors = plugins
-        .into_iter()
-        .zip(&host.config.monitors)
-        .map(|(plugin, cfg)| {
-            ScheduledMonitor::new(plugin, cfg.search_cron.clone(), cfg.update_cron.clone())
-        })
-        .collect();
+    // A plugin that cannot be loaded (not a component, over a compile limit, an import the
+    // host does not offer) is not run; the others are.
+    let mut monitors = Vec::new();
+    for (cfg, loaded) in host.load_monitors() {
+        match loaded {
+            Ok(plugin) => monitors.push(ScheduledMonitor::new(
+                Arc::new(plugin),
+                cfg.search_cron.clone(),
+                cfg.update_cron.clone(),
+            )),
+            Err(e) => tracing::error!(
+                monitor = cfg.name.as_str(),
+                "monitor not run: {e:#} ({})",
+                config.display()
+            ),
+        }
+    }
     let queue = ApplicationQueue::from_config(queue_config)
         .await
         .with_context(|| format!("{}: application_queue", config.display()))?;
@@ -367,15 +395,10 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             if let Ok(plugin) = &loaded {
                 let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
-                let imports_aws = plugin
-                    .file
-                    .imports
-                    .iter()
-                    .any(|i| i.starts_with("sentinela:plugin/aws-call@"));
-                if imports_aws && monitor.grants.credentials.is_empty() {
-                    println!(
-                        "    warning: imports aws-call but is granted no credentials: every call will be denied"
-                    );
+                for warning in
+                    crate::capabilities::unusable_grants_and_imports(&plugin.file.imports, monitor)
+                {
+                    println!("    warning: {warning}");
                 }
             }
             let grants = &monitor.grants;
@@ -435,7 +458,9 @@ fn list_or_none(items: &[impl AsRef<str>]) -> String {
 
 fn inspect(path: &Path) -> Result<ExitCode> {
     let engine = Engine::new(&EngineSettings::default())?;
-    let file = PluginFile::load(&engine, &CompileCache::locate(None), path)?;
+    let compiler = crate::compiler::Compiler::for_this_process(&Default::default());
+    let cache = CompileCache::locate(None).with_compiler(compiler);
+    let file = PluginFile::load(&engine, &cache, path)?;
     println!("plugin:  {}", path.display());
     println!("size:    {} bytes", file.size);
     println!("world:   {}", file.world());
@@ -454,6 +479,7 @@ async fn invoke(
     config: &Path,
     monitor: &str,
     function: Function,
+    kind: HandleKind,
     input: Option<&str>,
 ) -> Result<ExitCode> {
     let host = Host::open(config)?;
@@ -482,9 +508,25 @@ async fn invoke(
         Function::IsSolved => {
             Call::IsSolved(parse_input::<IssueJson>(input, "one JSON issue")?.into())
         }
+        Function::Handle => {
+            let payload = parse_input::<serde_json::Value>(input, "the JSON payload")?;
+            let kind = match kind {
+                HandleKind::Event => MessageKind::Event,
+                HandleKind::Request => MessageKind::Request,
+            };
+            Call::Handle(kind, payload.to_string())
+        }
     };
     let output = match plugin.call(call).await? {
         Reply::Issues(issues) => {
+            // Bounded like the runtime: past the limit the whole result is refused.
+            crate::issues::check_issue_count(
+                monitor,
+                function_name(function),
+                issues.len(),
+                plugin.limits.issues_per_call,
+            )
+            .map_err(anyhow::Error::msg)?;
             let issues: Vec<serde_json::Value> = issues
                 .into_iter()
                 .map(|i| {
@@ -498,8 +540,21 @@ async fn invoke(
         Reply::Solved(solved) => serde_json::Value::Bool(solved),
         Reply::Handled => serde_json::Value::Null,
     };
-    println!("{output}");
+    // The guest's ids and data, on the operator's terminal: no raw control or bidi character.
+    println!(
+        "{}",
+        crate::guest_text::json_for_terminal(&output.to_string())
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+fn function_name(function: Function) -> &'static str {
+    match function {
+        Function::Search => "search",
+        Function::Update => "update",
+        Function::IsSolved => "is-solved",
+        Function::Handle => "handle",
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -15,6 +15,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+pub use crate::compiler::CompileLimits;
+pub use crate::grants::AwsOperationGrant;
 use crate::host_plugins::{HostPlugin, HostPlugins};
 
 /// A loaded, validated configuration.
@@ -28,6 +30,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
+    /// Limits on compiling one plugin.
+    pub compile: CompileLimits,
     /// Credential connectors, by credential name.
     pub credentials: std::collections::BTreeMap<CredentialName, ConnectorConfig>,
     /// How long a fetched secret is served from the cache.
@@ -51,6 +55,8 @@ struct RawConfig {
     #[serde(default)]
     cache_dir: Option<ConfigPath>,
     #[serde(default)]
+    compile: RawCompileLimits,
+    #[serde(default)]
     queues: std::collections::BTreeMap<String, QueueDeclaration>,
     #[serde(default)]
     credentials: std::collections::BTreeMap<String, ConnectorConfig>,
@@ -59,6 +65,40 @@ struct RawConfig {
     #[serde(default)]
     store: RawStore,
     monitors: Monitors,
+}
+
+/// `compile:`: limits on compiling one plugin (see [`CompileLimits`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompileLimits {
+    #[serde(default = "default_max_plugin_bytes")]
+    max_plugin_bytes: ByteSize,
+    #[serde(default = "default_compile_timeout")]
+    timeout: Seconds,
+    #[serde(default = "default_compile_memory")]
+    memory: ByteSize,
+}
+
+impl Default for RawCompileLimits {
+    fn default() -> Self {
+        RawCompileLimits {
+            max_plugin_bytes: default_max_plugin_bytes(),
+            timeout: default_compile_timeout(),
+            memory: default_compile_memory(),
+        }
+    }
+}
+
+fn default_max_plugin_bytes() -> ByteSize {
+    ByteSize(CompileLimits::default().max_plugin_bytes)
+}
+
+fn default_compile_timeout() -> Seconds {
+    Seconds(CompileLimits::default().timeout)
+}
+
+fn default_compile_memory() -> ByteSize {
+    ByteSize(CompileLimits::default().memory)
 }
 
 /// Where issues are kept (`store:`).
@@ -648,12 +688,30 @@ pub struct Limits {
     pub memory: ByteSize,
     /// Wall-clock time for one call into the monitor, host calls included.
     pub timeout: Seconds,
-    /// Elements across the instance's tables.
+    /// Elements summed over the instance's tables.
     pub table_elements: u32,
     /// Core instances the component may create (a Rust wasip2 component uses a handful).
     pub instances: u32,
-    /// Bytes of log (the `log` interface plus stdout and stderr) kept per invocation.
+    /// Linear memories the component's core instances may create, together.
+    pub memories: u32,
+    /// Tables the component's core instances may create, together.
+    pub tables: u32,
+    /// Bytes of log (the `log` interface plus stdout and stderr, and the host's lines about
+    /// refused calls) kept per invocation.
     pub log_bytes: ByteSize,
+    /// Lines of log kept per invocation, empty lines included.
+    pub log_lines: u32,
+    /// AWS requests (`aws-call` and `queue`) one invocation may send; none: no cap.
+    pub aws_requests: Option<u32>,
+    /// Bytes the guest may hand the host in one transfer (one host call's arguments, or one
+    /// export's result), counted by wasmtime as it lifts them, before it copies: list
+    /// elements at their host size, strings by length. Past it the call is stopped.
+    pub transfer_bytes: ByteSize,
+    /// Issues one `search` or `update` may return; a longer result is refused as a whole.
+    pub issues_per_call: u32,
+    /// Active issues the monitor may have in the store; a `search` that would open more is
+    /// refused as a whole.
+    pub active_issues: u32,
 }
 
 impl Limits {
@@ -670,7 +728,14 @@ impl Default for Limits {
             timeout: Seconds(Duration::from_secs(60)),
             table_elements: 20_000,
             instances: 32,
+            memories: 16,
+            tables: 64,
             log_bytes: ByteSize(64 << 10),
+            log_lines: 1000,
+            aws_requests: None,
+            transfer_bytes: ByteSize(16 << 20),
+            issues_per_call: 1000,
+            active_issues: 10_000,
         }
     }
 }
@@ -791,7 +856,8 @@ pub struct Grants {
     /// Credential names for `aws-call` (host plugin `aws`). Never `APPLICATION`.
     #[serde(default)]
     pub credentials: Vec<CredentialName>,
-    /// Optional `service:Operation` allow-list for `aws-call` (`service:*` allowed).
+    /// The `aws-call` operations allowed: `service:Operation`, `service:*`, or
+    /// `{op, resources}`. Empty: none (deny by default).
     #[serde(default)]
     pub aws: Vec<AwsOperationGrant>,
     /// Names from the `queues:` section this monitor may use through the `queue` interface.
@@ -917,46 +983,6 @@ impl<'de> Deserialize<'de> for CredentialName {
     }
 }
 
-/// `service:Operation` or `service:*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsOperationGrant {
-    pub service: String,
-    /// `None` grants every operation of the service.
-    pub operation: Option<String>,
-}
-
-impl<'de> Deserialize<'de> for AwsOperationGrant {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        let invalid = || {
-            de::Error::custom(format!(
-                "invalid aws grant '{raw}', expected 'service:Operation' or 'service:*'"
-            ))
-        };
-        let (service, operation) = raw.split_once(':').ok_or_else(invalid)?;
-        let word =
-            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if !word(service) || !(operation == "*" || word(operation)) {
-            return Err(invalid());
-        }
-        Ok(AwsOperationGrant {
-            service: service.to_ascii_lowercase(),
-            operation: (operation != "*").then(|| operation.to_owned()),
-        })
-    }
-}
-
-impl fmt::Display for AwsOperationGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            self.service,
-            self.operation.as_deref().unwrap_or("*")
-        )
-    }
-}
-
 fn default_secrets_cache_ttl() -> Seconds {
     Seconds(Duration::from_secs(300))
 }
@@ -1078,6 +1104,20 @@ impl Config {
                     path.display()
                 );
             }
+            for (name, source) in &monitor.secrets {
+                if let SecretSource::Env { var } = source
+                    && let Some(why) = crate::grants::host_secret_variable(var, &store.url_env)
+                {
+                    let line = line_of_key(text, "env", var)
+                        .map(|l| format!(" at line {l}"))
+                        .unwrap_or_default();
+                    bail!(
+                        "{}: monitors[{index}].secrets.{name}.env: '{var}' may not be read by a \
+                         monitor: {why}{line}",
+                        path.display()
+                    );
+                }
+            }
             if monitor.limits.timeout.0 > Limits::MAX_TIMEOUT {
                 bail!(
                     "{}: monitors[{index}].limits.timeout: at most {} s",
@@ -1111,6 +1151,11 @@ impl Config {
             application_queue: raw.application_queue,
             executor: raw.executor,
             cache_dir: raw.cache_dir.map(|p| p.0),
+            compile: CompileLimits {
+                max_plugin_bytes: raw.compile.max_plugin_bytes.0,
+                timeout: raw.compile.timeout.0,
+                memory: raw.compile.memory.0,
+            },
             queues: raw.queues,
             store,
             credentials,
@@ -1205,6 +1250,18 @@ fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
         Some(format!("{path}: {detail} at line {line}"))
     });
     located.unwrap_or_else(|| format!("{body}{suffix}"))
+}
+
+/// The first line that sets `key` to `value` (block or flow style), for errors found after
+/// parsing.
+fn line_of_key(text: &str, key: &str, value: &str) -> Option<usize> {
+    let key = format!("{key}:");
+    text.lines()
+        .position(|line| {
+            line.find(&key)
+                .is_some_and(|at| line[at + key.len()..].contains(value))
+        })
+        .map(|i| i + 1)
 }
 
 /// The line on which the monitor called `name` is declared, for errors found after parsing.

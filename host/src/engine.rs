@@ -12,6 +12,14 @@ use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 /// call's timeout (and shutdown) can stop a runaway guest within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Every setting that affects compiled code: one place, so the compiler's child process and
+/// the running engine agree.
+fn compile_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    config
+}
+
 /// Sizes of the instance pool.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -58,15 +66,21 @@ impl Engine {
             .table_keep_resident(64 << 10)
             .pagemap_scan(Enabled::Auto);
 
-        let mut config = wasmtime::Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let mut config = compile_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let inner = wasmtime::Engine::new(&config)?;
         let ticker = Arc::new(Ticker::default());
         start_epoch_ticker(inner.weak(), ticker.clone());
         Ok(Engine { inner, ticker })
+    }
+
+    /// An engine that only compiles, for the compiler's child process: the same code
+    /// settings as [`Engine::new`] (so its artifacts load there), without the instance pool's
+    /// address-space reservations (pool sizes do not affect code).
+    pub fn for_compiling() -> Result<wasmtime::Engine> {
+        let mut config = compile_config();
+        config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        Ok(wasmtime::Engine::new(&config)?)
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {

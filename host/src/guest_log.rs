@@ -1,7 +1,11 @@
-//! Everything a guest writes — `log` calls, stdout and stderr — goes to the host's tracing
-//! log, tagged with the monitor's name, under one byte budget per invocation.
+//! Everything a call makes the host write — the guest's `log` calls, stdout and stderr, and
+//! the host's own lines about the call (refused host calls) — goes to the tracing log, tagged
+//! with the monitor's name, under one budget per invocation: bytes *and* lines, empty lines
+//! included. Past the budget, output is dropped and one line at the end of the call says how
+//! much. Refused host calls are audited once per kind at the end of the call, with a count,
+//! instead of one event each.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -16,6 +20,12 @@ pub const TARGET: &str = "sentinela::guest";
 /// stderr lines kept to explain a trap.
 const STDERR_TAIL_LINES: usize = 8;
 
+/// Distinct kinds of refused calls counted per invocation; the rest are counted as one.
+const MAX_REFUSAL_KINDS: usize = 32;
+
+/// What a refused call is counted under: (outcome, credential, service, operation, resource).
+type RefusalKind = (&'static str, String, String, String, String);
+
 /// One invocation's log sink. Clones share the budget.
 #[derive(Clone)]
 pub struct GuestLog {
@@ -24,45 +34,68 @@ pub struct GuestLog {
 }
 
 struct Budget {
-    remaining: usize,
-    limit: usize,
-    truncated: bool,
+    bytes_left: usize,
+    lines_left: usize,
+    bytes_limit: usize,
+    lines_limit: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    /// AWS requests this call may still send (`limits.aws_requests`), if capped.
+    aws_requests_left: Option<u32>,
+    refusals: BTreeMap<RefusalKind, u64>,
     /// The last lines the guest wrote to stderr: a Rust panic message ends up there, and it
     /// explains the trap that follows.
     stderr_tail: VecDeque<String>,
 }
 
+impl Budget {
+    /// Takes one line of `bytes` from the budget, or counts it as dropped.
+    fn charge(&mut self, bytes: usize) -> bool {
+        if self.lines_left == 0 || bytes > self.bytes_left {
+            self.dropped_lines += 1;
+            self.dropped_bytes += bytes as u64;
+            return false;
+        }
+        self.lines_left -= 1;
+        self.bytes_left -= bytes;
+        true
+    }
+}
+
 impl GuestLog {
-    pub fn new(monitor: Arc<str>, limit: usize) -> GuestLog {
+    pub fn new(
+        monitor: Arc<str>,
+        bytes_limit: usize,
+        lines_limit: usize,
+        aws_requests: Option<u32>,
+    ) -> GuestLog {
         GuestLog {
             monitor,
             state: Arc::new(Mutex::new(Budget {
-                remaining: limit,
-                limit,
-                truncated: false,
+                bytes_left: bytes_limit,
+                lines_left: lines_limit,
+                bytes_limit,
+                lines_limit,
+                dropped_lines: 0,
+                dropped_bytes: 0,
+                aws_requests_left: aws_requests,
+                refusals: BTreeMap::new(),
                 stderr_tail: VecDeque::new(),
             })),
         }
     }
 
-    /// Logs `message` at `level` if the budget allows; past the budget, output is dropped and
-    /// one warning says so.
+    fn state(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs `message` at `level` if the budget allows; past the budget it is dropped and
+    /// counted.
     pub fn emit(&self, level: Level, source: &'static str, message: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if message.len() > state.remaining {
-            if !state.truncated {
-                state.truncated = true;
-                let limit = state.limit;
-                drop(state);
-                tracing::warn!(
-                    target: TARGET,
-                    monitor = %self.monitor,
-                    "log limit of {limit} bytes per invocation reached; dropping further output"
-                );
-            }
+        let mut state = self.state();
+        if !state.charge(message.len()) {
             return;
         }
-        state.remaining -= message.len();
         if source == "stderr" {
             if state.stderr_tail.len() == STDERR_TAIL_LINES {
                 state.stderr_tail.pop_front();
@@ -70,7 +103,8 @@ impl GuestLog {
             state.stderr_tail.push_back(message.to_owned());
         }
         drop(state);
-        let message = escape_control(message);
+        // A guest cannot forge extra log lines or terminal escapes.
+        let message = crate::guest_text::escape(message);
         let monitor = &*self.monitor;
         match level {
             Level::Trace => tracing::trace!(target: TARGET, monitor, source, "{message}"),
@@ -78,6 +112,62 @@ impl GuestLog {
             Level::Info => tracing::info!(target: TARGET, monitor, source, "{message}"),
             Level::Warn => tracing::warn!(target: TARGET, monitor, source, "{message}"),
             Level::Error => tracing::error!(target: TARGET, monitor, source, "{message}"),
+        }
+    }
+
+    /// Whether the host may write one line of about `bytes` about this call (a refused host
+    /// call); charged to the same budget as the guest's own output.
+    pub fn allow_host_line(&self, bytes: usize) -> bool {
+        self.state().charge(bytes)
+    }
+
+    /// Takes one AWS request from the call's allowance (`limits.aws_requests`).
+    pub fn take_aws_request(&self) -> Result<(), u32> {
+        let mut state = self.state();
+        match &mut state.aws_requests_left {
+            None => Ok(()),
+            Some(0) => Err(0),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the call: one audit event per kind of refused call (with its count) and one line
+    /// for the output dropped past the budget.
+    pub fn finish(&self) {
+        let mut state = self.state();
+        let refusals = std::mem::take(&mut state.refusals);
+        let (dropped_lines, dropped_bytes) = (state.dropped_lines, state.dropped_bytes);
+        let (bytes_limit, lines_limit) = (state.bytes_limit, state.lines_limit);
+        state.dropped_lines = 0;
+        state.dropped_bytes = 0;
+        drop(state);
+        let monitor = &*self.monitor;
+        for ((outcome, credential, service, operation, resource), count) in refusals {
+            tracing::info!(
+                target: crate::audit::TARGET,
+                actor = "monitor",
+                monitor,
+                credential = credential.as_str(),
+                service = service.as_str(),
+                operation = operation.as_str(),
+                resource = resource.as_str(),
+                outcome,
+                count,
+                "refused calls"
+            );
+        }
+        if dropped_lines > 0 {
+            tracing::warn!(
+                target: TARGET,
+                monitor,
+                dropped_lines,
+                dropped_bytes,
+                "log limit of {bytes_limit} bytes and {lines_limit} lines per call reached; \
+                 dropped {dropped_lines} lines ({dropped_bytes} bytes)"
+            );
         }
     }
 
@@ -104,17 +194,29 @@ impl GuestLog {
     }
 }
 
-/// A guest cannot forge extra log lines or terminal escapes: control characters are shown
-/// escaped.
-fn escape_control(message: &str) -> std::borrow::Cow<'_, str> {
-    if message.chars().any(char::is_control) {
-        message
-            .chars()
-            .flat_map(char::escape_default)
-            .collect::<String>()
-            .into()
-    } else {
-        message.into()
+impl crate::audit::RefusalSink for GuestLog {
+    /// Counts a refused host call, audited at the end of the call with the others of its kind.
+    fn count_refusal(
+        &self,
+        outcome: &'static str,
+        credential: &str,
+        service: &str,
+        operation: &str,
+        resource: &str,
+    ) {
+        let mut state = self.state();
+        let mut kind = (
+            outcome,
+            credential.to_owned(),
+            service.to_owned(),
+            operation.to_owned(),
+            resource.to_owned(),
+        );
+        if !state.refusals.contains_key(&kind) && state.refusals.len() >= MAX_REFUSAL_KINDS {
+            let any = || "*".to_owned();
+            kind = (outcome, any(), any(), any(), any());
+        }
+        *state.refusals.entry(kind).or_default() += 1;
     }
 }
 

@@ -11,6 +11,7 @@ use crate::aws::AwsPlugin;
 use crate::aws::call::AwsGrants;
 use crate::capabilities;
 use crate::compile_cache::CompileCache;
+use crate::compiler::Compiler;
 use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
 use crate::host_plugins::HostPlugin;
@@ -41,7 +42,8 @@ impl Host {
         let host_plugins = config.host_plugins(env.as_deref())?;
         let engine =
             Engine::new(&engine_settings(&config)).context("creating the wasmtime engine")?;
-        let cache = CompileCache::locate(config.cache_dir.as_deref());
+        let cache = CompileCache::locate(config.cache_dir.as_deref())
+            .with_compiler(Compiler::for_this_process(&config.compile));
         let aws = if host_plugins.is_enabled(HostPlugin::Aws) {
             Some(Arc::new(
                 AwsPlugin::from_config(&config).context("the aws host plugin")?,

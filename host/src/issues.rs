@@ -209,6 +209,19 @@ impl IssueStore {
         Ok(())
     }
 
+    /// The ids of the monitor's active issues.
+    pub async fn active_ids(&self, monitor: &str) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT issue_id FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
+        )
+        .bind(monitor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
+    }
+
     /// Records issues `search` found: new ids are created, active ids get the new data.
     pub async fn record_found(&self, monitor: &str, found: Vec<Issue>) -> Result<Vec<Change>> {
         let mut changes = Vec::new();
@@ -249,7 +262,11 @@ impl IssueStore {
             Change::Updated
         } else if !create {
             if !self.is_active(monitor, id).await? {
-                tracing::warn!(monitor, issue_id = %id, "update returned an issue that is not active; ignored");
+                tracing::warn!(
+                    monitor,
+                    issue_id = crate::guest_text::shortened(id, 64).as_str(),
+                    "update returned an issue that is not active; ignored"
+                );
             }
             Change::Unchanged
         } else {
@@ -357,9 +374,10 @@ impl IssueStore {
         let event = change.event();
         match data {
             Some(data) => {
-                tracing::info!(target: TARGET, monitor, issue_id = %id, event, data = %data, "issue {event}")
+                let data = data.to_string();
+                tracing::info!(target: TARGET, monitor, issue_id = id, event, data = data.as_str(), "issue {event}")
             }
-            None => tracing::info!(target: TARGET, monitor, issue_id = %id, event, "issue {event}"),
+            None => tracing::info!(target: TARGET, monitor, issue_id = id, event, "issue {event}"),
         }
         let Some(events) = &self.events else { return };
         let body = serde_json::json!({
@@ -375,7 +393,7 @@ impl IssueStore {
             .send_to_queue(&events.queue, body.to_string())
             .await
         {
-            tracing::error!(monitor, issue_id = %id, event, queue = %events.queue, "cannot send the issue event: {e}");
+            tracing::error!(monitor, issue_id = id, event, queue = %events.queue, "cannot send the issue event: {}", crate::guest_text::escape(&e));
         }
     }
 }
@@ -453,12 +471,46 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}/{path}")
 }
 
-/// Keeps the issues whose id and data are acceptable; logs the others by monitor and id.
+/// Refuses a whole result of more than `limit` issues (`limits.issues_per_call`): never a
+/// partial write, never a line per dropped issue.
+pub fn check_issue_count(
+    monitor: &str,
+    function: &str,
+    count: usize,
+    limit: u32,
+) -> Result<(), String> {
+    if count > limit as usize {
+        return Err(format!(
+            "monitor '{monitor}': {function} returned {count} issues, over its limit of {limit} \
+             (limits.issues_per_call); the whole result was refused"
+        ));
+    }
+    Ok(())
+}
+
+/// Invalid issues logged one by one per result; the rest are counted in one line.
+const INVALID_ISSUES_SHOWN: usize = 10;
+
+/// Keeps the issues whose id and data are acceptable; logs the others by monitor and id (the
+/// first few, then a count).
 fn validate(monitor: &str, function: &str, issues: Vec<Issue>) -> Vec<(String, Value)> {
     let mut seen = std::collections::HashSet::new();
     let mut valid = Vec::with_capacity(issues.len());
+    let mut invalid = 0usize;
+    let mut report = |shown: &str, problem: &str| {
+        invalid += 1;
+        if invalid <= INVALID_ISSUES_SHOWN {
+            tracing::warn!(
+                monitor,
+                function,
+                issue_id = shown,
+                "dropping issue: {problem}"
+            );
+        }
+    };
     for Issue { id, data } in issues {
-        let shown: String = id.chars().take(64).collect();
+        // Guest-chosen: shortened and escaped here, quoted by the log's field formatting.
+        let shown = crate::guest_text::shortened(&id, 64);
         let problem =
             if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
                 Some(format!(
@@ -475,18 +527,23 @@ fn validate(monitor: &str, function: &str, issues: Vec<Issue>) -> Vec<(String, V
                 None
             };
         if let Some(problem) = problem {
-            tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: {problem}");
+            report(&shown, &problem);
             continue;
         }
         match serde_json::from_str::<Value>(&data) {
             Ok(value @ Value::Object(_)) => valid.push((id, value)),
-            Ok(_) => {
-                tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: data is not a JSON object")
-            }
-            Err(e) => {
-                tracing::warn!(monitor, function, issue_id = %shown, "dropping issue: data is not JSON: {e}")
-            }
+            Ok(_) => report(&shown, "data is not a JSON object"),
+            Err(e) => report(&shown, &format!("data is not JSON: {e}")),
         }
+    }
+    if invalid > INVALID_ISSUES_SHOWN {
+        tracing::warn!(
+            monitor,
+            function,
+            dropped = invalid,
+            "dropped {invalid} invalid issues in all ({} more than shown)",
+            invalid - INVALID_ISSUES_SHOWN
+        );
     }
     valid
 }
@@ -559,6 +616,9 @@ mod tests {
             vec![Change::Updated]
         );
         assert_eq!(store.active("m").await.unwrap().len(), 1);
+        let ids = store.active_ids("m").await.unwrap();
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["a".to_owned()]);
+        assert!(store.active_ids("other").await.unwrap().is_empty());
         assert!(store.solve("m", "a").await.unwrap());
         assert!(!store.solve("m", "a").await.unwrap(), "solved twice");
         assert!(store.active("m").await.unwrap().is_empty());

@@ -195,6 +195,7 @@ impl MonitorPlugin {
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
+        let log = crate::sandbox::call_log(self.name.clone(), &self.limits);
         let aws = self
             .capabilities
             .aws
@@ -203,6 +204,7 @@ impl MonitorPlugin {
                 monitor: self.name.clone(),
                 grants: grants.clone(),
                 plugin: plugin.clone(),
+                log: log.clone(),
             });
         let secrets = self
             .capabilities
@@ -210,19 +212,24 @@ impl MonitorPlugin {
             .as_ref()
             .map(|(store, declared)| SecretsInstance {
                 monitor: self.name.clone(),
+                log: log.clone(),
                 declared: declared.clone(),
                 store: store.clone(),
             });
         let mut store = Store::new(
             self.engine.wasmtime(),
-            InstanceState::new(self.name.clone(), &self.limits, aws, secrets),
+            InstanceState::new(self.name.clone(), &self.limits, log.clone(), aws, secrets),
         );
         store.limiter(|state| &mut state.limits);
+        // What the guest hands the host in one transfer (a host call's arguments, an export's
+        // result) is charged by wasmtime as it lifts it, before copying: a list of a million
+        // issues or 1.5 million headers is refused without being allocated.
+        store
+            .set_hostcall_fuel(usize::try_from(self.limits.transfer_bytes.0).unwrap_or(usize::MAX));
         // Guest code yields to tokio at every epoch tick, so a spinning guest neither holds a
         // worker thread nor escapes the timeout below (or a shutdown that drops the call).
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
-        let log = store.data().log.clone();
         let _ticking = self.engine.running_guest();
 
         let run = async {
@@ -251,6 +258,9 @@ impl MonitorPlugin {
             Ok(Ok(Err(message))) => Err(CallErrorKind::Returned(message)),
             Ok(Ok(Ok(reply))) => Ok(reply),
         };
+        // The instance's stdout/stderr flush their last partial line when the store drops.
+        drop(store);
+        log.finish();
         outcome.map_err(|kind| CallError {
             monitor: self.name.clone(),
             function,
@@ -259,7 +269,7 @@ impl MonitorPlugin {
     }
 
     fn classify(&self, error: wasmtime::Error, log: &crate::guest_log::GuestLog) -> CallErrorKind {
-        tracing::debug!(monitor = %self.name, "guest failure: {error:?}");
+        tracing::debug!(monitor = %self.name, "guest failure: {}", crate::guest_text::escape(&format!("{error:?}")));
         if let Some(trap) = error.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => CallErrorKind::Deadline(self.limits.timeout.0),
@@ -277,7 +287,13 @@ impl MonitorPlugin {
             return CallErrorKind::Trap(format!("the guest called exit({})", exit.0));
         }
         let text = format!("{error:#}");
-        if text.contains("growing memory") {
+        if text.contains("too much data is being copied between the host and the guest") {
+            CallErrorKind::Limit(format!(
+                "it handed the host more than {} bytes in one transfer (limits.transfer_bytes; \
+                 a list element counts its host size, e.g. 48 bytes per issue)",
+                self.limits.transfer_bytes.0
+            ))
+        } else if text.contains("growing memory") {
             CallErrorKind::Limit(format!(
                 "memory limit of {} bytes reached",
                 self.limits.memory.0
@@ -347,15 +363,18 @@ pub enum CallErrorKind {
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages, panic texts and trap backtraces (function names come from the component's
+        // name section) are the guest's words: escaped, so they stay on this one line.
+        use crate::guest_text::escape;
         write!(f, "monitor '{}': {} ", self.monitor, self.function)?;
         match &self.kind {
-            CallErrorKind::Returned(message) => write!(f, "returned an error: {message}"),
+            CallErrorKind::Returned(message) => write!(f, "returned an error: {}", escape(message)),
             CallErrorKind::Deadline(timeout) => {
                 write!(f, "exceeded its deadline of {timeout:?} and was stopped")
             }
-            CallErrorKind::Limit(what) => write!(f, "was stopped: {what}"),
-            CallErrorKind::Panic(message) => write!(f, "panicked: {message}"),
-            CallErrorKind::Trap(what) => write!(f, "trapped: {what}"),
+            CallErrorKind::Limit(what) => write!(f, "was stopped: {}", escape(what)),
+            CallErrorKind::Panic(message) => write!(f, "panicked: {}", escape(message)),
+            CallErrorKind::Trap(what) => write!(f, "trapped: {}", escape(what)),
         }
     }
 }

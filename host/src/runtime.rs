@@ -31,7 +31,23 @@ pub struct ScheduledMonitor {
     /// Set while a `process_monitor` message for it is queued or running, so a slow monitor
     /// is not triggered again on top of itself (Sentinela's `queued`/`running` flags).
     busy: AtomicBool,
+    /// Tasks that hit the deadline in a row, and until when the monitor is not run because of
+    /// them: a monitor that keeps spinning to its deadline cannot keep the executor's slots
+    /// from the others.
+    backoff: Mutex<Backoff>,
 }
+
+/// A monitor's deadline backoff: after the n-th deadline in a row it is not run for
+/// 2^(n-1) s, at most [`MAX_BACKOFF`]; a task that ends in time resets it.
+#[derive(Debug, Default)]
+struct Backoff {
+    strikes: u32,
+    until: Option<Instant>,
+    /// Triggers skipped because of it, since start.
+    skipped: u64,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl ScheduledMonitor {
     pub fn new(
@@ -44,11 +60,56 @@ impl ScheduledMonitor {
             search_cron,
             update_cron,
             busy: AtomicBool::new(false),
+            backoff: Mutex::new(Backoff::default()),
         }
     }
 
     fn name(&self) -> &str {
         &self.plugin.name
+    }
+
+    /// Whether the monitor is backing off now; counts the skipped trigger.
+    fn backing_off(&self) -> bool {
+        let mut backoff = lock(&self.backoff);
+        match backoff.until {
+            Some(until) if Instant::now() < until => {
+                backoff.skipped += 1;
+                tracing::debug!(
+                    monitor = self.name(),
+                    skipped = backoff.skipped,
+                    "backing off after deadlines; trigger skipped"
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the monitor's last task hit its deadline.
+    fn is_suspect(&self) -> bool {
+        lock(&self.backoff).strikes > 0
+    }
+
+    /// Records how a task ended: a deadline extends the backoff, anything else resets it.
+    fn record_outcome(&self, hit_deadline: bool) {
+        let mut backoff = lock(&self.backoff);
+        if !hit_deadline {
+            backoff.strikes = 0;
+            backoff.until = None;
+            return;
+        }
+        backoff.strikes = backoff.strikes.saturating_add(1);
+        let pause =
+            Duration::from_secs(1u64 << backoff.strikes.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+        backoff.until = Some(Instant::now() + pause);
+        tracing::warn!(
+            monitor = self.name(),
+            deadlines_in_a_row = backoff.strikes,
+            backoff_s = pause.as_secs(),
+            skipped_so_far = backoff.skipped,
+            "monitor hit its deadline; not running it for {}s so it cannot hold the executor's slots",
+            pause.as_secs()
+        );
     }
 }
 
@@ -77,6 +138,10 @@ pub struct Runtime {
     queue: Arc<ApplicationQueue>,
     issues: Arc<IssueStore>,
     options: RuntimeOptions,
+    /// Slots monitors whose last task hit its deadline may hold together: one fewer than
+    /// `executor.concurrency` (when there are two or more), so at least one slot is always
+    /// left to monitors that end in time.
+    suspect_slots: Arc<Semaphore>,
 }
 
 impl Runtime {
@@ -93,6 +158,7 @@ impl Runtime {
                 .collect(),
             queue: Arc::new(queue),
             issues: Arc::new(issues),
+            suspect_slots: Arc::new(Semaphore::new(options.concurrency.saturating_sub(1).max(1))),
             options,
         }
     }
@@ -188,6 +254,9 @@ impl Runtime {
     /// processes, so there each executor skips a monitor it is already running.
     async fn trigger(&self, monitor: &ScheduledMonitor, tasks: Vec<Task>) {
         let gate = !self.queue.is_shared();
+        if gate && monitor.backing_off() {
+            return;
+        }
         if gate && monitor.busy.swap(true, Ordering::AcqRel) {
             tracing::debug!(
                 monitor = monitor.name(),
@@ -358,6 +427,9 @@ impl Runtime {
         };
         match message {
             Message::ProcessMonitor { tasks, .. } => {
+                if self.queue.is_shared() && monitor.backing_off() {
+                    return;
+                }
                 if self.queue.is_shared() && monitor.busy.swap(true, Ordering::AcqRel) {
                     tracing::info!(
                         monitor = monitor.name(),
@@ -365,7 +437,7 @@ impl Runtime {
                     );
                     return;
                 }
-                self.run_tasks(monitor, &tasks).await;
+                self.run_tasks_fairly(monitor, &tasks).await;
                 monitor.busy.store(false, Ordering::Release);
             }
             Message::Request {
@@ -409,6 +481,29 @@ impl Runtime {
         }
     }
 
+    /// Runs the tasks, unless the monitor's last task hit its deadline and the slots such
+    /// monitors may share are all taken: then this trigger is skipped (and counted).
+    async fn run_tasks_fairly(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
+        let _permit = if monitor.is_suspect() {
+            match self.suspect_slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let mut backoff = lock(&monitor.backoff);
+                    backoff.skipped += 1;
+                    tracing::debug!(
+                        monitor = monitor.name(),
+                        skipped = backoff.skipped,
+                        "other monitors that hit their deadline hold the slots they may share; trigger skipped"
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        self.run_tasks(monitor, tasks).await;
+    }
+
     pub async fn run_tasks(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
         for task in tasks {
             let started = Instant::now();
@@ -417,6 +512,11 @@ impl Runtime {
                 Task::Update => self.update(&monitor.plugin).await,
             };
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+            let hit_deadline = matches!(
+                &outcome,
+                Err(TaskError::Call(e)) if matches!(e.kind, crate::plugin::CallErrorKind::Deadline(_))
+            );
+            monitor.record_outcome(hit_deadline);
             match outcome {
                 Ok(()) => {
                     tracing::info!(monitor = monitor.name(), task = ?task, elapsed_ms, "task finished")
@@ -430,6 +530,25 @@ impl Runtime {
 
     async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
         if let Reply::Issues(found) = plugin.call(Call::Search).await? {
+            let limits = &plugin.limits;
+            crate::issues::check_issue_count(
+                &plugin.name,
+                "search",
+                found.len(),
+                limits.issues_per_call,
+            )
+            .map_err(TaskError::Limit)?;
+            let active = self.issues.active_ids(&plugin.name).await?;
+            let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
+            if active.len() + opened > limits.active_issues as usize {
+                return Err(TaskError::Limit(format!(
+                    "monitor '{}': search would open {opened} issues beside its {} active ones, \
+                     over its limit of {} (limits.active_issues); the whole result was refused",
+                    plugin.name,
+                    active.len(),
+                    limits.active_issues
+                )));
+            }
             self.issues.record_found(&plugin.name, found).await?;
         }
         Ok(())
@@ -442,6 +561,13 @@ impl Runtime {
             return Ok(());
         }
         if let Reply::Issues(updated) = plugin.call(Call::Update(active)).await? {
+            crate::issues::check_issue_count(
+                &plugin.name,
+                "update",
+                updated.len(),
+                plugin.limits.issues_per_call,
+            )
+            .map_err(TaskError::Limit)?;
             self.issues.record_updated(&plugin.name, updated).await?;
         }
         let active = self.issues.active(&plugin.name).await?;
@@ -452,7 +578,7 @@ impl Runtime {
                     self.issues.solve(&plugin.name, &id).await?;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(monitor = %plugin.name, issue_id = %id, "{e}"),
+                Err(e) => tracing::error!(monitor = %plugin.name, issue_id = id.as_str(), "{e}"),
             }
         }
         Ok(())
@@ -463,6 +589,8 @@ impl Runtime {
 #[derive(Debug)]
 pub enum TaskError {
     Call(crate::plugin::CallError),
+    /// A per-monitor limit refused the call's result.
+    Limit(String),
     Store(String),
 }
 
@@ -483,6 +611,7 @@ impl std::fmt::Display for TaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TaskError::Call(e) => write!(f, "{e}"),
+            TaskError::Limit(e) => write!(f, "{e}"),
             TaskError::Store(e) => write!(f, "issue store: {e}"),
         }
     }

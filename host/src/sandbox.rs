@@ -4,13 +4,23 @@
 
 use std::sync::Arc;
 
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::aws::call::AwsInstance;
 use crate::bindings::sentinela::plugin::log::Level;
 use crate::config::Limits;
 use crate::guest_log::GuestLog;
+
+/// The log budget of one call of a monitor with these limits.
+pub fn call_log(monitor: Arc<str>, limits: &Limits) -> GuestLog {
+    GuestLog::new(
+        monitor,
+        usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX),
+        limits.log_lines as usize,
+        limits.aws_requests,
+    )
+}
 use crate::secrets::SecretsInstance;
 
 /// Everything one invocation's store holds.
@@ -21,22 +31,20 @@ pub struct InstanceState {
     pub aws: Option<AwsInstance>,
     /// The secrets declared for this monitor.
     pub secrets: Option<SecretsInstance>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: InstanceLimits,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl InstanceState {
+    /// `log` is the call's budget, shared with the capabilities' per-instance state.
     pub fn new(
         monitor: Arc<str>,
         limits: &Limits,
+        log: GuestLog,
         aws: Option<AwsInstance>,
         secrets: Option<SecretsInstance>,
     ) -> InstanceState {
-        let log = GuestLog::new(
-            monitor.clone(),
-            usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX),
-        );
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream("stdout", Level::Info))
             .stderr(log.stream("stderr", Level::Warn))
@@ -45,12 +53,7 @@ impl InstanceState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(limits.memory.0).unwrap_or(usize::MAX))
-            .table_elements(limits.table_elements as usize)
-            .instances(limits.instances as usize)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = InstanceLimits::new(limits);
         InstanceState {
             monitor,
             log,
@@ -69,5 +72,119 @@ impl WasiView for InstanceState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The memory and table limits of one instance, summed over all of its core instances'
+/// memories and tables (a component holds several, and a hostile one can hold many), with
+/// caps on how many of each it may create. Growing past a limit traps the call.
+#[derive(Debug)]
+pub struct InstanceLimits {
+    memory_bytes: usize,
+    table_elements: usize,
+    memories: usize,
+    tables: usize,
+    instances: usize,
+    /// Bytes of every memory created so far, as granted by `memory_growing`.
+    memory_used: usize,
+    table_used: usize,
+}
+
+impl InstanceLimits {
+    pub fn new(limits: &Limits) -> InstanceLimits {
+        InstanceLimits {
+            memory_bytes: usize::try_from(limits.memory.0).unwrap_or(usize::MAX),
+            table_elements: limits.table_elements as usize,
+            memories: limits.memories as usize,
+            tables: limits.tables as usize,
+            instances: limits.instances as usize,
+            memory_used: 0,
+            table_used: 0,
+        }
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_used(&self) -> usize {
+        self.memory_used
+    }
+}
+
+impl ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // `current` is this memory's size (0 when it is created): the total grows by the
+        // difference.
+        let total = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_bytes {
+            // The text is what `MonitorPlugin::classify` recognises as the memory limit.
+            wasmtime::bail!(
+                "forcing trap when growing memory: the instance's memories would hold {total} \
+                 bytes, over the limit of {}",
+                self.memory_bytes
+            );
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self
+            .table_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.table_elements {
+            wasmtime::bail!(
+                "forcing trap when growing table: the instance's tables would hold {total} \
+                 elements, over the limit of {}",
+                self.table_elements
+            );
+        }
+        self.table_used = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_summed_over_every_memory() {
+        let mut limits = InstanceLimits::new(&Limits {
+            memory: crate::config::ByteSize(10 << 20),
+            ..Limits::default()
+        });
+        // Three memories of 3 MiB each fit; a fourth does not, nor growing one past the sum.
+        for _ in 0..3 {
+            assert!(limits.memory_growing(0, 3 << 20, None).unwrap());
+        }
+        assert!(limits.memory_growing(0, 3 << 20, None).is_err());
+        assert!(limits.memory_growing(3 << 20, 4 << 20, None).unwrap());
+        assert_eq!(limits.memory_used(), 10 << 20);
+        assert!(limits.memory_growing(4 << 20, 5 << 20, None).is_err());
     }
 }

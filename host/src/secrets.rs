@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::audit::shorten;
 use crate::aws::AwsPlugin;
-use crate::aws::call::AUDIT_TARGET;
-use crate::aws::credentials::shorten;
 use crate::bindings::sentinela::plugin::secrets;
 use crate::bindings::sentinela::plugin::types::Error;
 use crate::config::SecretSource;
@@ -46,7 +45,13 @@ impl Drop for SecretValue {
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<(Arc<SecretValue>, Instant)>>>;
+/// A secret's last fetch: its value, or the error it failed with, and when.
+type Slot = Arc<tokio::sync::Mutex<Option<(Result<Arc<SecretValue>, Error>, Instant)>>>;
+
+/// How long a failed fetch (not found, denied, unavailable) is served from the cache: a
+/// monitor asking for a missing secret in a loop costs one upstream request per this long,
+/// not one per call.
+const FAILED_FETCH_TTL: Duration = Duration::from_secs(10);
 
 /// The process's secret cache.
 pub struct SecretStore {
@@ -78,16 +83,24 @@ impl SecretStore {
             .clone();
         // Held across the fetch: concurrent first requests wait for this one.
         let mut cached = slot.lock().await;
-        if let Some((value, fetched)) = cached.as_ref()
-            && fetched.elapsed() < self.ttl
-        {
-            return Ok((value.clone(), true));
+        if let Some((result, fetched)) = cached.as_ref() {
+            let ttl = if result.is_ok() {
+                self.ttl
+            } else {
+                FAILED_FETCH_TTL.min(self.ttl)
+            };
+            if fetched.elapsed() < ttl {
+                return result.clone().map(|value| (value, true));
+            }
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let value = Arc::new(SecretValue(self.fetch(source).await?));
-        *cached = Some((value.clone(), Instant::now()));
-        Ok((value, false))
+        let result = self
+            .fetch(source)
+            .await
+            .map(|value| Arc::new(SecretValue(value)));
+        *cached = Some((result.clone(), Instant::now()));
+        result.map(|value| (value, false))
     }
 
     async fn fetch(&self, source: &SecretSource) -> Result<String, Error> {
@@ -110,7 +123,7 @@ impl SecretStore {
                     .unwrap_or_else(|| "us-east-1".into());
                 let input = json!({ "Name": name, "WithDecryption": true }).to_string();
                 let output = aws()?
-                    .host_json(credential, "ssm", &region, "GetParameter", &input)
+                    .host_json(credential, "ssm", &region, "GetParameter", &input, name)
                     .await
                     .map_err(not_found_as("parameter", name))?;
                 let output: Value = serde_json::from_str(&output)
@@ -143,6 +156,7 @@ impl SecretStore {
                         &region,
                         "GetSecretValue",
                         &input.to_string(),
+                        secret_id,
                     )
                     .await
                     .map_err(not_found_as("secret", secret_id))?;
@@ -201,6 +215,8 @@ pub type DeclaredSecrets = Arc<BTreeMap<String, SecretSource>>;
 /// A monitor's view of the secret store: the names its config declares.
 pub struct SecretsInstance {
     pub monitor: Arc<str>,
+    /// The call's log budget: refusal lines are charged to it.
+    pub log: crate::guest_log::GuestLog,
     pub declared: DeclaredSecrets,
     pub store: Arc<SecretStore>,
 }
@@ -216,10 +232,28 @@ impl SecretsInstance {
             Err(Error::Invalid(_)) => "invalid",
             Err(_) => "error",
         };
+        let (source, credential) = match self.declared.get(name) {
+            Some(SecretSource::SecretsManager { credential, .. }) => {
+                ("secretsmanager", credential.as_str())
+            }
+            Some(SecretSource::Ssm { credential, .. }) => ("ssm", credential.as_str()),
+            Some(SecretSource::Env { .. }) => ("env", ""),
+            None => ("", ""),
+        };
+        if matches!(outcome, "denied" | "invalid") {
+            // Refused before any fetch: counted, audited once per kind at the end of the call.
+            use crate::audit::RefusalSink;
+            self.log
+                .count_refusal(outcome, "", "secrets", "get", &shorten(name));
+            return result.map(|value| value.expose().to_owned());
+        }
         tracing::info!(
-            target: AUDIT_TARGET,
+            target: crate::audit::TARGET,
+            actor = "monitor",
             monitor = %self.monitor,
             secret = %shorten(name),
+            source,
+            credential,
             cache,
             outcome,
             latency_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -241,7 +275,9 @@ impl SecretsInstance {
             );
         }
         let Some(source) = self.declared.get(name) else {
-            tracing::warn!(monitor = %self.monitor, missing_grant = %shorten(name), "refused: secret not declared for this monitor");
+            if self.log.allow_host_line(160) {
+                tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: secret not declared for this monitor");
+            }
             return (
                 Err(Error::Denied(format!(
                     "secret '{}' is not declared for monitor '{}'",
@@ -295,6 +331,18 @@ mod tests {
         let (_, cached) = store.get(&source).await.unwrap();
         assert!(!cached, "an expired value was served");
         assert_eq!(store.fetches.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_are_cached_briefly() {
+        let store = SecretStore::new(Duration::from_secs(300), None);
+        let missing = SecretSource::Env {
+            var: "SENTINELA_TEST_NO_SUCH_VARIABLE".into(),
+        };
+        for _ in 0..100 {
+            assert!(matches!(store.get(&missing).await, Err(Error::NotFound(_))));
+        }
+        assert_eq!(store.fetches.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]

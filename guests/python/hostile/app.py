@@ -2,7 +2,9 @@
 
 - `search` never returns (the deadline must stop it),
 - `update` allocates without bound (the memory limit must stop it),
-- `is_solved` signs with credentials it was not granted (the host must deny every one).
+- `is_solved` signs with credentials it was not granted (the host must deny every one), or,
+  for the issue `mint`, asks a granted credential for key material and secret values through
+  `aws-call` (the host must deny every one, whatever `sts:*`-style grants say).
 """
 
 from sentinela_monitor import Aws, HostError, Monitor, export, log
@@ -23,6 +25,8 @@ class Hostile(Monitor):
             blocks.append(bytearray(1 << 20))
 
     def is_solved(self, issue):
+        if issue.id == "mint":
+            return self.mint()
         refused = []
         for credential in STOLEN:
             try:
@@ -31,6 +35,29 @@ class Hostile(Monitor):
                 refused.append(f"{credential}: {e}")
                 continue
             return True  # the host signed with a credential this monitor was not granted
+        raise PermissionError("; ".join(refused))
+
+
+    def mint(self):
+        aws = Aws("MONITORING")
+        attempts = {
+            "GetSessionToken": lambda: aws.query("sts", "GetSessionToken", {}),
+            "AssumeRole": lambda: aws.query(
+                "sts", "AssumeRole", {"RoleArn": "arn:aws:iam::123456789012:role/x", "RoleSessionName": "x"}
+            ),
+            "CreateAccessKey": lambda: aws.query("iam", "CreateAccessKey", {"UserName": "x"}),
+            "GetSecretValue": lambda: aws.json("secretsmanager", "GetSecretValue", {"SecretId": "x"}),
+            "GetParameter": lambda: aws.json("ssm", "GetParameter", {"Name": "x", "WithDecryption": True}),
+        }
+        refused = []
+        for name, attempt in attempts.items():
+            try:
+                got = attempt()
+            except HostError as e:
+                refused.append(f"{name}: {e}")
+                continue
+            log.error(f"{name} answered: {got}")
+            return True  # the host let key material or a secret value through
         raise PermissionError("; ".join(refused))
 
 

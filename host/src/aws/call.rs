@@ -1,37 +1,53 @@
-//! The `aws-call` interface: checks a monitor's grants, builds the request for the service's
-//! protocol, signs it with the granted credential and maps the answer. Every call, allowed or
-//! not, is one audit event on target `sentinela::audit`.
+//! The `aws-call` interface: checks a monitor's grants (deny by default, see
+//! [`crate::grants`]), builds the request for the service's protocol, signs it with the
+//! granted credential and maps the answer. Every call, allowed or not, is one audit event on
+//! target `sentinela::audit`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+use crate::audit::{Actor, AuditEvent};
 use crate::bindings::sentinela::plugin::aws_call::{self, Request, Response};
 use crate::bindings::sentinela::plugin::types::{AwsError, Error};
 use crate::config::{AwsOperationGrant, CredentialName};
+use crate::grants::{self, RequestResources};
+use crate::guest_log::GuestLog;
 use crate::sandbox::InstanceState;
 
 use super::AwsPlugin;
 use super::client::{AwsClient, Outgoing, SendError};
-use super::credentials::shorten;
+use super::resources;
 use super::services::{Protocol, Service, valid_operation};
+use crate::audit::shorten;
 
-pub const AUDIT_TARGET: &str = "sentinela::audit";
+/// Caps on the shape of one call's arguments, checked before anything is encoded, signed or
+/// parsed (the request's bytes are capped by `CallLimits::max_request_bytes` too).
+pub const MAX_QUERY_PARAMS: usize = 1000;
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The bytes of a list of pairs, summed without copying.
+fn pair_bytes(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+}
 
 /// A monitor's view of the `aws` host plugin: its grants and the shared clients.
 pub struct AwsInstance {
     pub monitor: Arc<str>,
     pub grants: Arc<AwsGrants>,
     pub plugin: Arc<AwsPlugin>,
+    /// The call's log budget: refusal lines are charged to it, refused calls counted in it.
+    pub log: GuestLog,
 }
 
 /// What one monitor may do through `aws-call`.
 #[derive(Debug, Default)]
 pub struct AwsGrants {
     pub credentials: Vec<CredentialName>,
-    /// Empty: every operation of every service.
+    /// The `grants.aws` entries; empty: no operation (deny by default).
     pub operations: Vec<AwsOperationGrant>,
     /// Names from the `queues:` section.
     pub queues: Vec<String>,
@@ -47,52 +63,35 @@ impl From<&crate::config::Grants> for AwsGrants {
     }
 }
 
-/// One call as the audit log sees it.
-pub(super) struct Audit<'a> {
-    monitor: &'a str,
-    credential: String,
-    service: String,
-    operation: String,
-    started: Instant,
-}
-
-impl Audit<'_> {
-    pub(super) fn finish<T>(&self, result: &Result<T, Error>, status: Option<u16>) {
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(Error::Denied(_)) => "denied",
-            Err(Error::NotFound(_)) => "not-found",
-            Err(Error::Invalid(_)) => "invalid",
-            Err(Error::Aws(_)) => "aws-error",
-            Err(Error::Limit(_)) => "limit",
-            Err(Error::Unavailable(_)) => "unavailable",
-        };
-        tracing::info!(
-            target: AUDIT_TARGET,
-            monitor = self.monitor,
-            credential = %self.credential,
-            service = %self.service,
-            operation = %self.operation,
-            status = status.unwrap_or(0),
-            outcome,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1e3,
-            "aws-call"
-        );
-    }
-}
-
 impl AwsInstance {
-    pub(super) fn audit(&self, credential: &str, service: &str, operation: &str) -> Audit<'_> {
-        Audit {
-            monitor: &self.monitor,
-            credential: shorten(credential),
-            service: shorten(service),
-            operation: shorten(operation),
-            started: Instant::now(),
-        }
+    pub(super) fn audit(&self, credential: &str, service: &str, operation: &str) -> AuditEvent<'_> {
+        AuditEvent::start(
+            Actor::Monitor(&self.monitor),
+            credential,
+            service,
+            operation,
+        )
+        .counting_refusals_in(&self.log)
     }
 
-    /// Checks the grants and returns the client for (credential, service, region).
+    /// A host line about a refused call, if the call's log budget allows it.
+    pub(super) fn refusal_line(&self) -> bool {
+        self.log.allow_host_line(160)
+    }
+
+    /// Takes one request from the call's `limits.aws_requests` allowance.
+    pub(super) fn take_request(&self) -> Result<(), Error> {
+        self.log.take_aws_request().map_err(|_| {
+            Error::Limit(format!(
+                "monitor '{}' reached its limits.aws_requests cap for this call",
+                self.monitor
+            ))
+        })
+    }
+
+    /// Checks the credential, service and operation names and returns the client for
+    /// (credential, service, region). Whether the operation is granted is decided by
+    /// [`AwsInstance::check_grant`], once the request's resources are known.
     fn authorize(
         &self,
         credential: &str,
@@ -105,14 +104,18 @@ impl AwsInstance {
             Error::Invalid(format!("invalid credential name '{}'", shorten(credential)))
         })?;
         if name.as_str() == CredentialName::APPLICATION {
-            tracing::warn!(monitor = %self.monitor, "refused: a monitor asked for the APPLICATION credential");
+            if self.refusal_line() {
+                tracing::warn!(monitor = %self.monitor, "refused: a monitor asked for the APPLICATION credential");
+            }
             return Err(Error::Denied(
                 "the APPLICATION credential belongs to the host and is never available to monitors"
                     .into(),
             ));
         }
         if !self.grants.credentials.contains(&name) {
-            tracing::warn!(monitor = %self.monitor, missing_grant = %name, "refused: credential not granted");
+            if self.refusal_line() {
+                tracing::warn!(monitor = %self.monitor, missing_grant = %name, "refused: credential not granted");
+            }
             return Err(Error::Denied(format!(
                 "credential {name} is not granted to monitor '{}'",
                 self.monitor
@@ -142,17 +145,6 @@ impl AwsInstance {
                 shorten(operation)
             )));
         }
-        let allowed = self.grants.operations.is_empty()
-            || self.grants.operations.iter().any(|g| {
-                g.service == service.name && g.operation.as_deref().is_none_or(|op| op == operation)
-            });
-        if !allowed {
-            tracing::warn!(monitor = %self.monitor, missing_grant = %format!("{}:{operation}", service.name), "refused: operation not in the aws allow-list");
-            return Err(Error::Denied(format!(
-                "{}:{operation} is not in monitor '{}''s aws allow-list",
-                service.name, self.monitor
-            )));
-        }
         let credential = self
             .plugin
             .credentials
@@ -160,6 +152,37 @@ impl AwsInstance {
             .map_err(Error::Unavailable)?;
         let region = credential.region(region).map_err(Error::Invalid)?;
         Ok(self.plugin.client(credential, service, region))
+    }
+
+    /// Whether the monitor's `grants.aws` allow `operation` on `resources` (deny by default).
+    fn check_grant(
+        &self,
+        client: &AwsClient,
+        operation: &str,
+        input: Option<&serde_json::Value>,
+        resources: &RequestResources,
+    ) -> Result<(), Error> {
+        let service = client.service.name;
+        grants::authorize(
+            &self.monitor,
+            &self.grants.operations,
+            service,
+            operation,
+            input,
+            resources,
+        )
+        .map_err(|refusal| {
+            if self.refusal_line() {
+                tracing::warn!(
+                    monitor = %self.monitor,
+                    missing_grant = format!("{service}:{operation}").as_str(),
+                    resource = resources.first().map(shorten).unwrap_or_default().as_str(),
+                    "refused: {}",
+                    crate::guest_text::escape(&refusal.to_string())
+                );
+            }
+            Error::Denied(refusal.to_string())
+        })
     }
 
     pub async fn json(
@@ -170,12 +193,28 @@ impl AwsInstance {
         operation: &str,
         input: &str,
     ) -> Result<String, Error> {
-        let audit = self.audit(credential, service, operation);
+        let mut audit = self.audit(credential, service, operation);
         let (result, status) = async {
             let client = self.authorize(credential, service, region, operation, |p| {
                 matches!(p, Protocol::Json { .. })
             })?;
-            Ok::<_, Error>(json_call(&self.plugin, &client, operation, input).await)
+            let limit = self.plugin.limits.max_request_bytes;
+            if input.len() > limit {
+                return Err(Error::Limit(format!(
+                    "request body of {} bytes is over the {limit} byte cap",
+                    input.len()
+                )));
+            }
+            // What is checked is what is sent: the parsed input, encoded again, so duplicate
+            // keys cannot show the grant check one queue and AWS another.
+            let parsed: serde_json::Value = serde_json::from_str(input)
+                .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
+            let resources = resources::of_json(client.service.name, &client.region, &parsed);
+            audit.set_resource(resources.first());
+            self.check_grant(&client, operation, Some(&parsed), &resources)?;
+            let canonical = parsed.to_string();
+            self.take_request()?;
+            Ok::<_, Error>(json_call(&self.plugin, &client, operation, &canonical).await)
         }
         .await
         .unwrap_or_else(|e| (Err(e), None));
@@ -191,16 +230,39 @@ impl AwsInstance {
         action: &str,
         params: &[(String, String)],
     ) -> Result<String, Error> {
-        let audit = self.audit(credential, service, action);
+        let mut audit = self.audit(credential, service, action);
         let (result, status) = async {
             let client = self.authorize(credential, service, region, action, |p| {
                 matches!(p, Protocol::Query { .. })
             })?;
+            let limit = self.plugin.limits.max_request_bytes;
+            if params.len() > MAX_QUERY_PARAMS || pair_bytes(params) > limit {
+                return Err(Error::Limit(format!(
+                    "{} query parameters of {} bytes: at most {MAX_QUERY_PARAMS} parameters and \
+                     {limit} bytes",
+                    params.len(),
+                    pair_bytes(params)
+                )));
+            }
             if let Some((key, _)) = params.iter().find(|(k, _)| k == "Action" || k == "Version") {
                 return Err(Error::Invalid(format!(
                     "parameter '{key}' is set by the host"
                 )));
             }
+            // Query APIs never repeat a key (lists are `Name.member.N`): a repeated key could
+            // show the grant check one resource and AWS another.
+            let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+            keys.sort_unstable();
+            if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(Error::Invalid(format!(
+                    "parameter '{}' is given more than once",
+                    shorten(pair[0])
+                )));
+            }
+            let resources = resources::of_query(client.service.name, params);
+            audit.set_resource(resources.first());
+            self.check_grant(&client, action, None, &resources)?;
+            self.take_request()?;
             Ok::<_, Error>(query_call(&self.plugin, &client, action, params).await)
         }
         .await
@@ -216,7 +278,7 @@ impl AwsInstance {
         region: Option<&str>,
         request: Request,
     ) -> Result<Response, Error> {
-        let audit = self.audit(credential, service, &request.method);
+        let mut audit = self.audit(credential, service, &request.method);
         let (result, status) = async {
             let method = match request.method.to_ascii_uppercase().as_str() {
                 m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH") => {
@@ -232,7 +294,30 @@ impl AwsInstance {
             let client = self.authorize(credential, service, region, method.as_str(), |p| {
                 matches!(p, Protocol::Rest)
             })?;
+            let limit = self.plugin.limits.max_request_bytes;
+            let too_big = request.headers.len() > MAX_HEADERS
+                || pair_bytes(&request.headers) > MAX_HEADER_BYTES
+                || request.query.len() > MAX_QUERY_PARAMS
+                || pair_bytes(&request.query) > limit
+                || request.path.len() > MAX_PATH_BYTES
+                || request.body.len() > limit;
+            if too_big {
+                return Err(Error::Limit(format!(
+                    "request over the caps: at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} \
+                     bytes, {MAX_QUERY_PARAMS} query parameters, a {MAX_PATH_BYTES} byte path and \
+                     a {limit} byte body"
+                )));
+            }
             let mut path_and_query = checked_path(&request.path)?;
+            let headers = checked_headers(&request.headers)?;
+            let resources = resources::of_rest(
+                client.service.name,
+                &client.region,
+                &path_and_query,
+                &headers,
+            );
+            audit.set_resource(resources.first());
+            self.check_grant(&client, method.as_str(), None, &resources)?;
             for (i, (key, value)) in request.query.iter().enumerate() {
                 path_and_query.push(if i == 0 { '?' } else { '&' });
                 path_and_query.push_str(&encode(key));
@@ -241,13 +326,13 @@ impl AwsInstance {
                     path_and_query.push_str(&encode(value));
                 }
             }
-            let headers = checked_headers(&request.headers)?;
             let outgoing = Outgoing {
                 method,
                 path_and_query,
                 headers,
                 body: Bytes::from(request.body),
             };
+            self.take_request()?;
             let (result, status) = send(&self.plugin, &client, outgoing).await;
             let response = result.map(|(headers, body)| Response {
                 status: status.unwrap_or(0),
@@ -390,7 +475,8 @@ pub(super) async fn json_call(
     }
 }
 
-/// Headers only the host sets: a guest's are dropped.
+/// Headers only the host sets, and hop-by-hop headers (RFC 9110 §7.6.1) that belong to one
+/// connection, not to the request: a guest's are dropped.
 const HOST_HEADERS: &[&str] = &[
     "host",
     "authorization",
@@ -398,6 +484,16 @@ const HOST_HEADERS: &[&str] = &[
     "x-amz-security-token",
     "x-amz-content-sha256",
     "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
 ];
 /// Headers that would send the request elsewhere: refused.
 const REFUSED_HEADERS: &[&str] = &[
@@ -424,6 +520,14 @@ fn checked_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, Head
         }
         let name = HeaderName::from_bytes(lower.as_bytes())
             .map_err(|_| Error::Invalid(format!("invalid header name '{}'", shorten(name))))?;
+        // One value per name: a repeated header (a second x-amz-copy-source) could show the
+        // grant check one resource and AWS another.
+        if checked.iter().any(|(seen, _)| *seen == name) {
+            return Err(Error::Invalid(format!(
+                "header '{}' is given more than once",
+                shorten(name.as_str())
+            )));
+        }
         checked.push((name, header_value(value)?));
     }
     Ok(checked)
@@ -636,6 +740,12 @@ mod tests {
         assert_eq!(checked.len(), 1);
         assert!(checked_headers(&[("X-Forwarded-Host".into(), "evil".into())]).is_err());
         assert!(checked_headers(&[("X-A".into(), "a\r\nHost: evil".into())]).is_err());
+        let hop_by_hop = ["Transfer-Encoding", "Connection", "Expect", "TE", "Upgrade"]
+            .map(|k| (k.to_owned(), "chunked".to_owned()));
+        assert!(checked_headers(&hop_by_hop).unwrap().is_empty());
+        let twice = [("x-amz-copy-source", "/a/b"), ("X-Amz-Copy-Source", "/c/d")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert!(checked_headers(&twice).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::AwsPlugin;
 use super::call::{decode_xml_text, query_call, xml_tag};
 use super::services::Service;
+use crate::audit::{Actor, AuditEvent};
 use crate::bindings::sentinela::plugin::types::Error;
 use crate::config::{AssumeRoleConfig, ConnectorConfig, CredentialName};
 
@@ -103,7 +104,11 @@ impl Connector {
             let params = assume_role_params(role, &self.name, external_id);
             let sts = Service::find("sts").ok_or_else(|| unavailable("no sts service"))?;
             let client = plugin.client(&source, sts, region);
-            let xml = query_call(plugin, &client, "AssumeRole", &params).await.0?;
+            let audit = AuditEvent::start(Actor::Host, source.name.as_str(), "sts", "AssumeRole")
+                .with_resource(&role.role_arn);
+            let (result, status) = query_call(plugin, &client, "AssumeRole", &params).await;
+            audit.finish(&result, status);
+            let xml = result?;
             let field = |tag: &str| {
                 xml_tag(&xml, tag)
                     .ok_or_else(|| unavailable(&format!("AssumeRole answer without {tag}")))
@@ -127,7 +132,14 @@ impl Connector {
             .ok_or_else(|| unavailable("no connector kind"))?;
         let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
         let output = plugin
-            .host_json(&source.name, "ssm", &region, "GetParameter", &input)
+            .host_json(
+                &source.name,
+                "ssm",
+                &region,
+                "GetParameter",
+                &input,
+                parameter,
+            )
             .await?;
         let output: serde_json::Value =
             serde_json::from_str(&output).map_err(|_| unavailable("unreadable SSM answer"))?;
@@ -161,7 +173,7 @@ impl Connector {
     ) -> Result<String, Error> {
         let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
         let output = plugin
-            .host_json(source, "ssm", region, "GetParameter", &input)
+            .host_json(source, "ssm", region, "GetParameter", &input, parameter)
             .await?;
         let output: serde_json::Value = serde_json::from_str(&output).map_err(|_| {
             Error::Unavailable(format!("credential {}: unreadable SSM answer", self.name))

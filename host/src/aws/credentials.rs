@@ -89,7 +89,10 @@ impl Credential {
     pub fn region(&self, explicit: Option<&str>) -> Result<String, String> {
         match explicit {
             Some(region) if valid_region(region) => Ok(region.to_owned()),
-            Some(region) => Err(format!("invalid region '{}'", shorten(region))),
+            Some(region) => Err(format!(
+                "invalid region '{}'",
+                crate::audit::shorten(region)
+            )),
             None => self.region.clone().ok_or_else(|| {
                 format!(
                     "no region for credential {}: pass one or set AWS_{}_REGION",
@@ -160,13 +163,4 @@ impl CredentialRegistry {
         missing.sort();
         missing
     }
-}
-
-/// At most 64 characters of something a guest sent, for error messages.
-pub fn shorten(text: &str) -> String {
-    let mut short: String = text.chars().take(64).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short.escape_debug().to_string()
 }

@@ -1,5 +1,6 @@
-//! The `aws` host plugin: named credentials and the `aws-call` interface. (The SQS application
-//! queue and the Secrets Manager/SSM secrets will live here too.)
+//! The `aws` host plugin: named credentials and connectors, the `aws-call` and `queue`
+//! interfaces, the SQS application queue, and the requests the host makes for itself
+//! (secrets, connectors, issue events), each audited.
 
 pub mod call;
 pub mod client;
@@ -7,6 +8,7 @@ pub mod connectors;
 pub mod credentials;
 pub mod monitor_queues;
 pub mod queue;
+pub mod resources;
 pub mod services;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::audit::{Actor, AuditEvent};
 use crate::bindings::sentinela::plugin::types::Error;
 
 use crate::config::{Config, CredentialName, QueueDeclaration};
@@ -46,6 +49,17 @@ impl Default for CallLimits {
 /// (credential, service, region).
 type ClientKey = (CredentialName, &'static str, String);
 
+/// Clients kept at most; the least recently used goes first. A client is cheap to rebuild
+/// (the HTTP pool is shared), so this bounds memory, not speed.
+const MAX_CLIENTS: usize = 256;
+
+/// The client cache: each client with the tick it was last used at.
+#[derive(Default)]
+struct Clients {
+    tick: u64,
+    map: HashMap<ClientKey, (Arc<AwsClient>, u64)>,
+}
+
 /// Shared by every monitor: credentials, one HTTP connection pool, and one client per
 /// (credential, service, region), built on first use and reused.
 pub struct AwsPlugin {
@@ -55,7 +69,7 @@ pub struct AwsPlugin {
     pub limits: CallLimits,
     endpoint_override: Option<String>,
     http: HttpClient,
-    clients: Mutex<HashMap<ClientKey, Arc<AwsClient>>>,
+    clients: Mutex<Clients>,
 }
 
 impl AwsPlugin {
@@ -84,12 +98,13 @@ impl AwsPlugin {
             limits: CallLimits::default(),
             endpoint_override,
             http: client::http_client()?,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(Clients::default()),
         })
     }
 
     /// A JSON-protocol call the host makes for itself (secrets, credential connectors): the
-    /// operator chose the credential in config, so no monitor grant is involved.
+    /// operator chose the credential in config, so no monitor grant is involved. Audited with
+    /// `actor = host`; `resource` names what it reads (a secret id, a parameter name).
     pub async fn host_json(
         &self,
         credential: &CredentialName,
@@ -97,16 +112,25 @@ impl AwsPlugin {
         region: &str,
         operation: &str,
         input: &str,
+        resource: &str,
     ) -> Result<String, Error> {
-        let credential = self
-            .credentials
-            .get(credential)
-            .map_err(Error::Unavailable)?;
-        let service = Service::find(service)
-            .ok_or_else(|| Error::Invalid(format!("unknown service '{service}'")))?;
-        let region = credential.region(Some(region)).map_err(Error::Invalid)?;
-        let client = self.client(credential, service, region);
-        call::json_call(self, &client, operation, input).await.0
+        let audit = AuditEvent::start(Actor::Host, credential.as_str(), service, operation)
+            .with_resource(resource);
+        let (result, status) = async {
+            let credential = self
+                .credentials
+                .get(credential)
+                .map_err(Error::Unavailable)?;
+            let service = Service::find(service)
+                .ok_or_else(|| Error::Invalid(format!("unknown service '{service}'")))?;
+            let region = credential.region(Some(region)).map_err(Error::Invalid)?;
+            let client = self.client(credential, service, region);
+            Ok::<_, Error>(call::json_call(self, &client, operation, input).await)
+        }
+        .await
+        .unwrap_or_else(|e| (Err(e), None));
+        audit.finish(&result, status);
+        result
     }
 
     /// The keys to sign with now: static ones, or a connector's, renewed when they are about
@@ -129,18 +153,30 @@ impl AwsPlugin {
     ) -> Arc<AwsClient> {
         let key = (credential.name.clone(), service.name, region);
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        clients
-            .entry(key)
-            .or_insert_with_key(|(_, _, region)| {
-                Arc::new(AwsClient::new(
-                    credential.clone(),
-                    service,
-                    region.clone(),
-                    self.endpoint_override.as_deref(),
-                    self.http.clone(),
-                ))
-            })
-            .clone()
+        clients.tick += 1;
+        let tick = clients.tick;
+        if let Some((client, used)) = clients.map.get_mut(&key) {
+            *used = tick;
+            return client.clone();
+        }
+        if clients.map.len() >= MAX_CLIENTS
+            && let Some(oldest) = clients
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+        {
+            clients.map.remove(&oldest);
+        }
+        let client = Arc::new(AwsClient::new(
+            credential.clone(),
+            service,
+            key.2.clone(),
+            self.endpoint_override.as_deref(),
+            self.http.clone(),
+        ));
+        clients.map.insert(key, (client.clone(), tick));
+        client
     }
 }
 
@@ -171,7 +207,7 @@ mod tests {
             limits: CallLimits::default(),
             endpoint_override: None,
             http: client::http_client().unwrap(),
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(Clients::default()),
         };
         let credential = credential("secret");
         let sqs = Service::find("sqs").unwrap();
@@ -180,6 +216,22 @@ mod tests {
         let elsewhere = plugin.client(&credential, sqs, "eu-west-1".into());
         assert!(Arc::ptr_eq(&first, &again));
         assert!(!Arc::ptr_eq(&first, &elsewhere));
+        // Bounded: the least recently used client goes first.
+        for (i, service) in services::SERVICES.iter().enumerate() {
+            for region in services::KNOWN_REGIONS {
+                if i * services::KNOWN_REGIONS.len() < 2 * MAX_CLIENTS {
+                    plugin.client(&credential, service, (*region).into());
+                }
+            }
+            let _ = plugin.client(&credential, sqs, "us-east-1".into());
+        }
+        let clients = plugin.clients.lock().unwrap();
+        assert!(clients.map.len() <= MAX_CLIENTS, "{}", clients.map.len());
+        assert!(
+            clients
+                .map
+                .contains_key(&(credential.name.clone(), "sqs", "us-east-1".into()))
+        );
     }
 
     #[test]

@@ -13,8 +13,10 @@ use crate::sandbox::InstanceState;
 
 use super::call::{AwsInstance, json_call};
 use super::client::AwsClient;
-use super::credentials::shorten;
+use super::resources;
 use super::services::Service;
+use crate::audit::shorten;
+use crate::audit::{Actor, AuditEvent};
 
 /// SQS's own cap on a message body.
 pub const MAX_BODY_BYTES: usize = 256 << 10;
@@ -44,9 +46,22 @@ impl super::AwsPlugin {
     /// Sends a message of the host's own (an issue event) to a queue of the `queues:`
     /// section, with the queue's credential.
     pub async fn send_to_queue(&self, name: &str, body: String) -> Result<(), String> {
-        let (url, client) = self.queue_client(name).map_err(|e| describe(&e))?;
-        let input = json!({ "QueueUrl": url, "MessageBody": body }).to_string();
-        let (result, _) = json_call(self, &client, "SendMessage", &input).await;
+        let credential = self.queues.get(name).map(|q| q.credential.to_string());
+        let mut audit = AuditEvent::start(
+            Actor::Host,
+            credential.as_deref().unwrap_or(""),
+            "sqs",
+            "SendMessage",
+        );
+        let (result, status) = match self.queue_client(name) {
+            Ok((url, client)) => {
+                audit.set_resource(resources::sqs_queue_arn(&url, &client.region).as_deref());
+                let input = json!({ "QueueUrl": url, "MessageBody": body }).to_string();
+                json_call(self, &client, "SendMessage", &input).await
+            }
+            Err(e) => (Err(e), None),
+        };
+        audit.finish(&result, status);
         result.map(|_| ()).map_err(|e| describe(&e))
     }
 }
@@ -67,7 +82,9 @@ impl AwsInstance {
     /// The queue's URL and client, if the monitor is granted the queue.
     fn granted_queue(&self, name: &str) -> Result<(String, Arc<AwsClient>), Error> {
         if !self.grants.queues.iter().any(|q| q == name) {
-            tracing::warn!(monitor = %self.monitor, missing_grant = %shorten(name), "refused: queue not granted");
+            if self.refusal_line() {
+                tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: queue not granted");
+            }
             return Err(Error::Denied(format!(
                 "queue '{}' is not granted to monitor '{}'",
                 shorten(name),
@@ -77,11 +94,13 @@ impl AwsInstance {
         self.plugin.queue_client(name)
     }
 
-    /// One SQS operation on a granted queue, audited.
+    /// One SQS operation on a granted queue, audited whatever its outcome: `checked` is the
+    /// verdict on the guest's arguments, refused calls are audited too.
     async fn on_queue(
         &self,
         name: &str,
         operation: &str,
+        checked: Result<(), Error>,
         input: impl FnOnce(String) -> Value,
     ) -> Result<Value, Error> {
         let credential = self
@@ -90,9 +109,13 @@ impl AwsInstance {
             .get(name)
             .map(|q| q.credential.to_string())
             .unwrap_or_default();
-        let audit = self.audit(&credential, "sqs", operation);
-        let (result, status) = match self.granted_queue(name) {
+        let mut audit = self.audit(&credential, "sqs", operation);
+        let granted = checked
+            .and_then(|()| self.granted_queue(name))
+            .and_then(|granted| self.take_request().map(|()| granted));
+        let (result, status) = match granted {
             Ok((url, client)) => {
+                audit.set_resource(resources::sqs_queue_arn(&url, &client.region).as_deref());
                 let (result, status) =
                     json_call(&self.plugin, &client, operation, &input(url).to_string()).await;
                 let parsed = result.and_then(|body| {
@@ -112,16 +135,19 @@ impl AwsInstance {
     }
 
     pub async fn queue_send(&self, name: &str, body: String) -> Result<String, Error> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(Error::Limit(format!(
+        let checked = if body.len() > MAX_BODY_BYTES {
+            Err(Error::Limit(format!(
                 "message body of {} bytes is over SQS's {MAX_BODY_BYTES} byte cap",
                 body.len()
-            )));
-        }
+            )))
+        } else {
+            Ok(())
+        };
         let out = self
             .on_queue(
                 name,
                 "SendMessage",
+                checked,
                 |url| json!({ "QueueUrl": url, "MessageBody": body }),
             )
             .await?;
@@ -134,13 +160,15 @@ impl AwsInstance {
         max: u32,
         wait_seconds: u32,
     ) -> Result<Vec<Message>, Error> {
-        if !(1..=MAX_RECEIVE).contains(&max) || wait_seconds > MAX_WAIT_SECONDS {
-            return Err(Error::Invalid(format!(
+        let checked = if !(1..=MAX_RECEIVE).contains(&max) || wait_seconds > MAX_WAIT_SECONDS {
+            Err(Error::Invalid(format!(
                 "max must be 1–{MAX_RECEIVE} and wait-seconds 0–{MAX_WAIT_SECONDS}"
-            )));
-        }
+            )))
+        } else {
+            Ok(())
+        };
         let out = self
-            .on_queue(name, "ReceiveMessage", |url| {
+            .on_queue(name, "ReceiveMessage", checked, |url| {
                 json!({
                     "QueueUrl": url,
                     "MaxNumberOfMessages": max,
@@ -173,6 +201,7 @@ impl AwsInstance {
         self.on_queue(
             name,
             "DeleteMessage",
+            Ok(()),
             |url| json!({ "QueueUrl": url, "ReceiptHandle": receipt }),
         )
         .await?;
@@ -185,12 +214,14 @@ impl AwsInstance {
         receipt: String,
         seconds: u32,
     ) -> Result<(), Error> {
-        if seconds > MAX_VISIBILITY_SECONDS {
-            return Err(Error::Invalid(format!(
+        let checked = if seconds > MAX_VISIBILITY_SECONDS {
+            Err(Error::Invalid(format!(
                 "visibility must be 0–{MAX_VISIBILITY_SECONDS} seconds"
-            )));
-        }
-        self.on_queue(name, "ChangeMessageVisibility", |url| {
+            )))
+        } else {
+            Ok(())
+        };
+        self.on_queue(name, "ChangeMessageVisibility", checked, |url| {
             json!({ "QueueUrl": url, "ReceiptHandle": receipt, "VisibilityTimeout": seconds })
         })
         .await?;

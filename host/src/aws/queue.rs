@@ -12,14 +12,21 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::ConfigBag;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region, StalledStreamProtectionConfig};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ENDPOINT_ENV;
 use super::credentials::Credential;
+use crate::audit::{Actor, AuditEvent};
 use crate::config::{ApplicationQueueConfig, CredentialName};
 use crate::queue::Received;
 
@@ -99,6 +106,7 @@ impl SqsQueue {
                     .build(),
             )
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .interceptor(AuditInterceptor)
             .region(Region::new(region))
             .credentials_provider(
                 credential
@@ -375,4 +383,97 @@ fn is_missing<E: ProvideErrorMetadata>(e: &aws_sdk_sqs::error::SdkError<E>) -> b
 /// 0.5 s to 10 s, so an outage is neither hammered nor waited out for long.
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << failures.min(5))).min(Duration::from_secs(10))
+}
+
+/// Audits every request of the application queue's SDK client (APPLICATION is the host's own
+/// credential, and its uses are audited like a monitor's): one event per operation, after
+/// retries, with the queue it named.
+#[derive(Debug)]
+struct AuditInterceptor;
+
+/// When the operation started and the queue it names, kept in the operation's config bag.
+#[derive(Debug, Clone)]
+struct AuditStart(std::time::Instant, Option<String>);
+
+impl aws_sdk_sqs::config::Intercept for AuditInterceptor {
+    fn name(&self) -> &'static str {
+        "sentinela-audit"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let queue = queue_named_by(context.input());
+        cfg.interceptor_state()
+            .store_put(AuditStart(std::time::Instant::now(), queue));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &aws_sdk_sqs::config::RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map(|m| m.name())
+            .unwrap_or("unknown");
+        let mut audit =
+            AuditEvent::start(Actor::Host, CredentialName::APPLICATION, "sqs", operation);
+        if let Some(AuditStart(started, queue)) = cfg.load::<AuditStart>() {
+            audit = audit.started_at(*started);
+            audit.set_resource(queue.as_deref());
+        }
+        let status = context.response().map(|r| r.status().as_u16());
+        let outcome = match context.output_or_error() {
+            Some(Ok(_)) => "ok",
+            Some(Err(e)) if e.is_operation_error() => "aws-error",
+            _ => "unavailable",
+        };
+        audit.finish_with(outcome, status);
+        Ok(())
+    }
+}
+
+impl aws_smithy_types::config_bag::Storable for AuditStart {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// The queue URL or name an application-queue request names.
+fn queue_named_by(
+    input: &aws_smithy_runtime_api::client::interceptors::context::Input,
+) -> Option<String> {
+    use aws_sdk_sqs::operation as op;
+    let url = input
+        .downcast_ref::<op::send_message::SendMessageInput>()
+        .and_then(|i| i.queue_url())
+        .or_else(|| {
+            input
+                .downcast_ref::<op::receive_message::ReceiveMessageInput>()
+                .and_then(|i| i.queue_url())
+        })
+        .or_else(|| {
+            input
+                .downcast_ref::<op::change_message_visibility::ChangeMessageVisibilityInput>()
+                .and_then(|i| i.queue_url())
+        })
+        .or_else(|| {
+            input
+                .downcast_ref::<op::delete_message_batch::DeleteMessageBatchInput>()
+                .and_then(|i| i.queue_url())
+        })
+        .or_else(|| {
+            input
+                .downcast_ref::<op::get_queue_url::GetQueueUrlInput>()
+                .and_then(|i| i.queue_name())
+        })
+        .or_else(|| {
+            input
+                .downcast_ref::<op::create_queue::CreateQueueInput>()
+                .and_then(|i| i.queue_name())
+        });
+    url.map(str::to_owned)
 }

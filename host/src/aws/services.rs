@@ -120,22 +120,55 @@ impl Service {
     }
 }
 
-/// A region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, ... Anything
-/// else (dots, slashes, ports) could steer the endpoint and is refused.
+/// The regions of the `aws`, `aws-cn`, `aws-us-gov` and `aws-eusc` partitions. A region is
+/// part of the endpoint's host name and of the client cache's key, so a guest may name only
+/// one of these: no endpoint steering, and at most this many clients per credential and
+/// service. (A region AWS opens later is added here.)
+pub const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eusc-de-east-1",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// Whether `region` is a known AWS region (see [`KNOWN_REGIONS`]).
 pub fn valid_region(region: &str) -> bool {
-    let mut parts = region.split('-');
-    let first = parts.next().unwrap_or("");
-    let rest: Vec<&str> = parts.collect();
-    region.len() <= 32
-        && first.len() == 2
-        && first.bytes().all(|b| b.is_ascii_lowercase())
-        && rest.len() >= 2
-        && rest
-            .last()
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        && rest[..rest.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+    KNOWN_REGIONS.contains(&region)
 }
 
 /// An operation or action name: letters and digits, as in AWS's API references.
@@ -168,6 +201,8 @@ mod tests {
             "us-east-1:443",
             "us-east-1/x",
             "localhost",
+            "zz-north-9",
+            "us-east-12345",
         ] {
             assert!(!valid_region(bad), "{bad}");
         }

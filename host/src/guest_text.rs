@@ -1,0 +1,145 @@
+//! Text a guest chose (a log message, an issue id, an error string, a trap's function name,
+//! an operation name), made safe to write into a log line or onto a terminal. One helper for
+//! every path: every C0 and C1 control, DEL, the Unicode line and paragraph separators and
+//! the bidi controls are escaped (`\n`, `\u{202e}`), so a guest can neither start a forged
+//! log line nor reorder or hide what an operator reads.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Whether `c` must not reach a log line or a terminal as is.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() // C0, DEL, C1
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' // line and paragraph separators
+            | '\u{061c}' | '\u{200e}' | '\u{200f}' // bidi marks
+            | '\u{202a}'..='\u{202e}' // bidi embeddings and overrides
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+        )
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+    }
+}
+
+/// `text` with every unsafe character escaped; borrowed when there is none.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// At most `max` characters of `text`, escaped, with `…` when cut.
+pub fn shortened(text: &str, max: usize) -> String {
+    let mut end = text.len();
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        end = at;
+    }
+    let mut short = escape(&text[..end]).into_owned();
+    if end < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// Serialized JSON made safe for a terminal: serde_json escapes C0 controls, but DEL, C1,
+/// the line separators and bidi controls are valid raw in JSON strings. They can only occur
+/// inside strings, so each becomes a `\uXXXX` escape and the text stays the same JSON.
+pub fn json_for_terminal(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(is_unsafe) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A guest value as one log field: always in double quotes, with `"` and `\` escaped too, so
+/// `monitor=x outcome=ok` inside a value cannot pass for more fields.
+#[derive(Clone, Copy)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::with_capacity(self.0.len() + 2);
+        out.push('"');
+        for c in self.0.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if is_unsafe(c) => push_escaped(&mut out, c),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        f.write_str(&out)
+    }
+}
+
+impl fmt::Debug for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_separators_and_bidi_are_escaped() {
+        let forged = "x\n2026-01-01T00:00:00Z  INFO sentinela::audit: outcome=ok\r\u{1b}[2J\u{7}\u{85}\u{2028}\u{202e}\u{2066}";
+        let escaped = escape(forged);
+        assert!(!escaped.chars().any(is_unsafe), "{escaped}");
+        assert!(escaped.contains("\\n2026") && escaped.contains("\\u{1b}[2J"));
+        assert!(escaped.contains("\\u{2028}") && escaped.contains("\\u{202e}"));
+        assert!(matches!(escape("plain ünïcode ✓"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn quoted_values_cannot_pass_for_fields() {
+        assert_eq!(
+            Quoted("a\" outcome=\"ok\\").to_string(),
+            "\"a\\\" outcome=\\\"ok\\\\\""
+        );
+        assert_eq!(Quoted("l1\nl2").to_string(), "\"l1\\nl2\"");
+    }
+
+    #[test]
+    fn json_stays_json_without_raw_controls() {
+        let value = serde_json::json!({"id": "a\u{7f}\u{9b}\u{2028}\u{202e}b\n"});
+        let text = json_for_terminal(&value.to_string()).into_owned();
+        assert!(!text.chars().any(is_unsafe), "{text}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
+    }
+
+    #[test]
+    fn shortening_counts_characters_and_escapes() {
+        assert_eq!(shortened("ééééé", 3), "ééé…");
+        assert_eq!(shortened("a\nb", 10), "a\\nb");
+    }
+}
