@@ -8,6 +8,7 @@
 //! - aws-call:   a guest's GetQueueAttributes via aws-call vs aws-sdk-rust directly
 //! - start:      `sentinela check` with 10 Rust plugins cold/warm, and the Python plugin
 //! - memory:     idle RSS of `sentinela run` with 10 plugins; 1000 invocations in flight
+//! - hostile:    a steady monitor's runs, host RSS and log bytes beside hostile monitors
 
 mod bare;
 mod report;

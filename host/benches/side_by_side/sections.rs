@@ -69,6 +69,10 @@ pub fn run(only: Option<&str>, report: &mut Report) -> Result<()> {
         memory(&scratch, report)?;
         concurrency(report)?;
     }
+    if want("hostile") {
+        eprintln!("hostile neighbours ...");
+        hostile_neighbours(&scratch, report)?;
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
@@ -250,7 +254,7 @@ fn aws_call(scratch: &Path, report: &mut Report) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "plugins: [aws]\nmonitors:\n  - name: probe\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n",
+            "plugins: [aws]\nmonitors:\n  - name: probe\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:*\"]\n",
             guest("sqs_probe").display()
         ),
     )?;
@@ -667,6 +671,138 @@ fn memory(scratch: &Path, report: &mut Report) -> Result<()> {
         "",
         "< 50 MB",
         Some(rss * 1.048_576 < 50.0),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Hostile neighbours
+
+/// What one `sentinela run` of [`HOSTILE_WINDOW`] showed.
+struct NeighbourRun {
+    steady_runs: usize,
+    peak_rss_mib: f64,
+    log_bytes: usize,
+}
+
+const HOSTILE_WINDOW: Duration = Duration::from_secs(20);
+
+/// The hostile monitors of `tests/containment.rs`, each at its worst, every second.
+const HOSTILE_NEIGHBOURS: &str = "  - name: spinner-a
+    plugin: GUESTS/hostile_infinite_loop.wasm
+    search_cron: \"* * * * * *\"
+    limits: {timeout: 2s}
+  - name: spinner-b
+    plugin: GUESTS/hostile_infinite_loop.wasm
+    search_cron: \"* * * * * *\"
+    limits: {timeout: 2s}
+  - name: noise
+    plugin: GUESTS/hostile_noise.wasm
+    search_cron: \"* * * * * *\"
+    limits: {timeout: 2s}
+  - name: flood
+    plugin: GUESTS/hostile_issue_flood.wasm
+    search_cron: \"* * * * * *\"
+  - name: forger
+    plugin: GUESTS/hostile_forger.wasm
+    search_cron: \"* * * * * *\"
+  - name: memory-bomb
+    plugin: GUESTS/hostile_memory_bomb.wasm
+    search_cron: \"* * * * * *\"
+";
+
+/// `sentinela run` with the `steady` monitor every second (and `neighbours`), executor
+/// concurrency 2, for [`HOSTILE_WINDOW`] after it started.
+fn neighbour_run(scratch: &Path, name: &str, neighbours: &str) -> Result<NeighbourRun> {
+    let config = scratch.join(format!("{name}.yaml"));
+    let yaml = format!(
+        "plugins: [aws]\nexecutor:\n  concurrency: 2\nstore:\n  path: {}\nmonitors:\n  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n{}",
+        scratch.join(format!("{name}.db")).display(),
+        guest("steady").display(),
+        neighbours.replace("GUESTS", GUESTS)
+    );
+    std::fs::write(&config, yaml)?;
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "run"])
+        .arg(&config)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .env("SENTINELA_CACHE_DIR", scratch.join("cache-hostile"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let (mut bytes, mut steady) = (0usize, 0usize);
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            bytes += line.len() + 1;
+            if line.contains("sentinela running")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+            if line.contains("\"monitor\":\"steady\"") && line.contains("task finished") {
+                steady += 1;
+            }
+        }
+        (bytes, steady)
+    });
+    rx.recv_timeout(Duration::from_secs(300))
+        .map_err(|_| anyhow::anyhow!("sentinela did not start"))?;
+    let until = Instant::now() + HOSTILE_WINDOW;
+    let mut peak = 0u64;
+    while Instant::now() < until {
+        peak = peak.max(rss_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    terminate(&mut child)?;
+    let (log_bytes, steady_runs) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    Ok(NeighbourRun {
+        steady_runs,
+        peak_rss_mib: peak as f64 / 1024.0,
+        log_bytes,
+    })
+}
+
+fn hostile_neighbours(scratch: &Path, report: &mut Report) -> Result<()> {
+    // A first run fills the compile cache, so neither measured run compiles.
+    neighbour_run(scratch, "warm-up", HOSTILE_NEIGHBOURS)?;
+    let alone = neighbour_run(scratch, "alone", "")?;
+    let beside = neighbour_run(scratch, "beside", HOSTILE_NEIGHBOURS)?;
+    let ticks = HOSTILE_WINDOW.as_secs() as usize;
+    report.row(
+        format!(
+            "steady monitor's runs in {ticks} s, beside 6 hostile monitors | alone (concurrency 2)"
+        ),
+        beside.steady_runs.to_string(),
+        alone.steady_runs.to_string(),
+        ">= 80 % of alone",
+        Some(beside.steady_runs * 5 >= alone.steady_runs * 4),
+    );
+    report.row(
+        "peak host RSS, beside hostile monitors | alone",
+        format!("{:.1} MiB", beside.peak_rss_mib),
+        format!("{:.1} MiB", alone.peak_rss_mib),
+        "< 2 × 128 MiB + alone",
+        Some(beside.peak_rss_mib < 256.0 + alone.peak_rss_mib),
+    );
+    report.row(
+        format!("log bytes in {ticks} s, beside hostile monitors | alone"),
+        format!("{:.0} KiB", beside.log_bytes as f64 / 1024.0),
+        format!("{:.0} KiB", alone.log_bytes as f64 / 1024.0),
+        "< 4 × 64 KiB per hostile call",
+        Some(beside.log_bytes < 4 * 64 * 1024 * 6 * ticks + alone.log_bytes),
+    );
+    report.note(
+        "hostile neighbours: two monitors spinning to a 2 s deadline, one writing empty lines \
+         and refused calls until its deadline, one returning 1,000,000 issues, one forging log \
+         lines, one allocating without bound; all due every second.",
     );
     Ok(())
 }
