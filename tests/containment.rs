@@ -156,7 +156,7 @@ fn the_log_budget_counts_empty_lines_and_refused_calls() {
     let config = write_config(
         &dir,
         &format!(
-            "plugins: [aws]\nmonitors:\n  - name: noise\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    limits:\n      timeout: 2s\n      log_bytes: 16KiB\n      log_lines: 200\n  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
+            "plugins: [aws]\nexecutor:\n  shutdown_grace: 2s\nmonitors:\n  - name: noise\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    limits:\n      timeout: 2s\n      log_bytes: 16KiB\n      log_lines: 200\n  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
             guest("hostile_noise").display(),
             guest("steady").display()
         ),
@@ -170,7 +170,8 @@ fn the_log_budget_counts_empty_lines_and_refused_calls() {
             .count()
             >= 2
     });
-    let (status, events) = run.terminate(Duration::from_secs(30));
+    // SIGTERM during the attack: out within shutdown_grace + 1 s.
+    let (status, events) = run.terminate(Duration::from_secs(3));
     assert!(status.success(), "{}", dump(&events));
 
     let noise: Vec<&Value> = events
@@ -255,8 +256,6 @@ fn a_million_issues_are_refused_as_a_whole_and_the_limit_itself_is_accepted() {
   - name: flood
     plugin: {flood}
     search_cron: \"* * * * * *\"
-    limits:
-      memory: 256MiB
   - name: just-under
     plugin: {flood}
     search_cron: \"* * * * * *\"
@@ -285,9 +284,12 @@ fn a_million_issues_are_refused_as_a_whole_and_the_limit_itself_is_accepted() {
     let refused = run.wait_for("the million issues refused", timeout, |e| {
         field(e, "monitor") == "flood" && field(e, "message").starts_with("task failed")
     });
+    // Refused while wasmtime lifts the list, before the host copies it (48 MB of issues
+    // against a 16 MiB transfer limit).
     assert!(
-        field(&refused, "message").contains("limits.transfer_bytes")
-            || field(&refused, "message").contains("memory limit"),
+        field(&refused, "message").contains(
+            "search was stopped: it handed the host more than 16777216 bytes in one transfer (limits.transfer_bytes"
+        ),
         "{refused}"
     );
     let over = run.wait_for("51 issues refused", timeout, |e| {
@@ -331,8 +333,9 @@ fn a_million_issues_are_refused_as_a_whole_and_the_limit_itself_is_accepted() {
     assert!(!events.iter().any(|e| {
         ["flood", "just-over"].contains(&field(e, "monitor")) && issue_event(e, "created").is_some()
     }));
-    // Host RSS: under twice the largest memory limit plus a fixed overhead.
-    assert!(rss < 2 * (256 << 20) + (200 << 20), "peak RSS {rss} bytes");
+    // Host RSS, the flood's own guest memory (up to its 128 MiB) included: the million
+    // issues were never copied into the host.
+    assert!(rss < 160_000_000, "peak RSS {rss} bytes");
 
     let (status, stdout, stderr) = output(&mut sentinela(&[
         "issues",
@@ -512,4 +515,76 @@ fn compilation_has_limits_and_a_plugin_over_them_is_not_run() {
     );
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
+}
+
+#[test]
+fn huge_and_many_shaped_arguments_are_refused_before_the_host_works_on_them() {
+    let dir = scratch_dir("big-args");
+    let parameter = format!("/sentinela/missing-{}", std::process::id());
+    let config = write_config(
+        &dir,
+        &format!(
+            "plugins: [aws]\nmonitors:\n  - name: big-args\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: [\"sqs:ListQueues\", \"sns:ListTopics\", \"s3:GET\"]\n    secrets:\n      missing: {{ssm: {parameter}, credential: MONITORING}}\n",
+            guest("hostile_big_args").display()
+        ),
+    );
+    let env = [
+        ("AWS_MONITORING_ACCESS_KEY_ID", "AKIABIGARGS000000001"),
+        ("AWS_MONITORING_SECRET_ACCESS_KEY", "bigArgsSecret"),
+        ("AWS_MONITORING_REGION", "us-east-1"),
+    ];
+    let (status, _, stderr) =
+        output(sentinela(&["invoke", config.to_str().unwrap(), "big-args", "search"]).envs(env));
+    assert!(!status.success());
+    assert!(!stderr.contains("panicked at host/src"), "{stderr}");
+    for expected in [
+        "huge json: limit: request body of 8388610 bytes is over the 1048576 byte cap",
+        "many query pairs: limit: 100000 query parameters",
+        "distinct regions refused: 300 of 300",
+        "missing secret reads failed: 1000 of 1000",
+        // The last attack stops the call while wasmtime lifts the list, before the host
+        // holds 1.5 million pairs.
+        "big-args': search was stopped: it handed the host more than 16777216 bytes in one transfer",
+    ] {
+        assert!(stderr.contains(expected), "{expected} missing:\n{stderr}");
+    }
+    // A missing secret is fetched once, however often it is asked for.
+    let fetches = stderr
+        .lines()
+        .filter(|l| l.contains("host aws request") && l.contains(&parameter))
+        .count();
+    assert_eq!(fetches, 1, "{stderr}");
+}
+
+#[test]
+fn invoke_runs_handle_with_an_event_or_a_request() {
+    let dir = scratch_dir("invoke-handle");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: steady\n    plugin: {}\n",
+            guest("steady").display()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    for kind in ["event", "request"] {
+        let (status, stdout, stderr) = output(&mut sentinela(&[
+            "invoke",
+            config,
+            "steady",
+            "handle",
+            "--kind",
+            kind,
+            "--input",
+            r#"{"action": "x"}"#,
+        ]));
+        assert!(status.success(), "{stderr}");
+        assert_eq!(stdout.trim(), "null");
+    }
+    let (status, _, stderr) = output(&mut sentinela(&["invoke", config, "steady", "handle"]));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--input is required: the JSON payload"),
+        "{stderr}"
+    );
 }
