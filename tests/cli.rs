@@ -460,3 +460,42 @@ fn trust_model_refusals_name_file_line_and_key() {
         "{stdout}"
     );
 }
+
+#[test]
+fn limit_and_compile_keys_are_validated() {
+    let blink = guest("blink");
+    let blink = blink.to_str().unwrap();
+    for (name, yaml, expected) in [
+        (
+            "issues-per-call",
+            monitor_yaml(blink, "    limits:\n      issues_per_call: many\n"),
+            "monitors[0].limits.issues_per_call",
+        ),
+        (
+            "transfer-bytes",
+            monitor_yaml(blink, "    limits:\n      transfer_bytes: 12 parsecs\n"),
+            "invalid size unit",
+        ),
+        (
+            "log-lines",
+            monitor_yaml(blink, "    limits:\n      log_lines: -1\n"),
+            "monitors[0].limits.log_lines",
+        ),
+        (
+            "compile-timeout",
+            format!("compile:\n  timeout: 0\n{}", monitor_yaml(blink, "")),
+            "duration must be greater than zero",
+        ),
+        (
+            "compile-unknown",
+            format!("compile:\n  threads: 4\n{}", monitor_yaml(blink, "")),
+            "unknown field `threads`",
+        ),
+    ] {
+        let out = check_fails(name, &yaml, &[]);
+        assert!(
+            out.contains("sentinela.yaml") && out.contains(expected) && out.contains("line"),
+            "{name}: {out}"
+        );
+    }
+}
