@@ -422,7 +422,10 @@ impl Runtime {
             | Message::Request { monitor_id, .. } => monitor_id,
         };
         let Some(monitor) = self.monitors.get(monitor_id) else {
-            tracing::error!(monitor = crate::guest_text::shortened(monitor_id, 64).as_str(), "dropping message for an unknown monitor");
+            tracing::error!(
+                monitor = crate::guest_text::shortened(monitor_id, 64).as_str(),
+                "dropping message for an unknown monitor"
+            );
             return;
         };
         match message {

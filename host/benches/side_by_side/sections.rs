@@ -786,14 +786,14 @@ fn hostile_neighbours(scratch: &Path, report: &mut Report) -> Result<()> {
         Some(beside.steady_runs * 5 >= alone.steady_runs * 4),
     );
     report.row(
-        "peak host RSS, beside hostile monitors | alone",
+        "peak host RSS, beside hostile monitors (peer: alone)",
         format!("{:.1} MiB", beside.peak_rss_mib),
         format!("{:.1} MiB", alone.peak_rss_mib),
         "< 2 × 128 MiB + alone",
         Some(beside.peak_rss_mib < 256.0 + alone.peak_rss_mib),
     );
     report.row(
-        format!("log bytes in {ticks} s, beside hostile monitors | alone"),
+        format!("log bytes in {ticks} s, beside hostile monitors (peer: alone)"),
         format!("{:.0} KiB", beside.log_bytes as f64 / 1024.0),
         format!("{:.0} KiB", alone.log_bytes as f64 / 1024.0),
         "< 4 × 64 KiB per hostile call",
