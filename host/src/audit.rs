@@ -37,6 +37,8 @@ pub enum Actor<'a> {
 pub struct AuditEvent<'a> {
     actor: Actor<'a>,
     refusals: Option<&'a dyn RefusalSink>,
+    /// Set once a request went out: such a use is written on its own, whatever its outcome.
+    sent: bool,
     credential: String,
     service: String,
     operation: String,
@@ -67,6 +69,7 @@ impl<'a> AuditEvent<'a> {
         AuditEvent {
             actor,
             refusals: None,
+            sent: false,
             credential: shorten(credential),
             service: shorten(service),
             operation: shorten(operation),
@@ -84,6 +87,11 @@ impl<'a> AuditEvent<'a> {
 
     pub fn set_resource(&mut self, resource: Option<&str>) {
         self.resource = resource.map(shorten_resource);
+    }
+
+    /// The request is about to go out: from here the use is audited on its own.
+    pub fn mark_sent(&mut self) {
+        self.sent = true;
     }
 
     /// For an event recorded after the fact: when the use began.
@@ -105,7 +113,7 @@ impl<'a> AuditEvent<'a> {
     /// Writes the event with an outcome of the caller's words (`ok`, `aws-error`, ...).
     pub fn finish_with(&self, outcome: &'static str, status: Option<u16>) {
         if let Some(sink) = self.refusals
-            && status.is_none()
+            && !self.sent
             && matches!(outcome, "denied" | "invalid" | "limit")
         {
             sink.count_refusal(

@@ -122,6 +122,9 @@ fn compile_in_child(
         .arg("compile-plugin")
         .arg(path)
         .arg(&out)
+        // The compiler reads untrusted input: it gets none of the host's environment, where
+        // the AWS keys are.
+        .env_clear()
         .env("RUST_LIB_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -214,6 +214,7 @@ impl AwsInstance {
             self.check_grant(&client, operation, Some(&parsed), &resources)?;
             let canonical = parsed.to_string();
             self.take_request()?;
+            audit.mark_sent();
             Ok::<_, Error>(json_call(&self.plugin, &client, operation, &canonical).await)
         }
         .await
@@ -263,6 +264,7 @@ impl AwsInstance {
             audit.set_resource(resources.first());
             self.check_grant(&client, action, None, &resources)?;
             self.take_request()?;
+            audit.mark_sent();
             Ok::<_, Error>(query_call(&self.plugin, &client, action, params).await)
         }
         .await
@@ -333,6 +335,7 @@ impl AwsInstance {
                 body: Bytes::from(request.body),
             };
             self.take_request()?;
+            audit.mark_sent();
             let (result, status) = send(&self.plugin, &client, outgoing).await;
             let response = result.map(|(headers, body)| Response {
                 status: status.unwrap_or(0),

@@ -116,6 +116,7 @@ impl AwsInstance {
         let (result, status) = match granted {
             Ok((url, client)) => {
                 audit.set_resource(resources::sqs_queue_arn(&url, &client.region).as_deref());
+                audit.mark_sent();
                 let (result, status) =
                     json_call(&self.plugin, &client, operation, &input(url).to_string()).await;
                 let parsed = result.and_then(|body| {
