@@ -508,6 +508,9 @@ impl Runtime {
     }
 
     pub async fn run_tasks(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
+        // One verdict per message: a search that hit its deadline is not forgiven by an
+        // update that had nothing to do.
+        let mut hit_deadline = false;
         for task in tasks {
             let started = Instant::now();
             let outcome = match task {
@@ -515,11 +518,10 @@ impl Runtime {
                 Task::Update => self.update(&monitor.plugin).await,
             };
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-            let hit_deadline = matches!(
+            hit_deadline |= matches!(
                 &outcome,
                 Err(TaskError::Call(e)) if matches!(e.kind, crate::plugin::CallErrorKind::Deadline(_))
             );
-            monitor.record_outcome(hit_deadline);
             match outcome {
                 Ok(()) => {
                     tracing::info!(monitor = monitor.name(), task = ?task, elapsed_ms, "task finished")
@@ -529,6 +531,7 @@ impl Runtime {
                 }
             }
         }
+        monitor.record_outcome(hit_deadline);
     }
 
     async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {

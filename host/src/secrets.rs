@@ -299,10 +299,15 @@ impl secrets::Host for InstanceState {
     async fn get(&mut self, name: String) -> Result<String, Error> {
         match &self.secrets {
             Some(secrets) => secrets.get(&name).await,
-            None => Err(Error::Denied(format!(
-                "no secrets are declared for monitor '{}'",
-                self.monitor
-            ))),
+            None => {
+                use crate::audit::RefusalSink;
+                self.log
+                    .count_refusal("denied", "", "secrets", "get", &shorten(&name));
+                Err(Error::Denied(format!(
+                    "no secrets are declared for monitor '{}'",
+                    self.monitor
+                )))
+            }
         }
     }
 }
