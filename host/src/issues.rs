@@ -155,10 +155,28 @@ impl IssueStore {
             location,
             events,
         };
-        store
-            .migrate(config.kind)
-            .await
-            .with_context(|| format!("store: preparing the schema in {}", store.location))?;
+        // Processes sharing one SQLite file (a controller and executors started together)
+        // can find it locked while another one creates the schema or switches it to WAL,
+        // which SQLite reports at once rather than through the busy timeout: try again for a
+        // while.
+        let started = std::time::Instant::now();
+        loop {
+            match store.migrate(config.kind).await {
+                Err(e)
+                    if config.kind == StoreKind::Sqlite
+                        && format!("{e:#}").contains("database is locked")
+                        && started.elapsed() < Duration::from_secs(15) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                result => {
+                    result.with_context(|| {
+                        format!("store: preparing the schema in {}", store.location)
+                    })?;
+                    break;
+                }
+            }
+        }
         Ok(store)
     }
 
