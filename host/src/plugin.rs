@@ -196,6 +196,9 @@ impl MonitorPlugin {
         let function = call.function();
         let timeout = self.limits.timeout.0;
         let log = crate::sandbox::call_log(self.name.clone(), &self.limits);
+        // Declared before the store, so dropped after it (the instance's stdout/stderr flush
+        // their last partial line then), also when the call is cancelled at shutdown.
+        let _finish_log = FinishLog(log.clone());
         let aws = self
             .capabilities
             .aws
@@ -258,9 +261,6 @@ impl MonitorPlugin {
             Ok(Ok(Err(message))) => Err(CallErrorKind::Returned(message)),
             Ok(Ok(Ok(reply))) => Ok(reply),
         };
-        // The instance's stdout/stderr flush their last partial line when the store drops.
-        drop(store);
-        log.finish();
         outcome.map_err(|kind| CallError {
             monitor: self.name.clone(),
             function,
@@ -308,6 +308,16 @@ impl MonitorPlugin {
         } else {
             CallErrorKind::Trap(text)
         }
+    }
+}
+
+/// Ends a call's log when the call ends, however it ends: the dropped-output line and the
+/// refused-call audit events are written even for a call cancelled at shutdown.
+struct FinishLog(crate::guest_log::GuestLog);
+
+impl Drop for FinishLog {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
