@@ -115,10 +115,11 @@ impl GuestLog {
         }
     }
 
-    /// Whether the host may write one line of about `bytes` about this call (a refused host
-    /// call); charged to the same budget as the guest's own output.
-    pub fn allow_host_line(&self, bytes: usize) -> bool {
-        self.state().charge(bytes)
+    /// Whether the host may write its line about a refused host call of this call; charged to
+    /// the same budget as the guest's own output, at a typical refusal line's length.
+    pub fn allow_refusal_line(&self) -> bool {
+        const REFUSAL_LINE_BYTES: usize = 160;
+        self.state().charge(REFUSAL_LINE_BYTES)
     }
 
     /// Takes one AWS request from the call's allowance (`limits.aws_requests`).

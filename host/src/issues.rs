@@ -227,6 +227,17 @@ impl IssueStore {
         Ok(())
     }
 
+    /// How many active issues the monitor has.
+    pub async fn active_count(&self, monitor: &str) -> Result<usize> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
+        )
+        .bind(monitor)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
+    }
+
     /// The ids of the monitor's active issues.
     pub async fn active_ids(&self, monitor: &str) -> Result<std::collections::HashSet<String>> {
         let rows = sqlx::query(
@@ -515,20 +526,20 @@ fn validate(monitor: &str, function: &str, issues: Vec<Issue>) -> Vec<(String, V
     let mut seen = std::collections::HashSet::new();
     let mut valid = Vec::with_capacity(issues.len());
     let mut invalid = 0usize;
-    let mut report = |shown: &str, problem: &str| {
+    let mut report = |id: &str, problem: &str| {
         invalid += 1;
         if invalid <= INVALID_ISSUES_SHOWN {
+            // Guest-chosen: shortened and escaped here, quoted by the log's field formatting.
+            let shown = crate::guest_text::shortened(id, 64);
             tracing::warn!(
                 monitor,
                 function,
-                issue_id = shown,
+                issue_id = shown.as_str(),
                 "dropping issue: {problem}"
             );
         }
     };
     for Issue { id, data } in issues {
-        // Guest-chosen: shortened and escaped here, quoted by the log's field formatting.
-        let shown = crate::guest_text::shortened(&id, 64);
         let problem =
             if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
                 Some(format!(
@@ -545,13 +556,13 @@ fn validate(monitor: &str, function: &str, issues: Vec<Issue>) -> Vec<(String, V
                 None
             };
         if let Some(problem) = problem {
-            report(&shown, &problem);
+            report(&id, &problem);
             continue;
         }
         match serde_json::from_str::<Value>(&data) {
             Ok(value @ Value::Object(_)) => valid.push((id, value)),
-            Ok(_) => report(&shown, "data is not a JSON object"),
-            Err(e) => report(&shown, &format!("data is not JSON: {e}")),
+            Ok(_) => report(&id, "data is not a JSON object"),
+            Err(e) => report(&id, &format!("data is not JSON: {e}")),
         }
     }
     if invalid > INVALID_ISSUES_SHOWN {
@@ -637,6 +648,8 @@ mod tests {
         let ids = store.active_ids("m").await.unwrap();
         assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["a".to_owned()]);
         assert!(store.active_ids("other").await.unwrap().is_empty());
+        assert_eq!(store.active_count("m").await.unwrap(), 1);
+        assert_eq!(store.active_count("other").await.unwrap(), 0);
         assert!(store.solve("m", "a").await.unwrap());
         assert!(!store.solve("m", "a").await.unwrap(), "solved twice");
         assert!(store.active("m").await.unwrap().is_empty());

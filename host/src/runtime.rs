@@ -544,16 +544,23 @@ impl Runtime {
                 limits.issues_per_call,
             )
             .map_err(TaskError::Limit)?;
-            let active = self.issues.active_ids(&plugin.name).await?;
-            let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
-            if active.len() + opened > limits.active_issues as usize {
-                return Err(TaskError::Limit(format!(
-                    "monitor '{}': search would open {opened} issues beside its {} active ones, \
-                     over its limit of {} (limits.active_issues); the whole result was refused",
-                    plugin.name,
-                    active.len(),
-                    limits.active_issues
-                )));
+            // A count settles the usual case; the ids are read only when the result might open
+            // too many.
+            let limit = limits.active_issues as usize;
+            if !found.is_empty()
+                && self.issues.active_count(&plugin.name).await? + found.len() > limit
+            {
+                let active = self.issues.active_ids(&plugin.name).await?;
+                let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
+                if active.len() + opened > limit {
+                    return Err(TaskError::Limit(format!(
+                        "monitor '{}': search would open {opened} issues beside its {} active \
+                         ones, over its limit of {limit} (limits.active_issues); the whole \
+                         result was refused",
+                        plugin.name,
+                        active.len(),
+                    )));
+                }
             }
             self.issues.record_found(&plugin.name, found).await?;
         }

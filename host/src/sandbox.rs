@@ -109,6 +109,27 @@ impl InstanceLimits {
     }
 }
 
+/// Grows `used` (the sum over an instance's memories or tables) by one of them going from
+/// `current` to `desired`; `current` is 0 when it is created. Past `limit` it traps, with the
+/// text `MonitorPlugin::classify` recognises.
+fn grow(
+    used: &mut usize,
+    limit: usize,
+    current: usize,
+    desired: usize,
+    (what, whats, unit): (&str, &str, &str),
+) -> wasmtime::Result<bool> {
+    let total = used.saturating_sub(current).saturating_add(desired);
+    if total > limit {
+        wasmtime::bail!(
+            "forcing trap when growing {what}: the instance's {whats} would hold {total} \
+             {unit}, over the limit of {limit}"
+        );
+    }
+    *used = total;
+    Ok(true)
+}
+
 impl ResourceLimiter for InstanceLimits {
     fn memory_growing(
         &mut self,
@@ -116,22 +137,9 @@ impl ResourceLimiter for InstanceLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // `current` is this memory's size (0 when it is created): the total grows by the
-        // difference.
-        let total = self
-            .memory_used
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.memory_bytes {
-            // The text is what `MonitorPlugin::classify` recognises as the memory limit.
-            wasmtime::bail!(
-                "forcing trap when growing memory: the instance's memories would hold {total} \
-                 bytes, over the limit of {}",
-                self.memory_bytes
-            );
-        }
-        self.memory_used = total;
-        Ok(true)
+        let limit = self.memory_bytes;
+        let what = ("memory", "memories", "bytes");
+        grow(&mut self.memory_used, limit, current, desired, what)
     }
 
     fn table_growing(
@@ -140,19 +148,9 @@ impl ResourceLimiter for InstanceLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_used
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.table_elements {
-            wasmtime::bail!(
-                "forcing trap when growing table: the instance's tables would hold {total} \
-                 elements, over the limit of {}",
-                self.table_elements
-            );
-        }
-        self.table_used = total;
-        Ok(true)
+        let limit = self.table_elements;
+        let what = ("table", "tables", "elements");
+        grow(&mut self.table_used, limit, current, desired, what)
     }
 
     fn instances(&self) -> usize {

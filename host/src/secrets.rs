@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::audit::shorten;
+use crate::audit::{RefusalSink, shorten};
 use crate::aws::AwsPlugin;
 use crate::bindings::sentinela::plugin::secrets;
 use crate::bindings::sentinela::plugin::types::Error;
@@ -242,7 +242,6 @@ impl SecretsInstance {
         };
         if matches!(outcome, "denied" | "invalid") {
             // Refused before any fetch: counted, audited once per kind at the end of the call.
-            use crate::audit::RefusalSink;
             self.log
                 .count_refusal(outcome, "", "secrets", "get", &shorten(name));
             return result.map(|value| value.expose().to_owned());
@@ -275,7 +274,7 @@ impl SecretsInstance {
             );
         }
         let Some(source) = self.declared.get(name) else {
-            if self.log.allow_host_line(160) {
+            if self.log.allow_refusal_line() {
                 tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: secret not declared for this monitor");
             }
             return (
@@ -300,7 +299,6 @@ impl secrets::Host for InstanceState {
         match &self.secrets {
             Some(secrets) => secrets.get(&name).await,
             None => {
-                use crate::audit::RefusalSink;
                 self.log
                     .count_refusal("denied", "", "secrets", "get", &shorten(&name));
                 Err(Error::Denied(format!(

@@ -74,11 +74,6 @@ impl AwsInstance {
         .counting_refusals_in(&self.log)
     }
 
-    /// A host line about a refused call, if the call's log budget allows it.
-    pub(super) fn refusal_line(&self) -> bool {
-        self.log.allow_host_line(160)
-    }
-
     /// Takes one request from the call's `limits.aws_requests` allowance.
     pub(super) fn take_request(&self) -> Result<(), Error> {
         self.log.take_aws_request().map_err(|_| {
@@ -104,7 +99,7 @@ impl AwsInstance {
             Error::Invalid(format!("invalid credential name '{}'", shorten(credential)))
         })?;
         if name.as_str() == CredentialName::APPLICATION {
-            if self.refusal_line() {
+            if self.log.allow_refusal_line() {
                 tracing::warn!(monitor = %self.monitor, "refused: a monitor asked for the APPLICATION credential");
             }
             return Err(Error::Denied(
@@ -113,7 +108,7 @@ impl AwsInstance {
             ));
         }
         if !self.grants.credentials.contains(&name) {
-            if self.refusal_line() {
+            if self.log.allow_refusal_line() {
                 tracing::warn!(monitor = %self.monitor, missing_grant = %name, "refused: credential not granted");
             }
             return Err(Error::Denied(format!(
@@ -172,7 +167,7 @@ impl AwsInstance {
             resources,
         )
         .map_err(|refusal| {
-            if self.refusal_line() {
+            if self.log.allow_refusal_line() {
                 tracing::warn!(
                     monitor = %self.monitor,
                     missing_grant = format!("{service}:{operation}").as_str(),
@@ -432,7 +427,8 @@ pub(super) async fn query_call(
     (result.and_then(|(_, body)| utf8(body)), status)
 }
 
-/// Sends a JSON-protocol request on an authorized client.
+/// Sends a JSON-protocol request on an authorized client. `input` is JSON the host encoded
+/// (a monitor's input was parsed and encoded again by [`AwsInstance::json`]).
 pub(super) async fn json_call(
     plugin: &AwsPlugin,
     client: &AwsClient,
@@ -450,8 +446,6 @@ pub(super) async fn json_call(
                 client.service.name
             )));
         };
-        serde_json::from_str::<serde::de::IgnoredAny>(input)
-            .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
         Ok(Outgoing {
             method: Method::POST,
             path_and_query: "/".into(),

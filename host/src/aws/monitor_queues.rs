@@ -82,7 +82,7 @@ impl AwsInstance {
     /// The queue's URL and client, if the monitor is granted the queue.
     fn granted_queue(&self, name: &str) -> Result<(String, Arc<AwsClient>), Error> {
         if !self.grants.queues.iter().any(|q| q == name) {
-            if self.refusal_line() {
+            if self.log.allow_refusal_line() {
                 tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: queue not granted");
             }
             return Err(Error::Denied(format!(
