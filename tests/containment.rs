@@ -418,9 +418,10 @@ fn many_memories(count: usize) -> String {
 
 #[test]
 fn memory_is_limited_over_all_of_an_instance_s_memories() {
-    use sentinela_host::config::{ByteSize, Limits};
+    use sentinela_host::config::values::ByteSize;
     use sentinela_host::engine::{Engine, EngineSettings};
-    use sentinela_host::sandbox::InstanceLimits;
+    use sentinela_host::instance::InstanceLimits;
+    use sentinela_host::instance::Limits;
     use wasmtime::component::{Component, Linker};
 
     let engine = Engine::new(&EngineSettings::default()).unwrap();

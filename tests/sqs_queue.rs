@@ -526,8 +526,8 @@ fn monitors_use_granted_queues_with_the_queue_s_own_credential() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sqs_queue_passes_sentinelas_queue_tests() {
     use sentinela_host::aws::credentials::{Credential, KeySource};
-    use sentinela_host::aws::queue::SqsQueue;
-    use sentinela_host::config::{ApplicationQueueConfig, CredentialName, QueueKind};
+    use sentinela_host::config::values::CredentialName;
+    use sentinela_host::queue::{ApplicationQueueConfig, QueueKind, SqsQueue};
     use std::sync::Arc;
     use std::time::Instant;
 

@@ -8,6 +8,15 @@
 
 use std::time::Instant;
 
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef, Input,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
 use crate::bindings::sentinela::plugin::types::Error;
 
 pub const TARGET: &str = "sentinela::audit";
@@ -179,4 +188,107 @@ pub fn shorten(text: &str) -> String {
 /// Resources (ARNs) are longer than names; keep more of them.
 fn shorten_resource(text: &str) -> String {
     crate::guest_text::shortened(text, 256)
+}
+
+/// Reads the resource an SDK request names from its input.
+type ResourceReader = Box<dyn Fn(&Input) -> Option<String> + Send + Sync>;
+
+/// Audits every request an AWS SDK client makes with one of the host's credentials (the
+/// application queue's `APPLICATION`, a connector's source): one event per operation, after
+/// the SDK's retries, with the resource it names.
+pub struct SdkAudit {
+    credential: String,
+    service: &'static str,
+    resource: ResourceReader,
+}
+
+impl SdkAudit {
+    /// `resource` reads what a request names (a queue URL) from its input.
+    pub fn new(
+        credential: &str,
+        service: &'static str,
+        resource: impl SdkResource + 'static,
+    ) -> SdkAudit {
+        SdkAudit {
+            credential: credential.to_owned(),
+            service,
+            resource: resource.into_reader(),
+        }
+    }
+}
+
+/// What an audited SDK request names: read from its input, or always the same.
+pub trait SdkResource {
+    fn into_reader(self) -> ResourceReader;
+}
+
+impl SdkResource for fn(&Input) -> Option<String> {
+    fn into_reader(self) -> ResourceReader {
+        Box::new(self)
+    }
+}
+
+impl SdkResource for String {
+    fn into_reader(self) -> ResourceReader {
+        Box::new(move |_| Some(self.clone()))
+    }
+}
+
+impl std::fmt::Debug for SdkAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdkAudit")
+            .field("credential", &self.credential)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When the operation started and the resource it names, kept in the operation's config bag.
+#[derive(Debug, Clone)]
+struct SdkAuditStart(Instant, Option<String>);
+
+impl aws_smithy_types::config_bag::Storable for SdkAuditStart {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl Intercept for SdkAudit {
+    fn name(&self) -> &'static str {
+        "sentinela-audit"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let resource = (self.resource)(context.input());
+        cfg.interceptor_state()
+            .store_put(SdkAuditStart(Instant::now(), resource));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map(|m| m.name())
+            .unwrap_or("unknown");
+        let mut audit = AuditEvent::start(Actor::Host, &self.credential, self.service, operation);
+        if let Some(SdkAuditStart(started, resource)) = cfg.load::<SdkAuditStart>() {
+            audit = audit.started_at(*started);
+            audit.set_resource(resource.as_deref());
+        }
+        let status = context.response().map(|r| r.status().as_u16());
+        let outcome = match context.output_or_error() {
+            Some(Ok(_)) => "ok",
+            Some(Err(e)) if e.is_operation_error() => "aws-error",
+            _ => "unavailable",
+        };
+        audit.finish_with(outcome, status);
+        Ok(())
+    }
 }

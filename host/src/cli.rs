@@ -7,16 +7,16 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::app::App;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
 use crate::capabilities::{ImportCheck, Provider};
 use crate::compile_cache::CompileCache;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
-use crate::host::Host;
-use crate::host_plugins::HostPlugins;
 use crate::issues::{EventQueue, IssueStore, Status};
-use crate::plugin::{Call, PluginFile, Reply};
+use crate::monitor::{Call, PluginFile, Reply};
+use crate::providers::HostPlugins;
 use crate::queue::ApplicationQueue;
 use crate::runtime::{Role, Runtime, RuntimeOptions, ScheduledMonitor};
 
@@ -164,9 +164,9 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Res
 }
 
 async fn run(config: &Path, role: Role) -> Result<ExitCode> {
-    let host = Host::open(config)?;
+    let host = App::open(config)?;
     let queue_config = &host.config.application_queue;
-    if role != Role::All && queue_config.kind == crate::config::QueueKind::Internal {
+    if role != Role::All && queue_config.kind == crate::queue::QueueKind::Internal {
         bail!(
             "{}: --role {role:?} needs a queue shared between processes; the internal queue \
              lives in one process (set application_queue.type: plugin.aws.sqs)",
@@ -206,14 +206,14 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
 }
 
 /// Where the store is, for `check`: never the URL itself, which may hold a password.
-fn describe_store(store: &crate::config::StoreConfig) -> String {
+fn describe_store(store: &crate::issues::StoreConfig) -> String {
     let events = match &store.events_queue {
         Some(queue) => format!("; events to queue '{queue}'"),
         None => String::new(),
     };
     match store.kind {
-        crate::config::StoreKind::Sqlite => format!("sqlite {}{events}", store.path.display()),
-        crate::config::StoreKind::Postgres => match &store.url {
+        crate::issues::StoreKind::Sqlite => format!("sqlite {}{events}", store.path.display()),
+        crate::issues::StoreKind::Postgres => match &store.url {
             Some(url) => format!("postgres {}{events}", crate::issues::redact_url(url)),
             None => format!("postgres, URL from ${}{events}", store.url_env),
         },
@@ -221,11 +221,11 @@ fn describe_store(store: &crate::config::StoreConfig) -> String {
 }
 
 /// The config's issue store, sending events to `store.events_queue` when one is set.
-async fn open_store(host: &Host) -> Result<IssueStore> {
+async fn open_store(host: &App) -> Result<IssueStore> {
     let config = &host.config;
     let events = match &config.store.events_queue {
         Some(queue) => {
-            let Some(aws) = &host.aws else {
+            let Some(queues) = &host.queues else {
                 bail!(
                     "{}: store.events_queue: sending issue events to a queue needs the 'aws' host \
                      plugin; set SENTINELA_PLUGINS=aws",
@@ -233,7 +233,7 @@ async fn open_store(host: &Host) -> Result<IssueStore> {
                 );
             };
             Some(EventQueue {
-                aws: aws.clone(),
+                queues: queues.clone(),
                 queue: queue.clone(),
             })
         }
@@ -361,7 +361,7 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
     let mut failures = 0;
     for path in configs {
         println!("{}", path.display());
-        let host = match Host::open(path) {
+        let host = match App::open(path) {
             Ok(host) => host,
             Err(e) => {
                 println!("  error: {e:#}");
@@ -382,7 +382,7 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);
             println!("    plugin: {}", monitor.plugin.0.display());
-            let schedule = |c: &Option<crate::config::Schedule>| {
+            let schedule = |c: &Option<crate::config::values::Schedule>| {
                 c.as_ref()
                     .map(|c| c.expression().to_owned())
                     .unwrap_or_else(|| "-".into())
@@ -395,9 +395,11 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             if let Ok(plugin) = &loaded {
                 let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
-                for warning in
-                    crate::capabilities::unusable_grants_and_imports(&plugin.file.imports, monitor)
-                {
+                for warning in crate::capabilities::unusable_grants_and_imports(
+                    &plugin.file.imports,
+                    &monitor.grants,
+                    &monitor.secrets,
+                ) {
                     println!("    warning: {warning}");
                 }
             }
@@ -482,7 +484,7 @@ async fn invoke(
     kind: HandleKind,
     input: Option<&str>,
 ) -> Result<ExitCode> {
-    let host = Host::open(config)?;
+    let host = App::open(config)?;
     let Some(monitor_config) = host.config.monitor(monitor) else {
         let names: Vec<_> = host
             .config

@@ -21,6 +21,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value;
 
+use crate::config::values::CredentialName;
+use crate::providers::HostPlugin;
+
 /// Operations whose response carries key material or a bearer token: never grantable, not
 /// even by `service:*`. (service, operation, what the answer holds). Names compare
 /// case-insensitively, as some AWS front ends accept any case.
@@ -498,6 +501,30 @@ pub fn host_secret_variable(var: &str, store_url_env: &str) -> Option<&'static s
         return Some("the host reads its database URL (with its password) from it");
     }
     None
+}
+
+/// What a monitor may use beyond `log`. Everything not listed is denied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Credential names for `aws-call` (host plugin `aws`). Never `APPLICATION`.
+    #[serde(default)]
+    pub credentials: Vec<CredentialName>,
+    /// The `aws-call` operations allowed: `service:Operation`, `service:*`, or
+    /// `{op, resources}`. Empty: none (deny by default).
+    #[serde(default)]
+    pub aws: Vec<AwsOperationGrant>,
+    /// Names from the `queues:` section this monitor may use through the `queue` interface.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+impl Grants {
+    /// The host plugin these grants need, if any.
+    pub fn required_host_plugin(&self) -> Option<HostPlugin> {
+        (!self.credentials.is_empty() || !self.aws.is_empty() || !self.queues.is_empty())
+            .then_some(HostPlugin::Aws)
+    }
 }
 
 #[cfg(test)]

@@ -13,15 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, Executor, Row};
 
-use crate::aws::AwsPlugin;
 use crate::bindings::sentinela::plugin::types::Issue;
-use crate::config::{StoreConfig, StoreKind};
+use crate::capabilities::queue::MonitorQueues;
+use crate::config::values::ConfigPath;
 
 pub const TARGET: &str = "sentinela::issues";
 
@@ -85,7 +88,7 @@ impl Change {
 /// Where issue events go besides the log: a queue of the config's `queues:` section.
 #[derive(Clone)]
 pub struct EventQueue {
-    pub aws: Arc<AwsPlugin>,
+    pub queues: Arc<MonitorQueues>,
     pub queue: String,
 }
 
@@ -418,8 +421,8 @@ impl IssueStore {
             "at": now_ms() as f64 / 1000.0,
         });
         if let Err(e) = events
-            .aws
-            .send_to_queue(&events.queue, body.to_string())
+            .queues
+            .send_host_message(&events.queue, body.to_string())
             .await
         {
             tracing::error!(monitor, issue_id = id, event, queue = %events.queue, "cannot send the issue event: {}", crate::guest_text::escape(&e));
@@ -598,6 +601,143 @@ mod unix_seconds {
                 None => s.serialize_none(),
             }
         }
+    }
+}
+
+/// Where issues are kept (`store:`).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// SQLite: the database file; by default `<config file name>.db` next to the config.
+    pub path: PathBuf,
+    /// PostgreSQL: the connection URL. Prefer `url_env`: the URL may hold a password.
+    pub url: Option<String>,
+    /// PostgreSQL: the environment variable holding the URL when `url` is not set.
+    pub url_env: String,
+    /// PostgreSQL: connections in the pool (SQLite uses at most 4).
+    pub pool_size: u32,
+    /// A queue of the `queues:` section that receives every issue event as a JSON message.
+    pub events_queue: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Sqlite,
+            path: PathBuf::from("sentinela.db"),
+            url: None,
+            url_env: StoreConfig::DEFAULT_URL_ENV.to_owned(),
+            pool_size: 5,
+            events_queue: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub const DEFAULT_URL_ENV: &'static str = "SENTINELA_DATABASE_URL";
+
+    /// The PostgreSQL URL, from `url` or the `url_env` variable.
+    pub fn postgres_url(&self) -> Result<String> {
+        if let Some(url) = &self.url {
+            return Ok(url.clone());
+        }
+        match std::env::var(&self.url_env) {
+            Ok(url) if !url.is_empty() => Ok(url),
+            _ => bail!(
+                "store: type postgres needs a connection URL: set store.url, or the {} variable",
+                self.url_env
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One SQLite file: enough for one `sentinela run` process.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by every executor.
+    Postgres,
+}
+
+impl<'de> Deserialize<'de> for StoreKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "postgres" | "postgresql" => Ok(StoreKind::Postgres),
+            other => Err(de::Error::custom(format!(
+                "unknown store type '{other}' (expected sqlite or postgres)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    #[serde(rename = "type", default)]
+    kind: StoreKind,
+    #[serde(default)]
+    path: Option<ConfigPath>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    url_env: Option<String>,
+    #[serde(default)]
+    pool_size: Option<u32>,
+    #[serde(default)]
+    events_queue: Option<String>,
+}
+
+impl RawStore {
+    /// Checks the keys that depend on the type; `config` is the config file's path.
+    pub(crate) fn into_config(self, config: &Path) -> Result<StoreConfig, String> {
+        let defaults = StoreConfig::default();
+        let postgres_only = [
+            ("url", self.url.is_some()),
+            ("url_env", self.url_env.is_some()),
+            ("pool_size", self.pool_size.is_some()),
+        ];
+        match self.kind {
+            StoreKind::Sqlite => {
+                if let Some((key, _)) = postgres_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "store.{key} applies to PostgreSQL stores only (type: postgres)"
+                    ));
+                }
+            }
+            StoreKind::Postgres => {
+                if self.path.is_some() {
+                    return Err("store.path applies to SQLite stores only (type: sqlite)".into());
+                }
+                if let Some(url) = &self.url
+                    && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                {
+                    return Err("store.url must start with postgres:// or postgresql://".into());
+                }
+            }
+        }
+        let pool_size = self.pool_size.unwrap_or(defaults.pool_size);
+        if !(1..=100).contains(&pool_size) {
+            return Err("store.pool_size must be between 1 and 100".into());
+        }
+        let path = match self.path {
+            Some(path) => path.0,
+            None => {
+                let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+                let dir = config.parent().filter(|d| !d.as_os_str().is_empty());
+                dir.unwrap_or(Path::new(".")).join(format!("{stem}.db"))
+            }
+        };
+        Ok(StoreConfig {
+            kind: self.kind,
+            path,
+            url: self.url,
+            url_env: self.url_env.unwrap_or(defaults.url_env),
+            pool_size,
+            events_queue: self.events_queue,
+        })
     }
 }
 

@@ -1,16 +1,22 @@
 //! Sentinela host: runs monitor plugins as sandboxed WebAssembly components.
 //!
-//! Start with `docs/architecture.md`. Module map:
-//! - [`config`]: the YAML file; [`host_plugins`]: `SENTINELA_PLUGINS`.
+//! Start with `docs/architecture.md`. Dependencies point one way:
+//! [`cli`] → [`app`] → [`runtime`] → [`monitor`] → [`instance`] → [`capabilities`] →
+//! [`aws`] → [`config::values`].
+//! - [`config`]: the YAML loader; each section lives with the module that owns it.
+//! - [`providers`]: host plugins (`SENTINELA_PLUGINS`).
 //! - [`grants`]: what `aws-call` may do; [`audit`]: one event per use of a credential or secret.
 //! - [`engine`], [`compiler`], [`compile_cache`]: the wasmtime engine, compiling plugins
 //!   under limits, and the compiled-code cache.
-//! - [`capabilities`]: which imports exist and who provides them; the linker.
-//! - [`sandbox`]: per-instance state and its limits; [`guest_log`]: the `log` interface;
-//!   [`guest_text`]: guest-chosen text escaped for logs and terminals.
-//! - [`plugin`]: loading and calling a monitor plugin.
-//! - [`queue`], [`message`], [`runtime`]: scheduling and executing monitor tasks.
+//! - [`capabilities`]: `log`, `secrets`, `aws-call`, `queue`, one module each.
+//! - [`instance`]: one invocation's store data, its limits, and the linker.
+//! - [`monitor`]: loading and calling a monitor's component.
+//! - [`aws`]: credentials, connectors and the transport that signs and sends.
+//! - [`queue`], [`message`], [`runtime`], [`issues`]: the application queue, its messages,
+//!   scheduling and executing tasks, and the issue store.
+//! - [`guest_text`]: guest-chosen text escaped for logs and terminals.
 
+pub mod app;
 pub mod audit;
 pub mod aws;
 pub mod capabilities;
@@ -20,17 +26,14 @@ pub mod compiler;
 pub mod config;
 pub mod engine;
 pub mod grants;
-pub mod guest_log;
 pub mod guest_text;
-pub mod host;
-pub mod host_plugins;
+pub mod instance;
 pub mod issues;
 pub mod message;
-pub mod plugin;
+pub mod monitor;
+pub mod providers;
 pub mod queue;
 pub mod runtime;
-pub mod sandbox;
-pub mod secrets;
 
 /// Host-side bindings of `wit/sentinela.wit`.
 pub mod bindings {

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
-use crate::config::Schedule;
+use crate::config::values::{ConfigDuration, Schedule};
 use crate::issues::IssueStore;
 use crate::message::{Message, Task};
-use crate::plugin::{Call, MonitorPlugin, Reply};
+use crate::monitor::{Call, MonitorPlugin, Reply};
 use crate::queue::{ApplicationQueue, Received};
 
 /// How long the executor waits for a message before checking for shutdown again.
@@ -333,7 +335,7 @@ impl Runtime {
                     }
                 }
                 Err(e) => {
-                    let wait = crate::aws::queue::backoff(failures);
+                    let wait = receive_backoff(failures);
                     failures += 1;
                     tracing::error!(
                         failures,
@@ -520,7 +522,7 @@ impl Runtime {
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             hit_deadline |= matches!(
                 &outcome,
-                Err(TaskError::Call(e)) if matches!(e.kind, crate::plugin::CallErrorKind::Deadline(_))
+                Err(TaskError::Call(e)) if matches!(e.kind, crate::monitor::CallErrorKind::Deadline(_))
             );
             match outcome {
                 Ok(()) => {
@@ -601,7 +603,7 @@ impl Runtime {
 /// Why a task failed: the monitor, or the issue store.
 #[derive(Debug)]
 pub enum TaskError {
-    Call(crate::plugin::CallError),
+    Call(crate::monitor::CallError),
     /// A per-monitor limit refused the call's result.
     Limit(String),
     Store(String),
@@ -614,8 +616,8 @@ impl From<anyhow::Error> for TaskError {
     }
 }
 
-impl From<crate::plugin::CallError> for TaskError {
-    fn from(e: crate::plugin::CallError) -> TaskError {
+impl From<crate::monitor::CallError> for TaskError {
+    fn from(e: crate::monitor::CallError) -> TaskError {
         TaskError::Call(e)
     }
 }
@@ -630,6 +632,65 @@ impl std::fmt::Display for TaskError {
     }
 }
 
+/// How long the executor waits before polling again after a failed receive: doubling from
+/// 0.5 s to 10 s, so an outage is neither hammered nor waited out for long.
+fn receive_backoff(failures: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.min(5))).min(Duration::from_secs(10))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many monitor tasks run at once in this process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    #[serde(default = "ExecutorConfig::default_concurrency")]
+    pub concurrency: Concurrency,
+    /// After SIGTERM, how long running tasks may take to finish before their messages are
+    /// released back to the queue.
+    #[serde(default = "ExecutorConfig::default_shutdown_grace")]
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl ExecutorConfig {
+    /// Sentinela's `executor_concurrency` default.
+    pub const DEFAULT_CONCURRENCY: usize = 5;
+    fn default_concurrency() -> Concurrency {
+        Concurrency(Self::DEFAULT_CONCURRENCY)
+    }
+    fn default_shutdown_grace() -> ConfigDuration {
+        ConfigDuration(Duration::from_secs(30))
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            concurrency: Self::default_concurrency(),
+            shutdown_grace: Self::default_shutdown_grace(),
+        }
+    }
+}
+
+/// A task count between 1 and [`Concurrency::MAX`].
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrency(pub usize);
+
+impl Concurrency {
+    pub const MAX: usize = 256;
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = usize::deserialize(deserializer)?;
+        if n == 0 || n > Self::MAX {
+            return Err(de::Error::custom(format!(
+                "concurrency must be between 1 and {}, got {n}",
+                Self::MAX
+            )));
+        }
+        Ok(Concurrency(n))
+    }
 }

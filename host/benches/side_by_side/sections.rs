@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use sentinela_host::app::App;
 use sentinela_host::bindings::exports::sentinela::plugin::checks::MessageKind;
-use sentinela_host::capabilities;
 use sentinela_host::compile_cache::CompileCache;
-use sentinela_host::config::Limits;
 use sentinela_host::engine::{Engine, EngineSettings};
-use sentinela_host::host::Host;
-use sentinela_host::host_plugins::HostPlugins;
-use sentinela_host::plugin::{Call, MonitorPlugin, PluginFile};
+use sentinela_host::instance::{self, Limits};
+use sentinela_host::monitor::{Call, MonitorPlugin, PluginFile};
+use sentinela_host::providers::HostPlugins;
 use wasmtime::component::Component;
 
 use crate::bare::Bare;
@@ -92,7 +91,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
     let plugins = HostPlugins::default();
     let file = PluginFile::load(engine, &CompileCache::disabled(), &guest("steady"))?;
-    let linker = capabilities::linker(engine.wasmtime(), &plugins)?;
+    let linker = instance::linker(engine.wasmtime(), &plugins)?;
     MonitorPlugin::new(
         "steady",
         file,
@@ -259,7 +258,7 @@ fn aws_call(scratch: &Path, report: &mut Report) -> Result<()> {
         ),
     )?;
     runtime()?.block_on(async {
-        let host = Host::open(&config)?;
+        let host = App::open(&config)?;
         let monitor = host.monitors()?.remove(0);
         let sqs = sqs_client(&endpoint);
         let url = create_queue(&sqs, "bench-latency").await?;

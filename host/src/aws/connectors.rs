@@ -1,55 +1,113 @@
 //! Credential connectors: credentials the host makes from another one — by assuming a role
-//! (STS AssumeRole) or by reading keys kept in an SSM SecureString (`access_key_id,secret`) —
-//! and renews `refresh_window` before they expire, so callers never notice. One fetch serves
-//! every caller until then; never one AssumeRole per request.
+//! (STS AssumeRole, through `aws-sdk-sts`) or by reading keys kept in an SSM SecureString
+//! (`access_key_id,secret`) — and renews `refresh_window` before they expire, so callers never
+//! notice. One fetch serves every caller until then; never one AssumeRole per request.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::config::{BehaviorVersion, Region};
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::AwsPlugin;
-use super::call::{decode_xml_text, query_call, xml_tag};
 use super::services::Service;
-use crate::audit::{Actor, AuditEvent};
-use crate::bindings::sentinela::plugin::types::Error;
-use crate::config::{AssumeRoleConfig, ConnectorConfig, CredentialName};
+use super::transport::{Destination, Transport, TransportError};
+use crate::audit::SdkAudit;
+use crate::config::values::{ConfigDuration, CredentialName};
 
 /// How long keys read from SSM are used before they are read again (to pick up rotation).
 const SSM_KEYS_REREAD: Duration = Duration::from_secs(3600);
 
+/// A credential the host makes from its `source` credential.
 pub struct Connector {
     name: CredentialName,
     config: ConnectorConfig,
+    /// The source credential's keys.
+    source: SharedCredentialsProvider,
+    /// The region of the requests that make the keys.
+    region: String,
+    transport: Arc<Transport>,
+    /// Only for `assume_role`: an STS client signing with the source credential.
+    sts: Option<aws_sdk_sts::Client>,
     current: tokio::sync::Mutex<Option<(Credentials, SystemTime)>>,
     /// How many times the keys were fetched (AssumeRole or GetParameter calls).
     fetches: AtomicU64,
 }
 
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("name", &self.name)
+            .field("source", &self.config.source)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connector {
-    pub fn new(name: CredentialName, config: &ConnectorConfig) -> Connector {
+    /// A connector making `name` from the keys of its source credential, whose default
+    /// region is `source_region`.
+    pub fn new(
+        name: CredentialName,
+        config: &ConnectorConfig,
+        source: SharedCredentialsProvider,
+        source_region: Option<&str>,
+        transport: Arc<Transport>,
+    ) -> Connector {
+        let region =
+            Self::default_region(config, source_region).unwrap_or_else(|| "us-east-1".into());
+        let sts = config.assume_role.as_ref().map(|role| {
+            let mut sts = aws_sdk_sts::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.clone()))
+                .credentials_provider(source.clone())
+                .interceptor(SdkAudit::new(
+                    config.source.as_str(),
+                    "sts",
+                    role.role_arn.clone(),
+                ));
+            if let Some(url) = transport.endpoint_override() {
+                sts = sts.endpoint_url(url);
+            }
+            aws_sdk_sts::Client::from_conf(sts.build())
+        });
         Connector {
             name,
             config: config.clone(),
+            source,
+            region,
+            transport,
+            sts,
             current: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
     }
 
+    /// How many times the keys were fetched.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// The region the connector's keys default to: its own, else its source's.
+    pub fn default_region(config: &ConnectorConfig, source_region: Option<&str>) -> Option<String> {
+        config
+            .region
+            .clone()
+            .or_else(|| source_region.map(str::to_owned))
+    }
+
     /// Valid keys, fetched anew when they expire within the refresh window.
-    pub async fn current(&self, plugin: &AwsPlugin) -> Result<Credentials, Error> {
+    pub async fn current(&self) -> Result<Credentials, TransportError> {
         let mut current = self.current.lock().await;
         if let Some((keys, renew_at)) = current.as_ref()
             && SystemTime::now() < *renew_at
         {
             return Ok(keys.clone());
         }
-        let (keys, expires) = self.fetch(plugin).await?;
+        let (keys, expires) = self.fetch().await?;
         let count = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;
         let renew_at = expires
             .checked_sub(self.config.refresh_window.0)
@@ -65,89 +123,77 @@ impl Connector {
         Ok(keys)
     }
 
-    fn region(
-        &self,
-        plugin: &AwsPlugin,
-    ) -> Result<(std::sync::Arc<super::credentials::Credential>, String), Error> {
-        let source = CredentialName::parse(&self.config.source).map_err(Error::Invalid)?;
-        let source = plugin
-            .credentials
-            .get(&source)
-            .map_err(Error::Unavailable)?
-            .clone();
-        let region = self
-            .config
-            .region
-            .clone()
-            .or_else(|| source.region.clone())
-            .unwrap_or_else(|| "us-east-1".into());
-        Ok((source, region))
+    fn unavailable(&self, what: &str) -> TransportError {
+        TransportError::Credentials(format!("credential {}: {what}", self.name))
     }
 
-    async fn fetch(&self, plugin: &AwsPlugin) -> Result<(Credentials, SystemTime), Error> {
-        let (source, region) = self.region(plugin)?;
-        let unavailable =
-            |what: &str| Error::Unavailable(format!("credential {}: {what}", self.name));
-        if let Some(role) = &self.config.assume_role {
-            let external_id = match role
-                .external_id
-                .as_deref()
-                .map(|id| (id, id.strip_prefix("ssm:")))
-            {
-                Some((_, Some(parameter))) => Some(
-                    self.read_ssm(plugin, &source.name, &region, parameter)
-                        .await?,
-                ),
-                Some((literal, None)) => Some(literal.to_owned()),
-                None => None,
-            };
-            let params = assume_role_params(role, &self.name, external_id);
-            let sts = Service::find("sts").ok_or_else(|| unavailable("no sts service"))?;
-            let client = plugin.client(&source, sts, region);
-            let audit = AuditEvent::start(Actor::Host, source.name.as_str(), "sts", "AssumeRole")
-                .with_resource(&role.role_arn);
-            let (result, status) = query_call(plugin, &client, "AssumeRole", &params).await;
-            audit.finish(&result, status);
-            let xml = result?;
-            let field = |tag: &str| {
-                xml_tag(&xml, tag)
-                    .ok_or_else(|| unavailable(&format!("AssumeRole answer without {tag}")))
-            };
-            let expires = chrono::DateTime::parse_from_rfc3339(&field("Expiration")?)
-                .map(SystemTime::from)
-                .map_err(|_| unavailable("unreadable Expiration"))?;
-            let keys = Credentials::new(
-                field("AccessKeyId")?,
-                decode_xml_text(&field("SecretAccessKey")?),
-                Some(decode_xml_text(&field("SessionToken")?)),
-                Some(expires),
-                "sentinela-assume-role",
-            );
-            return Ok((keys, expires));
+    async fn fetch(&self) -> Result<(Credentials, SystemTime), TransportError> {
+        match (&self.config.assume_role, &self.sts, &self.config.ssm_keys) {
+            (Some(role), Some(sts), _) => self.assume_role(role, sts).await,
+            (None, _, Some(parameter)) => self.ssm_keys(parameter).await,
+            _ => Err(self.unavailable("no connector kind")),
         }
-        let parameter = self
-            .config
-            .ssm_keys
-            .as_deref()
-            .ok_or_else(|| unavailable("no connector kind"))?;
-        let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
-        let output = plugin
-            .host_json(
-                &source.name,
-                "ssm",
-                &region,
-                "GetParameter",
-                &input,
-                parameter,
-            )
-            .await?;
-        let output: serde_json::Value =
-            serde_json::from_str(&output).map_err(|_| unavailable("unreadable SSM answer"))?;
-        let value = output["Parameter"]["Value"]
-            .as_str()
-            .ok_or_else(|| unavailable("SSM parameter without a value"))?;
+    }
+
+    async fn assume_role(
+        &self,
+        role: &AssumeRoleConfig,
+        sts: &aws_sdk_sts::Client,
+    ) -> Result<(Credentials, SystemTime), TransportError> {
+        let external_id = match role.external_id.as_deref() {
+            Some(id) => match id.strip_prefix("ssm:") {
+                Some(parameter) => Some(self.read_ssm(parameter).await?),
+                None => Some(id.to_owned()),
+            },
+            None => None,
+        };
+        let tags = role
+            .tags
+            .iter()
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.unavailable(&format!("invalid tag: {e}")))?;
+        let output = sts
+            .assume_role()
+            .role_arn(&role.role_arn)
+            .role_session_name(session_name(role.session_name.as_deref(), &self.name))
+            .duration_seconds(i32::try_from(role.duration.0.as_secs()).unwrap_or(i32::MAX))
+            .set_external_id(external_id)
+            .set_policy(role.policy.as_ref().map(|p| p.to_string()))
+            .set_policy_arns((!role.policy_arns.is_empty()).then(|| {
+                role.policy_arns
+                    .iter()
+                    .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
+                    .collect()
+            }))
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await
+            .map_err(|e| {
+                self.unavailable(&format!(
+                    "AssumeRole: {}",
+                    aws_sdk_sts::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        let keys = output
+            .credentials()
+            .ok_or_else(|| self.unavailable("AssumeRole answer without credentials"))?;
+        let expires = SystemTime::try_from(*keys.expiration())
+            .map_err(|_| self.unavailable("unreadable Expiration"))?;
+        let keys = Credentials::new(
+            keys.access_key_id(),
+            keys.secret_access_key(),
+            Some(keys.session_token().to_owned()),
+            Some(expires),
+            "sentinela-assume-role",
+        );
+        Ok((keys, expires))
+    }
+
+    async fn ssm_keys(&self, parameter: &str) -> Result<(Credentials, SystemTime), TransportError> {
+        let value = self.read_ssm(parameter).await?;
         let (key_id, secret) = value.split_once(',').ok_or_else(|| {
-            unavailable(&format!(
+            self.unavailable(&format!(
                 "SSM parameter {parameter} is not 'access_key_id,secret_access_key'"
             ))
         })?;
@@ -160,67 +206,37 @@ impl Connector {
         );
         Ok((keys, SystemTime::now() + SSM_KEYS_REREAD))
     }
-}
 
-impl Connector {
     /// A decrypted SSM parameter, read with the source credential.
-    async fn read_ssm(
-        &self,
-        plugin: &AwsPlugin,
-        source: &CredentialName,
-        region: &str,
-        parameter: &str,
-    ) -> Result<String, Error> {
+    async fn read_ssm(&self, parameter: &str) -> Result<String, TransportError> {
+        let ssm = Service::find("ssm").ok_or_else(|| self.unavailable("no ssm service"))?;
+        let keys =
+            self.source.provide_credentials().await.map_err(|e| {
+                self.unavailable(&format!("its source {}: {e}", self.config.source))
+            })?;
         let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
-        let output = plugin
-            .host_json(source, "ssm", region, "GetParameter", &input, parameter)
+        let to = Destination {
+            service: ssm,
+            region: &self.region,
+            keys: &keys,
+        };
+        let output = self
+            .transport
+            .host_json(
+                &self.config.source,
+                to,
+                "GetParameter",
+                &input,
+                Some(parameter),
+            )
             .await?;
-        let output: serde_json::Value = serde_json::from_str(&output).map_err(|_| {
-            Error::Unavailable(format!("credential {}: unreadable SSM answer", self.name))
-        })?;
+        let output: serde_json::Value =
+            serde_json::from_str(&output).map_err(|_| self.unavailable("unreadable SSM answer"))?;
         output["Parameter"]["Value"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "credential {}: SSM parameter {parameter} has no value",
-                    self.name
-                ))
-            })
+            .ok_or_else(|| self.unavailable(&format!("SSM parameter {parameter} has no value")))
     }
-}
-
-/// AssumeRole's query parameters.
-fn assume_role_params(
-    role: &AssumeRoleConfig,
-    name: &CredentialName,
-    external_id: Option<String>,
-) -> Vec<(String, String)> {
-    let mut params = vec![
-        ("RoleArn".to_owned(), role.role_arn.clone()),
-        (
-            "RoleSessionName".to_owned(),
-            session_name(role.session_name.as_deref(), name),
-        ),
-        (
-            "DurationSeconds".to_owned(),
-            role.duration.0.as_secs().to_string(),
-        ),
-    ];
-    if let Some(external_id) = external_id {
-        params.push(("ExternalId".into(), external_id));
-    }
-    if let Some(policy) = &role.policy {
-        params.push(("Policy".into(), policy.to_string()));
-    }
-    for (i, arn) in role.policy_arns.iter().enumerate() {
-        params.push((format!("PolicyArns.member.{}.arn", i + 1), arn.clone()));
-    }
-    for (i, (key, value)) in role.tags.iter().enumerate() {
-        params.push((format!("Tags.member.{}.Key", i + 1), key.clone()));
-        params.push((format!("Tags.member.{}.Value", i + 1), value.clone()));
-    }
-    params
 }
 
 /// STS session names: 2–64 characters of `[\w+=,.@-]`.
@@ -245,38 +261,58 @@ fn session_name(configured: Option<&str>, credential: &CredentialName) -> String
     name
 }
 
+/// A credential made by the host from another one (`credentials:` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The credential used to make this one (AssumeRole, or reading the SSM parameter).
+    #[serde(deserialize_with = "CredentialName::deserialize_any")]
+    pub source: CredentialName,
+    /// Region of the calls that make it, and its default region; else the source's.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub assume_role: Option<AssumeRoleConfig>,
+    /// An SSM SecureString holding `access_key_id,secret_access_key`.
+    #[serde(default)]
+    pub ssm_keys: Option<String>,
+    /// Credentials are renewed this long before they expire.
+    #[serde(default = "default_refresh_window")]
+    pub refresh_window: ConfigDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRoleConfig {
+    pub role_arn: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Session duration (STS allows 15 minutes to the role's maximum).
+    #[serde(default = "default_role_duration")]
+    pub duration: ConfigDuration,
+    /// An inline session policy (a YAML or JSON map).
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+    #[serde(default)]
+    pub policy_arns: Vec<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Default: `sentinela-{credential name}`, cleansed to STS's alphabet.
+    #[serde(default)]
+    pub session_name: Option<String>,
+}
+
+fn default_refresh_window() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+
+fn default_role_duration() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn assume_role_sends_every_configured_field() {
-        let role: AssumeRoleConfig = serde_yaml::from_str(
-            "role_arn: arn:aws:iam::111111111111:role/r\nduration: 900s\npolicy_arns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\ntags: {team: ops}\npolicy: {Version: '2012-10-17'}\n",
-        )
-        .unwrap();
-        let name = CredentialName::parse("reader").unwrap();
-        let params = assume_role_params(&role, &name, Some("ext-1".into()));
-        let get = |key: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("RoleArn"), Some("arn:aws:iam::111111111111:role/r"));
-        assert_eq!(get("RoleSessionName"), Some("sentinela-reader"));
-        assert_eq!(get("DurationSeconds"), Some("900"));
-        assert_eq!(get("ExternalId"), Some("ext-1"));
-        assert_eq!(get("Policy"), Some(r#"{"Version":"2012-10-17"}"#));
-        assert_eq!(
-            get("PolicyArns.member.1.arn"),
-            Some("arn:aws:iam::aws:policy/ReadOnlyAccess")
-        );
-        assert_eq!(
-            (get("Tags.member.1.Key"), get("Tags.member.1.Value")),
-            (Some("team"), Some("ops"))
-        );
-    }
 
     #[test]
     fn session_names_follow_sts_rules() {

@@ -10,11 +10,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::{
+    ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
+};
 
-use super::connectors::Connector;
-use crate::config::{ConnectorConfig, CredentialName};
-
+use super::connectors::{Connector, ConnectorConfig};
 use super::services::valid_region;
+use super::transport::{Transport, TransportError};
+use crate::config::values::CredentialName;
 
 /// Where a credential's keys come from.
 pub enum KeySource {
@@ -77,6 +80,14 @@ impl Credential {
         })
     }
 
+    /// The keys to sign with now: static ones, or a connector's, renewed before they expire.
+    pub async fn keys(&self) -> Result<Credentials, TransportError> {
+        match &self.source {
+            KeySource::Static(keys) => Ok(keys.clone()),
+            KeySource::Connector(connector) => Box::pin(connector.current()).await,
+        }
+    }
+
     /// The keys, when they are static (from the environment).
     pub fn static_keys(&self) -> Option<&Credentials> {
         match &self.source {
@@ -111,36 +122,55 @@ pub struct CredentialRegistry {
 }
 
 impl CredentialRegistry {
-    /// Connectors as configured; every other name from the environment.
+    /// Connectors as configured; every other name from the environment. A connector is built
+    /// once its source is; one whose source chain is a circle is refused.
     pub fn new<'a>(
         names: impl IntoIterator<Item = &'a CredentialName>,
-        connectors: &BTreeMap<CredentialName, ConnectorConfig>,
+        connectors: &'a BTreeMap<CredentialName, ConnectorConfig>,
+        transport: &Arc<Transport>,
     ) -> CredentialRegistry {
-        let sources = connectors
-            .values()
-            .filter_map(|c| CredentialName::parse(&c.source).ok());
-        let from_env: Vec<CredentialName> = names
+        let sources = connectors.values().map(|c| &c.source);
+        let mut credentials: HashMap<CredentialName, Result<Arc<Credential>, String>> = names
             .into_iter()
-            .cloned()
             .chain(sources)
-            .filter(|name| !connectors.contains_key(name))
-            .collect();
-        let mut credentials: HashMap<CredentialName, Result<Arc<Credential>, String>> = from_env
-            .iter()
+            .filter(|name| !connectors.contains_key(*name))
             .map(|name| (name.clone(), Credential::from_env(name).map(Arc::new)))
             .collect();
-        for (name, config) in connectors {
-            let connector = Connector::new(name.clone(), config);
-            // Its default region: the connector's, else its source's.
-            let source_region = CredentialName::parse(&config.source)
-                .ok()
-                .and_then(|source| credentials.get(&source)?.as_ref().ok()?.region.clone());
-            let credential = Credential {
-                name: name.clone(),
-                source: KeySource::Connector(Arc::new(connector)),
-                region: config.region.clone().or(source_region),
-            };
-            credentials.insert(name.clone(), Ok(Arc::new(credential)));
+        let mut waiting: Vec<(&CredentialName, &ConnectorConfig)> = connectors.iter().collect();
+        while !waiting.is_empty() {
+            let before = waiting.len();
+            waiting.retain(|(name, config)| {
+                let source = match credentials.get(&config.source) {
+                    None => return true,
+                    Some(Err(why)) => Err(format!("credential {name}: its source {why}")),
+                    Some(Ok(source)) => Ok(source.clone()),
+                };
+                let credential = source.map(|source| {
+                    let region = source.region.clone();
+                    let connector = Connector::new(
+                        (*name).clone(),
+                        config,
+                        SharedCredentialsProvider::new(SourceKeys(source)),
+                        region.as_deref(),
+                        transport.clone(),
+                    );
+                    Arc::new(Credential {
+                        name: (*name).clone(),
+                        region: Connector::default_region(config, region.as_deref()),
+                        source: KeySource::Connector(Arc::new(connector)),
+                    })
+                });
+                credentials.insert((*name).clone(), credential);
+                false
+            });
+            if waiting.len() == before {
+                for (name, _) in waiting.drain(..) {
+                    credentials.insert(
+                        name.clone(),
+                        Err(format!("credential {name}: its sources form a circle")),
+                    );
+                }
+            }
         }
         CredentialRegistry { credentials }
     }
@@ -162,5 +192,23 @@ impl CredentialRegistry {
             .collect();
         missing.sort();
         missing
+    }
+}
+
+/// A source credential as the STS client's credentials provider.
+#[derive(Debug)]
+struct SourceKeys(Arc<Credential>);
+
+impl ProvideCredentials for SourceKeys {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            self.0
+                .keys()
+                .await
+                .map_err(|e| CredentialsError::provider_error(e.to_string()))
+        })
     }
 }

@@ -5,14 +5,16 @@
 //! host), so it is an enum rather than a trait object.
 
 mod internal;
+mod sqs;
 
 use std::time::Duration;
 
 use anyhow::Result;
 pub use internal::InternalQueue;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
-use crate::aws::queue::SqsQueue;
-use crate::config::{ApplicationQueueConfig, QueueKind};
+pub use sqs::SqsQueue;
 
 pub enum ApplicationQueue {
     Internal(InternalQueue),
@@ -112,6 +114,125 @@ impl ApplicationQueue {
         match self {
             ApplicationQueue::Internal(q) => q.pending(),
             ApplicationQueue::Sqs(_) => 0,
+        }
+    }
+}
+
+/// The queue that carries `process_monitor`, `event` and `request` messages to executors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationQueueConfig {
+    #[serde(rename = "type")]
+    pub kind: QueueKind,
+    /// SQS only: the queue name (looked up with GetQueueUrl at start).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// SQS only: the queue URL; checked against the URL of `name`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// SQS only: the region, else `AWS_APPLICATION_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// SQS only: create the queue at start if it does not exist.
+    #[serde(default)]
+    pub create_queue: bool,
+    /// Long-poll wait of one receive, in seconds.
+    #[serde(default = "ApplicationQueueConfig::default_wait")]
+    pub queue_wait_message_time: u32,
+    /// ConfigDuration between visibility extensions while a message is processed; each receive and
+    /// extension hides the message for twice this long.
+    #[serde(default = "ApplicationQueueConfig::default_visibility")]
+    pub queue_visibility_time: u32,
+    /// SQS only: a message received this many times without being processed is moved to
+    /// `dead_letter_queue` (or dropped with an error log when there is none).
+    #[serde(default = "ApplicationQueueConfig::default_max_receive_count")]
+    pub max_receive_count: u32,
+    /// SQS only: the name of a queue that takes messages that cannot be processed.
+    #[serde(default)]
+    pub dead_letter_queue: Option<String>,
+}
+
+impl ApplicationQueueConfig {
+    fn default_wait() -> u32 {
+        2
+    }
+    fn default_visibility() -> u32 {
+        15
+    }
+    fn default_max_receive_count() -> u32 {
+        5
+    }
+
+    /// Checks the keys that depend on the type, for errors found after parsing.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let sqs_only = [
+            ("name", self.name.is_some()),
+            ("url", self.url.is_some()),
+            ("region", self.region.is_some()),
+            ("create_queue", self.create_queue),
+            ("dead_letter_queue", self.dead_letter_queue.is_some()),
+        ];
+        match self.kind {
+            QueueKind::Internal => {
+                if let Some((key, _)) = sqs_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "application_queue.{key} applies to SQS queues only (type: plugin.aws.sqs)"
+                    ));
+                }
+            }
+            QueueKind::Sqs => {
+                if self.name.is_none() {
+                    return Err("application_queue.name is required for an SQS queue".into());
+                }
+                if !(1..=20).contains(&self.queue_wait_message_time) {
+                    return Err("application_queue.queue_wait_message_time must be between 1 and 20 seconds (SQS's long-poll range)".into());
+                }
+                if !(1..=21_600).contains(&self.queue_visibility_time) {
+                    return Err("application_queue.queue_visibility_time must be between 1 and 21600 seconds".into());
+                }
+                if self.max_receive_count == 0 {
+                    return Err("application_queue.max_receive_count must be at least 1".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for ApplicationQueueConfig {
+    fn default() -> Self {
+        ApplicationQueueConfig {
+            kind: QueueKind::Internal,
+            name: None,
+            url: None,
+            region: None,
+            create_queue: false,
+            queue_wait_message_time: Self::default_wait(),
+            queue_visibility_time: Self::default_visibility(),
+            max_receive_count: Self::default_max_receive_count(),
+            dead_letter_queue: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// In-process queue: one `sentinela run` process schedules and executes.
+    #[default]
+    Internal,
+    /// An SQS queue shared by any number of processes (host plugin `aws`).
+    Sqs,
+}
+
+impl<'de> Deserialize<'de> for QueueKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "internal" => Ok(QueueKind::Internal),
+            "plugin.aws.sqs" | "plugin.aws.queues.sqs" => Ok(QueueKind::Sqs),
+            other => Err(de::Error::custom(format!(
+                "invalid queue type '{other}', expected 'internal' or 'plugin.aws.sqs'"
+            ))),
         }
     }
 }

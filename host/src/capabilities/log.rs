@@ -1,4 +1,4 @@
-//! Everything a call makes the host write — the guest's `log` calls, stdout and stderr, and
+//! The `log` capability. Everything a call makes the host write — the guest's `log` calls, stdout and stderr, and
 //! the host's own lines about the call (refused host calls) — goes to the tracing log, tagged
 //! with the monitor's name, under one budget per invocation: bytes *and* lines, empty lines
 //! included. Past the budget, output is dropped and one line at the end of the call says how
@@ -9,10 +9,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+
+use crate::audit::{Actor, AuditEvent, RefusalSink};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::bindings::sentinela::plugin::log::Level;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::sentinela::plugin as wit;
+use wit::log::Level;
+use wit::types::Error;
 
 /// The tracing target of guest output, so operators can filter it (`RUST_LOG=sentinela::guest=warn`).
 pub const TARGET: &str = "sentinela::guest";
@@ -122,17 +128,33 @@ impl GuestLog {
         self.state().charge(REFUSAL_LINE_BYTES)
     }
 
-    /// Takes one AWS request from the call's allowance (`limits.aws_requests`).
-    pub fn take_aws_request(&self) -> Result<(), u32> {
+    /// Takes one AWS request from the call's allowance (`limits.aws_requests`), shared by
+    /// `aws-call` and `queue`.
+    pub fn take_aws_request(&self) -> Result<(), Error> {
         let mut state = self.state();
         match &mut state.aws_requests_left {
             None => Ok(()),
-            Some(0) => Err(0),
+            Some(0) => Err(Error::Limit(format!(
+                "monitor '{}' reached its limits.aws_requests cap for this call",
+                self.monitor
+            ))),
             Some(left) => {
                 *left -= 1;
                 Ok(())
             }
         }
+    }
+
+    /// An audit event of this call's monitor; refused uses are counted here, audited once per
+    /// kind at the end of the call.
+    pub fn audit(&self, credential: &str, service: &str, operation: &str) -> AuditEvent<'_> {
+        AuditEvent::start(
+            Actor::Monitor(&self.monitor),
+            credential,
+            service,
+            operation,
+        )
+        .counting_refusals_in(self)
     }
 
     /// Ends the call: one audit event per kind of refused call (with its count) and one line
@@ -195,7 +217,7 @@ impl GuestLog {
     }
 }
 
-impl crate::audit::RefusalSink for GuestLog {
+impl RefusalSink for GuestLog {
     /// Counts a refused host call, audited at the end of the call with the others of its kind.
     fn count_refusal(
         &self,
@@ -307,10 +329,22 @@ impl Pollable for LineWriter {
     async fn ready(&mut self) {}
 }
 
-impl crate::bindings::sentinela::plugin::log::Host for crate::sandbox::InstanceState {
+/// The interfaces this capability serves (the shared `types` have no functions).
+pub const INTERFACES: &[&str] = &["types", "log"];
+
+/// Links `log` (and `types`) for store data `T`; `get` finds the call's log in it.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut GuestLog,
+) -> wasmtime::Result<()> {
+    wit::types::add_to_linker::<T, HasSelf<GuestLog>>(linker, get)?;
+    wit::log::add_to_linker::<T, HasSelf<GuestLog>>(linker, get)
+}
+
+impl wit::log::Host for GuestLog {
     async fn log(&mut self, level: Level, message: String) {
-        self.log.emit(level, "log", &message);
+        self.emit(level, "log", &message);
     }
 }
 
-impl crate::bindings::sentinela::plugin::types::Host for crate::sandbox::InstanceState {}
+impl wit::types::Host for GuestLog {}

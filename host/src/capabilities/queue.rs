@@ -1,22 +1,28 @@
-//! The `queue` interface: monitors send, receive, delete and hide messages on the SQS queues
+//! The `queue` capability: monitors send, receive, delete and hide messages on the SQS queues
 //! of the config's `queues:` section that they are granted. Each queue has its own credential
-//! (never `APPLICATION`); requests go through the same signing clients as `aws-call`, and each
-//! is audited like one.
+//! (never `APPLICATION`); requests go through the AWS transport like `aws-call`'s, and each is
+//! audited like one. The host sends its own messages (issue events) to these queues too.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
+use wasmtime::component::{HasData, Linker};
 
+use super::guest_error::guest_error;
+use super::log::GuestLog;
+use crate::audit::{Actor, AuditEvent, shorten};
+use crate::aws::AwsProvider;
+use crate::aws::resources;
+use crate::aws::services::Service;
+use crate::aws::transport::{self, Destination, TransportError};
 use crate::bindings::sentinela::plugin::queue::{self, Message};
 use crate::bindings::sentinela::plugin::types::Error;
-use crate::sandbox::InstanceState;
+use crate::config::values::CredentialName;
 
-use super::call::{AwsInstance, json_call};
-use super::client::AwsClient;
-use super::resources;
-use super::services::Service;
-use crate::audit::shorten;
-use crate::audit::{Actor, AuditEvent};
+/// The interfaces this capability serves.
+pub const INTERFACES: &[&str] = &["queue"];
 
 /// SQS's own cap on a message body.
 pub const MAX_BODY_BYTES: usize = 256 << 10;
@@ -24,40 +30,98 @@ const MAX_RECEIVE: u32 = 10;
 const MAX_WAIT_SECONDS: u32 = 20;
 const MAX_VISIBILITY_SECONDS: u32 = 43_200;
 
-impl super::AwsPlugin {
-    /// The URL of a queue of the `queues:` section and a client signing with its credential.
-    fn queue_client(&self, name: &str) -> Result<(String, Arc<AwsClient>), Error> {
+/// Links `queue` for store data `T`; `get` finds the instance's state in it.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> QueueCtx<'_>,
+) -> wasmtime::Result<()> {
+    queue::add_to_linker::<T, QueueCtx<'static>>(linker, get)
+}
+
+/// The store's view of this capability: its state, when the monitor has one.
+pub struct QueueCtx<'a>(pub Option<&'a QueueInstance>);
+
+impl HasData for QueueCtx<'static> {
+    type Data<'a> = QueueCtx<'a>;
+}
+
+impl QueueCtx<'_> {
+    fn instance(&self) -> Result<&QueueInstance, Error> {
+        self.0
+            .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))
+    }
+}
+
+/// The `queues:` section with the provider that signs for it; shared by every monitor.
+pub struct MonitorQueues {
+    pub declared: BTreeMap<String, QueueDeclaration>,
+    pub aws: Arc<AwsProvider>,
+}
+
+/// A declared queue, ready to send to.
+struct QueueTarget<'a> {
+    url: &'a str,
+    credential: &'a CredentialName,
+    region: String,
+}
+
+impl MonitorQueues {
+    fn target(&self, name: &str) -> Result<QueueTarget<'_>, Error> {
         let declared = self
-            .queues
+            .declared
             .get(name)
             .ok_or_else(|| Error::NotFound(format!("queue '{name}' is not declared")))?;
-        let credential = self
-            .credentials
-            .get(&declared.credential)
-            .map_err(Error::Unavailable)?;
-        let region = credential
-            .region(declared.region.as_deref())
-            .map_err(Error::Unavailable)?;
-        let sqs =
-            Service::find("sqs").ok_or_else(|| Error::Unavailable("no sqs service".into()))?;
-        Ok((declared.url.clone(), self.client(credential, sqs, region)))
+        let (_, region) = self
+            .aws
+            .credential(&declared.credential, declared.region.as_deref())
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(QueueTarget {
+            url: &declared.url,
+            credential: &declared.credential,
+            region,
+        })
     }
 
-    /// Sends a message of the host's own (an issue event) to a queue of the `queues:`
-    /// section, with the queue's credential.
-    pub async fn send_to_queue(&self, name: &str, body: String) -> Result<(), String> {
-        let credential = self.queues.get(name).map(|q| q.credential.to_string());
+    /// One SQS JSON request on a declared queue; returns the answer and its status.
+    async fn request(
+        &self,
+        target: &QueueTarget<'_>,
+        operation: &str,
+        input: &str,
+    ) -> (Result<String, TransportError>, Option<u16>) {
+        let result = async {
+            let sqs = Service::find("sqs")
+                .ok_or_else(|| TransportError::Invalid("no sqs service".into()))?;
+            let (credential, _) = self.aws.credential(target.credential, None)?;
+            let keys = credential.keys().await?;
+            let to = Destination {
+                service: sqs,
+                region: &target.region,
+                keys: &keys,
+            };
+            self.aws.transport.json(to, operation, input).await
+        }
+        .await;
+        let status = transport::status_of(&result, |a| a.status);
+        (result.and_then(|answer| answer.text()), status)
+    }
+
+    /// Sends a message of the host's own (an issue event) to a declared queue, with the
+    /// queue's credential; audited with `actor = host`.
+    pub async fn send_host_message(&self, name: &str, body: String) -> Result<(), String> {
+        let credential = self.declared.get(name).map(|q| q.credential.to_string());
         let mut audit = AuditEvent::start(
             Actor::Host,
             credential.as_deref().unwrap_or(""),
             "sqs",
             "SendMessage",
         );
-        let (result, status) = match self.queue_client(name) {
-            Ok((url, client)) => {
-                audit.set_resource(resources::sqs_queue_arn(&url, &client.region).as_deref());
-                let input = json!({ "QueueUrl": url, "MessageBody": body }).to_string();
-                json_call(self, &client, "SendMessage", &input).await
+        let (result, status) = match self.target(name) {
+            Ok(target) => {
+                audit.set_resource(resources::sqs_queue_arn(target.url, &target.region).as_deref());
+                let input = json!({ "QueueUrl": target.url, "MessageBody": body }).to_string();
+                let (result, status) = self.request(&target, "SendMessage", &input).await;
+                (result.map_err(guest_error), status)
             }
             Err(e) => (Err(e), None),
         };
@@ -78,10 +142,20 @@ fn describe(error: &Error) -> String {
     }
 }
 
-impl AwsInstance {
-    /// The queue's URL and client, if the monitor is granted the queue.
-    fn granted_queue(&self, name: &str) -> Result<(String, Arc<AwsClient>), Error> {
-        if !self.grants.queues.iter().any(|q| q == name) {
+/// One invocation's `queue` state: the queues the monitor is granted.
+pub struct QueueInstance {
+    pub monitor: Arc<str>,
+    /// Names from the `queues:` section (`grants.queues`).
+    pub granted: Arc<Vec<String>>,
+    pub queues: Arc<MonitorQueues>,
+    /// The call's log budget: refusal lines are charged to it, refused calls counted in it.
+    pub log: GuestLog,
+}
+
+impl QueueInstance {
+    /// The queue, if the monitor is granted it.
+    fn granted_queue(&self, name: &str) -> Result<QueueTarget<'_>, Error> {
+        if !self.granted.iter().any(|q| q == name) {
             if self.log.allow_refusal_line() {
                 tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: queue not granted");
             }
@@ -91,7 +165,7 @@ impl AwsInstance {
                 self.monitor
             )));
         }
-        self.plugin.queue_client(name)
+        self.queues.target(name)
     }
 
     /// One SQS operation on a granted queue, audited whatever its outcome: `checked` is the
@@ -101,25 +175,25 @@ impl AwsInstance {
         name: &str,
         operation: &str,
         checked: Result<(), Error>,
-        input: impl FnOnce(String) -> Value,
+        input: impl FnOnce(&str) -> Value,
     ) -> Result<Value, Error> {
         let credential = self
-            .plugin
             .queues
+            .declared
             .get(name)
             .map(|q| q.credential.to_string())
             .unwrap_or_default();
-        let mut audit = self.audit(&credential, "sqs", operation);
+        let mut audit = self.log.audit(&credential, "sqs", operation);
         let granted = checked
             .and_then(|()| self.granted_queue(name))
-            .and_then(|granted| self.take_request().map(|()| granted));
+            .and_then(|granted| self.log.take_aws_request().map(|()| granted));
         let (result, status) = match granted {
-            Ok((url, client)) => {
-                audit.set_resource(resources::sqs_queue_arn(&url, &client.region).as_deref());
+            Ok(target) => {
+                audit.set_resource(resources::sqs_queue_arn(target.url, &target.region).as_deref());
                 audit.mark_sent();
-                let (result, status) =
-                    json_call(&self.plugin, &client, operation, &input(url).to_string()).await;
-                let parsed = result.and_then(|body| {
+                let input = input(target.url).to_string();
+                let (result, status) = self.queues.request(&target, operation, &input).await;
+                let parsed = result.map_err(guest_error).and_then(|body| {
                     if body.is_empty() {
                         Ok(Value::Null)
                     } else {
@@ -135,7 +209,7 @@ impl AwsInstance {
         result
     }
 
-    pub async fn queue_send(&self, name: &str, body: String) -> Result<String, Error> {
+    pub async fn send(&self, name: &str, body: String) -> Result<String, Error> {
         let checked = if body.len() > MAX_BODY_BYTES {
             Err(Error::Limit(format!(
                 "message body of {} bytes is over SQS's {MAX_BODY_BYTES} byte cap",
@@ -155,7 +229,7 @@ impl AwsInstance {
         Ok(out["MessageId"].as_str().unwrap_or_default().to_owned())
     }
 
-    pub async fn queue_receive(
+    pub async fn receive(
         &self,
         name: &str,
         max: u32,
@@ -198,7 +272,7 @@ impl AwsInstance {
             .collect())
     }
 
-    pub async fn queue_delete(&self, name: &str, receipt: String) -> Result<(), Error> {
+    pub async fn delete(&self, name: &str, receipt: String) -> Result<(), Error> {
         self.on_queue(
             name,
             "DeleteMessage",
@@ -209,7 +283,7 @@ impl AwsInstance {
         Ok(())
     }
 
-    pub async fn queue_change_visibility(
+    pub async fn change_visibility(
         &self,
         name: &str,
         receipt: String,
@@ -230,9 +304,9 @@ impl AwsInstance {
     }
 }
 
-impl queue::Host for InstanceState {
+impl queue::Host for QueueCtx<'_> {
     async fn send(&mut self, queue: String, body: String) -> Result<String, Error> {
-        self.aws()?.queue_send(&queue, body).await
+        self.instance()?.send(&queue, body).await
     }
 
     async fn receive(
@@ -241,11 +315,11 @@ impl queue::Host for InstanceState {
         max: u32,
         wait_seconds: u32,
     ) -> Result<Vec<Message>, Error> {
-        self.aws()?.queue_receive(&queue, max, wait_seconds).await
+        self.instance()?.receive(&queue, max, wait_seconds).await
     }
 
     async fn delete(&mut self, queue: String, receipt: String) -> Result<(), Error> {
-        self.aws()?.queue_delete(&queue, receipt).await
+        self.instance()?.delete(&queue, receipt).await
     }
 
     async fn change_visibility(
@@ -254,8 +328,21 @@ impl queue::Host for InstanceState {
         receipt: String,
         seconds: u32,
     ) -> Result<(), Error> {
-        self.aws()?
-            .queue_change_visibility(&queue, receipt, seconds)
+        self.instance()?
+            .change_visibility(&queue, receipt, seconds)
             .await
     }
+}
+
+/// An SQS queue monitors may use through the `queue` interface, with its own credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDeclaration {
+    /// The queue URL.
+    pub url: String,
+    /// The credential the host signs with (never `APPLICATION`).
+    pub credential: CredentialName,
+    /// The region, else `AWS_{credential}_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
 }

@@ -1,5 +1,6 @@
-//! Assembles a host from a config: host plugins, engine, compile cache, linker and one
-//! [`MonitorPlugin`] per monitor. Used by `run`, `check` and `invoke`.
+//! The application: assembles everything a config describes — host plugins, engine, compile
+//! cache, each capability's shared state, the linker and one [`MonitorPlugin`] per monitor.
+//! Used by `run`, `check` and `invoke`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,36 +8,35 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::aws::AwsPlugin;
-use crate::aws::call::AwsGrants;
-use crate::capabilities;
+use crate::aws::AwsProvider;
+use crate::capabilities::aws_call::AwsCallGrants;
+use crate::capabilities::queue::MonitorQueues;
+use crate::capabilities::secrets::SecretStore;
 use crate::compile_cache::CompileCache;
 use crate::compiler::Compiler;
 use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
-use crate::host_plugins::HostPlugin;
-use crate::host_plugins::HostPlugins;
-use crate::plugin::MonitorCapabilities;
-use crate::plugin::{MonitorPlugin, PluginFile};
-use crate::secrets::SecretStore;
+use crate::instance::{self, MonitorCapabilities};
+use crate::monitor::{MonitorPlugin, PluginFile};
+use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 
-/// The environment variable that enables host plugins.
-pub const PLUGINS_ENV: &str = "SENTINELA_PLUGINS";
-
-pub struct Host {
+/// A config made ready to run.
+pub struct App {
     pub config: Config,
     pub host_plugins: HostPlugins,
     pub engine: Engine,
     pub cache: CompileCache,
-    /// The `aws` host plugin, when enabled.
-    pub aws: Option<Arc<AwsPlugin>>,
+    /// The `aws` host plugin's provider, when enabled.
+    pub aws: Option<Arc<AwsProvider>>,
+    /// The `queues:` section, when the `aws` host plugin is enabled.
+    pub queues: Option<Arc<MonitorQueues>>,
     /// Secrets for every monitor, cached.
     pub secrets: Arc<SecretStore>,
 }
 
-impl Host {
+impl App {
     /// Loads the config and sizes the engine for its monitors. Plugins are not loaded yet.
-    pub fn open(config_path: &Path) -> Result<Host> {
+    pub fn open(config_path: &Path) -> Result<App> {
         let config = Config::load(config_path)?;
         let env = std::env::var(PLUGINS_ENV).ok();
         let host_plugins = config.host_plugins(env.as_deref())?;
@@ -45,16 +45,23 @@ impl Host {
         let cache = CompileCache::locate(config.cache_dir.as_deref())
             .with_compiler(Compiler::for_this_process(&config.compile));
         let aws = if host_plugins.is_enabled(HostPlugin::Aws) {
-            Some(Arc::new(
-                AwsPlugin::from_config(&config).context("the aws host plugin")?,
-            ))
+            let provider = AwsProvider::new(config.credential_names(), &config.credentials)
+                .context("the aws host plugin")?;
+            Some(Arc::new(provider))
         } else {
             None
         };
+        let queues = aws.as_ref().map(|aws| {
+            Arc::new(MonitorQueues {
+                declared: config.queues.clone(),
+                aws: aws.clone(),
+            })
+        });
         let secrets = Arc::new(SecretStore::new(config.secrets_cache_ttl, aws.clone()));
-        Ok(Host {
+        Ok(App {
             secrets,
             aws,
+            queues,
             config,
             host_plugins,
             engine,
@@ -78,7 +85,7 @@ impl Host {
         &self,
         monitors: &[&'a MonitorConfig],
     ) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
-        let linker = match capabilities::linker(self.engine.wasmtime(), &self.host_plugins) {
+        let linker = match instance::linker(self.engine.wasmtime(), &self.host_plugins) {
             Ok(linker) => linker,
             Err(e) => {
                 let message = format!("{e:#}");
@@ -115,20 +122,27 @@ impl Host {
                             &self.engine,
                             &linker,
                             &self.host_plugins,
-                            MonitorCapabilities {
-                                aws: self.aws.as_ref().map(|aws| {
-                                    (aws.clone(), Arc::new(AwsGrants::from(&monitor.grants)))
-                                }),
-                                secrets: Some((
-                                    self.secrets.clone(),
-                                    Arc::new(monitor.secrets.clone()),
-                                )),
-                            },
+                            self.capabilities_of(monitor),
                         )
                     });
                 (monitor, loaded)
             })
             .collect()
+    }
+
+    /// Each capability's shared state and the monitor's grants there.
+    fn capabilities_of(&self, monitor: &MonitorConfig) -> MonitorCapabilities {
+        MonitorCapabilities {
+            aws_call: self.aws.as_ref().map(|aws| {
+                let grants = AwsCallGrants::from(&monitor.grants);
+                (aws.clone(), Arc::new(grants))
+            }),
+            queue: self
+                .queues
+                .as_ref()
+                .map(|queues| (queues.clone(), Arc::new(monitor.grants.queues.clone()))),
+            secrets: Some((self.secrets.clone(), Arc::new(monitor.secrets.clone()))),
+        }
     }
 
     /// Loads every monitor, failing on the first that cannot run.

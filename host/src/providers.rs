@@ -6,6 +6,9 @@ use std::fmt;
 use anyhow::{Result, bail};
 use serde::de::{self, Deserialize, Deserializer};
 
+/// The environment variable that enables host plugins.
+pub const PLUGINS_ENV: &str = "SENTINELA_PLUGINS";
+
 /// A host plugin that can be enabled. `core` (log, internal queue) is always on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HostPlugin {

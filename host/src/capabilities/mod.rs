@@ -1,15 +1,21 @@
-//! Which imports a monitor may have, who provides each, and the one place where they are
-//! linked. A component's imports are checked against this table at load, so a monitor that
-//! needs a capability the host does not offer fails before it ever runs, with an error that
-//! says how to get it.
+//! The capabilities a monitor imports — `log`, `secrets`, `aws-call`, `queue` — one module
+//! each, owning its config section, grants, shared state, per-instance state, `add_to_linker`
+//! and `impl Host`; and the table of which imports exist and who provides each. A
+//! component's imports are checked against the table at load, so a monitor that needs a
+//! capability the host does not offer fails before it ever runs, with an error that says how
+//! to get it. The linker itself is assembled in [`crate::instance`].
 
-use anyhow::Result;
-use wasmtime::component::{HasSelf, Linker};
+pub mod aws_call;
+pub mod guest_error;
+pub mod log;
+pub mod queue;
+pub mod secrets;
 
-use crate::bindings::sentinela::plugin as wit;
-use crate::config::MonitorConfig;
-use crate::host_plugins::{HostPlugin, HostPlugins};
-use crate::sandbox::InstanceState;
+use std::collections::BTreeMap;
+
+use crate::grants::Grants;
+use crate::providers::{HostPlugin, HostPlugins};
+use secrets::SecretSource;
 
 /// The WIT package and version this host implements.
 pub const PACKAGE: &str = "sentinela:plugin";
@@ -25,6 +31,14 @@ pub enum Provider {
     /// Linked only when the host plugin is enabled.
     HostPlugin(HostPlugin),
 }
+
+/// Each capability's interfaces and who provides them.
+const CAPABILITIES: &[(&[&str], Provider)] = &[
+    (log::INTERFACES, Provider::Core),
+    (secrets::INTERFACES, Provider::Core),
+    (aws_call::INTERFACES, Provider::HostPlugin(HostPlugin::Aws)),
+    (queue::INTERFACES, Provider::HostPlugin(HostPlugin::Aws)),
+];
 
 /// What the host can do about one import.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +72,16 @@ impl ImportCheck {
         if version != VERSION {
             return ImportCheck::WrongVersion;
         }
-        match interface {
-            "types" | "log" | "secrets" => ImportCheck::Provided(Provider::Core),
-            "queue" | "aws-call" if !enabled.is_enabled(HostPlugin::Aws) => {
-                ImportCheck::NeedsHostPlugin(HostPlugin::Aws)
+        let provider = CAPABILITIES
+            .iter()
+            .find(|(interfaces, _)| interfaces.contains(&interface))
+            .map(|(_, provider)| provider.clone());
+        match provider {
+            Some(Provider::HostPlugin(plugin)) if !enabled.is_enabled(plugin) => {
+                ImportCheck::NeedsHostPlugin(plugin)
             }
-            "aws-call" | "queue" => ImportCheck::Provided(Provider::HostPlugin(HostPlugin::Aws)),
-            _ => ImportCheck::Unknown,
+            Some(provider) => ImportCheck::Provided(provider),
+            None => ImportCheck::Unknown,
         }
     }
 
@@ -90,13 +107,16 @@ impl ImportCheck {
 
 /// Grants a monitor can never use (it does not import the interface they serve) and imports
 /// it can never use (nothing is granted for them), one sentence each, for `check`.
-pub fn unusable_grants_and_imports(imports: &[String], monitor: &MonitorConfig) -> Vec<String> {
+pub fn unusable_grants_and_imports(
+    imports: &[String],
+    grants: &Grants,
+    secrets: &BTreeMap<String, SecretSource>,
+) -> Vec<String> {
     let imports_interface = |interface: &str| {
         imports
             .iter()
             .any(|i| i.starts_with(&format!("{PACKAGE}/{interface}@")))
     };
-    let grants = &monitor.grants;
     let mut found = Vec::new();
     let mut unused = |what: &str, interface: &str| {
         found.push(format!(
@@ -114,7 +134,7 @@ pub fn unusable_grants_and_imports(imports: &[String], monitor: &MonitorConfig) 
     if !imports_interface("queue") && !grants.queues.is_empty() {
         unused("queues are", "queue");
     }
-    if !imports_interface("secrets") && !monitor.secrets.is_empty() {
+    if !imports_interface("secrets") && !secrets.is_empty() {
         unused("secrets are declared and", "secrets");
     }
     if imports_interface("aws-call") {
@@ -133,7 +153,7 @@ pub fn unusable_grants_and_imports(imports: &[String], monitor: &MonitorConfig) 
     if imports_interface("queue") && grants.queues.is_empty() {
         found.push("imports queue but is granted no queues: every call will be denied".into());
     }
-    if imports_interface("secrets") && monitor.secrets.is_empty() {
+    if imports_interface("secrets") && secrets.is_empty() {
         found.push("imports secrets but declares none: every secrets.get will be denied".into());
     }
     found
@@ -142,24 +162,6 @@ pub fn unusable_grants_and_imports(imports: &[String], monitor: &MonitorConfig) 
 /// The monitor export every plugin must have.
 pub fn monitor_export() -> String {
     format!("{PACKAGE}/checks@{VERSION}")
-}
-
-/// Links WASI (sandboxed by [`InstanceState`]'s context) and every interface of the enabled
-/// host plugins. Built once per process and shared by every plugin.
-pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker<InstanceState>> {
-    let mut linker = Linker::new(engine);
-    // All of WASI p2 but wasi:http, which is a separate crate we never link. Sockets are
-    // linked so that components whose libraries merely reference them still load; the
-    // context denies every address and name lookup.
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-    wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-    wit::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-    if enabled.is_enabled(HostPlugin::Aws) {
-        wit::aws_call::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        wit::queue::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-    }
-    Ok(linker)
 }
 
 #[cfg(test)]

@@ -12,23 +12,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::ConfigBag;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region, StalledStreamProtectionConfig};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::interceptors::context::Input;
 use tokio::sync::{mpsc, oneshot};
 
-use super::ENDPOINT_ENV;
-use super::credentials::Credential;
-use crate::audit::{Actor, AuditEvent};
-use crate::config::{ApplicationQueueConfig, CredentialName};
-use crate::queue::Received;
+use super::{ApplicationQueueConfig, Received};
+use crate::audit::SdkAudit;
+use crate::aws::credentials::Credential;
+use crate::aws::transport::endpoint_from_env;
+use crate::config::values::CredentialName;
 
 pub struct SqsQueue {
     client: Client,
@@ -74,8 +69,7 @@ impl SqsQueue {
         let application =
             CredentialName::parse(CredentialName::APPLICATION).map_err(anyhow::Error::msg)?;
         let credential = Credential::from_env(&application).map_err(anyhow::Error::msg)?;
-        let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
-        Self::connect(config, &credential, endpoint.as_deref()).await
+        Self::connect(config, &credential, endpoint_from_env().as_deref()).await
     }
 
     /// Builds the client and checks the queue exists, creating it when `create_queue` says so.
@@ -106,7 +100,11 @@ impl SqsQueue {
                     .build(),
             )
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-            .interceptor(AuditInterceptor)
+            .interceptor(SdkAudit::new(
+                CredentialName::APPLICATION,
+                "sqs",
+                queue_named_by as fn(&Input) -> Option<String>,
+            ))
             .region(Region::new(region))
             .credentials_provider(
                 credential
@@ -379,73 +377,8 @@ fn is_missing<E: ProvideErrorMetadata>(e: &aws_sdk_sqs::error::SdkError<E>) -> b
     )
 }
 
-/// How long the executor waits before polling again after a failed receive: doubling from
-/// 0.5 s to 10 s, so an outage is neither hammered nor waited out for long.
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << failures.min(5))).min(Duration::from_secs(10))
-}
-
-/// Audits every request of the application queue's SDK client (APPLICATION is the host's own
-/// credential, and its uses are audited like a monitor's): one event per operation, after
-/// retries, with the queue it named.
-#[derive(Debug)]
-struct AuditInterceptor;
-
-/// When the operation started and the queue it names, kept in the operation's config bag.
-#[derive(Debug, Clone)]
-struct AuditStart(std::time::Instant, Option<String>);
-
-impl aws_sdk_sqs::config::Intercept for AuditInterceptor {
-    fn name(&self) -> &'static str {
-        "sentinela-audit"
-    }
-
-    fn read_before_execution(
-        &self,
-        context: &BeforeSerializationInterceptorContextRef<'_>,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let queue = queue_named_by(context.input());
-        cfg.interceptor_state()
-            .store_put(AuditStart(std::time::Instant::now(), queue));
-        Ok(())
-    }
-
-    fn read_after_execution(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _components: &aws_sdk_sqs::config::RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = cfg
-            .load::<Metadata>()
-            .map(|m| m.name())
-            .unwrap_or("unknown");
-        let mut audit =
-            AuditEvent::start(Actor::Host, CredentialName::APPLICATION, "sqs", operation);
-        if let Some(AuditStart(started, queue)) = cfg.load::<AuditStart>() {
-            audit = audit.started_at(*started);
-            audit.set_resource(queue.as_deref());
-        }
-        let status = context.response().map(|r| r.status().as_u16());
-        let outcome = match context.output_or_error() {
-            Some(Ok(_)) => "ok",
-            Some(Err(e)) if e.is_operation_error() => "aws-error",
-            _ => "unavailable",
-        };
-        audit.finish_with(outcome, status);
-        Ok(())
-    }
-}
-
-impl aws_smithy_types::config_bag::Storable for AuditStart {
-    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
-}
-
 /// The queue URL or name an application-queue request names.
-fn queue_named_by(
-    input: &aws_smithy_runtime_api::client::interceptors::context::Input,
-) -> Option<String> {
+fn queue_named_by(input: &Input) -> Option<String> {
     use aws_sdk_sqs::operation as op;
     let url = input
         .downcast_ref::<op::send_message::SendMessageInput>()

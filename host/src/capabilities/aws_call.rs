@@ -1,92 +1,128 @@
-//! The `aws-call` interface: checks a monitor's grants (deny by default, see
-//! [`crate::grants`]), builds the request for the service's protocol, signs it with the
-//! granted credential and maps the answer. Every call, allowed or not, is one audit event on
-//! target `sentinela::audit`.
+//! The `aws-call` capability: checks a monitor's grants (deny by default, see
+//! [`crate::grants`]), builds the request for the service's protocol and hands it to the AWS
+//! transport, which signs it with the granted credential. Every call, allowed or not, is one
+//! audit event on target `sentinela::audit` (refused ones counted per kind, see
+//! [`crate::audit::RefusalSink`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
+use wasmtime::component::{HasData, Linker};
 
-use crate::audit::{Actor, AuditEvent};
-use crate::bindings::sentinela::plugin::aws_call::{self, Request, Response};
-use crate::bindings::sentinela::plugin::types::{AwsError, Error};
-use crate::config::{AwsOperationGrant, CredentialName};
-use crate::grants::{self, RequestResources};
-use crate::guest_log::GuestLog;
-use crate::sandbox::InstanceState;
-
-use super::AwsPlugin;
-use super::client::{AwsClient, Outgoing, SendError};
-use super::resources;
-use super::services::{Protocol, Service, valid_operation};
+use super::guest_error::guest_error;
+use super::log::GuestLog;
 use crate::audit::shorten;
+use crate::aws::AwsProvider;
+use crate::aws::credentials::Credential;
+use crate::aws::resources;
+use crate::aws::services::{Protocol, Service, valid_operation};
+use crate::aws::transport::{self, Answer, Destination, Outgoing, Transport, TransportError};
+use crate::bindings::sentinela::plugin::aws_call::{self, Request, Response};
+use crate::bindings::sentinela::plugin::types::Error;
+use crate::config::values::CredentialName;
+use crate::grants::{self, AwsOperationGrant, RequestResources};
+
+/// The interfaces this capability serves.
+pub const INTERFACES: &[&str] = &["aws-call"];
 
 /// Caps on the shape of one call's arguments, checked before anything is encoded, signed or
-/// parsed (the request's bytes are capped by `CallLimits::max_request_bytes` too).
+/// parsed (the request's bytes are capped by the transport's `max_request_bytes` too).
 pub const MAX_QUERY_PARAMS: usize = 1000;
 pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
 pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Links `aws-call` for store data `T`; `get` finds the instance's state in it.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> AwsCallCtx<'_>,
+) -> wasmtime::Result<()> {
+    aws_call::add_to_linker::<T, AwsCallCtx<'static>>(linker, get)
+}
+
+/// The store's view of this capability: its state, when the monitor has one.
+pub struct AwsCallCtx<'a>(pub Option<&'a AwsCallInstance>);
+
+impl HasData for AwsCallCtx<'static> {
+    type Data<'a> = AwsCallCtx<'a>;
+}
+
+impl AwsCallCtx<'_> {
+    /// Only linked when the `aws` host plugin is enabled, so this is always there; a clear
+    /// error beats a panic all the same.
+    fn instance(&self) -> Result<&AwsCallInstance, Error> {
+        self.0
+            .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))
+    }
+}
 
 /// The bytes of a list of pairs, summed without copying.
 fn pair_bytes(pairs: &[(String, String)]) -> usize {
     pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
 }
 
-/// A monitor's view of the `aws` host plugin: its grants and the shared clients.
-pub struct AwsInstance {
-    pub monitor: Arc<str>,
-    pub grants: Arc<AwsGrants>,
-    pub plugin: Arc<AwsPlugin>,
-    /// The call's log budget: refusal lines are charged to it, refused calls counted in it.
-    pub log: GuestLog,
-}
-
 /// What one monitor may do through `aws-call`.
 #[derive(Debug, Default)]
-pub struct AwsGrants {
+pub struct AwsCallGrants {
     pub credentials: Vec<CredentialName>,
     /// The `grants.aws` entries; empty: no operation (deny by default).
     pub operations: Vec<AwsOperationGrant>,
-    /// Names from the `queues:` section.
-    pub queues: Vec<String>,
 }
 
-impl From<&crate::config::Grants> for AwsGrants {
-    fn from(grants: &crate::config::Grants) -> AwsGrants {
-        AwsGrants {
+impl From<&grants::Grants> for AwsCallGrants {
+    fn from(grants: &grants::Grants) -> AwsCallGrants {
+        AwsCallGrants {
             credentials: grants.credentials.clone(),
             operations: grants.aws.clone(),
-            queues: grants.queues.clone(),
         }
     }
 }
 
-impl AwsInstance {
-    pub(super) fn audit(&self, credential: &str, service: &str, operation: &str) -> AuditEvent<'_> {
-        AuditEvent::start(
-            Actor::Monitor(&self.monitor),
-            credential,
-            service,
-            operation,
-        )
-        .counting_refusals_in(&self.log)
-    }
+/// One invocation's `aws-call` state: the monitor's grants and the shared provider.
+pub struct AwsCallInstance {
+    pub monitor: Arc<str>,
+    pub grants: Arc<AwsCallGrants>,
+    pub aws: Arc<AwsProvider>,
+    /// The call's log budget: refusal lines are charged to it, refused calls counted in it.
+    pub log: GuestLog,
+}
 
-    /// Takes one request from the call's `limits.aws_requests` allowance.
-    pub(super) fn take_request(&self) -> Result<(), Error> {
-        self.log.take_aws_request().map_err(|_| {
-            Error::Limit(format!(
-                "monitor '{}' reached its limits.aws_requests cap for this call",
-                self.monitor
-            ))
-        })
-    }
+/// Where an authorized call goes.
+struct Target {
+    credential: Arc<Credential>,
+    service: &'static Service,
+    region: String,
+}
 
-    /// Checks the credential, service and operation names and returns the client for
-    /// (credential, service, region). Whether the operation is granted is decided by
-    /// [`AwsInstance::check_grant`], once the request's resources are known.
+/// Sends `outgoing` with the target's current keys; the audit's status comes with the answer.
+async fn send_to(
+    transport: &Transport,
+    target: &Target,
+    outgoing: Result<Outgoing, TransportError>,
+) -> (Result<Answer, Error>, Option<u16>) {
+    let result = async {
+        let keys = target.credential.keys().await?;
+        let to = Destination {
+            service: target.service,
+            region: &target.region,
+            keys: &keys,
+        };
+        transport.send(to, outgoing?).await
+    }
+    .await;
+    let status = transport::status_of(&result, |a| a.status);
+    (result.map_err(guest_error), status)
+}
+
+fn text(answer: Answer) -> Result<String, Error> {
+    answer.text().map_err(guest_error)
+}
+
+impl AwsCallInstance {
+    /// Checks the credential, service and operation names and returns where the call goes.
+    /// Whether the operation is granted is decided by [`AwsCallInstance::check_grant`], once
+    /// the request's resources are known.
     fn authorize(
         &self,
         credential: &str,
@@ -94,7 +130,7 @@ impl AwsInstance {
         region: Option<&str>,
         operation: &str,
         protocol_matches: fn(&Protocol) -> bool,
-    ) -> Result<Arc<AwsClient>, Error> {
+    ) -> Result<Target, Error> {
         let name = CredentialName::parse(credential).map_err(|_| {
             Error::Invalid(format!("invalid credential name '{}'", shorten(credential)))
         })?;
@@ -141,23 +177,27 @@ impl AwsInstance {
             )));
         }
         let credential = self
-            .plugin
+            .aws
             .credentials
             .get(&name)
             .map_err(Error::Unavailable)?;
         let region = credential.region(region).map_err(Error::Invalid)?;
-        Ok(self.plugin.client(credential, service, region))
+        Ok(Target {
+            credential: credential.clone(),
+            service,
+            region,
+        })
     }
 
     /// Whether the monitor's `grants.aws` allow `operation` on `resources` (deny by default).
     fn check_grant(
         &self,
-        client: &AwsClient,
+        target: &Target,
         operation: &str,
         input: Option<&serde_json::Value>,
         resources: &RequestResources,
     ) -> Result<(), Error> {
-        let service = client.service.name;
+        let service = target.service.name;
         grants::authorize(
             &self.monitor,
             &self.grants.operations,
@@ -188,12 +228,12 @@ impl AwsInstance {
         operation: &str,
         input: &str,
     ) -> Result<String, Error> {
-        let mut audit = self.audit(credential, service, operation);
+        let mut audit = self.log.audit(credential, service, operation);
         let (result, status) = async {
-            let client = self.authorize(credential, service, region, operation, |p| {
+            let target = self.authorize(credential, service, region, operation, |p| {
                 matches!(p, Protocol::Json { .. })
             })?;
-            let limit = self.plugin.limits.max_request_bytes;
+            let limit = self.aws.transport.limits.max_request_bytes;
             if input.len() > limit {
                 return Err(Error::Limit(format!(
                     "request body of {} bytes is over the {limit} byte cap",
@@ -204,13 +244,16 @@ impl AwsInstance {
             // keys cannot show the grant check one queue and AWS another.
             let parsed: serde_json::Value = serde_json::from_str(input)
                 .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
-            let resources = resources::of_json(client.service.name, &client.region, &parsed);
+            let resources = resources::of_json(target.service.name, &target.region, &parsed);
             audit.set_resource(resources.first());
-            self.check_grant(&client, operation, Some(&parsed), &resources)?;
+            self.check_grant(&target, operation, Some(&parsed), &resources)?;
             let canonical = parsed.to_string();
-            self.take_request()?;
+            self.log.take_aws_request()?;
             audit.mark_sent();
-            Ok::<_, Error>(json_call(&self.plugin, &client, operation, &canonical).await)
+            let transport = &self.aws.transport;
+            let outgoing = transport::json_request(target.service, operation, &canonical);
+            let (answer, status) = send_to(transport, &target, outgoing).await;
+            Ok::<_, Error>((answer.and_then(text), status))
         }
         .await
         .unwrap_or_else(|e| (Err(e), None));
@@ -226,12 +269,12 @@ impl AwsInstance {
         action: &str,
         params: &[(String, String)],
     ) -> Result<String, Error> {
-        let mut audit = self.audit(credential, service, action);
+        let mut audit = self.log.audit(credential, service, action);
         let (result, status) = async {
-            let client = self.authorize(credential, service, region, action, |p| {
+            let target = self.authorize(credential, service, region, action, |p| {
                 matches!(p, Protocol::Query { .. })
             })?;
-            let limit = self.plugin.limits.max_request_bytes;
+            let limit = self.aws.transport.limits.max_request_bytes;
             if params.len() > MAX_QUERY_PARAMS || pair_bytes(params) > limit {
                 return Err(Error::Limit(format!(
                     "{} query parameters of {} bytes: at most {MAX_QUERY_PARAMS} parameters and \
@@ -255,12 +298,15 @@ impl AwsInstance {
                     shorten(pair[0])
                 )));
             }
-            let resources = resources::of_query(client.service.name, params);
+            let resources = resources::of_query(target.service.name, params);
             audit.set_resource(resources.first());
-            self.check_grant(&client, action, None, &resources)?;
-            self.take_request()?;
+            self.check_grant(&target, action, None, &resources)?;
+            self.log.take_aws_request()?;
             audit.mark_sent();
-            Ok::<_, Error>(query_call(&self.plugin, &client, action, params).await)
+            let transport = &self.aws.transport;
+            let outgoing = transport::query_request(target.service, action, params);
+            let (answer, status) = send_to(transport, &target, outgoing).await;
+            Ok::<_, Error>((answer.and_then(text), status))
         }
         .await
         .unwrap_or_else(|e| (Err(e), None));
@@ -275,7 +321,7 @@ impl AwsInstance {
         region: Option<&str>,
         request: Request,
     ) -> Result<Response, Error> {
-        let mut audit = self.audit(credential, service, &request.method);
+        let mut audit = self.log.audit(credential, service, &request.method);
         let (result, status) = async {
             let method = match request.method.to_ascii_uppercase().as_str() {
                 m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH") => {
@@ -288,10 +334,10 @@ impl AwsInstance {
                     )));
                 }
             };
-            let client = self.authorize(credential, service, region, method.as_str(), |p| {
+            let target = self.authorize(credential, service, region, method.as_str(), |p| {
                 matches!(p, Protocol::Rest)
             })?;
-            let limit = self.plugin.limits.max_request_bytes;
+            let limit = self.aws.transport.limits.max_request_bytes;
             let too_big = request.headers.len() > MAX_HEADERS
                 || pair_bytes(&request.headers) > MAX_HEADER_BYTES
                 || request.query.len() > MAX_QUERY_PARAMS
@@ -308,19 +354,19 @@ impl AwsInstance {
             let mut path_and_query = checked_path(&request.path)?;
             let headers = checked_headers(&request.headers)?;
             let resources = resources::of_rest(
-                client.service.name,
-                &client.region,
+                target.service.name,
+                &target.region,
                 &path_and_query,
                 &headers,
             );
             audit.set_resource(resources.first());
-            self.check_grant(&client, method.as_str(), None, &resources)?;
+            self.check_grant(&target, method.as_str(), None, &resources)?;
             for (i, (key, value)) in request.query.iter().enumerate() {
                 path_and_query.push(if i == 0 { '?' } else { '&' });
-                path_and_query.push_str(&encode(key));
+                path_and_query.push_str(&transport::encode(key));
                 if !value.is_empty() {
                     path_and_query.push('=');
-                    path_and_query.push_str(&encode(value));
+                    path_and_query.push_str(&transport::encode(value));
                 }
             }
             let outgoing = Outgoing {
@@ -329,16 +375,18 @@ impl AwsInstance {
                 headers,
                 body: Bytes::from(request.body),
             };
-            self.take_request()?;
+            self.log.take_aws_request()?;
             audit.mark_sent();
-            let (result, status) = send(&self.plugin, &client, outgoing).await;
-            let response = result.map(|(headers, body)| Response {
-                status: status.unwrap_or(0),
-                headers: headers
+            let transport = &self.aws.transport;
+            let (answer, status) = send_to(transport, &target, Ok(outgoing)).await;
+            let response = answer.map(|answer| Response {
+                status: answer.status,
+                headers: answer
+                    .headers
                     .iter()
                     .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
                     .collect(),
-                body: body.to_vec(),
+                body: answer.body.to_vec(),
             });
             Ok::<_, Error>((response, status))
         }
@@ -346,129 +394,6 @@ impl AwsInstance {
         .unwrap_or_else(|e| (Err(e), None));
         audit.finish(&result, status);
         result
-    }
-}
-
-async fn send(
-    plugin: &AwsPlugin,
-    client: &AwsClient,
-    outgoing: Outgoing,
-) -> (Result<(HeaderMap, Bytes), Error>, Option<u16>) {
-    let limits = &plugin.limits;
-    let keys = match plugin.current_keys(&client.credential).await {
-        Ok(keys) => keys,
-        Err(e) => return (Err(e), None),
-    };
-    if outgoing.body.len() > limits.max_request_bytes {
-        let e = format!(
-            "request body of {} bytes is over the {} byte cap",
-            outgoing.body.len(),
-            limits.max_request_bytes
-        );
-        return (Err(Error::Limit(e)), None);
-    }
-    match client
-        .send(&keys, outgoing, limits.timeout, limits.max_response_bytes)
-        .await
-    {
-        Ok((status, headers, body)) if (200..300).contains(&status) => {
-            (Ok((headers, body)), Some(status))
-        }
-        Ok((status, headers, body)) => (
-            Err(Error::Aws(aws_error(status, &headers, &body))),
-            Some(status),
-        ),
-        Err(SendError::Invalid(e)) => (Err(Error::Invalid(e)), None),
-        Err(SendError::Timeout(t)) => (
-            Err(Error::Unavailable(format!("no answer within {t:?}"))),
-            None,
-        ),
-        Err(SendError::ResponseTooLarge(max)) => (
-            Err(Error::Limit(format!("response over the {max} byte cap"))),
-            None,
-        ),
-        Err(SendError::Unavailable(e)) => (Err(Error::Unavailable(e)), None),
-    }
-}
-
-/// Sends a query-protocol request on an authorized client; returns the XML body.
-pub(super) async fn query_call(
-    plugin: &AwsPlugin,
-    client: &AwsClient,
-    action: &str,
-    params: &[(String, String)],
-) -> (Result<String, Error>, Option<u16>) {
-    let Protocol::Query { api_version } = client.service.protocol else {
-        return (
-            Err(Error::Invalid(format!(
-                "{} is not a query-protocol service",
-                client.service.name
-            ))),
-            None,
-        );
-    };
-    let mut body = format!("Action={}&Version={}", encode(action), encode(api_version));
-    for (key, value) in params {
-        body.push('&');
-        body.push_str(&encode(key));
-        body.push('=');
-        body.push_str(&encode(value));
-    }
-    let outgoing = Outgoing {
-        method: Method::POST,
-        path_and_query: "/".into(),
-        headers: vec![(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-        )],
-        body: Bytes::from(body),
-    };
-    let (result, status) = send(plugin, client, outgoing).await;
-    (result.and_then(|(_, body)| utf8(body)), status)
-}
-
-/// Sends a JSON-protocol request on an authorized client. `input` is JSON the host encoded
-/// (a monitor's input was parsed and encoded again by [`AwsInstance::json`]).
-pub(super) async fn json_call(
-    plugin: &AwsPlugin,
-    client: &AwsClient,
-    operation: &str,
-    input: &str,
-) -> (Result<String, Error>, Option<u16>) {
-    let outgoing = async {
-        let Protocol::Json {
-            version,
-            target_prefix,
-        } = client.service.protocol
-        else {
-            return Err(Error::Invalid(format!(
-                "{} is not a JSON-protocol service",
-                client.service.name
-            )));
-        };
-        Ok(Outgoing {
-            method: Method::POST,
-            path_and_query: "/".into(),
-            headers: vec![
-                (
-                    http::header::CONTENT_TYPE,
-                    header_value(&format!("application/x-amz-json-{version}"))?,
-                ),
-                (
-                    HeaderName::from_static("x-amz-target"),
-                    header_value(&format!("{target_prefix}.{operation}"))?,
-                ),
-            ],
-            body: Bytes::copy_from_slice(input.as_bytes()),
-        })
-    }
-    .await;
-    match outgoing {
-        Ok(outgoing) => {
-            let (result, status) = send(plugin, client, outgoing).await;
-            (result.and_then(|(_, body)| utf8(body)), status)
-        }
-        Err(e) => (Err(e), None),
     }
 }
 
@@ -525,7 +450,7 @@ fn checked_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, Head
                 shorten(name.as_str())
             )));
         }
-        checked.push((name, header_value(value)?));
+        checked.push((name, transport::header_value(value).map_err(guest_error)?));
     }
     Ok(checked)
 }
@@ -554,107 +479,7 @@ fn checked_path(path: &str) -> Result<String, Error> {
     Ok(path.to_owned())
 }
 
-fn header_value(value: &str) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(value)
-        .map_err(|_| Error::Invalid(format!("invalid header value '{}'", shorten(value))))
-}
-
-fn utf8(body: Bytes) -> Result<String, Error> {
-    String::from_utf8(body.to_vec()).map_err(|_| Error::Invalid("the response is not UTF-8".into()))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// The text of the first `<name>…</name>` element, if any.
-pub(super) fn xml_tag(text: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let start = text.find(&open)? + open.len();
-    let end = text[start..].find(&format!("</{name}>"))? + start;
-    Some(text[start..end].to_owned())
-}
-
-/// Undoes XML's character escapes in element text.
-pub(super) fn decode_xml_text(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// Reads the error code and message of a JSON (`__type`, `message`) or XML (`<Code>`,
-/// `<Message>`) error response.
-fn aws_error(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsError {
-    let text = String::from_utf8_lossy(body);
-    let (mut code, message) = if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
-        let field = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| json.get(*n).and_then(|v| v.as_str()))
-                .unwrap_or("")
-                .to_owned()
-        };
-        let kind = field(&["__type", "code", "Code"]);
-        let code = kind
-            .rsplit('#')
-            .next()
-            .unwrap_or("")
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        (code, field(&["message", "Message"]))
-    } else {
-        let tag = |name: &str| xml_tag(&text, name);
-        (
-            tag("Code").unwrap_or_default(),
-            tag("Message").unwrap_or_default(),
-        )
-    };
-    if code.is_empty() {
-        code = headers
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-    }
-    if code.is_empty() {
-        code = format!("Http{status}");
-    }
-    let throttled = [
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "SlowDown",
-        "RequestThrottled",
-    ];
-    let retryable = status >= 500 || status == 429 || throttled.contains(&code.as_str());
-    AwsError {
-        code,
-        message: message.chars().take(1024).collect(),
-        status,
-        retryable,
-    }
-}
-
-impl aws_call::Host for InstanceState {
+impl aws_call::Host for AwsCallCtx<'_> {
     async fn json(
         &mut self,
         credential: String,
@@ -663,7 +488,7 @@ impl aws_call::Host for InstanceState {
         operation: String,
         input: String,
     ) -> Result<String, Error> {
-        self.aws()?
+        self.instance()?
             .json(&credential, &service, region.as_deref(), &operation, &input)
             .await
     }
@@ -676,7 +501,7 @@ impl aws_call::Host for InstanceState {
         action: String,
         params: Vec<(String, String)>,
     ) -> Result<String, Error> {
-        self.aws()?
+        self.instance()?
             .query(&credential, &service, region.as_deref(), &action, &params)
             .await
     }
@@ -688,19 +513,9 @@ impl aws_call::Host for InstanceState {
         region: Option<String>,
         request: Request,
     ) -> Result<Response, Error> {
-        self.aws()?
+        self.instance()?
             .signed(&credential, &service, region.as_deref(), request)
             .await
-    }
-}
-
-impl InstanceState {
-    /// Only linked when the `aws` host plugin is enabled, so this is always there; a clear
-    /// error beats a panic all the same.
-    pub(crate) fn aws(&self) -> Result<&AwsInstance, Error> {
-        self.aws
-            .as_ref()
-            .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))
     }
 }
 
@@ -743,22 +558,5 @@ mod tests {
         let twice = [("x-amz-copy-source", "/a/b"), ("X-Amz-Copy-Source", "/c/d")]
             .map(|(k, v)| (k.to_owned(), v.to_owned()));
         assert!(checked_headers(&twice).is_err());
-    }
-
-    #[test]
-    fn errors_are_parsed() {
-        let e = aws_error(
-            400,
-            &HeaderMap::new(),
-            br#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"nope"}"#,
-        );
-        assert_eq!(
-            (e.code.as_str(), e.message.as_str(), e.retryable),
-            ("QueueDoesNotExist", "nope", false)
-        );
-        let e = aws_error(403, &HeaderMap::new(), b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>");
-        assert_eq!((e.code.as_str(), e.status), ("AccessDenied", 403));
-        assert!(aws_error(503, &HeaderMap::new(), b"").retryable);
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
     }
 }

@@ -1,5 +1,6 @@
-//! Monitor plugins: loading a `.wasm` component, checking it against what the host offers,
-//! and calling it — each call in a fresh instance, under the monitor's limits and deadline.
+//! The guest side of a monitor: loading its `.wasm` component, checking it against what the
+//! host offers, and calling it — each call in a fresh instance, under the monitor's limits and
+//! deadline.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,18 +12,15 @@ use wasmtime::Store;
 use wasmtime::Trap;
 use wasmtime::component::{Component, Linker};
 
-use crate::aws::AwsPlugin;
-use crate::aws::call::{AwsGrants, AwsInstance};
 use crate::bindings::MonitorPre;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
+use crate::capabilities::log::GuestLog;
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
-use crate::config::Limits;
 use crate::engine::Engine;
-use crate::host_plugins::HostPlugins;
-use crate::sandbox::InstanceState;
-use crate::secrets::{DeclaredSecrets, SecretStore, SecretsInstance};
+use crate::instance::{InstanceState, Limits, MonitorCapabilities};
+use crate::providers::HostPlugins;
 
 /// A compiled `.wasm` file and what it imports and exports.
 #[derive(Clone)]
@@ -132,15 +130,6 @@ fn check_header(wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// What a monitor may reach beyond `log`: the host plugins' shared state and its grants.
-#[derive(Default, Clone)]
-pub struct MonitorCapabilities {
-    /// The `aws` host plugin and this monitor's grants, when enabled.
-    pub aws: Option<(Arc<AwsPlugin>, Arc<AwsGrants>)>,
-    /// The secret store and the secrets declared for this monitor.
-    pub secrets: Option<(Arc<SecretStore>, DeclaredSecrets)>,
-}
-
 /// A monitor ready to run: its plugin pre-instantiated against the host's linker.
 pub struct MonitorPlugin {
     pub name: Arc<str>,
@@ -195,33 +184,18 @@ impl MonitorPlugin {
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
-        let log = crate::sandbox::call_log(self.name.clone(), &self.limits);
+        let log = InstanceState::call_log(self.name.clone(), &self.limits);
         // Declared before the store, so dropped after it (the instance's stdout/stderr flush
         // their last partial line then), also when the call is cancelled at shutdown.
         let _finish_log = FinishLog(log.clone());
-        let aws = self
-            .capabilities
-            .aws
-            .as_ref()
-            .map(|(plugin, grants)| AwsInstance {
-                monitor: self.name.clone(),
-                grants: grants.clone(),
-                plugin: plugin.clone(),
-                log: log.clone(),
-            });
-        let secrets = self
-            .capabilities
-            .secrets
-            .as_ref()
-            .map(|(store, declared)| SecretsInstance {
-                monitor: self.name.clone(),
-                log: log.clone(),
-                declared: declared.clone(),
-                store: store.clone(),
-            });
         let mut store = Store::new(
             self.engine.wasmtime(),
-            InstanceState::new(self.name.clone(), &self.limits, log.clone(), aws, secrets),
+            InstanceState::new(
+                self.name.clone(),
+                &self.limits,
+                log.clone(),
+                &self.capabilities,
+            ),
         );
         store.limiter(|state| &mut state.limits);
         // What the guest hands the host in one transfer (a host call's arguments, an export's
@@ -268,7 +242,7 @@ impl MonitorPlugin {
         })
     }
 
-    fn classify(&self, error: wasmtime::Error, log: &crate::guest_log::GuestLog) -> CallErrorKind {
+    fn classify(&self, error: wasmtime::Error, log: &GuestLog) -> CallErrorKind {
         tracing::debug!(monitor = %self.name, "guest failure: {}", crate::guest_text::escape(&format!("{error:?}")));
         if let Some(trap) = error.downcast_ref::<Trap>() {
             return match trap {
@@ -313,7 +287,7 @@ impl MonitorPlugin {
 
 /// Ends a call's log when the call ends, however it ends: the dropped-output line and the
 /// refused-call audit events are written even for a call cancelled at shutdown.
-struct FinishLog(crate::guest_log::GuestLog);
+struct FinishLog(GuestLog);
 
 impl Drop for FinishLog {
     fn drop(&mut self) {

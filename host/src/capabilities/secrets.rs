@@ -1,27 +1,44 @@
-//! The `secrets` interface: a monitor reads the secrets its config declares for it, by name.
+//! The `secrets` capability: a monitor reads the secrets its config declares for it, by name.
 //!
 //! The host fetches them (Secrets Manager and SSM through the `aws` host plugin, with the
 //! credential the operator named; env vars of the host) and caches each for
 //! `secrets_cache_ttl`, shared by every instance. Concurrent first requests for one secret
 //! wait for a single fetch. Values are zeroized when dropped and never logged; an audit event
 //! per `get` names the monitor, the secret, the cache outcome and the result.
+//!
+//! Owns the `secrets:` entries of a monitor ([`SecretSource`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
+use wasmtime::component::{HasSelf, Linker};
+use zeroize::Zeroizing;
 
+use super::guest_error::guest_error;
+use super::log::GuestLog;
 use crate::audit::{RefusalSink, shorten};
-use crate::aws::AwsPlugin;
+use crate::aws::AwsProvider;
 use crate::bindings::sentinela::plugin::secrets;
 use crate::bindings::sentinela::plugin::types::Error;
-use crate::config::SecretSource;
-use crate::sandbox::InstanceState;
+use crate::config::values::CredentialName;
+
+/// The interfaces this capability serves.
+pub const INTERFACES: &[&str] = &["secrets"];
+
+/// Links `secrets` for store data `T`; `get` finds the instance's secrets in it.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut SecretsInstance,
+) -> wasmtime::Result<()> {
+    secrets::add_to_linker::<T, HasSelf<SecretsInstance>>(linker, get)
+}
 
 /// A secret's value: redacted in `Debug`, zeroized on drop.
-pub struct SecretValue(String);
+pub struct SecretValue(Zeroizing<String>);
 
 impl SecretValue {
     fn expose(&self) -> &str {
@@ -32,16 +49,6 @@ impl SecretValue {
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue(** redacted **)")
-    }
-}
-
-impl Drop for SecretValue {
-    fn drop(&mut self) {
-        // SAFETY: zero bytes are valid UTF-8; volatile writes are not optimised away.
-        for byte in unsafe { self.0.as_mut_vec() }.iter_mut() {
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -58,12 +65,12 @@ pub struct SecretStore {
     /// Fetches made (cache misses that reached a source).
     fetches: std::sync::atomic::AtomicU64,
     ttl: Duration,
-    aws: Option<Arc<AwsPlugin>>,
+    aws: Option<Arc<AwsProvider>>,
     slots: Mutex<HashMap<SecretSource, Slot>>,
 }
 
 impl SecretStore {
-    pub fn new(ttl: Duration, aws: Option<Arc<AwsPlugin>>) -> SecretStore {
+    pub fn new(ttl: Duration, aws: Option<Arc<AwsProvider>>) -> SecretStore {
         SecretStore {
             fetches: Default::default(),
             ttl,
@@ -98,7 +105,7 @@ impl SecretStore {
         let result = self
             .fetch(source)
             .await
-            .map(|value| Arc::new(SecretValue(value)));
+            .map(|value| Arc::new(SecretValue(Zeroizing::new(value))));
         *cached = Some((result.clone(), Instant::now()));
         result.map(|value| (value, false))
     }
@@ -125,7 +132,7 @@ impl SecretStore {
                 let output = aws()?
                     .host_json(credential, "ssm", &region, "GetParameter", &input, name)
                     .await
-                    .map_err(not_found_as("parameter", name))?;
+                    .map_err(|e| not_found_as("parameter", name, guest_error(e)))?;
                 let output: Value = serde_json::from_str(&output)
                     .map_err(|_| Error::Unavailable("unreadable SSM answer".into()))?;
                 output["Parameter"]["Value"]
@@ -159,7 +166,7 @@ impl SecretStore {
                         secret_id,
                     )
                     .await
-                    .map_err(not_found_as("secret", secret_id))?;
+                    .map_err(|e| not_found_as("secret", secret_id, guest_error(e)))?;
                 let output: Value = serde_json::from_str(&output)
                     .map_err(|_| Error::Unavailable("unreadable Secrets Manager answer".into()))?;
                 let text = output["SecretString"].as_str().ok_or_else(|| {
@@ -185,8 +192,8 @@ impl SecretStore {
 }
 
 fn credential_region(
-    aws: Option<&Arc<AwsPlugin>>,
-    credential: &crate::config::CredentialName,
+    aws: Option<&Arc<AwsProvider>>,
+    credential: &CredentialName,
 ) -> Option<String> {
     aws?.credentials.get(credential).ok()?.region.clone()
 }
@@ -200,8 +207,8 @@ fn arn_region(id: &str) -> Option<String> {
 }
 
 /// AWS's "not found" errors become `not-found` naming the thing (never a value).
-fn not_found_as<'a>(what: &'a str, name: &'a str) -> impl Fn(Error) -> Error + 'a {
-    move |e| match e {
+fn not_found_as(what: &str, name: &str, error: Error) -> Error {
+    match error {
         Error::Aws(aws) if aws.code.contains("NotFound") => {
             Error::NotFound(format!("{what} {name} not found"))
         }
@@ -216,9 +223,10 @@ pub type DeclaredSecrets = Arc<BTreeMap<String, SecretSource>>;
 pub struct SecretsInstance {
     pub monitor: Arc<str>,
     /// The call's log budget: refusal lines are charged to it.
-    pub log: crate::guest_log::GuestLog,
+    pub log: GuestLog,
     pub declared: DeclaredSecrets,
-    pub store: Arc<SecretStore>,
+    /// The process's secret cache; `None` only for hosts built without one (benchmarks).
+    pub store: Option<Arc<SecretStore>>,
 }
 
 impl SecretsInstance {
@@ -286,7 +294,13 @@ impl SecretsInstance {
                 "none",
             );
         };
-        match self.store.get(source).await {
+        let Some(store) = &self.store else {
+            return (
+                Err(Error::Unavailable("this host has no secret store".into())),
+                "none",
+            );
+        };
+        match store.get(source).await {
             Ok((value, true)) => (Ok(value), "hit"),
             Ok((value, false)) => (Ok(value), "miss"),
             Err(e) => (Err(e), "miss"),
@@ -294,18 +308,123 @@ impl SecretsInstance {
     }
 }
 
-impl secrets::Host for InstanceState {
+impl secrets::Host for SecretsInstance {
     async fn get(&mut self, name: String) -> Result<String, Error> {
-        match &self.secrets {
-            Some(secrets) => secrets.get(&name).await,
-            None => {
-                self.log
-                    .count_refusal("denied", "", "secrets", "get", &shorten(&name));
-                Err(Error::Denied(format!(
-                    "no secrets are declared for monitor '{}'",
-                    self.monitor
-                )))
+        SecretsInstance::get(self, &name).await
+    }
+}
+
+/// Where a secret comes from. Exactly one of `secretsmanager`, `ssm` or `env`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "RawSecret")]
+pub enum SecretSource {
+    /// A Secrets Manager secret (name or full ARN), optionally one JSON field of it.
+    SecretsManager {
+        secret_id: String,
+        field: Option<String>,
+        version_stage: Option<String>,
+        credential: CredentialName,
+        region: Option<String>,
+    },
+    /// An SSM parameter, SecureStrings decrypted.
+    Ssm {
+        name: String,
+        credential: CredentialName,
+        region: Option<String>,
+    },
+    /// An environment variable of the host.
+    Env { var: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    secretsmanager: Option<String>,
+    ssm: Option<String>,
+    env: Option<String>,
+    field: Option<String>,
+    version_stage: Option<String>,
+    credential: Option<String>,
+    region: Option<String>,
+}
+
+impl TryFrom<RawSecret> for SecretSource {
+    type Error = String;
+    fn try_from(raw: RawSecret) -> Result<SecretSource, String> {
+        // The operator may name APPLICATION here: the monitor cannot choose the credential.
+        let credential = |kind: &str| match &raw.credential {
+            Some(name) => CredentialName::parse(name),
+            None => Err(format!(
+                "a {kind} secret needs 'credential' (the credential the host fetches it with)"
+            )),
+        };
+        let only_for_secretsmanager = |what: &str, set: bool| {
+            if set {
+                Err(format!("'{what}' applies to secretsmanager secrets only"))
+            } else {
+                Ok(())
             }
+        };
+        match (&raw.secretsmanager, &raw.ssm, &raw.env) {
+            (Some(id), None, None) => Ok(SecretSource::SecretsManager {
+                secret_id: id.clone(),
+                field: raw.field.clone(),
+                version_stage: raw.version_stage.clone(),
+                credential: credential("secretsmanager")?,
+                region: raw.region.clone(),
+            }),
+            (None, Some(name), None) => {
+                only_for_secretsmanager("field", raw.field.is_some())?;
+                only_for_secretsmanager("version_stage", raw.version_stage.is_some())?;
+                Ok(SecretSource::Ssm {
+                    name: name.clone(),
+                    credential: credential("ssm")?,
+                    region: raw.region.clone(),
+                })
+            }
+            (None, None, Some(var)) => {
+                only_for_secretsmanager("field", raw.field.is_some())?;
+                only_for_secretsmanager("version_stage", raw.version_stage.is_some())?;
+                if raw.credential.is_some() || raw.region.is_some() {
+                    return Err("an env secret takes no 'credential' or 'region'".into());
+                }
+                Ok(SecretSource::Env { var: var.clone() })
+            }
+            _ => Err("a secret needs exactly one of 'secretsmanager', 'ssm' or 'env'".into()),
+        }
+    }
+}
+
+impl SecretSource {
+    pub fn credential(&self) -> Option<&CredentialName> {
+        match self {
+            SecretSource::SecretsManager { credential, .. }
+            | SecretSource::Ssm { credential, .. } => Some(credential),
+            SecretSource::Env { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    /// Where the value comes from, never the value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::SecretsManager {
+                secret_id,
+                field,
+                credential,
+                ..
+            } => {
+                write!(f, "secretsmanager {secret_id}")?;
+                if let Some(field) = field {
+                    write!(f, " field {field}")?;
+                }
+                write!(f, " (credential {credential})")
+            }
+            SecretSource::Ssm {
+                name, credential, ..
+            } => write!(f, "ssm {name} (credential {credential})"),
+            SecretSource::Env { var } => write!(f, "env {var}"),
         }
     }
 }
@@ -350,7 +469,7 @@ mod tests {
 
     #[test]
     fn values_are_redacted_and_arns_give_regions() {
-        let value = SecretValue("hunter2".into());
+        let value = SecretValue(Zeroizing::new("hunter2".into()));
         assert!(!format!("{value:?}").contains("hunter2"));
         assert_eq!(
             arn_region("arn:aws:secretsmanager:eu-west-2:123456789012:secret:db-AbCdEf"),

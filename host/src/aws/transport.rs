@@ -1,0 +1,622 @@
+//! The AWS transport: builds a request for a service's protocol, signs it (SigV4, through
+//! `aws-sigv4`), sends it on the process's one HTTP connection pool, retries what is worth
+//! retrying and reads AWS's error answers. Every caller — `aws-call`, the `queue` interface,
+//! secrets, credential connectors, issue events — goes through [`Transport`]; it knows
+//! nothing of monitors or grants, and fails with a typed [`TransportError`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::services::{Protocol, Service};
+use crate::audit::{Actor, AuditEvent};
+use crate::config::values::CredentialName;
+
+/// The environment variable that points every AWS client at another endpoint (moto in tests).
+pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Caps on one request.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    /// One attempt's time to answer.
+    pub timeout: Duration,
+    /// Attempts of a request that failed in a retryable way (throttling, 5xx, no answer).
+    pub max_attempts: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 8 << 20,
+            timeout: Duration::from_secs(10),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Why a request failed. Texts name the service and what went wrong, never a header or key.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The request cannot be built or signed as given.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("request body of {size} bytes is over the {limit} byte cap")]
+    RequestTooLarge { size: usize, limit: usize },
+    #[error("response over the {0} byte cap")]
+    ResponseTooLarge(usize),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// No connection, or it broke.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The keys to sign with could not be had.
+    #[error("{0}")]
+    Credentials(String),
+    /// AWS answered with an error.
+    #[error("{} (HTTP {}): {}", .0.code, .0.status, .0.message)]
+    Service(ServiceError),
+}
+
+/// An error answer of an AWS service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    pub code: String,
+    /// At most 1 KiB of AWS's message.
+    pub message: String,
+    pub status: u16,
+    pub retryable: bool,
+}
+
+impl TransportError {
+    /// Whether sending the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Service(e) => e.retryable,
+            TransportError::Timeout(_) | TransportError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status AWS answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            TransportError::Service(e) => Some(e.status),
+            _ => None,
+        }
+    }
+
+    /// The audit log's word for it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            TransportError::Invalid(_) => "invalid",
+            TransportError::RequestTooLarge { .. } | TransportError::ResponseTooLarge(_) => "limit",
+            TransportError::Timeout(_)
+            | TransportError::Unavailable(_)
+            | TransportError::Credentials(_) => "unavailable",
+            TransportError::Service(_) => "aws-error",
+        }
+    }
+}
+
+/// A request before signing.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub method: Method,
+    /// Path and query, already encoded, starting with `/`.
+    pub path_and_query: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as text (JSON and query protocols answer in UTF-8).
+    pub fn text(self) -> Result<String, TransportError> {
+        String::from_utf8(self.body.to_vec())
+            .map_err(|_| TransportError::Invalid("the response is not UTF-8".into()))
+    }
+}
+
+/// The status to audit for a finished request: the answer's, or the error answer's.
+pub fn status_of<T>(result: &Result<T, TransportError>, ok: impl Fn(&T) -> u16) -> Option<u16> {
+    match result {
+        Ok(value) => Some(ok(value)),
+        Err(e) => e.status(),
+    }
+}
+
+/// Where a request goes: a service in a region, signed with these keys.
+#[derive(Clone, Copy)]
+pub struct Destination<'a> {
+    pub service: &'static Service,
+    pub region: &'a str,
+    pub keys: &'a Credentials,
+}
+
+/// The process's AWS transport: one HTTP connection pool and the endpoint override.
+pub struct Transport {
+    http: HttpClient,
+    /// `AWS_ENDPOINT_URL`: every service at one URL (moto, LocalStack).
+    endpoint_override: Option<String>,
+    pub limits: RequestLimits,
+}
+
+impl Transport {
+    /// HTTPS with the system's roots, or plain HTTP for an `http://` endpoint override.
+    pub fn new(endpoint_override: Option<String>) -> anyhow::Result<Transport> {
+        if let Some(url) = &endpoint_override
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!("{ENDPOINT_ENV}={url} is not an http:// or https:// URL");
+        }
+        Ok(Transport {
+            http: http_client()?,
+            endpoint_override,
+            limits: RequestLimits::default(),
+        })
+    }
+
+    /// A transport configured from `AWS_ENDPOINT_URL`.
+    pub fn from_env() -> anyhow::Result<Transport> {
+        Transport::new(endpoint_from_env())
+    }
+
+    /// The endpoint override, if any.
+    pub fn endpoint_override(&self) -> Option<&str> {
+        self.endpoint_override.as_deref()
+    }
+
+    /// Signs and sends `outgoing`, trying again with backoff and jitter while it fails in a
+    /// retryable way, at most `limits.max_attempts` times and within `limits.timeout` of the
+    /// first attempt's end. A non-2xx answer is [`TransportError::Service`].
+    pub async fn send(
+        &self,
+        to: Destination<'_>,
+        outgoing: Outgoing,
+    ) -> Result<Answer, TransportError> {
+        if outgoing.body.len() > self.limits.max_request_bytes {
+            return Err(TransportError::RequestTooLarge {
+                size: outgoing.body.len(),
+                limit: self.limits.max_request_bytes,
+            });
+        }
+        let started = Instant::now();
+        let budget = self.limits.timeout;
+        let retry = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(self.limits.max_attempts.saturating_sub(1))
+            .with_jitter();
+        (|| self.attempt(to, outgoing.clone()))
+            .retry(retry)
+            .sleep(tokio::time::sleep)
+            .when(|e: &TransportError| e.is_retryable() && started.elapsed() < budget)
+            .await
+    }
+
+    async fn attempt(
+        &self,
+        to: Destination<'_>,
+        outgoing: Outgoing,
+    ) -> Result<Answer, TransportError> {
+        let endpoint = match &self.endpoint_override {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => to.service.endpoint(to.region),
+        };
+        let uri = format!("{endpoint}{}", outgoing.path_and_query);
+        let mut request = Request::builder().method(outgoing.method).uri(&uri);
+        for (name, value) in outgoing.headers {
+            request = request.header(name, value);
+        }
+        let mut request = request
+            .body(Full::new(outgoing.body.clone()))
+            .map_err(|e| TransportError::Invalid(format!("cannot build the request: {e}")))?;
+        sign(to, &mut request, &outgoing.body)?;
+
+        let max_response = self.limits.max_response_bytes;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                TransportError::Unavailable(format!("{} {endpoint}: {e}", to.service.name))
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, max_response)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        TransportError::ResponseTooLarge(max_response)
+                    } else {
+                        TransportError::Unavailable(format!("reading the response: {e}"))
+                    }
+                })?
+                .to_bytes();
+            Ok((parts.status.as_u16(), parts.headers, body))
+        };
+        let (status, headers, body) =
+            tokio::time::timeout(self.limits.timeout, exchange)
+                .await
+                .map_err(|_| TransportError::Timeout(self.limits.timeout))??;
+        if (200..300).contains(&status) {
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        } else {
+            Err(TransportError::Service(service_error(
+                status, &headers, &body,
+            )))
+        }
+    }
+
+    /// A JSON-protocol request (`X-Amz-Target`); `input` is JSON the host encoded.
+    pub async fn json(
+        &self,
+        to: Destination<'_>,
+        operation: &str,
+        input: &str,
+    ) -> Result<Answer, TransportError> {
+        self.send(to, json_request(to.service, operation, input)?)
+            .await
+    }
+
+    /// A query-protocol request (`Action=…&Version=…` form body); answers in XML.
+    pub async fn query(
+        &self,
+        to: Destination<'_>,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Answer, TransportError> {
+        self.send(to, query_request(to.service, action, params)?)
+            .await
+    }
+
+    /// A JSON-protocol request the host makes for itself (secrets, credential connectors,
+    /// issue events) with a credential the operator chose: audited with `actor = host`;
+    /// `resource` names what it reads or writes.
+    pub async fn host_json(
+        &self,
+        credential: &CredentialName,
+        to: Destination<'_>,
+        operation: &str,
+        input: &str,
+        resource: Option<&str>,
+    ) -> Result<String, TransportError> {
+        let mut audit =
+            AuditEvent::start(Actor::Host, credential.as_str(), to.service.name, operation);
+        audit.set_resource(resource);
+        let result = self.json(to, operation, input).await;
+        audit.finish_with(
+            result.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
+            status_of(&result, |a| a.status),
+        );
+        result?.text()
+    }
+}
+
+/// A JSON-protocol request (`X-Amz-Target`); `input` is JSON the host encoded.
+pub fn json_request(
+    service: &Service,
+    operation: &str,
+    input: &str,
+) -> Result<Outgoing, TransportError> {
+    let Protocol::Json {
+        version,
+        target_prefix,
+    } = service.protocol
+    else {
+        return Err(TransportError::Invalid(format!(
+            "{} is not a JSON-protocol service",
+            service.name
+        )));
+    };
+    Ok(Outgoing {
+        method: Method::POST,
+        path_and_query: "/".into(),
+        headers: vec![
+            (
+                http::header::CONTENT_TYPE,
+                header_value(&format!("application/x-amz-json-{version}"))?,
+            ),
+            (
+                HeaderName::from_static("x-amz-target"),
+                header_value(&format!("{target_prefix}.{operation}"))?,
+            ),
+        ],
+        body: Bytes::copy_from_slice(input.as_bytes()),
+    })
+}
+
+/// A query-protocol request (`Action=…&Version=…` form body).
+pub fn query_request(
+    service: &Service,
+    action: &str,
+    params: &[(String, String)],
+) -> Result<Outgoing, TransportError> {
+    let Protocol::Query { api_version } = service.protocol else {
+        return Err(TransportError::Invalid(format!(
+            "{} is not a query-protocol service",
+            service.name
+        )));
+    };
+    let mut body = format!("Action={}&Version={}", encode(action), encode(api_version));
+    for (key, value) in params {
+        body.push('&');
+        body.push_str(&encode(key));
+        body.push('=');
+        body.push_str(&encode(value));
+    }
+    Ok(Outgoing {
+        method: Method::POST,
+        path_and_query: "/".into(),
+        headers: vec![(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        )],
+        body: Bytes::from(body),
+    })
+}
+
+/// `AWS_ENDPOINT_URL`, when set.
+pub fn endpoint_from_env() -> Option<String> {
+    std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty())
+}
+
+fn http_client() -> anyhow::Result<HttpClient> {
+    let provider = || Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider())
+    {
+        Ok(builder) => builder,
+        Err(e) => {
+            tracing::warn!("no system TLS roots ({e}); HTTPS endpoints will fail");
+            let config = rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}
+
+fn sign(
+    to: Destination<'_>,
+    request: &mut Request<Full<Bytes>>,
+    body: &[u8],
+) -> Result<(), TransportError> {
+    let cannot_sign =
+        |e: &dyn std::fmt::Display| TransportError::Invalid(format!("cannot sign: {e}"));
+    let identity = to.keys.clone().into();
+    let mut settings = SigningSettings::default();
+    if to.service.name == "s3" {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
+    // Global services sign for their home region.
+    let region = to.service.global_region.unwrap_or(to.region);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(to.service.signing_name)
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .map_err(|e| cannot_sign(&e))?
+        .into();
+    let uri = request.uri().to_string();
+    let headers: Vec<(&str, &str)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+        .collect();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        &uri,
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| cannot_sign(&e))?;
+    let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)
+        .map_err(|e| cannot_sign(&e))?
+        .into_parts();
+    instructions.apply_to_request_http1x(request);
+    Ok(())
+}
+
+/// A header value, or `Invalid` naming it (shortened: it may be a guest's).
+pub fn header_value(value: &str) -> Result<HeaderValue, TransportError> {
+    HeaderValue::from_str(value).map_err(|_| {
+        TransportError::Invalid(format!(
+            "invalid header value '{}'",
+            crate::audit::shorten(value)
+        ))
+    })
+}
+
+/// Everything but RFC 3986's unreserved characters (`A–Z a–z 0–9 - . _ ~`).
+const AWS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query key or value as SigV4 expects.
+pub fn encode(text: &str) -> String {
+    utf8_percent_encode(text, AWS_ENCODE).to_string()
+}
+
+/// Error codes AWS uses for throttling (retryable whatever the status).
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "RequestThrottled",
+];
+
+/// Reads the code and message of a JSON (`__type`, `message`) or XML (`<Code>`, `<Message>`)
+/// error answer.
+fn service_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ServiceError {
+    let (mut code, message) = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(json) => {
+            let field = |names: &[&str]| {
+                names
+                    .iter()
+                    .find_map(|n| json.get(*n).and_then(|v| v.as_str()))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            // `com.amazonaws.sqs#QueueDoesNotExist:http://…` → `QueueDoesNotExist`.
+            let kind = field(&["__type", "code", "Code"]);
+            let code = kind.rsplit('#').next().unwrap_or("");
+            let code = code.split(':').next().unwrap_or("").to_owned();
+            (code, field(&["message", "Message"]))
+        }
+        Err(_) => xml_error(body),
+    };
+    if code.is_empty() {
+        code = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+    }
+    if code.is_empty() {
+        code = format!("Http{status}");
+    }
+    let retryable = status >= 500 || status == 429 || THROTTLING_CODES.contains(&code.as_str());
+    ServiceError {
+        code,
+        message: message.chars().take(1024).collect(),
+        status,
+        retryable,
+    }
+}
+
+/// The text of the first `Code` and `Message` elements of an XML error document (query,
+/// EC2 and REST-XML services each nest them differently).
+fn xml_error(body: &[u8]) -> (String, String) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let (mut code, mut message) = (None::<String>, None::<String>);
+    let mut inside: Option<bool> = None; // Some(true): in Code, Some(false): in Message
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => {
+                inside = match e.local_name().as_ref() {
+                    b"Code" if code.is_none() => Some(true),
+                    b"Message" if message.is_none() => Some(false),
+                    _ => None,
+                }
+            }
+            Ok(Event::Text(text)) => {
+                if let Some(is_code) = inside
+                    && let Ok(text) = text.unescape()
+                {
+                    let slot = if is_code { &mut code } else { &mut message };
+                    slot.get_or_insert_default().push_str(&text);
+                }
+            }
+            Ok(Event::End(_)) => inside = None,
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+        if code.is_some() && message.is_some() && inside.is_none() {
+            break;
+        }
+        buf.clear();
+    }
+    (code.unwrap_or_default(), message.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified() {
+        let none = HeaderMap::new();
+        let e = service_error(
+            400,
+            &none,
+            br#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"nope"}"#,
+        );
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str(), e.retryable),
+            ("QueueDoesNotExist", "nope", false)
+        );
+        let e = service_error(
+            403,
+            &none,
+            b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>a &amp; &#x3C;b&#62;</Message></Error></ErrorResponse>",
+        );
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str(), e.status),
+            ("AccessDenied", "a & <b>", 403)
+        );
+        let e = service_error(
+            400,
+            &none,
+            b"<Response><Errors><Error><Code>Throttling</Code></Error></Errors></Response>",
+        );
+        assert!(e.retryable && e.code == "Throttling");
+        assert!(service_error(503, &none, b"").retryable);
+        assert_eq!(service_error(404, &none, b"").code, "Http404");
+
+        let retryable = [
+            TransportError::Timeout(Duration::from_secs(1)),
+            TransportError::Unavailable("reset".into()),
+        ];
+        assert!(retryable.iter().all(TransportError::is_retryable));
+        let final_ = [
+            TransportError::Invalid("x".into()),
+            TransportError::ResponseTooLarge(1),
+            TransportError::Credentials("x".into()),
+        ];
+        assert!(!final_.iter().any(TransportError::is_retryable));
+    }
+
+    #[test]
+    fn encoding_keeps_only_unreserved_characters() {
+        assert_eq!(encode("a b/c~d.e_f-g"), "a%20b%2Fc~d.e_f-g");
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+}

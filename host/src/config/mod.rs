@@ -1,0 +1,445 @@
+//! The YAML configuration: the loader, YAML error locating and cross-section checks. Each
+//! section is defined next to the code that owns it (`store:` in [`crate::issues`],
+//! `queues:` in [`crate::capabilities::queue`], a monitor's `limits:` in [`crate::instance`]
+//! ...); the value types they share are in [`values`].
+//!
+//! Validation that can be expressed per value (a cron expression, a size, a credential name, a
+//! plugin path) lives in that value's `Deserialize` impl, so that serde_yaml reports it with
+//! the key path, line and column. Every error is prefixed with the config file's path.
+
+pub mod values;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use crate::aws::connectors::ConnectorConfig;
+use crate::capabilities::queue::QueueDeclaration;
+use crate::capabilities::secrets::SecretSource;
+use crate::compiler::CompileLimits;
+use crate::grants::Grants;
+use crate::instance::Limits;
+use crate::issues::{RawStore, StoreConfig};
+use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
+use crate::queue::{ApplicationQueueConfig, QueueKind};
+use crate::runtime::ExecutorConfig;
+use values::{ByteSize, ConfigDuration, ConfigPath, CredentialName, MonitorName, Schedule};
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Host plugins named by the `plugins:` key (`SENTINELA_PLUGINS` may override them).
+    pub plugins: Vec<HostPlugin>,
+    pub application_queue: ApplicationQueueConfig,
+    pub executor: ExecutorConfig,
+    /// Where compiled plugin code is cached; `None` means the default location.
+    pub cache_dir: Option<PathBuf>,
+    /// Limits on compiling one plugin.
+    pub compile: CompileLimits,
+    /// Credential connectors, by credential name.
+    pub credentials: BTreeMap<CredentialName, ConnectorConfig>,
+    /// How long a fetched secret is served from the cache.
+    pub secrets_cache_ttl: Duration,
+    /// SQS queues for the `queue` interface, by name.
+    pub queues: BTreeMap<String, QueueDeclaration>,
+    /// Where issues are kept.
+    pub store: StoreConfig,
+    pub monitors: Vec<MonitorConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    plugins: Vec<HostPlugin>,
+    #[serde(default)]
+    application_queue: ApplicationQueueConfig,
+    #[serde(default)]
+    executor: ExecutorConfig,
+    #[serde(default)]
+    cache_dir: Option<ConfigPath>,
+    #[serde(default)]
+    compile: RawCompileLimits,
+    #[serde(default)]
+    queues: BTreeMap<String, QueueDeclaration>,
+    #[serde(default)]
+    credentials: BTreeMap<String, ConnectorConfig>,
+    #[serde(default = "default_secrets_cache_ttl")]
+    secrets_cache_ttl: ConfigDuration,
+    #[serde(default)]
+    store: RawStore,
+    monitors: Monitors,
+}
+
+/// `compile:`: limits on compiling one plugin (see [`CompileLimits`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompileLimits {
+    #[serde(default = "default_max_plugin_bytes")]
+    max_plugin_bytes: ByteSize,
+    #[serde(default = "default_compile_timeout")]
+    timeout: ConfigDuration,
+    #[serde(default = "default_compile_memory")]
+    memory: ByteSize,
+}
+
+impl Default for RawCompileLimits {
+    fn default() -> Self {
+        RawCompileLimits {
+            max_plugin_bytes: default_max_plugin_bytes(),
+            timeout: default_compile_timeout(),
+            memory: default_compile_memory(),
+        }
+    }
+}
+
+fn default_max_plugin_bytes() -> ByteSize {
+    ByteSize(CompileLimits::default().max_plugin_bytes)
+}
+
+fn default_compile_timeout() -> ConfigDuration {
+    ConfigDuration(CompileLimits::default().timeout)
+}
+
+fn default_compile_memory() -> ByteSize {
+    ByteSize(CompileLimits::default().memory)
+}
+
+/// One monitor: a plugin, when to run it, what it may use and how much.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    pub name: MonitorName,
+    pub plugin: ConfigPath,
+    #[serde(default)]
+    pub search_cron: Option<Schedule>,
+    #[serde(default)]
+    pub update_cron: Option<Schedule>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub grants: Grants,
+    /// Secrets this monitor can read with `secrets.get(name)`, by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// The monitor list; names must be unique.
+struct Monitors(Vec<MonitorConfig>);
+
+impl fmt::Debug for Monitors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Monitors {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MonitorsVisitor;
+        impl<'de> Visitor<'de> for MonitorsVisitor {
+            type Value = Monitors;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of monitors")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Monitors, A::Error> {
+                let mut monitors: Vec<MonitorConfig> = Vec::new();
+                let mut names = HashSet::new();
+                while let Some(monitor) = seq.next_element::<MonitorConfig>()? {
+                    if !names.insert(monitor.name.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate monitor name '{}'",
+                            monitor.name
+                        )));
+                    }
+                    monitors.push(monitor);
+                }
+                Ok(Monitors(monitors))
+            }
+        }
+        deserializer.deserialize_seq(MonitorsVisitor)
+    }
+}
+
+fn default_secrets_cache_ttl() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+
+impl Config {
+    /// Reads and validates `path`. Plugin files are checked for existence here; whether they
+    /// are valid components is checked when they are loaded.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
+        let parsed =
+            values::resolving_paths_against(dir, || serde_yaml::from_str::<RawConfig>(text));
+        let raw = match parsed {
+            Ok(raw) => raw,
+            Err(e) => bail!("{}: {}", path.display(), describe_yaml_error(text, &e)),
+        };
+
+        if let Err(e) = raw.application_queue.validate() {
+            bail!("{}: {e}", path.display());
+        }
+        let store = raw
+            .store
+            .into_config(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Some(queue) = &store.events_queue
+            && !raw.queues.contains_key(queue)
+        {
+            bail!(
+                "{}: store.events_queue: queue '{queue}' is not declared in the 'queues:' section",
+                path.display()
+            );
+        }
+        let mut credentials = BTreeMap::new();
+        for (name, connector) in &raw.credentials {
+            let fail =
+                |why: String| anyhow::anyhow!("{}: credentials.{name}: {why}", path.display());
+            let parsed = CredentialName::parse(name).map_err(fail)?;
+            if parsed.as_str() == CredentialName::APPLICATION {
+                return Err(fail(
+                    "APPLICATION is the host's own credential and cannot be a connector".into(),
+                ));
+            }
+            if connector.source == parsed {
+                return Err(fail("a credential cannot be its own source".into()));
+            }
+            if connector.assume_role.is_some() == connector.ssm_keys.is_some() {
+                return Err(fail(
+                    "give exactly one of 'assume_role' or 'ssm_keys'".into(),
+                ));
+            }
+            credentials.insert(parsed, connector.clone());
+        }
+        for (name, queue) in &raw.queues {
+            let valid = !name.is_empty()
+                && name.len() <= 80
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                bail!(
+                    "{}: queues: invalid queue name '{name}': use letters, digits, '-' and '_'",
+                    path.display()
+                );
+            }
+            if !(queue.url.starts_with("https://") || queue.url.starts_with("http://")) {
+                bail!(
+                    "{}: queues.{name}.url: '{}' is not an http(s) URL",
+                    path.display(),
+                    queue.url
+                );
+            }
+        }
+        for (index, monitor) in raw.monitors.0.iter().enumerate() {
+            if let Some(queue) = monitor
+                .grants
+                .queues
+                .iter()
+                .find(|q| !raw.queues.contains_key(*q))
+            {
+                bail!(
+                    "{}: monitors[{index}].grants.queues: queue '{queue}' is not declared in the 'queues:' section",
+                    path.display()
+                );
+            }
+            for (name, source) in &monitor.secrets {
+                if let SecretSource::Env { var } = source
+                    && let Some(why) = crate::grants::host_secret_variable(var, &store.url_env)
+                {
+                    let line = line_of_key(text, "env", var)
+                        .map(|l| format!(" at line {l}"))
+                        .unwrap_or_default();
+                    bail!(
+                        "{}: monitors[{index}].secrets.{name}.env: '{var}' may not be read by a \
+                         monitor: {why}{line}",
+                        path.display()
+                    );
+                }
+            }
+            if monitor.limits.timeout.0 > Limits::MAX_TIMEOUT {
+                bail!(
+                    "{}: monitors[{index}].limits.timeout: at most {} s",
+                    path.display(),
+                    Limits::MAX_TIMEOUT.as_secs()
+                );
+            }
+            if monitor.limits.memory.0 > Limits::MAX_MEMORY {
+                bail!(
+                    "{}: monitors[{index}].limits.memory: {} bytes is over the maximum of {} bytes (4GiB)",
+                    path.display(),
+                    monitor.limits.memory.0,
+                    Limits::MAX_MEMORY
+                );
+            }
+            if !monitor.plugin.0.is_file() {
+                let line = line_of_monitor(text, monitor.name.as_str())
+                    .map(|l| format!(" (monitor declared at line {l})"))
+                    .unwrap_or_default();
+                bail!(
+                    "{}: monitors[{index}].plugin: plugin file {} not found{line}",
+                    path.display(),
+                    monitor.plugin.0.display()
+                );
+            }
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            plugins: raw.plugins,
+            application_queue: raw.application_queue,
+            executor: raw.executor,
+            cache_dir: raw.cache_dir.map(|p| p.0),
+            compile: CompileLimits {
+                max_plugin_bytes: raw.compile.max_plugin_bytes.0,
+                timeout: raw.compile.timeout.0,
+                memory: raw.compile.memory.0,
+            },
+            queues: raw.queues,
+            store,
+            credentials,
+            secrets_cache_ttl: raw.secrets_cache_ttl.0,
+            monitors: raw.monitors.0,
+        })
+    }
+
+    /// Host plugins to enable: `SENTINELA_PLUGINS` if set, else the config's `plugins:`.
+    /// Checks that every monitor's grants are served by an enabled host plugin.
+    pub fn host_plugins(&self, env_value: Option<&str>) -> Result<HostPlugins> {
+        let plugins = match env_value {
+            Some(value) => HostPlugins::from_env_value(value).context(PLUGINS_ENV)?,
+            None => HostPlugins::from_list(&self.plugins),
+        };
+        if !self.credentials.is_empty() && !plugins.is_enabled(HostPlugin::Aws) {
+            bail!(
+                "{}: credentials: credential connectors are provided by the 'aws' host plugin, \
+                 which is not enabled; set SENTINELA_PLUGINS=aws",
+                self.path.display()
+            );
+        }
+        if !self.queues.is_empty() && !plugins.is_enabled(HostPlugin::Aws) {
+            bail!(
+                "{}: queues: SQS queues for monitors are provided by the 'aws' host plugin, which is \
+                 not enabled; set SENTINELA_PLUGINS=aws",
+                self.path.display()
+            );
+        }
+        if self.application_queue.kind == QueueKind::Sqs && !plugins.is_enabled(HostPlugin::Aws) {
+            bail!(
+                "{}: application_queue: an SQS queue (type: plugin.aws.sqs) is provided by the 'aws' \
+                 host plugin, which is not enabled; set SENTINELA_PLUGINS=aws",
+                self.path.display()
+            );
+        }
+        for monitor in &self.monitors {
+            if monitor.secrets.values().any(|s| s.credential().is_some())
+                && !plugins.is_enabled(HostPlugin::Aws)
+            {
+                bail!(
+                    "{}: monitor '{}': its secretsmanager/ssm secrets need the 'aws' host plugin, \
+                     which is not enabled; set SENTINELA_PLUGINS=aws",
+                    self.path.display(),
+                    monitor.name
+                );
+            }
+            if let Some(needed) = monitor.grants.required_host_plugin()
+                && !plugins.is_enabled(needed)
+            {
+                bail!(
+                    "{}: monitor '{}': its grants need the '{needed}' host plugin, which is not \
+                     enabled; set SENTINELA_PLUGINS={needed} or add it to 'plugins:'",
+                    self.path.display(),
+                    monitor.name
+                );
+            }
+        }
+        Ok(plugins)
+    }
+
+    /// Every credential the config grants to monitors or uses for queues and secrets.
+    pub fn credential_names(&self) -> impl Iterator<Item = &CredentialName> {
+        let monitors = self.monitors.iter();
+        let granted = monitors.clone().flat_map(|m| &m.grants.credentials);
+        let secrets = monitors.flat_map(|m| m.secrets.values().filter_map(|s| s.credential()));
+        granted
+            .chain(self.queues.values().map(|q| &q.credential))
+            .chain(secrets)
+    }
+
+    pub fn monitor(&self, name: &str) -> Option<&MonitorConfig> {
+        self.monitors.iter().find(|m| m.name.as_str() == name)
+    }
+}
+
+/// serde_yaml's message holds the key path and a position. For errors raised by our own
+/// `Deserialize` impls the position is that of the enclosing mapping, so point at the line
+/// that holds the offending value (our messages quote it) and name its key.
+fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
+    let message = e.to_string();
+    let Some(loc) = e.location() else {
+        return message;
+    };
+    let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+    let body = message.strip_suffix(&suffix).unwrap_or(&message);
+    let located = body.split_once(": ").and_then(|(path, detail)| {
+        let value = detail.split('\'').nth(1).filter(|v| !v.is_empty())?;
+        let (line, key) = text
+            .lines()
+            .enumerate()
+            .skip(loc.line().saturating_sub(1))
+            .find_map(|(i, line)| {
+                let (key, rest) = line.trim_start().trim_start_matches("- ").split_once(':')?;
+                rest.contains(value).then(|| (i + 1, key.trim().to_owned()))
+            })?;
+        let path = if path.ends_with(&key) {
+            path.to_owned()
+        } else {
+            format!("{path}.{key}")
+        };
+        Some(format!("{path}: {detail} at line {line}"))
+    });
+    located.unwrap_or_else(|| format!("{body}{suffix}"))
+}
+
+/// The first line that sets `key` to `value` (block or flow style), for errors found after
+/// parsing.
+fn line_of_key(text: &str, key: &str, value: &str) -> Option<usize> {
+    let key = format!("{key}:");
+    text.lines()
+        .position(|line| {
+            line.find(&key)
+                .is_some_and(|at| line[at + key.len()..].contains(value))
+        })
+        .map(|i| i + 1)
+}
+
+/// The line on which the monitor called `name` is declared, for errors found after parsing.
+fn line_of_monitor(text: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start().trim_start_matches("- ").trim_start();
+            line.strip_prefix("name:")
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == name)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
+}
