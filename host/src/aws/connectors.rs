@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Region};
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use serde::Deserialize;
@@ -64,6 +65,13 @@ impl Connector {
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new(region.clone()))
                 .credentials_provider(source.clone())
+                // As bounded as the transport's own requests: a hung STS must not hold every
+                // caller of this credential (they wait on one renewal).
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_timeout(transport.limits.timeout)
+                        .build(),
+                )
                 .interceptor(SdkAudit::new(
                     config.source.as_str(),
                     "sts",

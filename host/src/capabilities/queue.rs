@@ -92,7 +92,12 @@ impl MonitorQueues {
         let result = async {
             let sqs = Service::find("sqs")
                 .ok_or_else(|| TransportError::Invalid("no sqs service".into()))?;
-            let (credential, _) = self.aws.credential(target.credential, None)?;
+            // The region is the target's: the declaration's, else the credential's.
+            let credential = self
+                .aws
+                .credentials
+                .get(target.credential)
+                .map_err(TransportError::Credentials)?;
             let keys = credential.keys().await?;
             let to = Destination {
                 service: sqs,
