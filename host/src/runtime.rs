@@ -550,9 +550,19 @@ impl Runtime {
             // too many.
             let limit = limits.active_issues as usize;
             if !found.is_empty()
-                && self.issues.active_count(&plugin.name).await? + found.len() > limit
+                && self
+                    .issues
+                    .active_count(&plugin.name)
+                    .await
+                    .map_err(TaskError::Store)?
+                    + found.len()
+                    > limit
             {
-                let active = self.issues.active_ids(&plugin.name).await?;
+                let active = self
+                    .issues
+                    .active_ids(&plugin.name)
+                    .await
+                    .map_err(TaskError::Store)?;
                 let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
                 if active.len() + opened > limit {
                     return Err(TaskError::Limit(format!(
@@ -564,14 +574,21 @@ impl Runtime {
                     )));
                 }
             }
-            self.issues.record_found(&plugin.name, found).await?;
+            self.issues
+                .record_found(&plugin.name, found)
+                .await
+                .map_err(TaskError::Store)?;
         }
         Ok(())
     }
 
     /// `update` with the active issues, then `is-solved` for each of them.
     async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
-        let active = self.issues.active(&plugin.name).await?;
+        let active = self
+            .issues
+            .active(&plugin.name)
+            .await
+            .map_err(TaskError::Store)?;
         if active.is_empty() {
             return Ok(());
         }
@@ -583,14 +600,24 @@ impl Runtime {
                 plugin.limits.issues_per_call,
             )
             .map_err(TaskError::Limit)?;
-            self.issues.record_updated(&plugin.name, updated).await?;
+            self.issues
+                .record_updated(&plugin.name, updated)
+                .await
+                .map_err(TaskError::Store)?;
         }
-        let active = self.issues.active(&plugin.name).await?;
+        let active = self
+            .issues
+            .active(&plugin.name)
+            .await
+            .map_err(TaskError::Store)?;
         for issue in active {
             let id = issue.id.clone();
             match plugin.call(Call::IsSolved(issue)).await {
                 Ok(Reply::Solved(true)) => {
-                    self.issues.solve(&plugin.name, &id).await?;
+                    self.issues
+                        .solve(&plugin.name, &id)
+                        .await
+                        .map_err(TaskError::Store)?;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(monitor = %plugin.name, issue_id = id.as_str(), "{e}"),
@@ -600,36 +627,16 @@ impl Runtime {
     }
 }
 
-/// Why a task failed: the monitor, or the issue store.
-#[derive(Debug)]
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
 pub enum TaskError {
-    Call(crate::monitor::CallError),
+    #[error(transparent)]
+    Call(#[from] crate::monitor::CallError),
     /// A per-monitor limit refused the call's result.
+    #[error("{0}")]
     Limit(String),
-    Store(String),
-}
-
-/// Every `anyhow` error of a task comes from the issue store.
-impl From<anyhow::Error> for TaskError {
-    fn from(e: anyhow::Error) -> TaskError {
-        TaskError::Store(format!("{e:#}"))
-    }
-}
-
-impl From<crate::monitor::CallError> for TaskError {
-    fn from(e: crate::monitor::CallError) -> TaskError {
-        TaskError::Call(e)
-    }
-}
-
-impl std::fmt::Display for TaskError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskError::Call(e) => write!(f, "{e}"),
-            TaskError::Limit(e) => write!(f, "{e}"),
-            TaskError::Store(e) => write!(f, "issue store: {e}"),
-        }
-    }
+    #[error("issue store: {0:#}")]
+    Store(anyhow::Error),
 }
 
 /// How long the executor waits before polling again after a failed receive: doubling from
