@@ -193,8 +193,8 @@ impl Transport {
     }
 
     /// Signs and sends `outgoing`, trying again with backoff and jitter while it fails in a
-    /// retryable way, at most `limits.max_attempts` times and within `limits.timeout` of the
-    /// first attempt's end. A non-2xx answer is [`TransportError::Service`].
+    /// retryable way, at most `limits.max_attempts` times, and not once `limits.timeout` has
+    /// passed since the first attempt began. A non-2xx answer is [`TransportError::Service`].
     pub async fn send(
         &self,
         to: Destination<'_>,
