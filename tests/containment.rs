@@ -137,7 +137,20 @@ fn guest_text_cannot_forge_log_lines_or_terminal_output() {
     // The forged audit line is only ever the text of a line of the monitor's (its stdout,
     // its escaped error), never an audit event of the host's.
     for line in log.lines() {
-        let target = line.split_whitespace().nth(2).unwrap_or("");
+        // Timestamp, level, then the spans (`task{monitor=.. task=..}:call{..}: `, made of the
+        // host's own names), then the target.
+        let rest = line
+            .split_whitespace()
+            .skip(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let after_spans = match rest.split_once('{') {
+            Some((span, _)) if span.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                rest.split_once("}: ").map_or("", |(_, after)| after)
+            }
+            _ => rest.as_str(),
+        };
+        let target = after_spans.split_whitespace().next().unwrap_or("");
         assert!(
             !(target == "sentinela::audit:" && line.contains("credential=\"APPLICATION\"")),
             "forged audit line: {line}"

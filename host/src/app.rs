@@ -22,9 +22,13 @@ use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 
 /// A config made ready to run.
 pub struct App {
+    /// The loaded, validated config.
     pub config: Config,
+    /// Host plugins enabled by `SENTINELA_PLUGINS`, else by the config's `plugins:`.
     pub host_plugins: HostPlugins,
+    /// The process's wasmtime engine, its pool sized for the config's monitors.
     pub engine: Engine,
+    /// Compiled plugins, cached; misses compile under the config's `compile:` limits.
     pub cache: CompileCache,
     /// The `aws` host plugin's provider, when enabled.
     pub aws: Option<Arc<AwsProvider>>,

@@ -19,11 +19,14 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::bindings::sentinela::plugin::types::Error;
 
+/// The tracing target every audit event is written on.
 pub const TARGET: &str = "sentinela::audit";
 
 /// Where refused calls of one invocation are counted, to be audited once per kind at its end
 /// (a guest looping on a denied call must not write one event per attempt).
 pub trait RefusalSink: Send + Sync {
+    /// Counts one call refused before any request went out: `outcome` is `denied`, `invalid` or
+    /// `limit`; the other arguments name the call.
     fn count_refusal(
         &self,
         outcome: &'static str,
@@ -37,7 +40,9 @@ pub trait RefusalSink: Send + Sync {
 /// Who used the credential.
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
+    /// A monitor, by name, using a credential granted to it.
     Monitor(&'a str),
+    /// The host itself: application queue, credential connectors, secret fetches, issue events.
     Host,
 }
 
@@ -94,6 +99,8 @@ impl<'a> AuditEvent<'a> {
         self
     }
 
+    /// Records the resource (usually an ARN) the call names, shortened to 256 characters and
+    /// escaped; `None` clears it.
     pub fn set_resource(&mut self, resource: Option<&str>) {
         self.resource = resource.map(shorten_resource);
     }
@@ -109,6 +116,7 @@ impl<'a> AuditEvent<'a> {
         self
     }
 
+    /// [`AuditEvent::set_resource`] as a builder step.
     pub fn with_resource(mut self, resource: &str) -> Self {
         self.set_resource(Some(resource));
         self
@@ -219,6 +227,7 @@ impl SdkAudit {
 
 /// What an audited SDK request names: read from its input, or always the same.
 pub trait SdkResource {
+    /// The function the interceptor applies to each request's input.
     fn into_reader(self) -> ResourceReader;
 }
 

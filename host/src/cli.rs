@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use tracing::Instrument;
+
 use crate::app::App;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
@@ -109,6 +111,7 @@ enum HandleKind {
     Request,
 }
 
+/// The `sentinela` command: parses the arguments, sets up logging and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -519,7 +522,8 @@ async fn invoke(
             Call::Handle(kind, payload.to_string())
         }
     };
-    let output = match plugin.call(call).await? {
+    let span = tracing::info_span!("invoke", monitor = monitor_config.name.as_str());
+    let output = match plugin.call(call).instrument(span).await? {
         Reply::Issues(issues) => {
             // Bounded like the runtime: past the limit the whole result is refused.
             crate::issues::check_issue_count(

@@ -142,6 +142,7 @@ impl CompileCache {
         }
     }
 
+    /// A cache that never reads or writes: every plugin is compiled in memory.
     pub fn disabled() -> CompileCache {
         CompileCache {
             dir: None,
@@ -156,6 +157,8 @@ impl CompileCache {
         self
     }
 
+    /// The cache directory; `None` when caching is off (no location was found, or
+    /// [`CompileCache::disabled`]).
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }

@@ -45,9 +45,17 @@ impl Default for CompileLimits {
 #[derive(Debug, Clone)]
 pub enum Compiler {
     /// In this process (no time or memory limit).
-    InProcess { max_plugin_bytes: u64 },
+    InProcess {
+        /// The largest plugin file compiled (`compile.max_plugin_bytes`).
+        max_plugin_bytes: u64,
+    },
     /// In a child process running `exe compile-plugin`, under every limit.
-    Isolated { exe: PathBuf, limits: CompileLimits },
+    Isolated {
+        /// The `sentinela` binary, run as the child.
+        exe: PathBuf,
+        /// The `compile:` limits, all applied to the child.
+        limits: CompileLimits,
+    },
 }
 
 impl Default for Compiler {

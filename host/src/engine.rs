@@ -49,6 +49,8 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Builds the engine with an instance pool sized by `settings`, and starts its epoch ticker
+    /// thread.
     pub fn new(settings: &EngineSettings) -> Result<Engine> {
         let mut pool = PoolingAllocationConfig::new();
         // A wasip2 component holds several core instances, memories and tables (the main
@@ -83,6 +85,7 @@ impl Engine {
         Ok(wasmtime::Engine::new(&config)?)
     }
 
+    /// The wasmtime engine, for compiling, linking and instantiating.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
     }

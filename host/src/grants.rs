@@ -233,6 +233,8 @@ fn refused_grant(service: &str, operation: &str) -> Option<String> {
 pub struct ResourcePattern(String);
 
 impl ResourcePattern {
+    /// Accepts `*` or an ARN pattern (at least six `:`-separated parts), up to 2048 bytes, without
+    /// control characters.
     pub fn parse(raw: &str) -> Result<ResourcePattern, String> {
         let parts = raw.split(':').count();
         if raw != "*" && !(raw.starts_with("arn:") && parts >= 6) {
@@ -282,6 +284,7 @@ impl fmt::Display for ResourcePattern {
 /// `{op: "service:Operation", resources: ["arn:…", …]}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsOperationGrant {
+    /// The service name, lower-cased (`sqs`, `cloudwatch`, ...).
     pub service: String,
     /// `None` grants every operation of the service (never a credential-minting one).
     pub operation: Option<String>,
@@ -290,6 +293,8 @@ pub struct AwsOperationGrant {
 }
 
 impl AwsOperationGrant {
+    /// Parses the string form (`service:Operation` or `service:*`), with no resources; refuses
+    /// operations that may never be granted (they mint credentials or read secrets).
     pub fn parse(raw: &str) -> Result<AwsOperationGrant, String> {
         let invalid =
             || format!("invalid aws grant '{raw}', expected 'service:Operation' or 'service:*'");

@@ -55,8 +55,11 @@ pub struct MonitorCapabilities {
 
 /// Everything one invocation's store holds.
 pub struct InstanceState {
+    /// The monitor this instance runs.
     pub monitor: Arc<str>,
+    /// The call's log and its budget, shared with the capabilities.
     pub log: GuestLog,
+    /// The monitor's declared secrets.
     pub secrets: SecretsInstance,
     /// When the `aws` host plugin is enabled.
     pub aws_call: Option<AwsCallInstance>,
@@ -159,6 +162,7 @@ pub struct InstanceLimits {
 }
 
 impl InstanceLimits {
+    /// The limiter for one instance of a monitor with these `limits:`.
     pub fn new(limits: &Limits) -> InstanceLimits {
         InstanceLimits {
             memory_bytes: usize::try_from(limits.memory.0).unwrap_or(usize::MAX),
@@ -272,6 +276,7 @@ impl Limits {
     /// The largest `memory` a monitor may ask for: the pooling allocator reserves this much
     /// address space per memory slot.
     pub const MAX_MEMORY: u64 = 4 << 30;
+    /// The longest `limits.timeout` accepted.
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 }
 

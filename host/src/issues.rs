@@ -26,6 +26,7 @@ use crate::bindings::sentinela::plugin::types::Issue;
 use crate::capabilities::queue::MonitorQueues;
 use crate::config::values::ConfigPath;
 
+/// The tracing target of issue events (`created`, `updated`, `solved`).
 pub const TARGET: &str = "sentinela::issues";
 
 /// Largest `data` a monitor may attach to one issue.
@@ -35,14 +36,19 @@ pub const MAX_ID_BYTES: usize = 256;
 /// The schema this build creates and understands.
 const SCHEMA_VERSION: i64 = 1;
 
+/// An issue's state, as stored in its `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Open: seen by `update` and `is-solved`; at most one per (monitor, id).
     Active,
+    /// Closed by `is-solved`; kept for listings and never reopened (the same id found again is a
+    /// new issue).
     Solved,
 }
 
 impl Status {
+    /// The stored and displayed name: `active` or `solved`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
@@ -51,16 +57,25 @@ impl Status {
     }
 }
 
+/// An issue as stored, for listings (`sentinela issues`, which can print it as JSON); times
+/// serialize as fractional Unix seconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredIssue {
+    /// The name of the monitor that found it.
     pub monitor: String,
+    /// The id the monitor gave it; unique among the monitor's active issues.
     pub id: String,
+    /// Whether it is still active.
     pub status: Status,
+    /// The monitor's data for it: a JSON object (a string if the stored text is not JSON).
     pub data: Value,
+    /// When it was first recorded.
     #[serde(with = "unix_seconds")]
     pub created_at: SystemTime,
+    /// When its data last changed or it was solved; its creation time until then.
     #[serde(with = "unix_seconds")]
     pub updated_at: SystemTime,
+    /// When it was solved; `None` (JSON `null`) while it is active.
     #[serde(with = "unix_seconds::option")]
     pub solved_at: Option<SystemTime>,
 }
@@ -68,9 +83,14 @@ pub struct StoredIssue {
 /// What happened to one issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// This process inserted a new active issue.
     Created,
+    /// This process changed an active issue's data.
     Updated,
+    /// Nothing was written: the data was already the same, or (for `update`) the issue is not
+    /// active.
     Unchanged,
+    /// This process closed an active issue.
     Solved,
 }
 
@@ -88,10 +108,14 @@ impl Change {
 /// Where issue events go besides the log: a queue of the config's `queues:` section.
 #[derive(Clone)]
 pub struct EventQueue {
+    /// The `queues:` section's queues, which send the message.
     pub queues: Arc<MonitorQueues>,
+    /// The queue's name (`store.events_queue`), declared under `queues:`.
     pub queue: String,
 }
 
+/// A connection pool on the issue database, opened with [`IssueStore::open`]. Every change it
+/// makes is logged (and sent to the events queue, if any) once, after it is committed.
 pub struct IssueStore {
     pool: AnyPool,
     /// Shown in errors and `check`: the file, or the URL without its password.
@@ -607,6 +631,7 @@ mod unix_seconds {
 /// Where issues are kept (`store:`).
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `store.type`: `sqlite` (the default) or `postgres`.
     pub kind: StoreKind,
     /// SQLite: the database file; by default `<config file name>.db` next to the config.
     pub path: PathBuf,
@@ -634,6 +659,7 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// The default `store.url_env`: the variable that holds the PostgreSQL URL.
     pub const DEFAULT_URL_ENV: &'static str = "SENTINELA_DATABASE_URL";
 
     /// The PostgreSQL URL, from `url` or the `url_env` variable.
@@ -651,6 +677,7 @@ impl StoreConfig {
     }
 }
 
+/// Which database keeps issues (`store.type`; `postgresql` is accepted too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StoreKind {
     /// One SQLite file: enough for one `sentinela run` process.

@@ -35,7 +35,8 @@ pub mod providers;
 pub mod queue;
 pub mod runtime;
 
-/// Host-side bindings of `wit/sentinela.wit`.
+/// Host-side bindings of `wit/sentinela.wit` (generated; the WIT file documents them).
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",

@@ -1,3 +1,5 @@
+//! The `sentinela` command; everything lives in the library, see [`sentinela_host::cli`].
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -7,11 +7,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
+
 /// A task of a `process_monitor` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
+    /// Call the monitor's `search` export and record the issues it finds.
     Search,
+    /// Call `update` with the active issues, then `is-solved` on each one still active.
     Update,
 }
 
@@ -20,17 +24,57 @@ pub enum Task {
 pub enum Message {
     /// Run `tasks` (in order) for the monitor named `monitor_id`.
     ProcessMonitor {
+        /// The monitor's name (Sentinela's integer ids are accepted, as text).
         monitor_id: String,
+        /// The tasks to run; never empty in a parsed message.
         tasks: Vec<Task>,
     },
     /// An event about an alert, issue or notification of `monitor_id`.
-    Event { monitor_id: String, payload: Value },
-    /// An action asked of the monitor `monitor_id` (`params.target_id`).
-    Request {
-        action: String,
+    Event {
+        /// `payload.event_source_monitor_id`, as text.
         monitor_id: String,
+        /// The whole payload, handed to the monitor's `handle` export as JSON text.
         payload: Value,
     },
+    /// An action asked of the monitor `monitor_id` (`params.target_id`).
+    Request {
+        /// `payload.action`: `monitor_refresh` runs tasks, anything else goes to `handle`.
+        action: String,
+        /// `payload.params.target_id`, as text.
+        monitor_id: String,
+        /// The whole payload: `monitor_refresh` reads `params.tasks` from it; other actions
+        /// hand it to the monitor's `handle` export as JSON text.
+        payload: Value,
+    },
+}
+
+/// What a message asks of its monitor, as the executor acts on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Run these tasks, as scheduled (`process_monitor`).
+    Tasks(Vec<Task>),
+    /// Run these tasks now, outside the schedule (`monitor_refresh`: `params.tasks`, both
+    /// tasks when absent or unreadable).
+    Refresh(Vec<Task>),
+    /// Hand the payload to the monitor's `handle` export (events, and every other request).
+    Handle(MessageKind, Value),
+}
+
+/// Why a body is not a message; the text never echoes a huge body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidMessage(String);
+
+impl From<&str> for InvalidMessage {
+    fn from(text: &str) -> Self {
+        InvalidMessage(text.to_owned())
+    }
+}
+
+impl From<String> for InvalidMessage {
+    fn from(text: String) -> Self {
+        InvalidMessage(text)
+    }
 }
 
 #[derive(Deserialize)]
@@ -64,6 +108,7 @@ impl MonitorId {
 }
 
 impl Message {
+    /// A `process_monitor` message, as the scheduler sends it.
     pub fn process_monitor(monitor: &str, tasks: Vec<Task>) -> Message {
         Message::ProcessMonitor {
             monitor_id: monitor.to_owned(),
@@ -71,15 +116,42 @@ impl Message {
         }
     }
 
+    /// The monitor the message is for: its name, or Sentinela's integer id as text.
+    pub fn monitor_id(&self) -> &str {
+        match self {
+            Message::ProcessMonitor { monitor_id, .. }
+            | Message::Event { monitor_id, .. }
+            | Message::Request { monitor_id, .. } => monitor_id,
+        }
+    }
+
+    /// What the message asks of its monitor.
+    pub fn into_work(self) -> Work {
+        match self {
+            Message::ProcessMonitor { tasks, .. } => Work::Tasks(tasks),
+            Message::Request {
+                action, payload, ..
+            } if action == "monitor_refresh" => Work::Refresh(
+                payload
+                    .pointer("/params/tasks")
+                    .and_then(|t| serde_json::from_value::<Vec<Task>>(t.clone()).ok())
+                    .unwrap_or_else(|| vec![Task::Search, Task::Update]),
+            ),
+            Message::Request { payload, .. } => Work::Handle(MessageKind::Request, payload),
+            Message::Event { payload, .. } => Work::Handle(MessageKind::Event, payload),
+        }
+    }
+
     /// Parses a body. The error says what is wrong without echoing a huge body.
-    pub fn parse(body: &str) -> Result<Message, String> {
-        let envelope: Envelope = serde_json::from_str(body)
-            .map_err(|e| format!("not a {{\"type\", \"payload\"}} JSON object: {e}"))?;
+    pub fn parse(body: &str) -> Result<Message, InvalidMessage> {
+        let envelope: Envelope = serde_json::from_str(body).map_err(|e| {
+            InvalidMessage(format!("not a {{\"type\", \"payload\"}} JSON object: {e}"))
+        })?;
         let payload = envelope.payload.ok_or("message has no 'payload' field")?;
         match envelope.kind.as_str() {
             "process_monitor" => {
                 let p: ProcessMonitorPayload = serde_json::from_value(payload)
-                    .map_err(|e| format!("invalid process_monitor payload: {e}"))?;
+                    .map_err(|e| InvalidMessage(format!("invalid process_monitor payload: {e}")))?;
                 if p.tasks.is_empty() {
                     return Err("invalid process_monitor payload: 'tasks' is empty".into());
                 }
@@ -117,10 +189,11 @@ impl Message {
                     payload,
                 })
             }
-            other => Err(format!("unknown message type '{other}'")),
+            other => Err(format!("unknown message type '{other}'").into()),
         }
     }
 
+    /// The body to send: compact `{"type", "payload"}` JSON, which [`Message::parse`] reads back.
     pub fn to_json(&self) -> String {
         let (kind, payload) = match self {
             Message::ProcessMonitor { monitor_id, tasks } => (
@@ -173,18 +246,63 @@ mod tests {
         );
     }
 
+    /// Each kind of message, as Sentinela's controller and API send it, asks for its work.
+    #[test]
+    fn messages_ask_for_their_work() {
+        let payload = |body: &str| serde_json::from_str::<Value>(body).unwrap()["payload"].clone();
+        let refresh_search = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": "orders", "tasks": ["search"]}}}"#;
+        let refresh_all = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": 12}}}"#;
+        let refresh_unreadable = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": "orders", "tasks": ["reboot"]}}}"#;
+        let refresh_empty = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": "orders", "tasks": []}}}"#;
+        let other_request = r#"{"type": "request", "payload": {"action": "issue_drop", "params": {"target_id": "orders"}}}"#;
+        let event = r#"{"type": "event", "payload": {"event_source": "alert", "event_source_id": 7, "event_source_monitor_id": "orders", "event_name": "alert_triggered"}}"#;
+        let both = vec![Task::Search, Task::Update];
+        for (body, monitor, work) in [
+            (
+                r#"{"type": "process_monitor", "payload": {"monitor_id": "orders", "tasks": ["update", "search"]}}"#,
+                "orders",
+                Work::Tasks(vec![Task::Update, Task::Search]),
+            ),
+            (refresh_search, "orders", Work::Refresh(vec![Task::Search])),
+            (refresh_all, "12", Work::Refresh(both.clone())),
+            (refresh_unreadable, "orders", Work::Refresh(both.clone())),
+            (refresh_empty, "orders", Work::Refresh(vec![])),
+            (
+                other_request,
+                "orders",
+                Work::Handle(MessageKind::Request, payload(other_request)),
+            ),
+            (
+                event,
+                "orders",
+                Work::Handle(MessageKind::Event, payload(event)),
+            ),
+        ] {
+            let message = Message::parse(body).unwrap();
+            assert_eq!(message.monitor_id(), monitor, "{body}");
+            assert_eq!(message.into_work(), work, "{body}");
+        }
+    }
+
     #[test]
     fn rejects_bad_bodies() {
-        assert!(Message::parse("not json").unwrap_err().contains("JSON"));
+        assert!(
+            Message::parse("not json")
+                .unwrap_err()
+                .to_string()
+                .contains("JSON")
+        );
         assert!(Message::parse("{}").is_err());
         assert!(
             Message::parse(r#"{"type":"x","payload":{}}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown message type 'x'")
         );
         assert!(
             Message::parse(r#"{"type":"process_monitor","payload":{}}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("invalid")
         );
         assert!(

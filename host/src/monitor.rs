@@ -2,7 +2,6 @@
 //! host offers, and calling it — each call in a fresh instance, under the monitor's limits and
 //! deadline.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +18,20 @@ use crate::capabilities::log::GuestLog;
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
 use crate::engine::Engine;
+use crate::guest_text::escape;
 use crate::instance::{InstanceState, Limits, MonitorCapabilities};
 use crate::providers::HostPlugins;
 
 /// A compiled `.wasm` file and what it imports and exports.
 #[derive(Clone)]
 pub struct PluginFile {
+    /// Where the component was read from.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub size: u64,
+    /// The interfaces it imports, as `package/interface@version`.
     pub imports: Vec<String>,
+    /// The interfaces it exports.
     pub exports: Vec<String>,
     component: Component,
 }
@@ -132,8 +136,11 @@ fn check_header(wasm: &[u8]) -> Result<()> {
 
 /// A monitor ready to run: its plugin pre-instantiated against the host's linker.
 pub struct MonitorPlugin {
+    /// The monitor's name in the config.
     pub name: Arc<str>,
+    /// Its component file.
     pub file: PluginFile,
+    /// Its `limits:`.
     pub limits: Limits,
     capabilities: MonitorCapabilities,
     engine: Engine,
@@ -141,6 +148,8 @@ pub struct MonitorPlugin {
 }
 
 impl MonitorPlugin {
+    /// Prepares a monitor's component for calls: checks its imports against what this host
+    /// provides and pre-instantiates it with the linker; no guest code runs yet.
     pub fn new(
         name: &str,
         file: PluginFile,
@@ -181,6 +190,8 @@ impl MonitorPlugin {
 
     /// Runs one export in a fresh instance. The deadline covers instantiation and the call,
     /// host calls included; a trap, a panic or a limit fails this call only.
+    /// Runs in a `call` span naming the export; the caller's span names the monitor.
+    #[tracing::instrument(name = "call", skip_all, fields(export = call.function()))]
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
@@ -243,7 +254,10 @@ impl MonitorPlugin {
     }
 
     fn classify(&self, error: wasmtime::Error, log: &GuestLog) -> CallErrorKind {
-        tracing::debug!(monitor = %self.name, "guest failure: {}", crate::guest_text::escape(&format!("{error:?}")));
+        tracing::debug!(
+            "guest failure: {}",
+            crate::guest_text::escape(&format!("{error:?}"))
+        );
         if let Some(trap) = error.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => CallErrorKind::Deadline(self.limits.timeout.0),
@@ -298,13 +312,18 @@ impl Drop for FinishLog {
 /// One call into a monitor's exports.
 #[derive(Debug, Clone)]
 pub enum Call {
+    /// `search`: find issues.
     Search,
+    /// `update`: refresh the active issues.
     Update(Vec<Issue>),
+    /// `is-solved` for one issue.
     IsSolved(Issue),
+    /// `handle`: an event or request with its JSON payload.
     Handle(MessageKind, String),
 }
 
 impl Call {
+    /// The export's name as in the WIT world.
     pub fn function(&self) -> &'static str {
         match self {
             Call::Search => "search",
@@ -318,49 +337,43 @@ impl Call {
 /// What a call returned.
 #[derive(Debug, Clone)]
 pub enum Reply {
+    /// The issues `search` or `update` returned.
     Issues(Vec<Issue>),
+    /// Whether `is-solved` said the issue is solved.
     Solved(bool),
+    /// `handle` returned without error.
     Handled,
 }
 
 /// A failed call: which monitor, which function, and why.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("monitor '{monitor}': {function} {kind}")]
 pub struct CallError {
+    /// The monitor called.
     pub monitor: Arc<str>,
+    /// The export called.
     pub function: &'static str,
+    /// How it failed.
     pub kind: CallErrorKind,
 }
 
-#[derive(Debug)]
+/// How a call failed. Messages, panic texts and trap backtraces (function names come from the
+/// component's name section) are the guest's words: escaped, so they stay on one line.
+#[derive(Debug, thiserror::Error)]
 pub enum CallErrorKind {
     /// The monitor returned an error value.
+    #[error("returned an error: {}", escape(.0))]
     Returned(String),
     /// The call ran past the monitor's `limits.timeout`.
+    #[error("exceeded its deadline of {0:?} and was stopped")]
     Deadline(Duration),
     /// A resource limit was hit.
+    #[error("was stopped: {}", escape(.0))]
     Limit(String),
     /// The guest panicked (the panic message as it wrote it to stderr).
+    #[error("panicked: {}", escape(.0))]
     Panic(String),
     /// Any other trap.
+    #[error("trapped: {}", escape(.0))]
     Trap(String),
 }
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Messages, panic texts and trap backtraces (function names come from the component's
-        // name section) are the guest's words: escaped, so they stay on this one line.
-        use crate::guest_text::escape;
-        write!(f, "monitor '{}': {} ", self.monitor, self.function)?;
-        match &self.kind {
-            CallErrorKind::Returned(message) => write!(f, "returned an error: {}", escape(message)),
-            CallErrorKind::Deadline(timeout) => {
-                write!(f, "exceeded its deadline of {timeout:?} and was stopped")
-            }
-            CallErrorKind::Limit(what) => write!(f, "was stopped: {}", escape(what)),
-            CallErrorKind::Panic(message) => write!(f, "panicked: {}", escape(message)),
-            CallErrorKind::Trap(what) => write!(f, "trapped: {}", escape(what)),
-        }
-    }
-}
-
-impl std::error::Error for CallError {}

@@ -17,14 +17,17 @@ pub enum HostPlugin {
 }
 
 impl HostPlugin {
+    /// Every host plugin this build contains, for lookups by name and error messages.
     pub const ALL: &'static [HostPlugin] = &[HostPlugin::Aws];
 
+    /// The plugin's name in `plugins:` and `SENTINELA_PLUGINS`.
     pub fn name(self) -> &'static str {
         match self {
             HostPlugin::Aws => "aws",
         }
     }
 
+    /// The plugin called `name` (exact, lower case); the error lists the known names.
     pub fn from_name(name: &str) -> Result<HostPlugin, String> {
         Self::ALL
             .iter()
@@ -73,6 +76,7 @@ impl HostPlugins {
         Ok(HostPlugins { enabled })
     }
 
+    /// The plugins of the config's `plugins:` list, duplicates dropped.
     pub fn from_list(list: &[HostPlugin]) -> HostPlugins {
         let mut enabled = Vec::new();
         for plugin in list {
@@ -83,10 +87,12 @@ impl HostPlugins {
         HostPlugins { enabled }
     }
 
+    /// Whether `plugin` is enabled, so the capabilities it provides can be granted.
     pub fn is_enabled(&self, plugin: HostPlugin) -> bool {
         self.enabled.contains(&plugin)
     }
 
+    /// The enabled plugins' names, in the order they were first listed (for `check`).
     pub fn names(&self) -> Vec<&'static str> {
         self.enabled.iter().map(|p| p.name()).collect()
     }

@@ -219,9 +219,18 @@ pub fn dump(events: &[Value]) -> String {
         .join("\n")
 }
 
-/// The field of a JSON log event as a string ("" when absent).
+/// The field of a JSON log event as a string ("" when absent): the event's own, else the
+/// innermost enclosing span's (`monitor` and `task` are span fields).
 pub fn field<'a>(event: &'a Value, name: &str) -> &'a str {
-    event.get(name).and_then(Value::as_str).unwrap_or("")
+    let from_spans = || {
+        let spans = event.get("spans")?.as_array()?;
+        spans.iter().rev().find_map(|span| span.get(name))
+    };
+    event
+        .get(name)
+        .or_else(from_spans)
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// Checks `done` every 50 ms until it holds, failing the test after `timeout`. For conditions

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::services::Service;
-use super::transport::{Destination, Transport, TransportError};
+use super::transport::{HostRequest, Transport, TransportError};
 use crate::audit::SdkAudit;
 use crate::config::values::{ConfigDuration, CredentialName};
 
@@ -218,26 +218,21 @@ impl Connector {
     /// A decrypted SSM parameter, read with the source credential.
     async fn read_ssm(&self, parameter: &str) -> Result<String, TransportError> {
         let ssm = Service::find("ssm").ok_or_else(|| self.unavailable("no ssm service"))?;
-        let keys =
-            self.source.provide_credentials().await.map_err(|e| {
+        let keys = async {
+            let keys = self.source.provide_credentials().await.map_err(|e| {
                 self.unavailable(&format!("its source {}: {e}", self.config.source))
             })?;
-        let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
-        let to = Destination {
-            service: ssm,
-            region: &self.region,
-            keys: &keys,
+            Ok((keys, self.region.clone()))
         };
-        let output = self
-            .transport
-            .host_json(
-                &self.config.source,
-                to,
-                "GetParameter",
-                &input,
-                Some(parameter),
-            )
-            .await?;
+        let input = json!({ "Name": parameter, "WithDecryption": true }).to_string();
+        let request = HostRequest {
+            credential: &self.config.source,
+            service: ssm,
+            operation: "GetParameter",
+            input: &input,
+            resource: Some(parameter),
+        };
+        let output = self.transport.host_json(request, keys).await?;
         let output: serde_json::Value =
             serde_json::from_str(&output).map_err(|_| self.unavailable("unreadable SSM answer"))?;
         output["Parameter"]["Value"]
@@ -279,6 +274,7 @@ pub struct ConnectorConfig {
     /// Region of the calls that make it, and its default region; else the source's.
     #[serde(default)]
     pub region: Option<String>,
+    /// Makes the keys with STS AssumeRole; give exactly one of this and `ssm_keys`.
     #[serde(default)]
     pub assume_role: Option<AssumeRoleConfig>,
     /// An SSM SecureString holding `access_key_id,secret_access_key`.
@@ -289,10 +285,13 @@ pub struct ConnectorConfig {
     pub refresh_window: ConfigDuration,
 }
 
+/// A connector's `assume_role:`: the AssumeRole call that makes its keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssumeRoleConfig {
+    /// The ARN of the role to assume.
     pub role_arn: String,
+    /// STS's `ExternalId`; `ssm:NAME` reads it from SSM parameter NAME at each AssumeRole.
     #[serde(default)]
     pub external_id: Option<String>,
     /// Session duration (STS allows 15 minutes to the role's maximum).
@@ -301,8 +300,10 @@ pub struct AssumeRoleConfig {
     /// An inline session policy (a YAML or JSON map).
     #[serde(default)]
     pub policy: Option<serde_json::Value>,
+    /// Managed policies that further restrict the session (STS `PolicyArns`).
     #[serde(default)]
     pub policy_arns: Vec<String>,
+    /// Session tags (STS `Tags`), key to value; none by default.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
     /// Default: `sentinela-{credential name}`, cleansed to STS's alphabet.

@@ -29,7 +29,9 @@ pub enum KeySource {
 
 /// One named credential.
 pub struct Credential {
+    /// The normalised name, as in grants, `credentials:` and `AWS_{NAME}_...`.
     pub name: CredentialName,
+    /// Where its keys come from: the environment or a connector.
     pub source: KeySource,
     /// `AWS_{NAME}_REGION`, used when a call names no region.
     pub region: Option<String>,
@@ -175,6 +177,8 @@ impl CredentialRegistry {
         CredentialRegistry { credentials }
     }
 
+    /// The credential `name`, or why it cannot be used (not configured, variables missing, a
+    /// source that failed).
     pub fn get(&self, name: &CredentialName) -> Result<&Arc<Credential>, String> {
         match self.credentials.get(name) {
             Some(Ok(credential)) => Ok(credential),

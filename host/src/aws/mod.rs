@@ -16,13 +16,15 @@ use anyhow::Result;
 
 use crate::config::values::CredentialName;
 use connectors::ConnectorConfig;
-use credentials::{Credential, CredentialRegistry};
+use credentials::CredentialRegistry;
 use services::Service;
-use transport::{Destination, Transport, TransportError};
+use transport::{HostRequest, Transport, TransportError};
 
 /// Shared by every monitor and by the host's own requests.
 pub struct AwsProvider {
+    /// Every credential the config names, by name.
     pub credentials: CredentialRegistry,
+    /// The one HTTP pool every AWS request of the process is signed and sent on.
     pub transport: Arc<Transport>,
 }
 
@@ -40,22 +42,9 @@ impl AwsProvider {
         })
     }
 
-    /// A credential and the region of a request: `region` if given, else the credential's.
-    pub fn credential(
-        &self,
-        name: &CredentialName,
-        region: Option<&str>,
-    ) -> Result<(&Arc<Credential>, String), TransportError> {
-        let credential = self
-            .credentials
-            .get(name)
-            .map_err(TransportError::Credentials)?;
-        let region = credential.region(region).map_err(TransportError::Invalid)?;
-        Ok((credential, region))
-    }
-
     /// A JSON-protocol request the host makes for itself (secrets): the operator chose the
-    /// credential in config, so no monitor grant is involved. Audited with `actor = host`.
+    /// credential in config, so no monitor grant is involved. Audited with `actor = host`,
+    /// also when the credential or its region cannot be had.
     pub async fn host_json(
         &self,
         credential: &CredentialName,
@@ -68,37 +57,29 @@ impl AwsProvider {
         let service = Service::find(service)
             .ok_or_else(|| TransportError::Invalid(format!("unknown service '{service}'")))?;
         let keys = async {
-            let (credential, region) = self.credential(credential, Some(region))?;
-            Ok((credential.keys().await?, region))
+            let found = self
+                .credentials
+                .get(credential)
+                .map_err(TransportError::Credentials)?;
+            let region = found
+                .region(Some(region))
+                .map_err(TransportError::Invalid)?;
+            Ok((found.keys().await?, region))
         };
-        let (keys, region) = match keys.await {
-            Ok(found) => found,
-            Err(e) => {
-                // Refused before any request: audited all the same.
-                let audit = crate::audit::AuditEvent::start(
-                    crate::audit::Actor::Host,
-                    credential.as_str(),
-                    service.name,
-                    operation,
-                )
-                .with_resource(resource);
-                audit.finish_with(TransportError::outcome(&e), None);
-                return Err(e);
-            }
-        };
-        let to = Destination {
+        let request = HostRequest {
+            credential,
             service,
-            region: &region,
-            keys: &keys,
+            operation,
+            input,
+            resource: Some(resource),
         };
-        self.transport
-            .host_json(credential, to, operation, input, Some(resource))
-            .await
+        self.transport.host_json(request, keys).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::credentials::Credential;
     use super::*;
     use aws_credential_types::Credentials;
 

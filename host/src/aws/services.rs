@@ -5,15 +5,21 @@
 pub enum Protocol {
     /// `POST /` with `X-Amz-Target: {target_prefix}.{Operation}` and a JSON body.
     Json {
+        /// The JSON protocol version: `Content-Type: application/x-amz-json-{version}`.
         version: &'static str,
+        /// What precedes the operation in `X-Amz-Target` (e.g. `AmazonSQS`).
         target_prefix: &'static str,
     },
     /// `POST /` with a form body `Action=...&Version=...`; XML responses.
-    Query { api_version: &'static str },
+    Query {
+        /// The API version, sent as the form's `Version` (e.g. `2010-03-31`).
+        api_version: &'static str,
+    },
     /// Plain HTTP requests on resource paths.
     Rest,
 }
 
+/// A service `aws-call` can reach: its names, endpoint and protocol.
 #[derive(Debug)]
 pub struct Service {
     /// The name monitors use (`sqs`, `cloudwatch`, ...), as in grants.
@@ -24,6 +30,7 @@ pub struct Service {
     pub endpoint_prefix: &'static str,
     /// Global services have one endpoint, signed for this region.
     pub global_region: Option<&'static str>,
+    /// How requests are encoded, and so which `aws-call` function calls it.
     pub protocol: Protocol,
 }
 
@@ -50,6 +57,7 @@ const fn query(name: &'static str, api_version: &'static str) -> Service {
     }
 }
 
+/// Every service `aws-call` can reach; any other is refused.
 pub const SERVICES: &[Service] = &[
     json("sqs", "1.0", "AmazonSQS"),
     json("dynamodb", "1.0", "DynamoDB_20120810"),
@@ -102,10 +110,13 @@ pub const SERVICES: &[Service] = &[
 ];
 
 impl Service {
+    /// The service monitors call `name` (as in grants), if it is one of [`SERVICES`].
     pub fn find(name: &str) -> Option<&'static Service> {
         SERVICES.iter().find(|s| s.name == name)
     }
 
+    /// The names of the services whose protocol passes `protocol`, in [`SERVICES`] order (for
+    /// error messages).
     pub fn names(protocol: fn(&Protocol) -> bool) -> Vec<&'static str> {
         SERVICES
             .iter()

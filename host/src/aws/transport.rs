@@ -34,7 +34,9 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes
 /// Caps on one request.
 #[derive(Debug, Clone)]
 pub struct RequestLimits {
+    /// Largest request body sent (`limits.aws_request_bytes`); larger ones are refused.
     pub max_request_bytes: usize,
+    /// Largest answer read; a longer one fails with [`TransportError::ResponseTooLarge`].
     pub max_response_bytes: usize,
     /// One attempt's time to answer.
     pub timeout: Duration,
@@ -59,10 +61,18 @@ pub enum TransportError {
     /// The request cannot be built or signed as given.
     #[error("{0}")]
     Invalid(String),
+    /// The body is over `max_request_bytes`: refused before signing.
     #[error("request body of {size} bytes is over the {limit} byte cap")]
-    RequestTooLarge { size: usize, limit: usize },
+    RequestTooLarge {
+        /// The body's bytes.
+        size: usize,
+        /// `max_request_bytes`.
+        limit: usize,
+    },
+    /// The answer is over `max_response_bytes`: reading stopped at the cap.
     #[error("response over the {0} byte cap")]
     ResponseTooLarge(usize),
+    /// No complete answer within the request timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// No connection, or it broke.
@@ -79,10 +89,13 @@ pub enum TransportError {
 /// An error answer of an AWS service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceError {
+    /// AWS's error code (`ThrottlingException`, `AccessDenied`...).
     pub code: String,
     /// At most 1 KiB of AWS's message.
     pub message: String,
+    /// The HTTP status of the answer.
     pub status: u16,
+    /// Whether AWS's answer says trying again may succeed (throttling, 5xx).
     pub retryable: bool,
 }
 
@@ -120,18 +133,24 @@ impl TransportError {
 /// A request before signing.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// The HTTP method.
     pub method: Method,
     /// Path and query, already encoded, starting with `/`.
     pub path_and_query: String,
+    /// Headers to sign and send; the host adds `host`, the date and the signature.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body, signed as is.
     pub body: Bytes,
 }
 
 /// A successful (2xx) answer.
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status, 2xx.
     pub status: u16,
+    /// The answer's headers.
     pub headers: HeaderMap,
+    /// The answer's body, at most `max_response_bytes`.
     pub body: Bytes,
 }
 
@@ -154,8 +173,11 @@ pub fn status_of<T>(result: &Result<T, TransportError>, ok: impl Fn(&T) -> u16) 
 /// Where a request goes: a service in a region, signed with these keys.
 #[derive(Clone, Copy)]
 pub struct Destination<'a> {
+    /// The service: its endpoint prefix, signing name and protocol.
     pub service: &'static Service,
+    /// The region of the endpoint and of the signature.
     pub region: &'a str,
+    /// The keys the request is signed with.
     pub keys: &'a Credentials,
 }
 
@@ -164,6 +186,7 @@ pub struct Transport {
     http: HttpClient,
     /// `AWS_ENDPOINT_URL`: every service at one URL (moto, LocalStack).
     endpoint_override: Option<String>,
+    /// Size caps on requests and answers.
     pub limits: RequestLimits,
 }
 
@@ -298,26 +321,54 @@ impl Transport {
     }
 
     /// A JSON-protocol request the host makes for itself (secrets, credential connectors,
-    /// issue events) with a credential the operator chose: audited with `actor = host`;
-    /// `resource` names what it reads or writes.
+    /// issue events) with a credential the operator chose, signed with the keys and region
+    /// `keys` resolves to. One audit event with `actor = host`, whether the keys, the request
+    /// or AWS failed.
     pub async fn host_json(
         &self,
-        credential: &CredentialName,
-        to: Destination<'_>,
-        operation: &str,
-        input: &str,
-        resource: Option<&str>,
+        request: HostRequest<'_>,
+        keys: impl Future<Output = Result<(Credentials, String), TransportError>>,
     ) -> Result<String, TransportError> {
+        let HostRequest {
+            credential,
+            service,
+            operation,
+            input,
+            resource,
+        } = request;
         let mut audit =
-            AuditEvent::start(Actor::Host, credential.as_str(), to.service.name, operation);
+            AuditEvent::start(Actor::Host, credential.as_str(), service.name, operation);
         audit.set_resource(resource);
-        let result = self.json(to, operation, input).await;
+        let result = async {
+            let (keys, region) = keys.await?;
+            let to = Destination {
+                service,
+                region: &region,
+                keys: &keys,
+            };
+            self.json(to, operation, input).await
+        }
+        .await;
         audit.finish_with(
             result.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
             status_of(&result, |a| a.status),
         );
         result?.text()
     }
+}
+
+/// A JSON-protocol request of the host's own: what [`Transport::host_json`] sends and audits.
+pub struct HostRequest<'a> {
+    /// The credential it is signed with, as the config names it.
+    pub credential: &'a CredentialName,
+    /// The service called.
+    pub service: &'static Service,
+    /// The operation (`X-Amz-Target`'s suffix).
+    pub operation: &'a str,
+    /// The JSON body, encoded by the host.
+    pub input: &'a str,
+    /// What it reads or writes, for the audit event.
+    pub resource: Option<&'a str>,
 }
 
 /// A JSON-protocol request (`X-Amz-Target`); `input` is JSON the host encoded.

@@ -12,7 +12,7 @@ use wasmtime::component::{HasData, Linker};
 
 use super::guest_error::guest_error;
 use super::log::GuestLog;
-use crate::audit::shorten;
+use crate::audit::{AuditEvent, shorten};
 use crate::aws::AwsProvider;
 use crate::aws::credentials::Credential;
 use crate::aws::resources;
@@ -29,8 +29,11 @@ pub const INTERFACES: &[&str] = &["aws-call"];
 /// Caps on the shape of one call's arguments, checked before anything is encoded, signed or
 /// parsed (the request's bytes are capped by the transport's `max_request_bytes` too).
 pub const MAX_QUERY_PARAMS: usize = 1000;
+/// Headers a `signed` request may carry.
 pub const MAX_HEADERS: usize = 64;
+/// Bytes of all of a `signed` request's headers together.
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Bytes of a `signed` request's path.
 pub const MAX_PATH_BYTES: usize = 4096;
 
 /// Links `aws-call` for store data `T`; `get` finds the instance's state in it.
@@ -65,6 +68,7 @@ fn pair_bytes(pairs: &[(String, String)]) -> usize {
 /// What one monitor may do through `aws-call`.
 #[derive(Debug, Default)]
 pub struct AwsCallGrants {
+    /// The credentials the monitor may sign with (`grants.credentials`).
     pub credentials: Vec<CredentialName>,
     /// The `grants.aws` entries; empty: no operation (deny by default).
     pub operations: Vec<AwsOperationGrant>,
@@ -81,8 +85,11 @@ impl From<&grants::Grants> for AwsCallGrants {
 
 /// One invocation's `aws-call` state: the monitor's grants and the shared provider.
 pub struct AwsCallInstance {
+    /// The monitor, for refusals and audit events.
     pub monitor: Arc<str>,
+    /// What the monitor may call.
     pub grants: Arc<AwsCallGrants>,
+    /// Credentials and the transport, shared by the process.
     pub aws: Arc<AwsProvider>,
     /// The call's log budget: refusal lines are charged to it, refused calls counted in it.
     pub log: GuestLog,
@@ -136,7 +143,7 @@ impl AwsCallInstance {
         })?;
         if name.as_str() == CredentialName::APPLICATION {
             if self.log.allow_refusal_line() {
-                tracing::warn!(monitor = %self.monitor, "refused: a monitor asked for the APPLICATION credential");
+                tracing::warn!("refused: a monitor asked for the APPLICATION credential");
             }
             return Err(Error::Denied(
                 "the APPLICATION credential belongs to the host and is never available to monitors"
@@ -145,7 +152,7 @@ impl AwsCallInstance {
         }
         if !self.grants.credentials.contains(&name) {
             if self.log.allow_refusal_line() {
-                tracing::warn!(monitor = %self.monitor, missing_grant = %name, "refused: credential not granted");
+                tracing::warn!(missing_grant = %name, "refused: credential not granted");
             }
             return Err(Error::Denied(format!(
                 "credential {name} is not granted to monitor '{}'",
@@ -209,7 +216,6 @@ impl AwsCallInstance {
         .map_err(|refusal| {
             if self.log.allow_refusal_line() {
                 tracing::warn!(
-                    monitor = %self.monitor,
                     missing_grant = format!("{service}:{operation}").as_str(),
                     resource = resources.first().map(shorten).unwrap_or_default().as_str(),
                     "refused: {}",
@@ -220,6 +226,24 @@ impl AwsCallInstance {
         })
     }
 
+    /// Runs one request under its audit event: `send` authorizes, checks and sends, naming the
+    /// resource on the event once it knows it and marking it sent before sending; refused,
+    /// failed or answered, the event is written once with the outcome and AWS's status.
+    async fn audited<T>(
+        &self,
+        credential: &str,
+        service: &str,
+        operation: &str,
+        send: impl AsyncFnOnce(&mut AuditEvent<'_>) -> Result<(Result<T, Error>, Option<u16>), Error>,
+    ) -> Result<T, Error> {
+        let mut audit = self.log.audit(credential, service, operation);
+        let (result, status) = send(&mut audit).await.unwrap_or_else(|e| (Err(e), None));
+        audit.finish(&result, status);
+        result
+    }
+
+    /// `aws-call.json`: a JSON-protocol operation (`X-Amz-Target`) with `input` as its body,
+    /// checked against the grants as parsed, audited, retried when AWS says it may.
     pub async fn json(
         &self,
         credential: &str,
@@ -228,8 +252,7 @@ impl AwsCallInstance {
         operation: &str,
         input: &str,
     ) -> Result<String, Error> {
-        let mut audit = self.log.audit(credential, service, operation);
-        let (result, status) = async {
+        self.audited(credential, service, operation, async |audit| {
             let target = self.authorize(credential, service, region, operation, |p| {
                 matches!(p, Protocol::Json { .. })
             })?;
@@ -254,13 +277,11 @@ impl AwsCallInstance {
             let outgoing = transport::json_request(target.service, operation, &canonical);
             let (answer, status) = send_to(transport, &target, outgoing).await;
             Ok::<_, Error>((answer.and_then(text), status))
-        }
+        })
         .await
-        .unwrap_or_else(|e| (Err(e), None));
-        audit.finish(&result, status);
-        result
     }
 
+    /// `aws-call.query`: a query-protocol action (`Action=...&Version=...`) with `params`.
     pub async fn query(
         &self,
         credential: &str,
@@ -269,8 +290,7 @@ impl AwsCallInstance {
         action: &str,
         params: &[(String, String)],
     ) -> Result<String, Error> {
-        let mut audit = self.log.audit(credential, service, action);
-        let (result, status) = async {
+        self.audited(credential, service, action, async |audit| {
             let target = self.authorize(credential, service, region, action, |p| {
                 matches!(p, Protocol::Query { .. })
             })?;
@@ -307,13 +327,11 @@ impl AwsCallInstance {
             let outgoing = transport::query_request(target.service, action, params);
             let (answer, status) = send_to(transport, &target, outgoing).await;
             Ok::<_, Error>((answer.and_then(text), status))
-        }
+        })
         .await
-        .unwrap_or_else(|e| (Err(e), None));
-        audit.finish(&result, status);
-        result
     }
 
+    /// `aws-call.signed`: a REST request (S3, Lambda) the host checks, signs and sends.
     pub async fn signed(
         &self,
         credential: &str,
@@ -321,8 +339,7 @@ impl AwsCallInstance {
         region: Option<&str>,
         request: Request,
     ) -> Result<Response, Error> {
-        let mut audit = self.log.audit(credential, service, &request.method);
-        let (result, status) = async {
+        self.audited(credential, service, &request.method, async |audit| {
             let method = match request.method.to_ascii_uppercase().as_str() {
                 m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH") => {
                     Method::from_bytes(m.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?
@@ -389,11 +406,8 @@ impl AwsCallInstance {
                 body: answer.body.to_vec(),
             });
             Ok::<_, Error>((response, status))
-        }
+        })
         .await
-        .unwrap_or_else(|e| (Err(e), None));
-        audit.finish(&result, status);
-        result
     }
 }
 
@@ -479,7 +493,14 @@ fn checked_path(path: &str) -> Result<String, Error> {
     Ok(path.to_owned())
 }
 
+// Each host call runs in a `host_call` span inside the invocation's `call` span: its events
+// (refusals, audit) carry the capability and function without naming them.
 impl aws_call::Host for AwsCallCtx<'_> {
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "aws-call", function = "json")
+    )]
     async fn json(
         &mut self,
         credential: String,
@@ -493,6 +514,11 @@ impl aws_call::Host for AwsCallCtx<'_> {
             .await
     }
 
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "aws-call", function = "query")
+    )]
     async fn query(
         &mut self,
         credential: String,
@@ -506,6 +532,11 @@ impl aws_call::Host for AwsCallCtx<'_> {
             .await
     }
 
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "aws-call", function = "signed")
+    )]
     async fn signed(
         &mut self,
         credential: String,

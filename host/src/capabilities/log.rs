@@ -1,6 +1,6 @@
-//! The `log` capability. Everything a call makes the host write — the guest's `log` calls, stdout and stderr, and
-//! the host's own lines about the call (refused host calls) — goes to the tracing log, tagged
-//! with the monitor's name, under one budget per invocation: bytes *and* lines, empty lines
+//! The `log` capability. Everything a call makes the host write — the guest's `log` calls,
+//! stdout and stderr, and the host's own lines about the call (refused host calls) — goes to
+//! the tracing log inside the span that names the monitor, under one budget per invocation: bytes *and* lines, empty lines
 //! included. Past the budget, output is dropped and one line at the end of the call says how
 //! much. Refused host calls are audited once per kind at the end of the call, with a count,
 //! instead of one event each.
@@ -69,6 +69,7 @@ impl Budget {
 }
 
 impl GuestLog {
+    /// A call's log with the budget of the monitor's `limits.log_bytes` and `limits.log_lines`.
     pub fn new(
         monitor: Arc<str>,
         bytes_limit: usize,
@@ -111,13 +112,13 @@ impl GuestLog {
         drop(state);
         // A guest cannot forge extra log lines or terminal escapes.
         let message = crate::guest_text::escape(message);
-        let monitor = &*self.monitor;
+        // The monitor is a field of the enclosing `call` span's parent, not of each line.
         match level {
-            Level::Trace => tracing::trace!(target: TARGET, monitor, source, "{message}"),
-            Level::Debug => tracing::debug!(target: TARGET, monitor, source, "{message}"),
-            Level::Info => tracing::info!(target: TARGET, monitor, source, "{message}"),
-            Level::Warn => tracing::warn!(target: TARGET, monitor, source, "{message}"),
-            Level::Error => tracing::error!(target: TARGET, monitor, source, "{message}"),
+            Level::Trace => tracing::trace!(target: TARGET, source, "{message}"),
+            Level::Debug => tracing::debug!(target: TARGET, source, "{message}"),
+            Level::Info => tracing::info!(target: TARGET, source, "{message}"),
+            Level::Warn => tracing::warn!(target: TARGET, source, "{message}"),
+            Level::Error => tracing::error!(target: TARGET, source, "{message}"),
         }
     }
 
@@ -185,7 +186,6 @@ impl GuestLog {
         if dropped_lines > 0 {
             tracing::warn!(
                 target: TARGET,
-                monitor,
                 dropped_lines,
                 dropped_bytes,
                 "log limit of {bytes_limit} bytes and {lines_limit} lines per call reached; \

@@ -19,6 +19,7 @@ use secrets::SecretSource;
 
 /// The WIT package and version this host implements.
 pub const PACKAGE: &str = "sentinela:plugin";
+/// The version of [`PACKAGE`] this host implements; another version is refused at load.
 pub const VERSION: &str = "0.1.0";
 
 /// Where an import comes from.
@@ -43,6 +44,7 @@ const CAPABILITIES: &[(&[&str], Provider)] = &[
 /// What the host can do about one import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportCheck {
+    /// Linked, by this provider.
     Provided(Provider),
     /// Linked only when the host plugin is enabled, and it is not.
     NeedsHostPlugin(HostPlugin),
@@ -50,6 +52,7 @@ pub enum ImportCheck {
     Forbidden(&'static str),
     /// Another version of the `sentinela:plugin` package.
     WrongVersion,
+    /// Neither WASI nor this host's package: nothing provides it.
     Unknown,
 }
 

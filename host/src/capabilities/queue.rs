@@ -54,7 +54,9 @@ impl QueueCtx<'_> {
 
 /// The `queues:` section with the provider that signs for it; shared by every monitor.
 pub struct MonitorQueues {
+    /// The config's `queues:`, by name.
     pub declared: BTreeMap<String, QueueDeclaration>,
+    /// Credentials and the transport the queues are reached with.
     pub aws: Arc<AwsProvider>,
 }
 
@@ -71,10 +73,12 @@ impl MonitorQueues {
             .declared
             .get(name)
             .ok_or_else(|| Error::NotFound(format!("queue '{name}' is not declared")))?;
-        let (_, region) = self
+        let region = self
             .aws
-            .credential(&declared.credential, declared.region.as_deref())
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .credentials
+            .get(&declared.credential)
+            .and_then(|credential| credential.region(declared.region.as_deref()))
+            .map_err(Error::Unavailable)?;
         Ok(QueueTarget {
             url: &declared.url,
             credential: &declared.credential,
@@ -149,9 +153,11 @@ fn describe(error: &Error) -> String {
 
 /// One invocation's `queue` state: the queues the monitor is granted.
 pub struct QueueInstance {
+    /// The monitor, for refusals and audit events.
     pub monitor: Arc<str>,
     /// Names from the `queues:` section (`grants.queues`).
     pub granted: Arc<Vec<String>>,
+    /// The declared queues, shared by the process.
     pub queues: Arc<MonitorQueues>,
     /// The call's log budget: refusal lines are charged to it, refused calls counted in it.
     pub log: GuestLog,
@@ -162,7 +168,10 @@ impl QueueInstance {
     fn granted_queue(&self, name: &str) -> Result<QueueTarget<'_>, Error> {
         if !self.granted.iter().any(|q| q == name) {
             if self.log.allow_refusal_line() {
-                tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: queue not granted");
+                tracing::warn!(
+                    missing_grant = shorten(name).as_str(),
+                    "refused: queue not granted"
+                );
             }
             return Err(Error::Denied(format!(
                 "queue '{}' is not granted to monitor '{}'",
@@ -214,6 +223,7 @@ impl QueueInstance {
         result
     }
 
+    /// `queue.send`: sends `body` to a granted queue; returns the message id.
     pub async fn send(&self, name: &str, body: String) -> Result<String, Error> {
         let checked = if body.len() > MAX_BODY_BYTES {
             Err(Error::Limit(format!(
@@ -234,6 +244,8 @@ impl QueueInstance {
         Ok(out["MessageId"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// `queue.receive`: up to `max` messages (at most 10), waiting at most `wait_seconds` (at
+    /// most 20) for the first.
     pub async fn receive(
         &self,
         name: &str,
@@ -277,6 +289,7 @@ impl QueueInstance {
             .collect())
     }
 
+    /// `queue.delete`: deletes a received message by its receipt handle.
     pub async fn delete(&self, name: &str, receipt: String) -> Result<(), Error> {
         self.on_queue(
             name,
@@ -288,6 +301,7 @@ impl QueueInstance {
         Ok(())
     }
 
+    /// `queue.change-visibility`: hides a received message for `seconds` more.
     pub async fn change_visibility(
         &self,
         name: &str,
@@ -310,10 +324,20 @@ impl QueueInstance {
 }
 
 impl queue::Host for QueueCtx<'_> {
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "queue", function = "send")
+    )]
     async fn send(&mut self, queue: String, body: String) -> Result<String, Error> {
         self.instance()?.send(&queue, body).await
     }
 
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "queue", function = "receive")
+    )]
     async fn receive(
         &mut self,
         queue: String,
@@ -323,10 +347,20 @@ impl queue::Host for QueueCtx<'_> {
         self.instance()?.receive(&queue, max, wait_seconds).await
     }
 
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "queue", function = "delete")
+    )]
     async fn delete(&mut self, queue: String, receipt: String) -> Result<(), Error> {
         self.instance()?.delete(&queue, receipt).await
     }
 
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "queue", function = "change-visibility")
+    )]
     async fn change_visibility(
         &mut self,
         queue: String,

@@ -70,6 +70,7 @@ pub struct SecretStore {
 }
 
 impl SecretStore {
+    /// A store caching values for `ttl` (`secrets_ttl`); without `aws`, only `env:` sources work.
     pub fn new(ttl: Duration, aws: Option<Arc<AwsProvider>>) -> SecretStore {
         SecretStore {
             fetches: Default::default(),
@@ -221,15 +222,18 @@ pub type DeclaredSecrets = Arc<BTreeMap<String, SecretSource>>;
 
 /// A monitor's view of the secret store: the names its config declares.
 pub struct SecretsInstance {
+    /// The monitor, for refusals and audit events.
     pub monitor: Arc<str>,
     /// The call's log budget: refusal lines are charged to it.
     pub log: GuestLog,
+    /// The monitor's `secrets:`: the names it may read and where each comes from.
     pub declared: DeclaredSecrets,
     /// The process's secret cache; `None` only for hosts built without one (benchmarks).
     pub store: Option<Arc<SecretStore>>,
 }
 
 impl SecretsInstance {
+    /// `secrets.get`: the value of a declared secret, from the cache or its source; audited.
     pub async fn get(&self, name: &str) -> Result<String, Error> {
         let started = Instant::now();
         let (result, cache) = self.lookup(name).await;
@@ -283,7 +287,10 @@ impl SecretsInstance {
         }
         let Some(source) = self.declared.get(name) else {
             if self.log.allow_refusal_line() {
-                tracing::warn!(monitor = %self.monitor, missing_grant = shorten(name).as_str(), "refused: secret not declared for this monitor");
+                tracing::warn!(
+                    missing_grant = shorten(name).as_str(),
+                    "refused: secret not declared for this monitor"
+                );
             }
             return (
                 Err(Error::Denied(format!(
@@ -309,6 +316,11 @@ impl SecretsInstance {
 }
 
 impl secrets::Host for SecretsInstance {
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "secrets", function = "get")
+    )]
     async fn get(&mut self, name: String) -> Result<String, Error> {
         SecretsInstance::get(self, &name).await
     }
@@ -320,20 +332,31 @@ impl secrets::Host for SecretsInstance {
 pub enum SecretSource {
     /// A Secrets Manager secret (name or full ARN), optionally one JSON field of it.
     SecretsManager {
+        /// The secret's name or ARN.
         secret_id: String,
+        /// A key of a JSON secret to read instead of the whole value.
         field: Option<String>,
+        /// The version stage (`AWSCURRENT` when absent).
         version_stage: Option<String>,
+        /// The credential the host reads it with.
         credential: CredentialName,
+        /// The region, else the credential's.
         region: Option<String>,
     },
     /// An SSM parameter, SecureStrings decrypted.
     Ssm {
+        /// The parameter's name; SecureString values are decrypted.
         name: String,
+        /// The credential the host reads it with.
         credential: CredentialName,
+        /// The region, else the credential's.
         region: Option<String>,
     },
     /// An environment variable of the host.
-    Env { var: String },
+    Env {
+        /// The variable's name.
+        var: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -396,6 +419,7 @@ impl TryFrom<RawSecret> for SecretSource {
 }
 
 impl SecretSource {
+    /// The credential an AWS source is read with; `None` for `env:`.
     pub fn credential(&self) -> Option<&CredentialName> {
         match self {
             SecretSource::SecretsManager { credential, .. }

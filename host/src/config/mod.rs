@@ -37,7 +37,10 @@ pub struct Config {
     pub path: PathBuf,
     /// Host plugins named by the `plugins:` key (`SENTINELA_PLUGINS` may override them).
     pub plugins: Vec<HostPlugin>,
+    /// `application_queue:`: how messages reach executors; in-process (`internal`) by default.
     pub application_queue: ApplicationQueueConfig,
+    /// `executor:`: how many monitor tasks this process runs at once, and the shutdown grace
+    /// period.
     pub executor: ExecutorConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
@@ -51,6 +54,7 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueDeclaration>,
     /// Where issues are kept.
     pub store: StoreConfig,
+    /// `monitors:`, in file order; their names are unique.
     pub monitors: Vec<MonitorConfig>,
 }
 
@@ -116,14 +120,23 @@ fn default_compile_memory() -> ByteSize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
+    /// `name`: tags the monitor's log lines and keys its issues; unique in the config.
     pub name: MonitorName,
+    /// `plugin`: the WebAssembly component file, relative to the config file's directory; checked
+    /// to exist at load.
     pub plugin: ConfigPath,
+    /// `search_cron`: when `search` runs; `None`: never on a schedule (a `monitor_refresh` request
+    /// can still run it).
     #[serde(default)]
     pub search_cron: Option<Schedule>,
+    /// `update_cron`: when `update` and `is-solved` run on the active issues; `None`: never on a
+    /// schedule.
     #[serde(default)]
     pub update_cron: Option<Schedule>,
+    /// `limits:`: per-invocation resource limits; each unset key takes its default.
     #[serde(default)]
     pub limits: Limits,
+    /// `grants:`: the credentials, AWS operations and queues it may use; none by default.
     #[serde(default)]
     pub grants: Grants,
     /// Secrets this monitor can read with `secrets.get(name)`, by name.
@@ -180,6 +193,8 @@ impl Config {
         Self::parse(path, &text)
     }
 
+    /// Parses and validates `text` as the config file at `path` (relative paths resolve against
+    /// its directory): [`Config::load`] without reading the file.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
@@ -385,6 +400,7 @@ impl Config {
             .chain(secrets)
     }
 
+    /// The monitor called `name`, if the config declares one.
     pub fn monitor(&self, name: &str) -> Option<&MonitorConfig> {
         self.monitors.iter().find(|m| m.name.as_str() == name)
     }

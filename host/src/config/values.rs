@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer};
 pub struct MonitorName(String);
 
 impl MonitorName {
+    /// The name as written in the config (already validated).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -70,6 +71,7 @@ impl Schedule {
         self.cron.find_next_occurrence(&after, false).ok()
     }
 
+    /// The cron expression as written in the config, for display.
     pub fn expression(&self) -> &str {
         &self.expression
     }
@@ -245,6 +247,7 @@ impl CredentialName {
         Ok(CredentialName(name))
     }
 
+    /// The normalised (upper-case) name, as in the `AWS_{NAME}_...` variables.
     pub fn as_str(&self) -> &str {
         &self.0
     }

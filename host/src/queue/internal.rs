@@ -6,12 +6,15 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::Received;
 
+/// An unbounded in-process channel: each message is handed out once, in order, and never
+/// redelivered.
 pub struct InternalQueue {
     sender: mpsc::UnboundedSender<String>,
     receiver: Mutex<mpsc::UnboundedReceiver<String>>,
 }
 
 impl InternalQueue {
+    /// An empty queue.
     pub fn new() -> InternalQueue {
         let (sender, receiver) = mpsc::unbounded_channel();
         InternalQueue {
@@ -20,6 +23,7 @@ impl InternalQueue {
         }
     }
 
+    /// Appends a message; never blocks, and cannot fail while `self` lives.
     pub fn send(&self, body: String) -> anyhow::Result<()> {
         // The receiver lives as long as `self`, so sending cannot fail.
         self.sender
@@ -27,6 +31,8 @@ impl InternalQueue {
             .map_err(|_| anyhow::anyhow!("internal queue closed"))
     }
 
+    /// The next message, or `None` if none arrives in time: waits up to `wait` for another
+    /// receiver to finish, then up to `wait` for a message.
     pub async fn receive(&self, wait: Duration) -> Option<Received> {
         let mut receiver = tokio::time::timeout(wait, self.receiver.lock())
             .await
@@ -40,6 +46,8 @@ impl InternalQueue {
         })
     }
 
+    /// Messages sent but not yet received (best effort: 0 while a receive is under way), for the
+    /// shutdown report.
     pub fn pending(&self) -> usize {
         self.receiver.try_lock().map(|r| r.len()).unwrap_or(0)
     }

@@ -16,14 +16,18 @@ use serde::de::{self, Deserializer};
 
 pub use sqs::SqsQueue;
 
+/// The application queue this process sends to and receives from (`application_queue:`).
 pub enum ApplicationQueue {
+    /// `type: internal`: in process; only this process receives what it sends.
     Internal(InternalQueue),
+    /// `type: plugin.aws.sqs`: an SQS queue shared with other processes.
     Sqs(SqsQueue),
 }
 
 /// A message taken from the queue, to be deleted once processed.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The message as sent, read with [`crate::message::Message::parse`].
     pub body: String,
     /// SQS's message id (the same for every delivery); `None` for the internal queue.
     pub message_id: Option<String>,
@@ -34,6 +38,8 @@ pub struct Received {
 }
 
 impl ApplicationQueue {
+    /// Opens the configured queue. An SQS queue connects with the `APPLICATION` credential and
+    /// checks that the queue exists, creating it when `create_queue` is set.
     pub async fn from_config(config: &ApplicationQueueConfig) -> Result<ApplicationQueue> {
         Ok(match config.kind {
             QueueKind::Internal => ApplicationQueue::Internal(InternalQueue::new()),
@@ -122,6 +128,7 @@ impl ApplicationQueue {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationQueueConfig {
+    /// `type`: `internal` (the default) or `plugin.aws.sqs`.
     #[serde(rename = "type")]
     pub kind: QueueKind,
     /// SQS only: the queue name (looked up with GetQueueUrl at start).
@@ -139,7 +146,7 @@ pub struct ApplicationQueueConfig {
     /// Long-poll wait of one receive, in seconds.
     #[serde(default = "ApplicationQueueConfig::default_wait")]
     pub queue_wait_message_time: u32,
-    /// ConfigDuration between visibility extensions while a message is processed; each receive and
+    /// Time between visibility extensions while a message is processed; each receive and
     /// extension hides the message for twice this long.
     #[serde(default = "ApplicationQueueConfig::default_visibility")]
     pub queue_visibility_time: u32,
@@ -215,6 +222,7 @@ impl Default for ApplicationQueueConfig {
     }
 }
 
+/// The application queue's `type`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum QueueKind {
     /// In-process queue: one `sentinela run` process schedules and executes.

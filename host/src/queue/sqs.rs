@@ -25,12 +25,15 @@ use crate::aws::credentials::Credential;
 use crate::aws::transport::endpoint_from_env;
 use crate::config::values::CredentialName;
 
+/// The application queue on SQS: a client signing with `APPLICATION`, the queue's URL, and a task
+/// that batches deletes.
 pub struct SqsQueue {
     client: Client,
     name: String,
     url: String,
     wait_seconds: i32,
     visibility_seconds: i32,
+    /// `application_queue.max_receive_count`: deliveries after which a message is dead-lettered.
     pub max_receive_count: u32,
     dead_letter_url: Option<String>,
     deletes: mpsc::UnboundedSender<PendingDelete>,
@@ -122,7 +125,7 @@ impl SqsQueue {
             Err(e) if is_missing(&e) => {
                 if !config.create_queue {
                     bail!(
-                        "the SQS application queue '{name}'{} does not exist; create it, or set \\
+                        "the SQS application queue '{name}'{} does not exist; create it, or set \
                          application_queue.create_queue: true",
                         config
                             .url
@@ -177,10 +180,12 @@ impl SqsQueue {
         })
     }
 
+    /// The queue's name (`application_queue.name`), for messages.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Sends one message; returns the id SQS gave it.
     pub async fn send(&self, body: String) -> Result<Option<String>> {
         let sent = self
             .client

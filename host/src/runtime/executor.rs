@@ -1,0 +1,275 @@
+//! The executor: receives messages from the application queue, keeps each hidden while it
+//! runs, dispatches it to its monitor and deletes it after.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
+use crate::config::values::ConfigDuration;
+use crate::message::{Message, Work};
+use crate::monitor::Call;
+use crate::queue::Received;
+
+use super::{Runtime, ScheduledMonitor, lock};
+
+/// How long the executor waits for a message before checking for shutdown again.
+const RECEIVE_WAIT: Duration = Duration::from_millis(500);
+
+impl Runtime {
+    pub(super) async fn execute(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.options.concurrency));
+        let mut running = JoinSet::new();
+        let in_flight: Arc<Mutex<HashMap<u64, Received>>> = Arc::default();
+        let mut next_id = 0u64;
+        let mut failures = 0u32;
+        loop {
+            // Hold free slots before receiving, so no message waits in this process while
+            // another executor could take it: wait for one, then take every other free one
+            // (up to a receive's maximum of 10) and ask for that many messages at once.
+            let first = tokio::select! {
+                _ = stop.changed() => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break, // never closed
+                },
+            };
+            let mut free = vec![first];
+            while free.len() < 10
+                && let Ok(slot) = slots.clone().try_acquire_owned()
+            {
+                free.push(slot);
+            }
+            let received = tokio::select! {
+                _ = stop.changed() => break,
+                received = self.queue.receive(RECEIVE_WAIT, free.len()) => received,
+            };
+            while running.try_join_next().is_some() {}
+            match received {
+                Ok(messages) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "application queue reachable again");
+                        failures = 0;
+                    }
+                    // Each message takes one slot; the slots left over are freed here.
+                    for (message, slot) in messages.into_iter().zip(free) {
+                        next_id += 1;
+                        let id = next_id;
+                        lock(&in_flight).insert(id, message.clone());
+                        let (runtime, in_flight) = (self.clone(), in_flight.clone());
+                        running.spawn(async move {
+                            runtime.process(message).await;
+                            lock(&in_flight).remove(&id);
+                            drop(slot);
+                        });
+                    }
+                }
+                Err(e) => {
+                    let wait = receive_backoff(failures);
+                    failures += 1;
+                    tracing::error!(
+                        failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "receiving from the application queue failed: {e:#}"
+                    );
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        let grace = self.options.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            let unfinished: Vec<Received> = lock(&in_flight).drain().map(|(_, m)| m).collect();
+            tracing::warn!(
+                count = unfinished.len(),
+                "tasks still running after the {grace:?} grace period; releasing their messages"
+            );
+            for message in unfinished {
+                if let Err(e) = self.queue.release(&message).await {
+                    tracing::error!("cannot release a message at shutdown: {e:#}");
+                }
+            }
+        }
+    }
+
+    /// Handles one message: keeps it hidden while it runs, deletes it after. A message that
+    /// cannot be parsed, or keeps coming back, is taken out of circulation.
+    async fn process(&self, received: Received) {
+        let max = self.queue.max_receive_count();
+        let outcome = if received.receive_count > max {
+            Err(format!(
+                "received {} times (max_receive_count {max}) without being processed",
+                received.receive_count
+            ))
+        } else {
+            Message::parse(&received.body).map_err(|invalid| invalid.to_string())
+        };
+        let message = match outcome {
+            Ok(message) => message,
+            Err(problem) => {
+                if let Err(e) = self.queue.dead_letter(&received, &problem).await {
+                    tracing::error!("cannot take a bad message out of the queue: {e:#}");
+                }
+                return;
+            }
+        };
+        let heartbeat = async {
+            let mut ticks = tokio::time::interval(self.options.heartbeat);
+            ticks.tick().await; // the receive itself hid the message
+            loop {
+                ticks.tick().await;
+                if let Err(e) = self.queue.extend(&received).await {
+                    tracing::warn!("cannot extend a message's visibility: {e:#}");
+                }
+            }
+        };
+        let message_id = received.message_id.as_deref().unwrap_or("");
+        tracing::debug!(
+            message_id,
+            receive_count = received.receive_count,
+            "processing message"
+        );
+        tokio::select! {
+            _ = heartbeat => {}
+            _ = self.dispatch(message) => {}
+        }
+        match self.queue.delete(&received).await {
+            Ok(()) => tracing::debug!(message_id, "message processed"),
+            Err(e) => tracing::error!(message_id, "cannot delete a processed message: {e:#}"),
+        }
+    }
+
+    /// Does what the message asks of its monitor ([`Message::into_work`]).
+    async fn dispatch(&self, message: Message) {
+        let Some(monitor) = self.monitors.get(message.monitor_id()) else {
+            tracing::error!(
+                monitor = crate::guest_text::shortened(message.monitor_id(), 64).as_str(),
+                "dropping message for an unknown monitor"
+            );
+            return;
+        };
+        match message.into_work() {
+            Work::Tasks(tasks) => {
+                if self.queue.is_shared() && monitor.backing_off() {
+                    return;
+                }
+                if self.queue.is_shared() && !monitor.claim() {
+                    tracing::info!(
+                        monitor = monitor.name(),
+                        "already running in this process; message skipped"
+                    );
+                    return;
+                }
+                self.run_tasks_fairly(monitor, &tasks).await;
+                monitor.release();
+            }
+            Work::Refresh(tasks) => {
+                if !monitor.claim() {
+                    tracing::info!(
+                        monitor = monitor.name(),
+                        "refresh skipped: the monitor is queued or running"
+                    );
+                    return;
+                }
+                self.run_tasks(monitor, &tasks).await;
+                monitor.release();
+            }
+            Work::Handle(kind, payload) => self.handle(monitor, kind, payload).await,
+        }
+    }
+
+    async fn handle(
+        &self,
+        monitor: &ScheduledMonitor,
+        kind: MessageKind,
+        payload: serde_json::Value,
+    ) {
+        let span = tracing::info_span!("message", monitor = monitor.name(), kind = ?kind);
+        async {
+            if let Err(e) = monitor
+                .plugin
+                .call(Call::Handle(kind, payload.to_string()))
+                .await
+            {
+                tracing::error!("{e}");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// How long the executor waits before polling again after a failed receive: doubling from
+/// 0.5 s to 10 s, so an outage is neither hammered nor waited out for long.
+fn receive_backoff(failures: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.min(5))).min(Duration::from_secs(10))
+}
+
+/// How many monitor tasks run at once in this process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// `executor.concurrency`: tasks run at once (default 5, as Sentinela's).
+    #[serde(default = "ExecutorConfig::default_concurrency")]
+    pub concurrency: Concurrency,
+    /// After SIGTERM, how long running tasks may take to finish before their messages are
+    /// released back to the queue.
+    #[serde(default = "ExecutorConfig::default_shutdown_grace")]
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl ExecutorConfig {
+    /// Sentinela's `executor_concurrency` default.
+    pub const DEFAULT_CONCURRENCY: usize = 5;
+    fn default_concurrency() -> Concurrency {
+        Concurrency(Self::DEFAULT_CONCURRENCY)
+    }
+    fn default_shutdown_grace() -> ConfigDuration {
+        ConfigDuration(Duration::from_secs(30))
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            concurrency: Self::default_concurrency(),
+            shutdown_grace: Self::default_shutdown_grace(),
+        }
+    }
+}
+
+/// A task count between 1 and [`Concurrency::MAX`].
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrency(pub usize);
+
+impl Concurrency {
+    /// The largest `executor.concurrency` accepted.
+    pub const MAX: usize = 256;
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = usize::deserialize(deserializer)?;
+        if n == 0 || n > Self::MAX {
+            return Err(de::Error::custom(format!(
+                "concurrency must be between 1 and {}, got {n}",
+                Self::MAX
+            )));
+        }
+        Ok(Concurrency(n))
+    }
+}

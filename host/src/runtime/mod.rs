@@ -1,0 +1,125 @@
+//! `sentinela run`: the [`scheduler`] turns cron triggers into `process_monitor` messages on
+//! the application queue; the [`executor`] receives messages and runs each one's [`tasks`],
+//! each call in a fresh instance, at most `executor.concurrency` at a time.
+
+mod executor;
+mod scheduled;
+mod scheduler;
+mod tasks;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::{Semaphore, watch};
+
+use crate::issues::IssueStore;
+use crate::queue::ApplicationQueue;
+
+pub use executor::{Concurrency, ExecutorConfig};
+pub use scheduled::ScheduledMonitor;
+pub use tasks::TaskError;
+
+/// What this process does: schedule (controller), execute (executor), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Schedule and execute (one process, the default).
+    All,
+    /// Schedule only: enqueue the monitors' tasks for executors.
+    Controller,
+    /// Execute only: run the tasks other processes enqueue.
+    Executor,
+}
+
+/// How `sentinela run` runs, from the command line and the config's `executor:`.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Schedule, execute, or both.
+    pub role: Role,
+    /// Tasks executed at once.
+    pub concurrency: usize,
+    /// How often a message in process has its visibility extended (`queue_visibility_time`).
+    pub heartbeat: Duration,
+    /// How long running tasks may take to finish after SIGTERM before their messages are
+    /// released back to the queue.
+    pub shutdown_grace: Duration,
+}
+
+/// The monitors, the application queue and the issue store of a running process.
+pub struct Runtime {
+    monitors: HashMap<String, Arc<ScheduledMonitor>>,
+    queue: Arc<ApplicationQueue>,
+    issues: Arc<IssueStore>,
+    options: RuntimeOptions,
+    /// Slots monitors whose last task hit its deadline may hold together: one fewer than
+    /// `executor.concurrency` (when there are two or more), so at least one slot is always
+    /// left to monitors that end in time.
+    suspect_slots: Arc<Semaphore>,
+}
+
+impl Runtime {
+    /// A runtime for these monitors; nothing runs before [`Runtime::run`].
+    pub fn new(
+        monitors: Vec<ScheduledMonitor>,
+        queue: ApplicationQueue,
+        issues: IssueStore,
+        options: RuntimeOptions,
+    ) -> Runtime {
+        Runtime {
+            monitors: monitors
+                .into_iter()
+                .map(|m| (m.name().to_owned(), Arc::new(m)))
+                .collect(),
+            queue: Arc::new(queue),
+            issues: Arc::new(issues),
+            suspect_slots: Arc::new(Semaphore::new(options.concurrency.saturating_sub(1).max(1))),
+            options,
+        }
+    }
+
+    /// The issue store tasks write to.
+    pub fn issues(&self) -> &Arc<IssueStore> {
+        &self.issues
+    }
+
+    /// Runs until `shutdown` resolves, then stops scheduling and receiving, lets running tasks
+    /// finish (within the grace period) and returns.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let role = self.options.role;
+        let scheduler =
+            (role != Role::Executor).then(|| tokio::spawn(self.clone().schedule(stop_rx.clone())));
+        let executor =
+            (role != Role::Controller).then(|| tokio::spawn(self.clone().execute(stop_rx)));
+        tracing::info!(
+            role = ?role,
+            monitors = self.monitors.len(),
+            concurrency = self.options.concurrency,
+            "sentinela running"
+        );
+        shutdown.await;
+        tracing::info!("shutting down: no new tasks; waiting for running tasks to finish");
+        let _ = stop_tx.send(true);
+        if let Some(scheduler) = scheduler {
+            scheduler.await?;
+        }
+        if let Some(executor) = executor {
+            executor.await?;
+        }
+        let pending = self.queue.pending();
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "queued tasks not run before shutdown; their monitors run again at their next trigger"
+            );
+        }
+        tracing::info!("sentinela stopped");
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

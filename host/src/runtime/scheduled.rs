@@ -1,0 +1,114 @@
+//! A monitor's run-time state: whether it is queued or running, and its deadline backoff.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::values::Schedule;
+use crate::monitor::MonitorPlugin;
+
+use super::lock;
+
+/// A monitor as the runtime sees it.
+pub struct ScheduledMonitor {
+    /// The loaded component.
+    pub plugin: Arc<MonitorPlugin>,
+    /// When `search` runs; `None`: only on request.
+    pub search_cron: Option<Schedule>,
+    /// When `update` runs; `None`: only on request.
+    pub update_cron: Option<Schedule>,
+    /// Set while a `process_monitor` message for it is queued or running, so a slow monitor
+    /// is not triggered again on top of itself (Sentinela's `queued`/`running` flags).
+    busy: AtomicBool,
+    /// Tasks that hit the deadline in a row, and until when the monitor is not run because of
+    /// them: a monitor that keeps spinning to its deadline cannot keep the executor's slots
+    /// from the others.
+    pub(super) backoff: Mutex<Backoff>,
+}
+
+/// A monitor's deadline backoff: after the n-th deadline in a row it is not run for
+/// 2^(n-1) s, at most [`MAX_BACKOFF`]; a task that ends in time resets it.
+#[derive(Debug, Default)]
+pub(super) struct Backoff {
+    strikes: u32,
+    until: Option<Instant>,
+    /// Triggers skipped because of it, since start.
+    pub(super) skipped: u64,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl ScheduledMonitor {
+    /// A monitor neither queued nor backing off.
+    pub fn new(
+        plugin: Arc<MonitorPlugin>,
+        search_cron: Option<Schedule>,
+        update_cron: Option<Schedule>,
+    ) -> Self {
+        ScheduledMonitor {
+            plugin,
+            search_cron,
+            update_cron,
+            busy: AtomicBool::new(false),
+            backoff: Mutex::new(Backoff::default()),
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// Marks the monitor queued or running; false if it already was.
+    pub(super) fn claim(&self) -> bool {
+        !self.busy.swap(true, Ordering::AcqRel)
+    }
+
+    /// Marks the monitor neither queued nor running.
+    pub(super) fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Whether the monitor is backing off now; counts the skipped trigger.
+    pub(super) fn backing_off(&self) -> bool {
+        let mut backoff = lock(&self.backoff);
+        match backoff.until {
+            Some(until) if Instant::now() < until => {
+                backoff.skipped += 1;
+                tracing::debug!(
+                    monitor = self.name(),
+                    skipped = backoff.skipped,
+                    "backing off after deadlines; trigger skipped"
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the monitor's last task hit its deadline.
+    pub(super) fn is_suspect(&self) -> bool {
+        lock(&self.backoff).strikes > 0
+    }
+
+    /// Records how a task ended: a deadline extends the backoff, anything else resets it.
+    pub(super) fn record_outcome(&self, hit_deadline: bool) {
+        let mut backoff = lock(&self.backoff);
+        if !hit_deadline {
+            backoff.strikes = 0;
+            backoff.until = None;
+            return;
+        }
+        backoff.strikes = backoff.strikes.saturating_add(1);
+        let pause =
+            Duration::from_secs(1u64 << backoff.strikes.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+        backoff.until = Some(Instant::now() + pause);
+        tracing::warn!(
+            monitor = self.name(),
+            deadlines_in_a_row = backoff.strikes,
+            backoff_s = pause.as_secs(),
+            skipped_so_far = backoff.skipped,
+            "monitor hit its deadline; not running it for {}s so it cannot hold the executor's slots",
+            pause.as_secs()
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! A monitor's tasks: `search` records the issues found; `update` refreshes the active ones
+//! and asks `is-solved` for each.
+
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::message::Task;
+use crate::monitor::{Call, CallErrorKind, MonitorPlugin, Reply};
+
+use super::{Runtime, ScheduledMonitor, lock};
+
+impl Runtime {
+    /// Runs the tasks, unless the monitor's last task hit its deadline and the slots such
+    /// monitors may share are all taken: then this trigger is skipped (and counted).
+    pub(super) async fn run_tasks_fairly(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
+        let _permit = if monitor.is_suspect() {
+            match self.suspect_slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let mut backoff = lock(&monitor.backoff);
+                    backoff.skipped += 1;
+                    tracing::debug!(
+                        monitor = monitor.name(),
+                        skipped = backoff.skipped,
+                        "other monitors that hit their deadline hold the slots they may share; trigger skipped"
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        self.run_tasks(monitor, tasks).await;
+    }
+
+    /// Runs the tasks in order, each in a `task` span that names the monitor and the task,
+    /// so every line a task makes the host write (the guest's included) carries both.
+    pub async fn run_tasks(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
+        // One verdict per message: a search that hit its deadline is not forgiven by an
+        // update that had nothing to do.
+        let mut hit_deadline = false;
+        for task in tasks {
+            let span = tracing::info_span!("task", monitor = monitor.name(), task = ?task);
+            hit_deadline |= self.run_task(monitor, *task).instrument(span).await;
+        }
+        monitor.record_outcome(hit_deadline);
+    }
+
+    /// Runs one task and logs how it ended; true if it hit the monitor's deadline.
+    async fn run_task(&self, monitor: &ScheduledMonitor, task: Task) -> bool {
+        let started = Instant::now();
+        let outcome = match task {
+            Task::Search => self.search(&monitor.plugin).await,
+            Task::Update => self.update(&monitor.plugin).await,
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        match &outcome {
+            Ok(()) => tracing::info!(elapsed_ms, "task finished"),
+            Err(e) => tracing::error!(elapsed_ms, "task failed: {e}"),
+        }
+        matches!(
+            &outcome,
+            Err(TaskError::Call(e)) if matches!(e.kind, CallErrorKind::Deadline(_))
+        )
+    }
+
+    async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
+        if let Reply::Issues(found) = plugin.call(Call::Search).await? {
+            let limits = &plugin.limits;
+            crate::issues::check_issue_count(
+                &plugin.name,
+                "search",
+                found.len(),
+                limits.issues_per_call,
+            )
+            .map_err(TaskError::Limit)?;
+            // A count settles the usual case; the ids are read only when the result might open
+            // too many.
+            let limit = limits.active_issues as usize;
+            if !found.is_empty()
+                && self
+                    .issues
+                    .active_count(&plugin.name)
+                    .await
+                    .map_err(TaskError::Store)?
+                    + found.len()
+                    > limit
+            {
+                let active = self
+                    .issues
+                    .active_ids(&plugin.name)
+                    .await
+                    .map_err(TaskError::Store)?;
+                let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
+                if active.len() + opened > limit {
+                    return Err(TaskError::Limit(format!(
+                        "monitor '{}': search would open {opened} issues beside its {} active \
+                         ones, over its limit of {limit} (limits.active_issues); the whole \
+                         result was refused",
+                        plugin.name,
+                        active.len(),
+                    )));
+                }
+            }
+            self.issues
+                .record_found(&plugin.name, found)
+                .await
+                .map_err(TaskError::Store)?;
+        }
+        Ok(())
+    }
+
+    /// `update` with the active issues, then `is-solved` for each of them.
+    async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
+        let active = self
+            .issues
+            .active(&plugin.name)
+            .await
+            .map_err(TaskError::Store)?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        if let Reply::Issues(updated) = plugin.call(Call::Update(active)).await? {
+            crate::issues::check_issue_count(
+                &plugin.name,
+                "update",
+                updated.len(),
+                plugin.limits.issues_per_call,
+            )
+            .map_err(TaskError::Limit)?;
+            self.issues
+                .record_updated(&plugin.name, updated)
+                .await
+                .map_err(TaskError::Store)?;
+        }
+        let active = self
+            .issues
+            .active(&plugin.name)
+            .await
+            .map_err(TaskError::Store)?;
+        for issue in active {
+            let id = issue.id.clone();
+            match plugin.call(Call::IsSolved(issue)).await {
+                Ok(Reply::Solved(true)) => {
+                    self.issues
+                        .solve(&plugin.name, &id)
+                        .await
+                        .map_err(TaskError::Store)?;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(issue_id = id.as_str(), "{e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The monitor's call failed.
+    #[error(transparent)]
+    Call(#[from] crate::monitor::CallError),
+    /// A per-monitor limit refused the call's result.
+    #[error("{0}")]
+    Limit(String),
+    /// Reading or writing the issue store failed.
+    #[error("issue store: {0:#}")]
+    Store(anyhow::Error),
+}
