@@ -8,6 +8,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::config::{Monitor, TestConfig};
 use common::*;
 use serde_json::Value;
 
@@ -84,14 +85,10 @@ fn run_text_log(
 #[test]
 fn guest_text_cannot_forge_log_lines_or_terminal_output() {
     let dir = scratch_dir("forger");
-    let config = write_config(
-        &dir,
-        &format!(
-            "monitors:\n  - name: forger\n    plugin: {}\n    search_cron: \"* * * * * *\"\n  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
-            guest("hostile_forger").display(),
-            guest("steady").display()
-        ),
-    );
+    let config = TestConfig::new()
+        .monitor(Monitor::new("forger", "hostile_forger").search_every_second())
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
     let config_text = config.to_str().unwrap();
 
     // The terminal: every export, through `invoke`.
@@ -166,14 +163,17 @@ fn guest_text_cannot_forge_log_lines_or_terminal_output() {
 #[test]
 fn the_log_budget_counts_empty_lines_and_refused_calls() {
     let dir = scratch_dir("noise");
-    let config = write_config(
-        &dir,
-        &format!(
-            "plugins: [aws]\nexecutor:\n  shutdown_grace: 2s\nmonitors:\n  - name: noise\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    limits:\n      timeout: 2s\n      log_bytes: 16KiB\n      log_lines: 200\n  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
-            guest("hostile_noise").display(),
-            guest("steady").display()
-        ),
-    );
+    let noise = Monitor::new("noise", "hostile_noise")
+        .search_every_second()
+        .set("limits.timeout", "2s")
+        .set("limits.log_bytes", "16KiB")
+        .set("limits.log_lines", 200);
+    let config = TestConfig::new()
+        .set_yaml("plugins", "[aws]")
+        .set("executor.shutdown_grace", "2s")
+        .monitor(noise)
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(60);
     run.wait_until("two noise calls ended", timeout, |events| {
@@ -364,20 +364,16 @@ fn a_million_issues_are_refused_as_a_whole_and_the_limit_itself_is_accepted() {
 fn monitors_that_spin_to_their_deadline_back_off_and_leave_the_slots_to_others() {
     let dir = scratch_dir("fair-slots");
     let spinner = |name: &str| {
-        format!(
-            "  - name: {name}\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    limits:\n      timeout: 2s\n",
-            guest("hostile_infinite_loop").display()
-        )
+        Monitor::new(name, "hostile_infinite_loop")
+            .search_every_second()
+            .set("limits.timeout", "2s")
     };
-    let config = write_config(
-        &dir,
-        &format!(
-            "executor:\n  concurrency: 2\nmonitors:\n{}{}  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
-            spinner("spinner-a"),
-            spinner("spinner-b"),
-            guest("steady").display()
-        ),
-    );
+    let config = TestConfig::new()
+        .set("executor.concurrency", 2)
+        .monitor(spinner("spinner-a"))
+        .monitor(spinner("spinner-b"))
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
     let run = Running::start(&config, &[]);
     let started = Instant::now();
     run.wait_until(
@@ -573,13 +569,9 @@ fn huge_and_many_shaped_arguments_are_refused_before_the_host_works_on_them() {
 #[test]
 fn invoke_runs_handle_with_an_event_or_a_request() {
     let dir = scratch_dir("invoke-handle");
-    let config = write_config(
-        &dir,
-        &format!(
-            "monitors:\n  - name: steady\n    plugin: {}\n",
-            guest("steady").display()
-        ),
-    );
+    let config = TestConfig::new()
+        .monitor(Monitor::new("steady", "steady"))
+        .write(&dir);
     let config = config.to_str().unwrap();
     for kind in ["event", "request"] {
         let (status, stdout, stderr) = output(&mut sentinela(&[

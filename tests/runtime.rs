@@ -5,18 +5,16 @@ mod common;
 
 use std::time::Duration;
 
+use common::config::{Monitor, TestConfig};
 use common::*;
 
 #[test]
 fn monitors_raise_update_and_solve_issues_on_schedule() {
     let dir = scratch_dir("run-blink");
-    let config = write_config(
-        &dir,
-        &format!(
-            "monitors:\n  - name: blink\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    update_cron: \"* * * * * *\"\n",
-            guest("blink").display()
-        ),
-    );
+    let blink = Monitor::new("blink", "blink")
+        .search_every_second()
+        .update_every_second();
+    let config = TestConfig::new().monitor(blink).write(&dir);
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(60);
     let created = run.wait_for("an issue created", timeout, |e| {
@@ -49,13 +47,10 @@ fn monitors_raise_update_and_solve_issues_on_schedule() {
 #[test]
 fn sigterm_waits_for_running_tasks_and_exits_zero() {
     let dir = scratch_dir("run-drain");
-    let config = write_config(
-        &dir,
-        &format!(
-            "monitors:\n  - name: spinner\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    limits:\n      timeout: 3s\n",
-            guest("hostile_infinite_loop").display()
-        ),
-    );
+    let spinner = Monitor::new("spinner", "hostile_infinite_loop")
+        .search_every_second()
+        .set("limits.timeout", "3s");
+    let config = TestConfig::new().monitor(spinner).write(&dir);
     let run = Running::start(&config, &[]);
     run.wait_for("startup", Duration::from_secs(60), |e| {
         field(e, "message") == "sentinela running"

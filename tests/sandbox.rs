@@ -5,28 +5,62 @@ mod common;
 
 use std::time::Duration;
 
+use common::config::{Monitor, TestConfig};
 use common::*;
 use serde_json::Value;
 
-const LIMITS: &str =
-    "    limits:\n      memory: 32MiB\n      timeout: 2s\n      log_bytes: 16KiB\n";
-
 /// A config with one monitor per hostile guest plus `steady`, all searched every second.
 fn hostile_config(dir: &std::path::Path, hostile: &[&str]) -> std::path::PathBuf {
-    let mut yaml = String::from("executor:\n  concurrency: 4\nmonitors:\n");
-    yaml += &format!(
-        "  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
-        guest("steady").display()
-    );
+    let steady = Monitor::new("steady", "steady").search_every_second();
+    let mut config = TestConfig::new()
+        .set("executor.concurrency", 4)
+        .monitor(steady);
     for name in hostile {
-        yaml += &format!(
-            "  - name: {}\n    plugin: {}\n    search_cron: \"* * * * * *\"\n{LIMITS}",
-            name.replace('_', "-"),
-            guest(&format!("hostile_{name}")).display()
-        );
+        let monitor = Monitor::new(&name.replace('_', "-"), &format!("hostile_{name}"))
+            .search_every_second()
+            .set("limits.memory", "32MiB")
+            .set("limits.timeout", "2s")
+            .set("limits.log_bytes", "16KiB");
+        config = config.monitor(monitor);
     }
-    write_config(dir, &yaml)
+    config.write(dir)
 }
+
+/// A hostile guest whose `search` must fail: with this error through `invoke`, and with a
+/// `task failed` line containing `in_run` when it runs beside others.
+struct FailingCall {
+    guest: &'static str,
+    error: &'static str,
+    in_run: &'static str,
+}
+
+const FAILING_CALLS: &[FailingCall] = &[
+    FailingCall {
+        guest: "infinite_loop",
+        error: "monitor 'infinite-loop': search exceeded its deadline of 2s and was stopped",
+        in_run: "exceeded its deadline",
+    },
+    FailingCall {
+        guest: "memory_bomb",
+        error: "monitor 'memory-bomb': search was stopped: memory limit of 33554432 bytes reached",
+        in_run: "memory limit",
+    },
+    FailingCall {
+        guest: "deep_recursion",
+        error: "monitor 'deep-recursion': search trapped: wasm stack overflow",
+        in_run: "stack overflow",
+    },
+    FailingCall {
+        guest: "panic",
+        error: "monitor 'panic': search panicked: deliberate panic: hostile guest gives up (at hostile/panic/src/lib.rs:",
+        in_run: "panicked",
+    },
+    FailingCall {
+        guest: "unreachable",
+        error: "monitor 'unreachable': search trapped: wasm `unreachable` instruction executed",
+        in_run: "unreachable",
+    },
+];
 
 /// Invokes a hostile guest's `search` once; returns (success, stdout, stderr).
 fn invoke(name: &str, envs: &[(&str, &str)]) -> (bool, String, String) {
@@ -104,59 +138,21 @@ fn network_is_unreachable() {
     }
 }
 
+/// A loop, a memory bomb, unbounded recursion, a panic and `unreachable` each fail their own
+/// call with an error that says what happened, within the deadline.
 #[test]
-fn an_infinite_loop_is_stopped_at_the_deadline() {
-    let started = std::time::Instant::now();
-    let (ok, _, stderr) = invoke("infinite_loop", &[]);
-    assert!(!ok);
-    assert!(
-        stderr.contains(
-            "monitor 'infinite-loop': search exceeded its deadline of 2s and was stopped"
-        ),
-        "{stderr}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-#[test]
-fn unbounded_memory_growth_hits_the_limit() {
-    let (ok, _, stderr) = invoke("memory_bomb", &[]);
-    assert!(!ok);
-    assert!(
-        stderr.contains(
-            "monitor 'memory-bomb': search was stopped: memory limit of 33554432 bytes reached"
-        ),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn unbounded_recursion_overflows_the_wasm_stack() {
-    let (ok, _, stderr) = invoke("deep_recursion", &[]);
-    assert!(!ok);
-    assert!(
-        stderr.contains("monitor 'deep-recursion': search trapped: wasm stack overflow"),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn a_panic_fails_the_call_with_its_message() {
-    let (ok, _, stderr) = invoke("panic", &[]);
-    assert!(!ok);
-    assert!(stderr.contains("monitor 'panic': search panicked: deliberate panic: hostile guest gives up (at hostile/panic/src/lib.rs:"), "{stderr}");
-}
-
-#[test]
-fn unreachable_is_a_trap() {
-    let (ok, _, stderr) = invoke("unreachable", &[]);
-    assert!(!ok);
-    assert!(
-        stderr.contains(
-            "monitor 'unreachable': search trapped: wasm `unreachable` instruction executed"
-        ),
-        "{stderr}"
-    );
+fn each_attack_fails_its_call_with_a_clear_error() {
+    for attack in FAILING_CALLS {
+        let started = std::time::Instant::now();
+        let (ok, _, stderr) = invoke(attack.guest, &[]);
+        assert!(!ok, "{}: the call succeeded", attack.guest);
+        assert!(stderr.contains(attack.error), "{}: {stderr}", attack.guest);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            attack.guest
+        );
+    }
 }
 
 #[test]
@@ -183,45 +179,20 @@ fn a_log_flood_is_capped_and_cannot_forge_lines() {
 #[test]
 fn hostile_monitors_fail_alone_while_a_good_one_keeps_working() {
     let dir = scratch_dir("hostile-run");
-    let hostile = [
-        "infinite_loop",
-        "memory_bomb",
-        "deep_recursion",
-        "panic",
-        "unreachable",
-        "log_flood",
-        "env_read",
-        "file_read",
-        "socket_open",
-    ];
+    let mut hostile: Vec<&str> = FAILING_CALLS.iter().map(|attack| attack.guest).collect();
+    hostile.extend(["log_flood", "env_read", "file_read", "socket_open"]);
     let config = hostile_config(&dir, &hostile);
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(90);
-    let failed = |monitor: &'static str, text: &'static str| {
-        move |e: &Value| field(e, "monitor") == monitor && field(e, "message").contains(text)
-    };
-    run.wait_for(
-        "infinite-loop deadline",
-        timeout,
-        failed("infinite-loop", "exceeded its deadline"),
-    );
-    run.wait_for(
-        "memory-bomb limit",
-        timeout,
-        failed("memory-bomb", "memory limit"),
-    );
-    run.wait_for(
-        "deep-recursion trap",
-        timeout,
-        failed("deep-recursion", "stack overflow"),
-    );
-    run.wait_for("panic", timeout, failed("panic", "panicked"));
-    run.wait_for(
-        "unreachable trap",
-        timeout,
-        failed("unreachable", "unreachable"),
-    );
-    run.wait_for("log flood cap", timeout, failed("log-flood", "log limit"));
+    for attack in FAILING_CALLS {
+        let monitor = attack.guest.replace('_', "-");
+        run.wait_for(&format!("{monitor}: {}", attack.in_run), timeout, |e| {
+            field(e, "monitor") == monitor && field(e, "message").contains(attack.in_run)
+        });
+    }
+    run.wait_for("log flood cap", timeout, |e| {
+        field(e, "monitor") == "log-flood" && field(e, "message").contains("log limit")
+    });
 
     // After all of that, steady still runs: count its finished searches from here on.
     let seen = run.events().len();

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod config;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
 
 pub fn repo_root() -> PathBuf {

@@ -48,7 +48,7 @@ impl fmt::Debug for Credential {
 
 impl Credential {
     /// Reads credential `name` from the environment; the error names the missing variables.
-    pub fn from_env(name: &CredentialName) -> Result<Credential, String> {
+    pub fn from_env(name: &CredentialName) -> Result<Credential, CredentialError> {
         let var = |suffix: &str| format!("AWS_{name}_{suffix}");
         let read = |suffix: &str| std::env::var(var(suffix)).ok().filter(|v| !v.is_empty());
         let (key_id, secret) = match (read("ACCESS_KEY_ID"), read("SECRET_ACCESS_KEY")) {
@@ -62,17 +62,17 @@ impl Credential {
                 .filter(|(_, missing)| *missing)
                 .map(|(suffix, _)| var(suffix))
                 .collect();
-                return Err(format!(
-                    "credential {name} is not configured: set {}",
-                    missing.join(" and ")
-                ));
+                return Err(CredentialError::NotSet {
+                    name: name.clone(),
+                    missing: missing.join(" and "),
+                });
             }
         };
         let region = read("REGION");
         if let Some(region) = &region
             && !valid_region(region)
         {
-            return Err(format!("{} is not a valid region name", var("REGION")));
+            return Err(CredentialError::BadRegionVariable(name.clone()));
         }
         let keys = Credentials::new(key_id, secret, read("SESSION_TOKEN"), None, "sentinela-env");
         Ok(Credential {
@@ -99,20 +99,62 @@ impl Credential {
     }
 
     /// The region for a call: the explicit one, else `AWS_{NAME}_REGION`.
-    pub fn region(&self, explicit: Option<&str>) -> Result<String, String> {
+    pub fn region(&self, explicit: Option<&str>) -> Result<String, CredentialError> {
         match explicit {
             Some(region) if valid_region(region) => Ok(region.to_owned()),
-            Some(region) => Err(format!(
-                "invalid region '{}'",
-                crate::audit::shorten(region)
-            )),
-            None => self.region.clone().ok_or_else(|| {
-                format!(
-                    "no region for credential {}: pass one or set AWS_{}_REGION",
-                    self.name, self.name
-                )
-            }),
+            Some(region) => Err(CredentialError::BadRegion(crate::audit::shorten(region))),
+            None => self
+                .region
+                .clone()
+                .ok_or_else(|| CredentialError::NoRegion(self.name.clone())),
         }
+    }
+}
+
+/// Why a credential, or its region, cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// Its `AWS_{NAME}_*` variables are not set.
+    #[error("credential {name} is not configured: set {missing}")]
+    NotSet {
+        /// The credential.
+        name: CredentialName,
+        /// The variables to set.
+        missing: String,
+    },
+    /// The config neither grants nor uses it, so it was never loaded.
+    #[error("credential {0} is not configured")]
+    Unknown(CredentialName),
+    /// `AWS_{NAME}_REGION` is not a region name.
+    #[error("AWS_{0}_REGION is not a valid region name")]
+    BadRegionVariable(CredentialName),
+    /// A call named a region that is not one (shortened for the message).
+    #[error("invalid region '{0}'")]
+    BadRegion(String),
+    /// Neither the call nor the credential names a region.
+    #[error("no region for credential {0}: pass one or set AWS_{0}_REGION")]
+    NoRegion(CredentialName),
+    /// A connector's source credential cannot be used.
+    #[error("credential {name}: its source {why}")]
+    SourceUnusable {
+        /// The connector's credential.
+        name: CredentialName,
+        /// Why its source cannot be used.
+        why: Box<CredentialError>,
+    },
+    /// Connectors whose sources lead back to themselves.
+    #[error("credential {0}: its sources form a circle")]
+    Circle(CredentialName),
+}
+
+impl CredentialError {
+    /// Whether the call's arguments are at fault (a bad or missing region), rather than the
+    /// host's configuration.
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::BadRegion(_) | CredentialError::NoRegion(_)
+        )
     }
 }
 
@@ -120,7 +162,7 @@ impl Credential {
 /// missing is remembered with the reason, reported by `check`, and refused at call time.
 #[derive(Debug, Default)]
 pub struct CredentialRegistry {
-    credentials: HashMap<CredentialName, Result<Arc<Credential>, String>>,
+    credentials: HashMap<CredentialName, Result<Arc<Credential>, CredentialError>>,
 }
 
 impl CredentialRegistry {
@@ -132,19 +174,23 @@ impl CredentialRegistry {
         transport: &Arc<Transport>,
     ) -> CredentialRegistry {
         let sources = connectors.values().map(|c| &c.source);
-        let mut credentials: HashMap<CredentialName, Result<Arc<Credential>, String>> = names
-            .into_iter()
-            .chain(sources)
-            .filter(|name| !connectors.contains_key(*name))
-            .map(|name| (name.clone(), Credential::from_env(name).map(Arc::new)))
-            .collect();
+        let mut credentials: HashMap<CredentialName, Result<Arc<Credential>, CredentialError>> =
+            names
+                .into_iter()
+                .chain(sources)
+                .filter(|name| !connectors.contains_key(*name))
+                .map(|name| (name.clone(), Credential::from_env(name).map(Arc::new)))
+                .collect();
         let mut waiting: Vec<(&CredentialName, &ConnectorConfig)> = connectors.iter().collect();
         while !waiting.is_empty() {
             let before = waiting.len();
             waiting.retain(|(name, config)| {
                 let source = match credentials.get(&config.source) {
                     None => return true,
-                    Some(Err(why)) => Err(format!("credential {name}: its source {why}")),
+                    Some(Err(why)) => Err(CredentialError::SourceUnusable {
+                        name: (*name).clone(),
+                        why: Box::new(why.clone()),
+                    }),
                     Some(Ok(source)) => Ok(source.clone()),
                 };
                 let credential = source.map(|source| {
@@ -167,10 +213,7 @@ impl CredentialRegistry {
             });
             if waiting.len() == before {
                 for (name, _) in waiting.drain(..) {
-                    credentials.insert(
-                        name.clone(),
-                        Err(format!("credential {name}: its sources form a circle")),
-                    );
+                    credentials.insert(name.clone(), Err(CredentialError::Circle(name.clone())));
                 }
             }
         }
@@ -179,11 +222,11 @@ impl CredentialRegistry {
 
     /// The credential `name`, or why it cannot be used (not configured, variables missing, a
     /// source that failed).
-    pub fn get(&self, name: &CredentialName) -> Result<&Arc<Credential>, String> {
+    pub fn get(&self, name: &CredentialName) -> Result<&Arc<Credential>, CredentialError> {
         match self.credentials.get(name) {
             Some(Ok(credential)) => Ok(credential),
             Some(Err(why)) => Err(why.clone()),
-            None => Err(format!("credential {name} is not configured")),
+            None => Err(CredentialError::Unknown(name.clone())),
         }
     }
 
@@ -192,7 +235,7 @@ impl CredentialRegistry {
         let mut missing: Vec<String> = self
             .credentials
             .values()
-            .filter_map(|c| c.as_ref().err().cloned())
+            .filter_map(|c| c.as_ref().err().map(ToString::to_string))
             .collect();
         missing.sort();
         missing

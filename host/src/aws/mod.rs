@@ -57,13 +57,8 @@ impl AwsProvider {
         let service = Service::find(service)
             .ok_or_else(|| TransportError::Invalid(format!("unknown service '{service}'")))?;
         let keys = async {
-            let found = self
-                .credentials
-                .get(credential)
-                .map_err(TransportError::Credentials)?;
-            let region = found
-                .region(Some(region))
-                .map_err(TransportError::Invalid)?;
+            let found = self.credentials.get(credential)?;
+            let region = found.region(Some(region))?;
             Ok((found.keys().await?, region))
         };
         let request = HostRequest {

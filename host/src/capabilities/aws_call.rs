@@ -187,8 +187,10 @@ impl AwsCallInstance {
             .aws
             .credentials
             .get(&name)
-            .map_err(Error::Unavailable)?;
-        let region = credential.region(region).map_err(Error::Invalid)?;
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let region = credential
+            .region(region)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(Target {
             credential: credential.clone(),
             service,

@@ -78,7 +78,7 @@ impl MonitorQueues {
             .credentials
             .get(&declared.credential)
             .and_then(|credential| credential.region(declared.region.as_deref()))
-            .map_err(Error::Unavailable)?;
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         Ok(QueueTarget {
             url: &declared.url,
             credential: &declared.credential,
@@ -97,11 +97,7 @@ impl MonitorQueues {
             let sqs = Service::find("sqs")
                 .ok_or_else(|| TransportError::Invalid("no sqs service".into()))?;
             // The region is the target's: the declaration's, else the credential's.
-            let credential = self
-                .aws
-                .credentials
-                .get(target.credential)
-                .map_err(TransportError::Credentials)?;
+            let credential = self.aws.credentials.get(target.credential)?;
             let keys = credential.keys().await?;
             let to = Destination {
                 service: sqs,
