@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -529,7 +529,6 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
     use sentinela_host::config::values::CredentialName;
     use sentinela_host::queue::{ApplicationQueueConfig, QueueKind, SqsQueue};
     use std::sync::Arc;
-    use std::time::Instant;
 
     let credential = Credential {
         name: CredentialName::parse("application").unwrap(),
@@ -736,4 +735,58 @@ fn a_network_outage_is_retried_with_backoff_and_nothing_is_lost() {
         "backoff grows from 0.5 s: {waits:?}"
     );
     assert!(sqs.visible(&url).is_empty(), "messages left behind");
+}
+
+/// A queue endpoint that accepts connections and never answers: the scheduler keeps ticking
+/// (each send is bounded), the log says so within seconds, and SIGTERM still exits within
+/// `shutdown_grace` + 1 s.
+#[test]
+fn a_hung_queue_is_reported_at_once_and_does_not_hold_shutdown() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-hung");
+    let queue = unique("hung");
+    sqs.create(&queue);
+    let moto: std::net::SocketAddr = moto_endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("AWS_ENDPOINT_URL is http://IP:PORT");
+    let proxy = FlakyProxy::start(moto);
+    let config = sqs_config(&dir, &queue, "", &steady_monitor("* * * * * *"));
+    let mut env = application_env();
+    let proxy_url = proxy.url();
+    env.push(("AWS_ENDPOINT_URL", &proxy_url));
+    let run = Running::start(&config, &env);
+    run.wait_for("a search through the queue", Duration::from_secs(60), |e| {
+        field(e, "monitor") == "steady" && field(e, "message") == "task finished"
+    });
+
+    proxy.hang();
+    let hung_at = Instant::now();
+    run.wait_for("the first unsent tick", Duration::from_secs(30), |e| {
+        field(e, "message").starts_with("cannot queue monitor tasks")
+    });
+    let reported_after = hung_at.elapsed();
+    assert!(
+        reported_after < Duration::from_secs(5),
+        "the hang showed in the log only after {reported_after:?}"
+    );
+    // The scheduler keeps ticking: the next report counts the ticks it could not send.
+    let counted = run.wait_for("a count of unsent ticks", Duration::from_secs(30), |e| {
+        e["unsent_ticks"].as_u64().is_some_and(|n| n >= 2)
+    });
+    assert!(
+        field(&counted, "message").contains("could not be queued"),
+        "{counted}"
+    );
+
+    let grace = Duration::from_secs(1); // sqs_config's executor.shutdown_grace
+    let signalled = Instant::now();
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    let took = signalled.elapsed();
+    assert!(status.success(), "{}", dump(&events));
+    assert!(
+        took <= grace + Duration::from_secs(1),
+        "exited {took:?} after SIGTERM with a hung queue:\n{}",
+        dump(&events)
+    );
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::config::{Monitor, TestConfig};
 use common::*;
 use serde_json::Value;
 
@@ -400,4 +401,96 @@ monitors:
         delivered.get(&("steady".into(), "steady".into(), "created".into())),
         Some(&1)
     );
+}
+
+/// A crash between an issue change's commit and its event's publication loses no event: the
+/// next start publishes it from the outbox, with the id and time it was committed with, to
+/// the log and the events queue.
+#[test]
+fn a_crash_between_commit_and_publish_loses_no_event() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sqs = {
+        let _guard = runtime.enter();
+        sqs_client(&moto_endpoint(), "testing", "testing")
+    };
+    let alerts = unique("store-crash-alerts");
+    let alerts_url = create_queue(&runtime, &sqs, &alerts);
+    let dir = scratch_dir("store-crash");
+    let config = TestConfig::new()
+        .set("store.events_queue", "alerts")
+        .set("queues.alerts.url", alerts_url.as_str())
+        .set("queues.alerts.credential", "ALERTS")
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
+    let env = application_env("unused");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    // The first run aborts right after committing steady's issue, before publishing it.
+    let mut faulty = env.clone();
+    faulty.push(("SENTINELA_TEST_FAULT", "abort-after-commit"));
+    let (status, events) = Running::start(&config, &faulty).wait_exit(Duration::from_secs(60));
+    assert!(!status.success(), "{}", dump(&events));
+    assert!(
+        dump(&events).contains("aborting at abort-after-commit"),
+        "{}",
+        dump(&events)
+    );
+    assert!(
+        !events.iter().any(|e| issue_event(e, "created").is_some()),
+        "published before the crash: {}",
+        dump(&events)
+    );
+    let stored = listed(&config, &["--monitor", "steady"], &env);
+    assert_eq!(
+        stored.len(),
+        1,
+        "the change itself was committed: {stored:?}"
+    );
+
+    // The next start publishes it; steady's later searches change nothing, so no other event.
+    let run = Running::start(&config, &env);
+    let created = run.wait_for(
+        "the event published at start",
+        Duration::from_secs(60),
+        |e| issue_event(e, "created") == Some("steady"),
+    );
+    let event_id = created["event_id"].as_i64().expect("an event id");
+    run.wait_until("two more searches", Duration::from_secs(60), |events| {
+        searches_finished(events, "steady") >= 2
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    let logged: Vec<i64> = events
+        .iter()
+        .filter(|e| issue_event(e, "created").is_some())
+        .filter_map(|e| e["event_id"].as_i64())
+        .collect();
+    assert_eq!(logged, [event_id], "{}", dump(&events));
+
+    // The events queue got it once, with the same id.
+    let mut delivered = Vec::new();
+    poll_until(
+        "the event on the alerts queue",
+        Duration::from_secs(30),
+        || {
+            let received = runtime
+                .block_on(
+                    sqs.receive_message()
+                        .queue_url(&alerts_url)
+                        .max_number_of_messages(10)
+                        .wait_time_seconds(1)
+                        .send(),
+                )
+                .unwrap();
+            for message in received.messages.unwrap_or_default() {
+                let body: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+                delivered.push(body);
+            }
+            !delivered.is_empty()
+        },
+    );
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0]["event_id"], event_id, "{delivered:?}");
+    assert_eq!(delivered[0]["event"], "created");
+    assert_eq!(delivered[0]["issue_id"], "steady");
 }

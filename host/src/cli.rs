@@ -139,7 +139,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A log collector reading JSON gets the fatal error as JSON too.
+            match cli.log_format {
+                LogFormat::Json => tracing::error!(fatal = true, "{e:#}"),
+                LogFormat::Text => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -160,10 +164,14 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Result<ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(job)
+        .build()?;
+    let result = runtime.block_on(job);
+    // Whatever is left (a blocking database call, a send to a hung queue) must not hold the
+    // exit: the job already bounded what had to finish.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 async fn run(config: &Path, role: Role) -> Result<ExitCode> {

@@ -278,6 +278,46 @@ impl Limits {
     pub const MAX_MEMORY: u64 = 4 << 30;
     /// The longest `limits.timeout` accepted.
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+    /// The first limit out of its range, as its key and why: each is checked by `check` with
+    /// the key's name, never found later by the engine.
+    pub fn out_of_range(&self) -> Option<(&'static str, String)> {
+        if self.timeout.0 > Self::MAX_TIMEOUT {
+            return Some((
+                "timeout",
+                format!("at most {} s", Self::MAX_TIMEOUT.as_secs()),
+            ));
+        }
+        if self.timeout.0.is_zero() {
+            return Some(("timeout", "must be more than 0".into()));
+        }
+        if self.memory.0 > Self::MAX_MEMORY {
+            return Some((
+                "memory",
+                format!(
+                    "{} bytes is over the maximum of {} bytes (4GiB)",
+                    self.memory.0,
+                    Self::MAX_MEMORY
+                ),
+            ));
+        }
+        let ranges: [(&'static str, u64, u64, u64); 10] = [
+            ("memory", self.memory.0, 64 << 10, Self::MAX_MEMORY),
+            ("table_elements", self.table_elements.into(), 1, 1_000_000),
+            ("instances", self.instances.into(), 1, 1000),
+            ("memories", self.memories.into(), 1, 100),
+            ("tables", self.tables.into(), 1, 1000),
+            ("log_bytes", self.log_bytes.0, 0, 64 << 20),
+            ("log_lines", self.log_lines.into(), 0, 1_000_000),
+            ("transfer_bytes", self.transfer_bytes.0, 1 << 10, 1 << 30),
+            ("issues_per_call", self.issues_per_call.into(), 1, 1_000_000),
+            ("active_issues", self.active_issues.into(), 1, 10_000_000),
+        ];
+        ranges
+            .into_iter()
+            .find(|&(_, value, min, max)| value < min || value > max)
+            .map(|(key, value, min, max)| (key, format!("{value} is out of range: {min} to {max}")))
+    }
 }
 
 impl Default for Limits {

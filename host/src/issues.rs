@@ -5,9 +5,15 @@
 //! executors racing on the same monitor can never create the same issue twice. `search`
 //! creates issues or refreshes the active one with the same id; `update` refreshes active
 //! issues; `is-solved` closes them. Each change is one SQL statement whose affected-row count
-//! says whether this process made it, so every created, updated and solved event is emitted
-//! exactly once across processes: as a structured log event on the `sentinela::issues`
-//! target and, when `store.events_queue` names a queue, as a JSON message on it.
+//! says whether this process made it, so only the process that made a change reports it.
+//!
+//! Events are at least once, through an outbox: the event of a change (`created`, `updated`,
+//! `solved`, with a stable `event_id`) is written in the same transaction as the change, then
+//! published — a structured log event on the `sentinela::issues` target and, when
+//! `store.events_queue` names a queue, a JSON message on it — and then deleted. An event a
+//! crash or a failed send left behind is published again at start and by a sweep every
+//! [`SWEEP_EVERY`], in `event_id` order, with its original id and time: a consumer drops
+//! the ids it has seen.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +39,8 @@ pub const TARGET: &str = "sentinela::issues";
 pub const MAX_DATA_BYTES: usize = 256 << 10;
 /// Longest issue id.
 pub const MAX_ID_BYTES: usize = 256;
+/// How long an SQLite connection waits for another process's write lock.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 /// The schema this build creates and understands.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -123,6 +131,10 @@ pub struct IssueStore {
     events: Option<EventQueue>,
 }
 
+/// How often events left unpublished are published again, and how old they must be (younger
+/// ones may still be on their way).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sentinela_schema (version BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sentinela_issues (
@@ -139,6 +151,38 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS sentinela_issues_by_monitor
         ON sentinela_issues (monitor, status)",
 ];
+
+/// The outbox: events committed with their change and not yet published. The id column is
+/// the one thing SQLite and PostgreSQL spell differently.
+fn outbox_table(kind: StoreKind) -> String {
+    let id = match kind {
+        StoreKind::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        StoreKind::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS sentinela_events (
+            event_id {id},
+            monitor TEXT NOT NULL,
+            issue_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            data TEXT,
+            at BIGINT NOT NULL
+        )"
+    )
+}
+
+/// An issue event as the outbox holds it.
+#[derive(Debug, Clone)]
+struct IssueEvent {
+    event_id: i64,
+    monitor: String,
+    issue_id: String,
+    event: String,
+    /// The issue's data as stored (JSON text); `None` for `solved`.
+    data: Option<String>,
+    /// When the change was made, in Unix milliseconds.
+    at: i64,
+}
 
 impl IssueStore {
     /// Connects (creating the SQLite file if needed) and creates or checks the schema.
@@ -171,9 +215,23 @@ impl IssueStore {
             .close()
             .await
             .map_err(cannot_open)?;
+        let sqlite = config.kind == StoreKind::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
+            // Every connection waits the same for a writer of another process.
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        connection
+                            .execute(
+                                format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str(),
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(cannot_open)?;
@@ -220,13 +278,12 @@ impl IssueStore {
                 tx.execute("SELECT pg_advisory_xact_lock(7301594114)")
                     .await?;
             }
-            StoreKind::Sqlite => {
-                tx.execute("PRAGMA busy_timeout = 10000").await?;
-            }
+            StoreKind::Sqlite => {}
         }
         for statement in SCHEMA {
             tx.execute(*statement).await?;
         }
+        tx.execute(outbox_table(kind).as_str()).await?;
         let version: Option<i64> = sqlx::query("SELECT MAX(version) FROM sentinela_schema")
             .fetch_one(&mut *tx)
             .await?
@@ -297,11 +354,13 @@ impl IssueStore {
     }
 
     /// Updates the active issue `id` when its data differs, else creates it (when `create`).
-    /// Each step is one statement; the unique index settles races between processes.
+    /// Each step is one statement; the unique index settles races between processes. The
+    /// change and its event commit together; the event is published after.
     async fn upsert(&self, monitor: &str, id: &str, data: &Value, create: bool) -> Result<Change> {
         let text = data.to_string();
         let now = now_ms();
-        let update = || async {
+        let mut tx = self.pool.begin().await?;
+        let update = async |tx: &mut sqlx::Transaction<'static, sqlx::Any>| {
             let updated = sqlx::query(
                 "UPDATE sentinela_issues SET data = $1, updated_at = $2
                  WHERE monitor = $3 AND issue_id = $4 AND status = 'active' AND data <> $1",
@@ -310,14 +369,14 @@ impl IssueStore {
             .bind(now)
             .bind(monitor)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut **tx)
             .await?;
             anyhow::Ok(updated.rows_affected() == 1)
         };
-        let change = if update().await? {
+        let change = if update(&mut tx).await? {
             Change::Updated
         } else if !create {
-            if !self.is_active(monitor, id).await? {
+            if !self.is_active(&mut tx, monitor, id).await? {
                 tracing::warn!(
                     monitor,
                     issue_id = crate::guest_text::shortened(id, 64).as_str(),
@@ -336,31 +395,70 @@ impl IssueStore {
             .bind(id)
             .bind(&text)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 1 {
                 Change::Created
-            } else if update().await? {
+            } else if update(&mut tx).await? {
                 // Another process created it between our two statements, with other data.
                 Change::Updated
             } else {
                 Change::Unchanged
             }
         };
-        if change != Change::Unchanged {
-            self.emit(monitor, id, change, Some(data)).await;
+        if change == Change::Unchanged {
+            tx.commit().await?;
+            return Ok(change);
         }
+        let event = Self::add_event(&mut tx, monitor, id, change, Some(text), now).await?;
+        tx.commit().await?;
+        self.publish(event).await;
         Ok(change)
     }
 
-    async fn is_active(&self, monitor: &str, id: &str) -> Result<bool> {
+    /// Writes a change's event into the outbox, in the change's transaction.
+    async fn add_event(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        monitor: &str,
+        id: &str,
+        change: Change,
+        data: Option<String>,
+        at: i64,
+    ) -> Result<IssueEvent> {
+        let row = sqlx::query(
+            "INSERT INTO sentinela_events (monitor, issue_id, event, data, at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING event_id",
+        )
+        .bind(monitor)
+        .bind(id)
+        .bind(change.event())
+        .bind(data.as_deref())
+        .bind(at)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(IssueEvent {
+            event_id: row.try_get(0)?,
+            monitor: monitor.to_owned(),
+            issue_id: id.to_owned(),
+            event: change.event().to_owned(),
+            data,
+            at,
+        })
+    }
+
+    async fn is_active(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        monitor: &str,
+        id: &str,
+    ) -> Result<bool> {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM sentinela_issues
              WHERE monitor = $1 AND issue_id = $2 AND status = 'active'",
         )
         .bind(monitor)
         .bind(id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut **tx)
         .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
@@ -369,6 +467,7 @@ impl IssueStore {
     /// solved it first).
     pub async fn solve(&self, monitor: &str, id: &str) -> Result<bool> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         let solved = sqlx::query(
             "UPDATE sentinela_issues SET status = 'solved', solved_at = $1, updated_at = $1
              WHERE monitor = $2 AND issue_id = $3 AND status = 'active'",
@@ -376,14 +475,18 @@ impl IssueStore {
         .bind(now)
         .bind(monitor)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
-        if solved {
-            self.emit(monitor, id, Change::Solved, None).await;
+        if !solved {
+            tx.commit().await?;
+            return Ok(false);
         }
-        Ok(solved)
+        let event = Self::add_event(&mut tx, monitor, id, Change::Solved, None, now).await?;
+        tx.commit().await?;
+        self.publish(event).await;
+        Ok(true)
     }
 
     /// The monitor's active issues, as the guest sees them.
@@ -425,32 +528,126 @@ impl IssueStore {
         rows.iter().map(stored_issue).collect()
     }
 
-    /// One event per change: always in the log, and on the events queue when configured.
-    async fn emit(&self, monitor: &str, id: &str, change: Change, data: Option<&Value>) {
-        let event = change.event();
+    /// Publishes a committed event: in the log, on the events queue when configured, then
+    /// out of the outbox. A failed send leaves it there for the next sweep.
+    async fn publish(&self, event: IssueEvent) {
+        test_fault("abort-after-commit");
+        let IssueEvent {
+            event_id,
+            ref monitor,
+            ref issue_id,
+            ref event,
+            ref data,
+            at,
+        } = event;
+        let (monitor, issue_id, kind) = (monitor.as_str(), issue_id.as_str(), event.as_str());
         match data {
-            Some(data) => {
-                let data = data.to_string();
-                tracing::info!(target: TARGET, monitor, issue_id = id, event, data = data.as_str(), "issue {event}")
+            Some(data) => tracing::info!(
+                target: TARGET,
+                monitor,
+                issue_id,
+                event = kind,
+                event_id,
+                data = data.as_str(),
+                "issue {kind}"
+            ),
+            None => {
+                tracing::info!(target: TARGET, monitor, issue_id, event = kind, event_id, "issue {kind}")
             }
-            None => tracing::info!(target: TARGET, monitor, issue_id = id, event, "issue {event}"),
         }
-        let Some(events) = &self.events else { return };
-        let body = serde_json::json!({
-            "type": "issue",
-            "event": event,
-            "monitor": monitor,
-            "issue_id": id,
-            "data": data,
-            "at": now_ms() as f64 / 1000.0,
-        });
-        if let Err(e) = events
-            .queues
-            .send_host_message(&events.queue, body.to_string())
+        if let Some(events) = &self.events {
+            let data: Option<Value> = data
+                .as_deref()
+                .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned())));
+            let body = serde_json::json!({
+                "type": "issue",
+                "event": kind,
+                "event_id": event_id,
+                "monitor": monitor,
+                "issue_id": issue_id,
+                "data": data,
+                "at": at as f64 / 1000.0,
+            });
+            if let Err(e) = events
+                .queues
+                .send_host_message(&events.queue, body.to_string())
+                .await
+            {
+                tracing::error!(monitor, issue_id, event = kind, event_id, queue = %events.queue, "cannot send the issue event; it is sent again by the next sweep: {}", crate::guest_text::escape(&e));
+                return;
+            }
+        }
+        if let Err(e) = sqlx::query("DELETE FROM sentinela_events WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&self.pool)
             .await
         {
-            tracing::error!(monitor, issue_id = id, event, queue = %events.queue, "cannot send the issue event: {}", crate::guest_text::escape(&e));
+            tracing::warn!(
+                event_id,
+                "cannot take a published event out of the outbox; it is published again by the next sweep: {}",
+                describe(&e)
+            );
         }
+    }
+
+    /// Publishes the events of the outbox older than `min_age`, oldest first: those a crash
+    /// or a failed send left behind. Returns how many.
+    pub async fn publish_pending(&self, min_age: Duration) -> Result<usize> {
+        let before = now_ms() - min_age.as_millis() as i64;
+        let mut published = 0;
+        let mut after = 0i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT event_id, monitor, issue_id, event, data, at FROM sentinela_events
+                 WHERE at < $1 AND event_id > $2 ORDER BY event_id LIMIT 500",
+            )
+            .bind(before)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(published);
+            }
+            for row in &rows {
+                let event = IssueEvent {
+                    event_id: row.try_get(0)?,
+                    monitor: row.try_get(1)?,
+                    issue_id: row.try_get(2)?,
+                    event: row.try_get(3)?,
+                    data: row.try_get(4)?,
+                    at: row.try_get(5)?,
+                };
+                after = event.event_id;
+                self.publish(event).await;
+                published += 1;
+            }
+        }
+    }
+
+    /// Publishes what is left in the outbox now, then every [`SWEEP_EVERY`]; runs until
+    /// dropped.
+    pub async fn sweep_outbox(&self) {
+        let mut min_age = Duration::ZERO;
+        loop {
+            match self.publish_pending(min_age).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "published issue events left unpublished"),
+                Err(e) => tracing::warn!("cannot read the issue event outbox: {e:#}"),
+            }
+            min_age = SWEEP_EVERY;
+            tokio::time::sleep(SWEEP_EVERY).await;
+        }
+    }
+}
+
+/// A crash at a named point, for the tests of what survives one; only in debug builds, when
+/// `SENTINELA_TEST_FAULT` names the point.
+fn test_fault(point: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("SENTINELA_TEST_FAULT").is_ok_and(|fault| fault == point)
+    {
+        eprintln!("SENTINELA_TEST_FAULT: aborting at {point}");
+        std::process::abort();
     }
 }
 
@@ -757,6 +954,17 @@ impl RawStore {
                 dir.unwrap_or(Path::new(".")).join(format!("{stem}.db"))
             }
         };
+        // What `run` would open: an existing path must be a database file, not a directory
+        // or a device.
+        if self.kind == StoreKind::Sqlite
+            && let Ok(meta) = std::fs::metadata(&path)
+            && !meta.is_file()
+        {
+            return Err(format!(
+                "store.path: {} is not a regular file",
+                path.display()
+            ));
+        }
         Ok(StoreConfig {
             kind: self.kind,
             path,

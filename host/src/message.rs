@@ -67,14 +67,31 @@ pub struct InvalidMessage(String);
 
 impl From<&str> for InvalidMessage {
     fn from(text: &str) -> Self {
-        InvalidMessage(text.to_owned())
+        InvalidMessage::from(text.to_owned())
     }
 }
 
 impl From<String> for InvalidMessage {
+    /// Parse errors quote the body (`unknown variant ...`): escaped and bounded, as every
+    /// sender's text is.
     fn from(text: String) -> Self {
-        InvalidMessage(text)
+        InvalidMessage(crate::guest_text::shortened(&text, MAX_REASON_CHARS))
     }
+}
+
+/// The longest reason a bad message is dead-lettered with.
+const MAX_REASON_CHARS: usize = 300;
+
+/// `tasks` without repeats, in first-seen order: a message listing `search` 25,000 times
+/// runs it once.
+fn distinct(tasks: Vec<Task>) -> Vec<Task> {
+    let mut seen = Vec::with_capacity(2);
+    for task in tasks {
+        if !seen.contains(&task) {
+            seen.push(task);
+        }
+    }
+    seen
 }
 
 #[derive(Deserialize)]
@@ -135,6 +152,7 @@ impl Message {
                 payload
                     .pointer("/params/tasks")
                     .and_then(|t| serde_json::from_value::<Vec<Task>>(t.clone()).ok())
+                    .map(distinct)
                     .unwrap_or_else(|| vec![Task::Search, Task::Update]),
             ),
             Message::Request { payload, .. } => Work::Handle(MessageKind::Request, payload),
@@ -145,19 +163,20 @@ impl Message {
     /// Parses a body. The error says what is wrong without echoing a huge body.
     pub fn parse(body: &str) -> Result<Message, InvalidMessage> {
         let envelope: Envelope = serde_json::from_str(body).map_err(|e| {
-            InvalidMessage(format!("not a {{\"type\", \"payload\"}} JSON object: {e}"))
+            InvalidMessage::from(format!("not a {{\"type\", \"payload\"}} JSON object: {e}"))
         })?;
         let payload = envelope.payload.ok_or("message has no 'payload' field")?;
         match envelope.kind.as_str() {
             "process_monitor" => {
-                let p: ProcessMonitorPayload = serde_json::from_value(payload)
-                    .map_err(|e| InvalidMessage(format!("invalid process_monitor payload: {e}")))?;
+                let p: ProcessMonitorPayload = serde_json::from_value(payload).map_err(|e| {
+                    InvalidMessage::from(format!("invalid process_monitor payload: {e}"))
+                })?;
                 if p.tasks.is_empty() {
                     return Err("invalid process_monitor payload: 'tasks' is empty".into());
                 }
                 Ok(Message::ProcessMonitor {
                     monitor_id: p.monitor_id.into_string(),
-                    tasks: p.tasks,
+                    tasks: distinct(p.tasks),
                 })
             }
             "event" => {
@@ -281,6 +300,49 @@ mod tests {
             let message = Message::parse(body).unwrap();
             assert_eq!(message.monitor_id(), monitor, "{body}");
             assert_eq!(message.into_work(), work, "{body}");
+        }
+    }
+
+    #[test]
+    fn repeated_tasks_run_once() {
+        let many = vec!["search"; 25_000].join("\", \"");
+        let body = format!(
+            r#"{{"type": "process_monitor", "payload": {{"monitor_id": "m", "tasks": ["{many}", "update"]}}}}"#
+        );
+        assert_eq!(
+            Message::parse(&body).unwrap().into_work(),
+            Work::Tasks(vec![Task::Search, Task::Update])
+        );
+        let body = format!(
+            r#"{{"type": "request", "payload": {{"action": "monitor_refresh", "params": {{"target_id": "m", "tasks": ["update", "{many}", "update"]}}}}}}"#
+        );
+        assert_eq!(
+            Message::parse(&body).unwrap().into_work(),
+            Work::Refresh(vec![Task::Update, Task::Search])
+        );
+    }
+
+    /// What a sender put in a message is never echoed raw or whole.
+    #[test]
+    fn reasons_are_escaped_and_bounded() {
+        let huge = "t".repeat(256 << 10);
+        for body in [
+            r#"{"type": "evil\n2026-01-01 INFO forged\u001b[31m", "payload": {}}"#.to_string(),
+            format!(r#"{{"type": "{huge}", "payload": {{}}}}"#),
+            format!(
+                r#"{{"type": "process_monitor", "payload": {{"monitor_id": "m", "tasks": ["re\nboot{huge}"]}}}}"#
+            ),
+        ] {
+            let reason = Message::parse(&body).unwrap_err().to_string();
+            assert!(
+                reason.chars().count() <= MAX_REASON_CHARS + 16,
+                "{} chars",
+                reason.len()
+            );
+            assert!(
+                !reason.contains('\n') && !reason.contains('\u{1b}'),
+                "{reason}"
+            );
         }
     }
 

@@ -178,7 +178,7 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
-    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<Value>) {
+    pub fn terminate(self, timeout: Duration) -> (ExitStatus, Vec<Value>) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -187,6 +187,12 @@ impl Running {
                 .unwrap()
                 .success()
         );
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the process to exit on its own, failing the test after `timeout`; returns
+    /// its status and every line it wrote (lines that are not JSON as strings).
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, Vec<Value>) {
         // stderr closes when the process exits.
         let deadline = Instant::now() + timeout;
         let (lock, ready) = &*self.log;
@@ -195,7 +201,7 @@ impl Running {
             let now = Instant::now();
             assert!(
                 now < deadline,
-                "sentinela did not exit within {timeout:?} of SIGTERM:\n{}",
+                "sentinela did not exit within {timeout:?}:\n{}",
                 dump(&log.events)
             );
             log = ready.wait_timeout(log, deadline - now).unwrap().0;
@@ -245,11 +251,13 @@ pub fn poll_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
     }
 }
 
-/// A loopback TCP proxy that can cut every connection and refuse new ones for a while: a
-/// network outage between the host and a server, without touching either.
+/// A loopback TCP proxy that can cut every connection and refuse new ones for a while (a
+/// network outage between the host and a server, without touching either), or accept new
+/// ones and never answer (a hung server).
 pub struct FlakyProxy {
     port: u16,
     cut: Arc<std::sync::atomic::AtomicBool>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
     open: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
@@ -259,13 +267,19 @@ impl FlakyProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (cut_flag, registry) = (cut.clone(), open.clone());
+        let (cut_flag, hang_flag, registry) = (cut.clone(), hang.clone(), open.clone());
         std::thread::spawn(move || {
+            let mut held = Vec::new();
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 if cut_flag.load(Ordering::SeqCst) {
                     drop(client);
+                    continue;
+                }
+                if hang_flag.load(Ordering::SeqCst) {
+                    held.push(client);
                     continue;
                 }
                 let Ok(server) = std::net::TcpStream::connect(target) else {
@@ -287,7 +301,12 @@ impl FlakyProxy {
                 }
             }
         });
-        FlakyProxy { port, cut, open }
+        FlakyProxy {
+            port,
+            cut,
+            hang,
+            open,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -307,8 +326,23 @@ impl FlakyProxy {
         }
     }
 
+    /// Closes every open connection; new ones are accepted and never answered until
+    /// [`FlakyProxy::restore`].
+    pub fn hang(&self) {
+        self.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     pub fn restore(&self) {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.hang.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

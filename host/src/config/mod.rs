@@ -7,6 +7,7 @@
 //! plugin path) lives in that value's `Deserialize` impl, so that serde_yaml reports it with
 //! the key path, line and column. Every error is prefixed with the config file's path.
 
+mod shape;
 pub mod values;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,6 +30,9 @@ use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 use crate::queue::{ApplicationQueueConfig, QueueKind};
 use crate::runtime::ExecutorConfig;
 use values::{ByteSize, ConfigDuration, ConfigPath, CredentialName, MonitorName, Schedule};
+
+/// The longest config error shown: a value quoted in it may be huge.
+const MAX_ERROR_CHARS: usize = 1000;
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -195,7 +199,20 @@ impl Config {
 
     /// Parses and validates `text` as the config file at `path` (relative paths resolve against
     /// its directory): [`Config::load`] without reading the file.
+    ///
+    /// The file's size and nesting are checked before it is parsed, and every error's text —
+    /// which may quote a value of the file — is escaped and bounded like guest text.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        shape::check(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse_shaped(path, text).map_err(|e| {
+            anyhow::anyhow!(crate::guest_text::shortened(
+                &format!("{e:#}"),
+                MAX_ERROR_CHARS
+            ))
+        })
+    }
+
+    fn parse_shaped(path: &Path, text: &str) -> Result<Config> {
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -242,6 +259,15 @@ impl Config {
                 return Err(fail(
                     "give exactly one of 'assume_role' or 'ssm_keys'".into(),
                 ));
+            }
+            if let Some(role) = &connector.assume_role
+                && connector.refresh_window.0 >= role.duration.0
+            {
+                return Err(fail(format!(
+                    "refresh_window ({:?}) must be shorter than assume_role.duration ({:?}), \
+                     or every request would assume the role again",
+                    connector.refresh_window.0, role.duration.0
+                )));
             }
             credentials.insert(parsed, connector.clone());
         }
@@ -291,20 +317,8 @@ impl Config {
                     );
                 }
             }
-            if monitor.limits.timeout.0 > Limits::MAX_TIMEOUT {
-                bail!(
-                    "{}: monitors[{index}].limits.timeout: at most {} s",
-                    path.display(),
-                    Limits::MAX_TIMEOUT.as_secs()
-                );
-            }
-            if monitor.limits.memory.0 > Limits::MAX_MEMORY {
-                bail!(
-                    "{}: monitors[{index}].limits.memory: {} bytes is over the maximum of {} bytes (4GiB)",
-                    path.display(),
-                    monitor.limits.memory.0,
-                    Limits::MAX_MEMORY
-                );
+            if let Some((key, why)) = monitor.limits.out_of_range() {
+                bail!("{}: monitors[{index}].limits.{key}: {why}", path.display());
             }
             if !monitor.plugin.0.is_file() {
                 let line = line_of_monitor(text, monitor.name.as_str())
@@ -318,6 +332,16 @@ impl Config {
             }
         }
 
+        if let Some(dir) = &raw.cache_dir
+            && let Ok(meta) = std::fs::metadata(&dir.0)
+            && !meta.is_dir()
+        {
+            bail!(
+                "{}: cache_dir: {} is not a directory",
+                path.display(),
+                dir.0.display()
+            );
+        }
         Ok(Config {
             path: path.to_path_buf(),
             plugins: raw.plugins,

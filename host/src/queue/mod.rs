@@ -69,6 +69,15 @@ impl ApplicationQueue {
         }
     }
 
+    /// How long a receive may wait for messages before it returns empty: `internal` for the
+    /// in-process queue, `queue_wait_message_time` for SQS.
+    pub fn receive_wait(&self, internal: Duration) -> Duration {
+        match self {
+            ApplicationQueue::Internal(_) => internal,
+            ApplicationQueue::Sqs(q) => Duration::from_secs(q.wait_seconds.max(0) as u64),
+        }
+    }
+
     /// Keeps a message in process hidden from other consumers.
     pub async fn extend(&self, message: &Received) -> Result<()> {
         match self {
@@ -99,7 +108,7 @@ impl ApplicationQueue {
     pub async fn dead_letter(&self, message: &Received, reason: &str) -> Result<()> {
         match self {
             ApplicationQueue::Internal(_) => {
-                let shown: String = message.body.chars().take(200).collect();
+                let shown = crate::guest_text::shortened(&message.body, 200);
                 tracing::error!("dropping application queue message: {reason}; body: {shown}");
                 Ok(())
             }

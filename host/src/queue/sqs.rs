@@ -31,7 +31,7 @@ pub struct SqsQueue {
     client: Client,
     name: String,
     url: String,
-    wait_seconds: i32,
+    pub(super) wait_seconds: i32,
     visibility_seconds: i32,
     /// `application_queue.max_receive_count`: deliveries after which a message is dead-lettered.
     pub max_receive_count: u32,
@@ -56,14 +56,21 @@ const LINGER: Duration = Duration::from_millis(5);
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: &aws_sdk_sqs::error::SdkError<E>,
 ) -> String {
-    match e.as_service_error() {
-        Some(service) => format!(
+    let status = e
+        .raw_response()
+        .map(|r| format!("HTTP {}: ", r.status().as_u16()))
+        .unwrap_or_default();
+    let text = match e.as_service_error() {
+        Some(service) if service.code().is_some() || service.message().is_some() => format!(
             "{}: {}",
             service.code().unwrap_or("error"),
             service.message().unwrap_or("")
         ),
-        None => format!("{}", DisplayErrorContext(e)),
-    }
+        // No code and no message (a proxy's HTML page, an empty 5xx): the SDK's own words.
+        _ => format!("{}", DisplayErrorContext(e)),
+    };
+    // Service text may be anything an endpoint sends back: escaped and bounded.
+    format!("{status}{}", crate::guest_text::shortened(&text, 512))
 }
 
 impl SqsQueue {
@@ -294,7 +301,7 @@ impl SqsQueue {
             None => tracing::error!(
                 queue = %self.name,
                 receive_count = message.receive_count,
-                body = %message.body.chars().take(200).collect::<String>(),
+                body = crate::guest_text::shortened(&message.body, 200).as_str(),
                 "dropped a message that cannot be processed: {reason}"
             ),
         }

@@ -17,10 +17,14 @@ use crate::message::{Message, Work};
 use crate::monitor::Call;
 use crate::queue::Received;
 
-use super::{Runtime, ScheduledMonitor, lock};
+use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
 
 /// How long the executor waits for a message before checking for shutdown again.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
+/// How long past its expected end a queue or store call may run before a warning says so.
+pub const SLOW_AFTER: Duration = Duration::from_secs(4);
+/// How long releasing the unfinished messages may take at shutdown, after the grace period.
+const RELEASE_DEADLINE: Duration = Duration::from_millis(500);
 
 impl Runtime {
     pub(super) async fn execute(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -48,7 +52,11 @@ impl Runtime {
             }
             let received = tokio::select! {
                 _ = stop.changed() => break,
-                received = self.queue.receive(RECEIVE_WAIT, free.len()) => received,
+                received = warn_if_slow(
+                    "the application queue's receive",
+                    self.queue.receive_wait(RECEIVE_WAIT) + SLOW_AFTER,
+                    self.queue.receive(RECEIVE_WAIT, free.len()),
+                ) => received,
             };
             while running.try_join_next().is_some() {}
             match received {
@@ -98,10 +106,27 @@ impl Runtime {
                 count = unfinished.len(),
                 "tasks still running after the {grace:?} grace period; releasing their messages"
             );
+            // Together and bounded: a hung queue cannot hold the exit. A message not
+            // released comes back when its visibility timeout ends.
+            let mut releases = JoinSet::new();
             for message in unfinished {
-                if let Err(e) = self.queue.release(&message).await {
-                    tracing::error!("cannot release a message at shutdown: {e:#}");
+                let queue = self.queue.clone();
+                releases.spawn(async move { queue.release(&message).await });
+            }
+            let released = tokio::time::timeout(RELEASE_DEADLINE, async {
+                while let Some(outcome) = releases.join_next().await {
+                    if let Ok(Err(e)) = outcome {
+                        tracing::error!("cannot release a message at shutdown: {e:#}");
+                    }
                 }
+            })
+            .await;
+            match released {
+                Ok(()) => {}
+                Err(_) => tracing::error!(
+                    "the application queue did not answer within {RELEASE_DEADLINE:?} at \
+                     shutdown; unreleased messages come back when their visibility ends"
+                ),
             }
         }
     }
@@ -143,36 +168,60 @@ impl Runtime {
             receive_count = received.receive_count,
             "processing message"
         );
-        tokio::select! {
-            _ = heartbeat => {}
-            _ = self.dispatch(message) => {}
+        let monitor_id = message.monitor_id().to_owned();
+        let known = tokio::select! {
+            _ = heartbeat => true,
+            known = self.dispatch(message) => known,
+        };
+        if !known {
+            let monitor = crate::guest_text::shortened(&monitor_id, 64);
+            if self.queue.is_shared() {
+                // Perhaps for an executor of a newer config (a rolling deploy): left on the
+                // queue, it goes to one that knows the monitor, or to the dead-letter queue
+                // after `max_receive_count` deliveries.
+                tracing::warn!(
+                    monitor = monitor.as_str(),
+                    message_id,
+                    receive_count = received.receive_count,
+                    max_receive_count = self.queue.max_receive_count(),
+                    "no monitor of that name in this process; message left on the queue"
+                );
+                return;
+            }
+            tracing::error!(
+                monitor = monitor.as_str(),
+                "dropping message for an unknown monitor"
+            );
         }
-        match self.queue.delete(&received).await {
+        match warn_if_slow(
+            "the application queue's delete",
+            SLOW_AFTER,
+            self.queue.delete(&received),
+        )
+        .await
+        {
             Ok(()) => tracing::debug!(message_id, "message processed"),
             Err(e) => tracing::error!(message_id, "cannot delete a processed message: {e:#}"),
         }
     }
 
-    /// Does what the message asks of its monitor ([`Message::into_work`]).
-    async fn dispatch(&self, message: Message) {
+    /// Does what the message asks of its monitor ([`Message::into_work`]); false when this
+    /// process has no monitor of that name.
+    async fn dispatch(&self, message: Message) -> bool {
         let Some(monitor) = self.monitors.get(message.monitor_id()) else {
-            tracing::error!(
-                monitor = crate::guest_text::shortened(message.monitor_id(), 64).as_str(),
-                "dropping message for an unknown monitor"
-            );
-            return;
+            return false;
         };
         match message.into_work() {
             Work::Tasks(tasks) => {
                 if self.queue.is_shared() && monitor.backing_off() {
-                    return;
+                    return true;
                 }
                 if self.queue.is_shared() && !monitor.claim() {
                     tracing::info!(
                         monitor = monitor.name(),
                         "already running in this process; message skipped"
                     );
-                    return;
+                    return true;
                 }
                 self.run_tasks_fairly(monitor, &tasks).await;
                 monitor.release();
@@ -183,13 +232,14 @@ impl Runtime {
                         monitor = monitor.name(),
                         "refresh skipped: the monitor is queued or running"
                     );
-                    return;
+                    return true;
                 }
                 self.run_tasks(monitor, &tasks).await;
                 monitor.release();
             }
             Work::Handle(kind, payload) => self.handle(monitor, kind, payload).await,
         }
+        true
     }
 
     async fn handle(

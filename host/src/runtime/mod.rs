@@ -93,6 +93,9 @@ impl Runtime {
             (role != Role::Executor).then(|| tokio::spawn(self.clone().schedule(stop_rx.clone())));
         let executor =
             (role != Role::Controller).then(|| tokio::spawn(self.clone().execute(stop_rx)));
+        // Events a crash or a failed send left in the outbox: now, then every sweep.
+        let issues = self.issues.clone();
+        let sweeper = tokio::spawn(async move { issues.sweep_outbox().await });
         tracing::info!(
             role = ?role,
             monitors = self.monitors.len(),
@@ -108,6 +111,7 @@ impl Runtime {
         if let Some(executor) = executor {
             executor.await?;
         }
+        sweeper.abort();
         let pending = self.queue.pending();
         if pending > 0 {
             tracing::warn!(
@@ -118,6 +122,19 @@ impl Runtime {
         tracing::info!("sentinela stopped");
         Ok(())
     }
+}
+
+/// Awaits `work`, with a warning if it takes longer than `after`: a hung dependency shows in
+/// the log while it hangs, not only when it gives up.
+async fn warn_if_slow<T>(what: &str, after: Duration, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        done = &mut work => return done,
+        _ = tokio::time::sleep(after) => {
+            tracing::warn!(waited_s = after.as_secs(), "{what} has not answered for {after:?}; still waiting");
+        }
+    }
+    work.await
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

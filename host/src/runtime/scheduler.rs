@@ -1,14 +1,63 @@
 //! The scheduler: cron triggers become `process_monitor` messages on the application queue.
+//!
+//! The scheduler never waits on the queue: each tick's message is sent by a task of its own
+//! with [`SEND_DEADLINE`], so a hung queue delays no later tick and no shutdown. A tick that
+//! cannot be sent is dropped (the monitor's next tick comes as usual): the first one after a
+//! quiet period is logged at once, the rest are counted and reported every [`REPORT_EVERY`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::message::{Message, Task};
 
 use super::{Runtime, ScheduledMonitor};
+
+/// How long one tick's send may take: under the shortest cron interval (one second).
+pub const SEND_DEADLINE: Duration = Duration::from_millis(800);
+/// How often ticks that could not be sent are reported, with their count.
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// How long the scheduler sleeps when no monitor has a schedule (it wakes for reports and
+/// shutdown anyway).
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Ticks not sent since the last report.
+#[derive(Default)]
+struct UnsentTicks {
+    count: u64,
+    last_error: String,
+}
+
+impl UnsentTicks {
+    /// Counts one; the first of a quiet period is logged at once, with its monitor.
+    fn record(&mut self, monitor: &str, error: String) {
+        if self.count == 0 {
+            tracing::error!(monitor, "cannot queue monitor tasks: {error}");
+        }
+        self.count += 1;
+        self.last_error = error;
+    }
+
+    /// The report of the period that ends: nothing when every tick was sent.
+    fn report(&mut self) {
+        if self.count > 1 {
+            tracing::warn!(
+                unsent_ticks = self.count,
+                period_s = REPORT_EVERY.as_secs(),
+                "{} monitor ticks could not be queued in the last {}s; last error: {}",
+                self.count,
+                REPORT_EVERY.as_secs(),
+                self.last_error
+            );
+        }
+        self.count = 0;
+    }
+}
 
 impl Runtime {
     pub(super) async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -24,15 +73,27 @@ impl Runtime {
                 }
             }
         }
+        let mut sends: JoinSet<Option<(Arc<ScheduledMonitor>, String)>> = JoinSet::new();
+        let mut unsent = UnsentTicks::default();
+        let mut reports = tokio::time::interval(REPORT_EVERY);
         loop {
-            let Some(&wake) = next.values().min() else {
-                let _ = stop.changed().await;
-                return;
-            };
-            let sleep = (wake - Utc::now()).to_std().unwrap_or_default();
+            let wake = next.values().min().copied();
+            let sleep = wake
+                .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(IDLE);
             tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => break,
+                _ = tokio::time::sleep(sleep), if wake.is_some() => {}
+                Some(sent) = sends.join_next() => {
+                    if let Ok(Some((monitor, error))) = sent {
+                        unsent.record(monitor.name(), error);
+                    }
+                    continue;
+                }
+                _ = reports.tick() => {
+                    unsent.report();
+                    continue;
+                }
             }
             let now = Utc::now();
             let mut due: HashMap<&str, Vec<Task>> = HashMap::new();
@@ -53,44 +114,55 @@ impl Runtime {
             }
             for (name, mut tasks) in due {
                 tasks.sort_by_key(|t| *t == Task::Update);
-                self.trigger(&self.monitors[name], tasks).await;
+                if let Some(send) = self.clone().trigger(self.monitors[name].clone(), tasks) {
+                    sends.spawn(send);
+                }
             }
         }
+        // Ticks still being sent are dropped; they are recomputed at the next start.
+        sends.abort_all();
+        unsent.report();
     }
 
-    /// Enqueues a `process_monitor` message. With the in-process queue, a monitor that is
-    /// still queued or running is not triggered again; a shared queue's consumers are other
-    /// processes, so there each executor skips a monitor it is already running.
-    async fn trigger(&self, monitor: &ScheduledMonitor, tasks: Vec<Task>) {
+    /// The send of a `process_monitor` message, or `None` when the tick is skipped: with the
+    /// in-process queue, a monitor that is still queued or running is not triggered again; a
+    /// shared queue's consumers are other processes, so there each executor skips a monitor
+    /// it is already running. The send yields the monitor and the error when it fails.
+    fn trigger(
+        self: Arc<Self>,
+        monitor: Arc<ScheduledMonitor>,
+        tasks: Vec<Task>,
+    ) -> Option<impl Future<Output = Option<(Arc<ScheduledMonitor>, String)>> + use<>> {
         let gate = !self.queue.is_shared();
         if gate && monitor.backing_off() {
-            return;
+            return None;
         }
         if gate && !monitor.claim() {
             tracing::debug!(
                 monitor = monitor.name(),
                 "still queued or running; trigger skipped"
             );
-            return;
+            return None;
         }
         let body = Message::process_monitor(monitor.name(), tasks).to_json();
-        match self.queue.send(body).await {
-            Ok(message_id) => {
-                tracing::debug!(
-                    monitor = monitor.name(),
-                    message_id = message_id.as_deref().unwrap_or(""),
-                    "queued monitor tasks"
-                )
-            }
-            Err(e) => {
-                if gate {
-                    monitor.release();
+        Some(async move {
+            let sent = tokio::time::timeout(SEND_DEADLINE, self.queue.send(body)).await;
+            let error = match sent {
+                Ok(Ok(message_id)) => {
+                    tracing::debug!(
+                        monitor = monitor.name(),
+                        message_id = message_id.as_deref().unwrap_or(""),
+                        "queued monitor tasks"
+                    );
+                    return None;
                 }
-                tracing::error!(
-                    monitor = monitor.name(),
-                    "cannot queue monitor tasks: {e:#}"
-                );
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(_) => format!("the application queue did not answer within {SEND_DEADLINE:?}"),
+            };
+            if gate {
+                monitor.release();
             }
-        }
+            Some((monitor, error))
+        })
     }
 }

@@ -8,7 +8,8 @@ use tracing::Instrument;
 use crate::message::Task;
 use crate::monitor::{Call, CallErrorKind, MonitorPlugin, Reply};
 
-use super::{Runtime, ScheduledMonitor, lock};
+use super::executor::SLOW_AFTER;
+use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
 
 impl Runtime {
     /// Runs the tasks, unless the monitor's last task hit its deadline and the slots such
@@ -79,19 +80,9 @@ impl Runtime {
             // too many.
             let limit = limits.active_issues as usize;
             if !found.is_empty()
-                && self
-                    .issues
-                    .active_count(&plugin.name)
-                    .await
-                    .map_err(TaskError::Store)?
-                    + found.len()
-                    > limit
+                && stored(self.issues.active_count(&plugin.name)).await? + found.len() > limit
             {
-                let active = self
-                    .issues
-                    .active_ids(&plugin.name)
-                    .await
-                    .map_err(TaskError::Store)?;
+                let active = stored(self.issues.active_ids(&plugin.name)).await?;
                 let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
                 if active.len() + opened > limit {
                     return Err(TaskError::Limit(format!(
@@ -103,21 +94,14 @@ impl Runtime {
                     )));
                 }
             }
-            self.issues
-                .record_found(&plugin.name, found)
-                .await
-                .map_err(TaskError::Store)?;
+            stored(self.issues.record_found(&plugin.name, found)).await?;
         }
         Ok(())
     }
 
     /// `update` with the active issues, then `is-solved` for each of them.
     async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
-        let active = self
-            .issues
-            .active(&plugin.name)
-            .await
-            .map_err(TaskError::Store)?;
+        let active = stored(self.issues.active(&plugin.name)).await?;
         if active.is_empty() {
             return Ok(());
         }
@@ -129,24 +113,14 @@ impl Runtime {
                 plugin.limits.issues_per_call,
             )
             .map_err(TaskError::Limit)?;
-            self.issues
-                .record_updated(&plugin.name, updated)
-                .await
-                .map_err(TaskError::Store)?;
+            stored(self.issues.record_updated(&plugin.name, updated)).await?;
         }
-        let active = self
-            .issues
-            .active(&plugin.name)
-            .await
-            .map_err(TaskError::Store)?;
+        let active = stored(self.issues.active(&plugin.name)).await?;
         for issue in active {
             let id = issue.id.clone();
             match plugin.call(Call::IsSolved(issue)).await {
                 Ok(Reply::Solved(true)) => {
-                    self.issues
-                        .solve(&plugin.name, &id)
-                        .await
-                        .map_err(TaskError::Store)?;
+                    stored(self.issues.solve(&plugin.name, &id)).await?;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(issue_id = id.as_str(), "{e}"),
@@ -154,6 +128,13 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// A store call of a task: a warning when it hangs, its error as [`TaskError::Store`].
+async fn stored<T>(call: impl Future<Output = anyhow::Result<T>>) -> Result<T, TaskError> {
+    warn_if_slow("the issue store", SLOW_AFTER, call)
+        .await
+        .map_err(TaskError::Store)
 }
 
 /// Why a task failed.
