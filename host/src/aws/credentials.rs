@@ -147,6 +147,16 @@ pub enum CredentialError {
     Circle(CredentialName),
 }
 
+impl From<CredentialError> for TransportError {
+    fn from(e: CredentialError) -> Self {
+        if e.is_invalid_request() {
+            TransportError::Invalid(e.to_string())
+        } else {
+            TransportError::Credentials(e.to_string())
+        }
+    }
+}
+
 impl CredentialError {
     /// Whether the call's arguments are at fault (a bad or missing region), rather than the
     /// host's configuration.

@@ -22,7 +22,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::credentials::CredentialError;
 use super::services::{Protocol, Service};
 use crate::audit::{Actor, AuditEvent};
 use crate::config::values::CredentialName;
@@ -98,16 +97,6 @@ pub struct ServiceError {
     pub status: u16,
     /// Whether AWS's answer says trying again may succeed (throttling, 5xx).
     pub retryable: bool,
-}
-
-impl From<CredentialError> for TransportError {
-    fn from(e: CredentialError) -> Self {
-        if e.is_invalid_request() {
-            TransportError::Invalid(e.to_string())
-        } else {
-            TransportError::Credentials(e.to_string())
-        }
-    }
 }
 
 impl TransportError {
