@@ -499,3 +499,107 @@ fn limit_and_compile_keys_are_validated() {
         );
     }
 }
+
+/// Configs built to hurt: refused quickly, every quoted value escaped and bounded, every
+/// limit checked by `check` with its key instead of failing later in `run`.
+#[test]
+fn hostile_and_out_of_range_configs_are_refused_by_check() {
+    let blink = guest("blink");
+    let blink = blink.to_str().unwrap();
+
+    // Nested a million deep: refused before the YAML parser sees it.
+    let started = std::time::Instant::now();
+    let out = check_fails("deep", &format!("monitors: {}", "[".repeat(1_000_000)), &[]);
+    assert!(out.contains("nested more than 64 levels deep"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let out = check_fails(
+        "deep-policy",
+        &format!(
+            "credentials:\n  AUDIT:\n    source: MONITORING\n    assume_role:\n      role_arn: arn:aws:iam::123456789012:role/a\n      policy: {}\n{}",
+            "{a: ".repeat(100_000),
+            monitor_yaml(blink, "")
+        ),
+        &[],
+    );
+    assert!(out.contains("nested more than 64 levels deep"), "{out}");
+
+    // A terminal escape and a newline in a value: quoted escaped, never raw.
+    let out = check_fails(
+        "escape",
+        &format!(
+            "monitors:\n  - name: \"bad\\e]0;pwned\\a\\n2026-01-01 INFO forged\"\n    plugin: {blink}\n"
+        ),
+        &[],
+    );
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(!out.contains("\n2026-01-01 INFO forged"), "{out}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+
+    // A 3 MB value (under the 4 MiB file limit): the error stays short.
+    let out = check_fails(
+        "huge-value",
+        &monitor_yaml(
+            blink,
+            &format!("    search_cron: \"{}\"\n", "9".repeat(3 << 20)),
+        ),
+        &[],
+    );
+    assert!(
+        out.contains("search_cron"),
+        "{}",
+        &out[..out.len().min(2000)]
+    );
+    assert!(out.len() < 8 << 10, "{} bytes of error", out.len());
+
+    let not_a_file = scratch_dir("a-directory");
+    for (name, yaml, expected) in [
+        (
+            "instances",
+            monitor_yaml(blink, "    limits:\n      instances: 0\n"),
+            "monitors[0].limits.instances: 0 is out of range: 1 to 1000",
+        ),
+        (
+            "table-elements",
+            monitor_yaml(blink, "    limits:\n      table_elements: 4000000000\n"),
+            "monitors[0].limits.table_elements: 4000000000 is out of range",
+        ),
+        (
+            "store-path",
+            format!("store:\n  path: /dev/null\n{}", monitor_yaml(blink, "")),
+            "store.path: /dev/null is not a regular file",
+        ),
+        (
+            "store-dir",
+            format!(
+                "store:\n  path: {}\n{}",
+                not_a_file.display(),
+                monitor_yaml(blink, "")
+            ),
+            "is not a regular file",
+        ),
+        (
+            "cache-dir",
+            format!("cache_dir: {blink}\n{}", monitor_yaml(blink, "")),
+            "cache_dir: ",
+        ),
+        (
+            "refresh-window",
+            format!(
+                "credentials:\n  AUDIT:\n    source: MONITORING\n    refresh_window: 1h\n    assume_role:\n      role_arn: arn:aws:iam::123456789012:role/a\n      duration: 30m\n{}",
+                monitor_yaml(blink, "")
+            ),
+            "credentials.AUDIT: refresh_window (3600s) must be shorter than assume_role.duration (1800s)",
+        ),
+        (
+            "compile-memory",
+            format!("compile:\n  memory: 1MiB\n{}", monitor_yaml(blink, "")),
+            "compile.memory: 1048576 bytes is out of range",
+        ),
+    ] {
+        let out = check_fails(name, &yaml, &[]);
+        assert!(
+            out.contains("sentinela.yaml") && out.contains(expected),
+            "{name}: {out}"
+        );
+    }
+}

@@ -790,3 +790,42 @@ fn a_hung_queue_is_reported_at_once_and_does_not_hold_shutdown() {
         dump(&events)
     );
 }
+
+/// A well-formed message for a monitor this executor does not have (one of a newer config,
+/// in a rolling deploy) is left on the queue for an executor that has it, and goes to the
+/// dead-letter queue only after `max_receive_count` deliveries: never deleted unprocessed.
+#[test]
+fn a_message_for_an_unknown_monitor_stays_on_the_queue_until_dead_lettered() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-unknown-monitor");
+    let queue = unique("unknown-monitor");
+    let dead = unique("unknown-dead");
+    let url = sqs.create(&queue);
+    let dead_url = sqs.create(&dead);
+    let body =
+        r#"{"type": "process_monitor", "payload": {"monitor_id": "newer", "tasks": ["search"]}}"#;
+    sqs.send(&url, body);
+    let config = sqs_config(
+        &dir,
+        &queue,
+        &format!("  dead_letter_queue: {dead}\n  max_receive_count: 2\n"),
+        &steady_monitor("0 0 1 1 *"),
+    );
+    let run = Running::start(&config, &application_env());
+    let moved = run.wait_for("the message dead-lettered", Duration::from_secs(60), |e| {
+        field(e, "message").starts_with("moved a message to the dead-letter queue")
+    });
+    assert!(
+        field(&moved, "message").contains("received 3 times (max_receive_count 2)"),
+        "{moved}"
+    );
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    let left = events
+        .iter()
+        .filter(|e| field(e, "message").contains("no monitor of that name in this process"))
+        .count();
+    assert_eq!(left, 2, "{}", dump(&events));
+    assert_eq!(sqs.visible(&dead_url), [body]);
+    assert!(sqs.visible(&url).is_empty());
+}

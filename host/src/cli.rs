@@ -139,10 +139,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // A log collector reading JSON gets the fatal error as JSON too.
+            // Whatever an error quotes (a config value, an answer of a server) is escaped and
+            // bounded; a log collector reading JSON gets the fatal error as JSON too.
+            let text = crate::guest_text::shortened(&format!("{e:#}"), 4000);
             match cli.log_format {
-                LogFormat::Json => tracing::error!(fatal = true, "{e:#}"),
-                LogFormat::Text => eprintln!("error: {e:#}"),
+                LogFormat::Json => tracing::error!(fatal = true, "{text}"),
+                LogFormat::Text => eprintln!("error: {text}"),
             }
             ExitCode::FAILURE
         }

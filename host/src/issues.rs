@@ -128,6 +128,9 @@ pub struct IssueStore {
     pool: AnyPool,
     /// Shown in errors and `check`: the file, or the URL without its password.
     location: String,
+    /// The connection URL, for explaining a pool timeout; never shown (it may hold a
+    /// password).
+    url: zeroize::Zeroizing<String>,
     events: Option<EventQueue>,
 }
 
@@ -238,6 +241,7 @@ impl IssueStore {
         let store = IssueStore {
             pool,
             location,
+            url: zeroize::Zeroizing::new(url),
             events,
         };
         // Processes sharing one SQLite file (a controller and executors started together)
@@ -263,6 +267,34 @@ impl IssueStore {
             }
         }
         Ok(store)
+    }
+
+    /// A pool timeout says only that no connection came in time; one direct connection
+    /// attempt says why (refused, bad password, unknown database). Other errors as they are.
+    pub async fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        let timed_out = error
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut));
+        if !timed_out {
+            return error;
+        }
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::AnyConnection::connect(self.url.as_str()),
+        )
+        .await;
+        match attempt {
+            Ok(Err(why)) => anyhow::anyhow!(
+                "{error:#}: {} cannot be reached: {}",
+                self.location,
+                describe(&why)
+            ),
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                anyhow::anyhow!("{error:#}: every connection of the pool is busy")
+            }
+            Err(_) => anyhow::anyhow!("{error:#}: {} does not answer", self.location),
+        }
     }
 
     /// The database, for messages: a file path or a URL without its password.

@@ -261,6 +261,14 @@ impl Config {
                 ));
             }
             if let Some(role) = &connector.assume_role
+                && !(900..=43_200).contains(&role.duration.0.as_secs())
+            {
+                return Err(fail(format!(
+                    "assume_role.duration ({:?}) must be between 15m and 12h (STS's range)",
+                    role.duration.0
+                )));
+            }
+            if let Some(role) = &connector.assume_role
                 && connector.refresh_window.0 >= role.duration.0
             {
                 return Err(fail(format!(
@@ -332,6 +340,30 @@ impl Config {
             }
         }
 
+        let compile = &raw.compile;
+        let compile_ranges: [(&str, u64, u64, u64); 3] = [
+            (
+                "max_plugin_bytes",
+                compile.max_plugin_bytes.0,
+                1 << 10,
+                1 << 30,
+            ),
+            ("timeout", compile.timeout.0.as_secs(), 1, 3600),
+            ("memory", compile.memory.0, 64 << 20, 64 << 30),
+        ];
+        if let Some((key, value, min, max)) = compile_ranges
+            .into_iter()
+            .find(|&(_, value, min, max)| value < min || value > max)
+        {
+            let unit = if key == "timeout" { "s" } else { " bytes" };
+            bail!(
+                "{}: compile.{key}: {value}{unit} is out of range: {min}{unit} to {max}{unit}",
+                path.display()
+            );
+        }
+        if raw.secrets_cache_ttl.0 > Duration::from_secs(86_400) {
+            bail!("{}: secrets_cache_ttl: at most 24h", path.display());
+        }
         if let Some(dir) = &raw.cache_dir
             && let Ok(meta) = std::fs::metadata(&dir.0)
             && !meta.is_dir()

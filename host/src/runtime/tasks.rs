@@ -66,6 +66,18 @@ impl Runtime {
         )
     }
 
+    /// A store call of a task: a warning when it hangs, its error, explained, as
+    /// [`TaskError::Store`].
+    async fn stored<T>(
+        &self,
+        call: impl Future<Output = anyhow::Result<T>>,
+    ) -> Result<T, TaskError> {
+        match warn_if_slow("the issue store", SLOW_AFTER, call).await {
+            Ok(done) => Ok(done),
+            Err(e) => Err(TaskError::Store(self.issues.explain(e).await)),
+        }
+    }
+
     async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
         if let Reply::Issues(found) = plugin.call(Call::Search).await? {
             let limits = &plugin.limits;
@@ -80,9 +92,9 @@ impl Runtime {
             // too many.
             let limit = limits.active_issues as usize;
             if !found.is_empty()
-                && stored(self.issues.active_count(&plugin.name)).await? + found.len() > limit
+                && self.stored(self.issues.active_count(&plugin.name)).await? + found.len() > limit
             {
-                let active = stored(self.issues.active_ids(&plugin.name)).await?;
+                let active = self.stored(self.issues.active_ids(&plugin.name)).await?;
                 let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
                 if active.len() + opened > limit {
                     return Err(TaskError::Limit(format!(
@@ -94,14 +106,15 @@ impl Runtime {
                     )));
                 }
             }
-            stored(self.issues.record_found(&plugin.name, found)).await?;
+            self.stored(self.issues.record_found(&plugin.name, found))
+                .await?;
         }
         Ok(())
     }
 
     /// `update` with the active issues, then `is-solved` for each of them.
     async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
-        let active = stored(self.issues.active(&plugin.name)).await?;
+        let active = self.stored(self.issues.active(&plugin.name)).await?;
         if active.is_empty() {
             return Ok(());
         }
@@ -113,14 +126,15 @@ impl Runtime {
                 plugin.limits.issues_per_call,
             )
             .map_err(TaskError::Limit)?;
-            stored(self.issues.record_updated(&plugin.name, updated)).await?;
+            self.stored(self.issues.record_updated(&plugin.name, updated))
+                .await?;
         }
-        let active = stored(self.issues.active(&plugin.name)).await?;
+        let active = self.stored(self.issues.active(&plugin.name)).await?;
         for issue in active {
             let id = issue.id.clone();
             match plugin.call(Call::IsSolved(issue)).await {
                 Ok(Reply::Solved(true)) => {
-                    stored(self.issues.solve(&plugin.name, &id)).await?;
+                    self.stored(self.issues.solve(&plugin.name, &id)).await?;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(issue_id = id.as_str(), "{e}"),
@@ -128,13 +142,6 @@ impl Runtime {
         }
         Ok(())
     }
-}
-
-/// A store call of a task: a warning when it hangs, its error as [`TaskError::Store`].
-async fn stored<T>(call: impl Future<Output = anyhow::Result<T>>) -> Result<T, TaskError> {
-    warn_if_slow("the issue store", SLOW_AFTER, call)
-        .await
-        .map_err(TaskError::Store)
 }
 
 /// Why a task failed.
