@@ -349,7 +349,7 @@ impl Config {
                 1 << 30,
             ),
             ("timeout", compile.timeout.0.as_secs(), 1, 3600),
-            ("memory", compile.memory.0, 64 << 20, 64 << 30),
+            ("memory", compile.memory.0, 16 << 20, 64 << 30),
         ];
         if let Some((key, value, min, max)) = compile_ranges
             .into_iter()
