@@ -603,3 +603,48 @@ fn hostile_and_out_of_range_configs_are_refused_by_check() {
         );
     }
 }
+
+/// A monitor's `sha256:` pins its plugin file: another file is refused with both hashes,
+/// before it is compiled; the right hash passes.
+#[test]
+fn a_pinned_plugin_with_another_hash_is_refused() {
+    use sha2::{Digest, Sha256};
+    let blink = guest("blink");
+    let actual: String = Sha256::digest(std::fs::read(&blink).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let wrong = "0".repeat(64);
+    let out = check_fails(
+        "pinned-wrong",
+        &monitor_yaml(blink.to_str().unwrap(), &format!("    sha256: {wrong}\n")),
+        &[],
+    );
+    assert!(
+        out.contains(&format!(
+            "has SHA-256 {actual}, but the config pins {wrong}"
+        )),
+        "{out}"
+    );
+
+    let dir = scratch_dir("pinned-right");
+    let config = write_config(
+        &dir,
+        &monitor_yaml(
+            blink.to_str().unwrap(),
+            &format!("    sha256: {}\n", actual.to_uppercase()),
+        ),
+    );
+    let (status, stdout, stderr) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
+    assert!(status.success(), "{stdout}\n{stderr}");
+
+    let out = check_fails(
+        "pinned-malformed",
+        &monitor_yaml(blink.to_str().unwrap(), "    sha256: abc\n"),
+        &[],
+    );
+    assert!(
+        out.contains("monitors[0].sha256") && out.contains("64 hex digits"),
+        "{out}"
+    );
+}

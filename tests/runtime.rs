@@ -88,3 +88,63 @@ fn the_demo_config_runs_its_example_monitors() {
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
 }
+
+/// `sentinela monitors` lists the monitors and switches one off or on in the store: a
+/// disabled monitor is not scheduled, and a running host notices a switch made by another
+/// process within its refresh interval.
+#[test]
+fn a_disabled_monitor_is_not_scheduled_until_enabled_again() {
+    let dir = scratch_dir("run-disable");
+    let config = TestConfig::new()
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .monitor(
+            Monitor::new("blink", "blink")
+                .set("id", 7)
+                .search_every_second(),
+        )
+        .write(&dir);
+    let config_arg = config.to_str().unwrap();
+    let (status, stdout, stderr) =
+        output(&mut sentinela(&["monitors", config_arg, "disable", "7"]));
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("blink disabled"), "{stdout}");
+    let (status, stdout, _) = output(&mut sentinela(&["monitors", config_arg]));
+    assert!(status.success());
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("blink")[..3], ["blink", "7", "disabled"], "{stdout}");
+    assert_eq!(row("steady")[..3], ["steady", "-", "enabled"], "{stdout}");
+
+    let finished = |events: &[serde_json::Value], monitor: &str| {
+        events
+            .iter()
+            .filter(|e| field(e, "monitor") == monitor && field(e, "message") == "task finished")
+            .count()
+    };
+    let run = Running::start(&config, &[]);
+    let timeout = Duration::from_secs(60);
+    run.wait_until("three steady searches", timeout, |events| {
+        finished(events, "steady") >= 3
+    });
+    assert_eq!(
+        finished(&run.events(), "blink"),
+        0,
+        "{}",
+        dump(&run.events())
+    );
+
+    let (status, stdout, stderr) =
+        output(&mut sentinela(&["monitors", config_arg, "enable", "blink"]));
+    assert!(status.success(), "{stdout}{stderr}");
+    run.wait_until("blink scheduled again", timeout, |events| {
+        finished(events, "blink") >= 1
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+}

@@ -132,6 +132,10 @@ fn a_missing_queue_is_an_error_unless_create_queue() {
         "{stderr}"
     );
     assert!(
+        stderr.contains("does not exist; create it, or set application_queue.create_queue"),
+        "one line, no stray backslash: {stderr}"
+    );
+    assert!(
         !sqs.exists(&queue),
         "the queue was created without create_queue"
     );
@@ -141,11 +145,12 @@ fn a_missing_queue_is_an_error_unless_create_queue() {
     assert!(!status.success());
     assert!(stderr.contains("set SENTINELA_PLUGINS=aws"), "{stderr}");
 
-    // With create_queue the queue is created once, then found.
+    // With create_queue the queue and its dead-letter queue are created once, then found.
+    let dead = unique("missing-dead");
     let config = sqs_config(
         &dir,
         &queue,
-        "  create_queue: true\n",
+        &format!("  create_queue: true\n  dead_letter_queue: {dead}\n"),
         &steady_monitor("0 0 1 1 *"),
     );
     for round in 0..2 {
@@ -159,7 +164,16 @@ fn a_missing_queue_is_an_error_unless_create_queue() {
             .iter()
             .any(|e| field(e, "message") == "created the SQS application queue");
         assert_eq!(created, round == 0, "round {round}:\n{}", dump(&events));
-        assert!(sqs.exists(&queue));
+        let created_dead = events
+            .iter()
+            .any(|e| field(e, "message") == "created the dead-letter queue");
+        assert_eq!(
+            created_dead,
+            round == 0,
+            "round {round}:\n{}",
+            dump(&events)
+        );
+        assert!(sqs.exists(&queue) && sqs.exists(&dead));
     }
 }
 
@@ -828,4 +842,80 @@ fn a_message_for_an_unknown_monitor_stays_on_the_queue_until_dead_lettered() {
     assert_eq!(left, 2, "{}", dump(&events));
     assert_eq!(sqs.visible(&dead_url), [body]);
     assert!(sqs.visible(&url).is_empty());
+}
+
+/// Python Sentinela's controller, API and CLI address monitors by integer id: its
+/// `process_monitor` and `request` bodies reach the monitor with that config `id`;
+/// `monitor_disable` switches it off (and a restart keeps it off), `monitor_enable` on again;
+/// actions about alerts, issues and Sentinela plugins are dropped, never handed to a monitor.
+#[test]
+fn sentinela_s_integer_ids_and_control_actions_reach_the_right_monitor() {
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-control");
+    let queue = unique("control");
+    let url = sqs.create(&queue);
+    let monitor = format!("{}    id: 12\n", steady_monitor("0 0 1 1 *"));
+    let config = sqs_config(&dir, &queue, "", &monitor);
+    let timeout = Duration::from_secs(60);
+    // Python's json.dumps spelling, as sentinela-facts.md gives it.
+    let search =
+        r#"{"type": "process_monitor", "payload": {"monitor_id": 12, "tasks": ["search"]}}"#;
+    let request = |action: &str, target: u64| {
+        format!(
+            r#"{{"type": "request", "payload": {{"action": "{action}", "params": {{"target_id": {target}}}}}}}"#
+        )
+    };
+    let searches = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| field(e, "monitor") == "steady" && field(e, "message") == "task finished")
+            .count()
+    };
+
+    let run = Running::start(&config, &application_env());
+    sqs.send(&url, search);
+    run.wait_until("a search by integer id", timeout, |events| {
+        searches(events) == 1
+    });
+    for action in ["alert_acknowledge", "issue_drop", "plugin.slack.resend"] {
+        sqs.send(&url, &request(action, 41));
+    }
+    run.wait_until("three actions dropped", timeout, |events| {
+        events
+            .iter()
+            .filter(|e| field(e, "message").contains("no concept of; message dropped"))
+            .count()
+            == 3
+    });
+    sqs.send(&url, &request("monitor_disable", 12));
+    run.wait_for("the monitor disabled", timeout, |e| {
+        field(e, "message") == "monitor disabled"
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert!(
+        !events
+            .iter()
+            .any(|e| field(e, "message").contains("no monitor of that name")),
+        "{}",
+        dump(&events)
+    );
+
+    // After a restart it is still off: its messages are dropped, not run.
+    let run = Running::start(&config, &application_env());
+    sqs.send(&url, search);
+    run.wait_for("a message for the disabled monitor dropped", timeout, |e| {
+        field(e, "message") == "the monitor is disabled; message dropped"
+    });
+    sqs.send(&url, &request("monitor_enable", 12));
+    run.wait_for("the monitor enabled", timeout, |e| {
+        field(e, "message") == "monitor enabled"
+    });
+    sqs.send(&url, search);
+    run.wait_until("a search once enabled", timeout, |events| {
+        searches(events) == 1
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert!(sqs.visible(&url).is_empty(), "messages left behind");
 }

@@ -109,6 +109,12 @@ impl App {
             .iter()
             .map(|&monitor| {
                 let path = &monitor.plugin.0;
+                // Before anything reads the file as a component.
+                if let Some(pinned) = &monitor.sha256
+                    && let Err(e) = check_pinned(monitor.name.as_str(), path, &pinned.0)
+                {
+                    return (monitor, Err(e));
+                }
                 let file = files
                     .entry(path.clone())
                     .or_insert_with(|| {
@@ -160,6 +166,29 @@ impl App {
             })
             .collect()
     }
+}
+
+/// Refuses a plugin file whose SHA-256 is not the one the config pins (`sha256:`).
+fn check_pinned(monitor: &str, path: &std::path::Path, pinned: &str) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("monitor '{monitor}': cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("monitor '{monitor}': cannot read {}", path.display()))?;
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if actual != pinned {
+        anyhow::bail!(
+            "monitor '{monitor}': plugin {} has SHA-256 {actual}, but the config pins {pinned} \
+             (monitors[].sha256); refused",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn engine_settings(config: &Config) -> EngineSettings {

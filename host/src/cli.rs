@@ -76,6 +76,14 @@ enum Command {
     /// `compile:` limits).
     #[command(hide = true)]
     CompilePlugin { wasm: PathBuf, out: PathBuf },
+    /// List the config's monitors with their id and whether they are switched on, or switch
+    /// one off or on (`disable NAME`, `enable NAME`) for every process sharing the store.
+    Monitors {
+        config: PathBuf,
+        action: Option<MonitorAction>,
+        /// The monitor's name or `id`.
+        monitor: Option<String>,
+    },
     /// List the issues in the config's store.
     Issues {
         config: PathBuf,
@@ -89,6 +97,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MonitorAction {
+    Disable,
+    Enable,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +149,11 @@ pub fn main() -> ExitCode {
             status,
             json,
         } => with_runtime(list_issues(&config, monitor.as_deref(), status, json)),
+        Command::Monitors {
+            config,
+            action,
+            monitor,
+        } => with_runtime(monitors(&config, action, monitor.as_deref())),
     };
     match result {
         Ok(code) => code,
@@ -193,6 +212,7 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         match loaded {
             Ok(plugin) => monitors.push(ScheduledMonitor::new(
                 Arc::new(plugin),
+                cfg.id,
                 cfg.search_cron.clone(),
                 cfg.update_cron.clone(),
             )),
@@ -257,6 +277,93 @@ async fn open_store(host: &App) -> Result<IssueStore> {
         .with_context(|| config.path.display().to_string())?;
     tracing::info!(store = store.location(), "issue store open");
     Ok(store)
+}
+
+/// `sentinela monitors CONFIG [disable|enable NAME]`. With a shared application queue the
+/// switch is a `monitor_disable`/`monitor_enable` request, which an executor applies (and
+/// logs) as if Sentinela's controller had sent it; otherwise it is written to the store.
+async fn monitors(
+    config_path: &Path,
+    action: Option<MonitorAction>,
+    monitor: Option<&str>,
+) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let store = IssueStore::open(&config.store, None)
+        .await
+        .with_context(|| config.path.display().to_string())?;
+    let Some(action) = action else {
+        let disabled = store.disabled_monitors().await?;
+        println!(
+            "{:<24} {:>8}  {:<8}  {:<20}  UPDATE_CRON",
+            "MONITOR", "ID", "STATE", "SEARCH_CRON"
+        );
+        for m in &config.monitors {
+            let cron = |c: &Option<crate::config::values::Schedule>| {
+                c.as_ref()
+                    .map_or("-".to_owned(), |c| c.expression().to_owned())
+            };
+            println!(
+                "{:<24} {:>8}  {:<8}  {:<20}  {}",
+                m.name.as_str(),
+                m.id.map_or("-".to_owned(), |id| id.to_string()),
+                if disabled.contains(m.name.as_str()) {
+                    "disabled"
+                } else {
+                    "enabled"
+                },
+                cron(&m.search_cron),
+                cron(&m.update_cron)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(wanted) = monitor else {
+        bail!(
+            "name the monitor to {}",
+            if action == MonitorAction::Disable {
+                "disable"
+            } else {
+                "enable"
+            }
+        );
+    };
+    let Some(target) = config
+        .monitors
+        .iter()
+        .find(|m| m.name.as_str() == wanted || m.id.is_some_and(|id| id.to_string() == wanted))
+    else {
+        bail!(
+            "{}: no monitor named '{}' or with that id",
+            config.path.display(),
+            crate::guest_text::shortened(wanted, 64)
+        );
+    };
+    let enabled = action == MonitorAction::Enable;
+    if config.application_queue.kind == crate::queue::QueueKind::Sqs {
+        let queue = ApplicationQueue::from_config(&config.application_queue)
+            .await
+            .with_context(|| format!("{}: application_queue", config.path.display()))?;
+        let action = if enabled {
+            "monitor_enable"
+        } else {
+            "monitor_disable"
+        };
+        let body = serde_json::json!({
+            "type": "request",
+            "payload": { "action": action, "params": { "target_id": target.name.as_str() } },
+        });
+        queue.send(body.to_string()).await?;
+        println!("sent {action} for {} to the application queue", target.name);
+    } else {
+        store.set_enabled(target.name.as_str(), enabled).await?;
+        let state = if enabled { "enabled" } else { "disabled" };
+        println!(
+            "{} {state} (a running host notices within {}s)",
+            target.name,
+            crate::runtime::DISABLED_REFRESH.as_secs()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn list_issues(

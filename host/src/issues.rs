@@ -153,6 +153,12 @@ const SCHEMA: &[&str] = &[
         ON sentinela_issues (monitor, issue_id) WHERE status = 'active'",
     "CREATE INDEX IF NOT EXISTS sentinela_issues_by_monitor
         ON sentinela_issues (monitor, status)",
+    // Monitors switched off by `monitor_disable`; a monitor without a row is enabled.
+    "CREATE TABLE IF NOT EXISTS sentinela_monitor_state (
+        monitor TEXT PRIMARY KEY,
+        enabled BIGINT NOT NULL,
+        changed_at BIGINT NOT NULL
+    )",
 ];
 
 /// The outbox: events committed with their change and not yet published. The id column is
@@ -519,6 +525,31 @@ impl IssueStore {
         tx.commit().await?;
         self.publish(event).await;
         Ok(true)
+    }
+
+    /// Switches a monitor off or on for every process sharing the store.
+    pub async fn set_enabled(&self, monitor: &str, enabled: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sentinela_monitor_state (monitor, enabled, changed_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (monitor) DO UPDATE SET enabled = $2, changed_at = $3",
+        )
+        .bind(monitor)
+        .bind(i64::from(enabled))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The monitors switched off by `monitor_disable`.
+    pub async fn disabled_monitors(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT monitor FROM sentinela_monitor_state WHERE enabled = 0")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
     }
 
     /// The monitor's active issues, as the guest sees them.

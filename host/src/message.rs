@@ -1,8 +1,12 @@
 //! Application queue messages, in Sentinela's format: a JSON object `{"type", "payload"}`.
 //!
-//! `process_monitor` asks an executor to run a monitor's tasks; `event` and `request` are
-//! delivered to a monitor's `handle` export (`monitor_refresh` requests run tasks). Bodies
-//! written by Python's `json.dumps` (with spaces) and compact JSON are both accepted.
+//! `process_monitor` asks an executor to run a monitor's tasks. A `request` is handled by the
+//! host when it is about the monitor's running (`monitor_refresh`, `monitor_disable`,
+//! `monitor_enable`), dropped when it is about something the host has no concept of
+//! (`alert_*`, `issue_drop`, `plugin.*`), and otherwise delivered, like every `event`, to the
+//! monitor's `handle` export. Monitors are addressed by name or by their config `id`
+//! (Sentinela's integer ids). Bodies written by Python's `json.dumps` (with spaces) and
+//! compact JSON are both accepted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,7 +28,7 @@ pub enum Task {
 pub enum Message {
     /// Run `tasks` (in order) for the monitor named `monitor_id`.
     ProcessMonitor {
-        /// The monitor's name (Sentinela's integer ids are accepted, as text).
+        /// The monitor's name, or its config `id` as text (Sentinela's integer ids).
         monitor_id: String,
         /// The tasks to run; never empty in a parsed message.
         tasks: Vec<Task>,
@@ -38,7 +42,7 @@ pub enum Message {
     },
     /// An action asked of the monitor `monitor_id` (`params.target_id`).
     Request {
-        /// `payload.action`: `monitor_refresh` runs tasks, anything else goes to `handle`.
+        /// `payload.action`: see [`Message::into_work`] for what each one does.
         action: String,
         /// `payload.params.target_id`, as text.
         monitor_id: String,
@@ -56,8 +60,15 @@ pub enum Work {
     /// Run these tasks now, outside the schedule (`monitor_refresh`: `params.tasks`, both
     /// tasks when absent or unreadable).
     Refresh(Vec<Task>),
-    /// Hand the payload to the monitor's `handle` export (events, and every other request).
+    /// Hand the payload to the monitor's `handle` export: events, and requests whose action
+    /// the host does not handle itself.
     Handle(MessageKind, Value),
+    /// Switch the monitor off (`monitor_disable`) or on (`monitor_enable`), for every
+    /// process sharing the store.
+    SetEnabled(bool),
+    /// An action about something this host has no concept of (`alert_*`, `issue_drop`,
+    /// `plugin.*`): dropped with a log line, never handed to a monitor. The action, escaped.
+    Ignore(String),
 }
 
 /// Why a body is not a message; the text never echoes a huge body.
@@ -155,6 +166,19 @@ impl Message {
                     .map(distinct)
                     .unwrap_or_else(|| vec![Task::Search, Task::Update]),
             ),
+            Message::Request { action, .. } if action == "monitor_disable" => {
+                Work::SetEnabled(false)
+            }
+            Message::Request { action, .. } if action == "monitor_enable" => Work::SetEnabled(true),
+            // Their target is an alert, an issue or a Sentinela plugin, not a monitor: a
+            // monitor must never take an alert's or an issue's id for its own.
+            Message::Request { action, .. }
+                if action.starts_with("alert_")
+                    || action == "issue_drop"
+                    || action.starts_with("plugin.") =>
+            {
+                Work::Ignore(crate::guest_text::shortened(&action, 64))
+            }
             Message::Request { payload, .. } => Work::Handle(MessageKind::Request, payload),
             Message::Event { payload, .. } => Work::Handle(MessageKind::Event, payload),
         }
@@ -273,7 +297,12 @@ mod tests {
         let refresh_all = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": 12}}}"#;
         let refresh_unreadable = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": "orders", "tasks": ["reboot"]}}}"#;
         let refresh_empty = r#"{"type": "request", "payload": {"action": "monitor_refresh", "params": {"target_id": "orders", "tasks": []}}}"#;
-        let other_request = r#"{"type": "request", "payload": {"action": "issue_drop", "params": {"target_id": "orders"}}}"#;
+        let other_request = r#"{"type": "request", "payload": {"action": "orders_reindex", "params": {"target_id": "orders"}}}"#;
+        let disable = r#"{"type": "request", "payload": {"action": "monitor_disable", "params": {"target_id": 3}}}"#;
+        let enable = r#"{"type": "request", "payload": {"action": "monitor_enable", "params": {"target_id": 3}}}"#;
+        let drop_issue = r#"{"type": "request", "payload": {"action": "issue_drop", "params": {"target_id": 1057}}}"#;
+        let alert = r#"{"type": "request", "payload": {"action": "alert_acknowledge", "params": {"target_id": 41}}}"#;
+        let plugin = r#"{"type": "request", "payload": {"action": "plugin.slack.resend_notifications", "params": {"target_id": 41}}}"#;
         let event = r#"{"type": "event", "payload": {"event_source": "alert", "event_source_id": 7, "event_source_monitor_id": "orders", "event_name": "alert_triggered"}}"#;
         let both = vec![Task::Search, Task::Update];
         for (body, monitor, work) in [
@@ -286,6 +315,15 @@ mod tests {
             (refresh_all, "12", Work::Refresh(both.clone())),
             (refresh_unreadable, "orders", Work::Refresh(both.clone())),
             (refresh_empty, "orders", Work::Refresh(vec![])),
+            (disable, "3", Work::SetEnabled(false)),
+            (enable, "3", Work::SetEnabled(true)),
+            (drop_issue, "1057", Work::Ignore("issue_drop".into())),
+            (alert, "41", Work::Ignore("alert_acknowledge".into())),
+            (
+                plugin,
+                "41",
+                Work::Ignore("plugin.slack.resend_notifications".into()),
+            ),
             (
                 other_request,
                 "orders",

@@ -126,6 +126,13 @@ fn default_compile_memory() -> ByteSize {
 pub struct MonitorConfig {
     /// `name`: tags the monitor's log lines and keys its issues; unique in the config.
     pub name: MonitorName,
+    /// `id`: the integer Sentinela's controller, API and CLI address the monitor by
+    /// (`monitor_id`, `target_id`); unique. Without one, messages address it by name only.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// `sha256`: the plugin file's SHA-256 (hex); a file with another hash is refused.
+    #[serde(default)]
+    pub sha256: Option<values::Sha256Hex>,
     /// `plugin`: the WebAssembly component file, relative to the config file's directory; checked
     /// to exist at load.
     pub plugin: ConfigPath,
@@ -168,10 +175,19 @@ impl<'de> Deserialize<'de> for Monitors {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Monitors, A::Error> {
                 let mut monitors: Vec<MonitorConfig> = Vec::new();
                 let mut names = HashSet::new();
+                let mut ids = BTreeMap::new();
                 while let Some(monitor) = seq.next_element::<MonitorConfig>()? {
                     if !names.insert(monitor.name.clone()) {
                         return Err(de::Error::custom(format!(
                             "duplicate monitor name '{}'",
+                            monitor.name
+                        )));
+                    }
+                    if let Some(id) = monitor.id
+                        && let Some(other) = ids.insert(id, monitor.name.clone())
+                    {
+                        return Err(de::Error::custom(format!(
+                            "duplicate monitor id {id}: monitors '{other}' and '{}'",
                             monitor.name
                         )));
                     }

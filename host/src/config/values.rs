@@ -11,6 +11,25 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+/// A SHA-256 digest written as 64 hex digits (any case), kept lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Hex(pub String);
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let hex = text.strip_prefix("sha256:").unwrap_or(&text);
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Sha256Hex(hex.to_ascii_lowercase()))
+        } else {
+            Err(de::Error::custom(format!(
+                "invalid SHA-256 '{}': 64 hex digits (as `sha256sum` prints them)",
+                crate::guest_text::shortened(&text, 80)
+            )))
+        }
+    }
+}
+
 /// A monitor's name: lowercase letters, digits, `-` and `_`, starting with a letter; it tags
 /// every log line and keys the monitor's issues.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

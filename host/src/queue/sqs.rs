@@ -155,17 +155,25 @@ impl SqsQueue {
         {
             bail!("application_queue.url {configured} is not the URL of queue '{name}' ({url})");
         }
+        // `create_queue` creates the dead-letter queue too (and wires nothing else: the host
+        // moves messages there itself).
         let dead_letter_url = match &config.dead_letter_queue {
-            Some(dlq) => Some(
-                client
-                    .get_queue_url()
-                    .queue_name(dlq)
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("dead-letter queue '{dlq}': {}", describe(&e)))?
-                    .queue_url
-                    .unwrap_or_default(),
-            ),
+            Some(dlq) => Some(match client.get_queue_url().queue_name(dlq).send().await {
+                Ok(found) => found.queue_url.unwrap_or_default(),
+                Err(e) if is_missing(&e) && config.create_queue => {
+                    let created = client.create_queue().queue_name(dlq).send().await;
+                    let created = created.map_err(|e| {
+                        anyhow::anyhow!("cannot create SQS queue '{dlq}': {}", describe(&e))
+                    })?;
+                    tracing::info!(queue = %dlq, "created the dead-letter queue");
+                    created.queue_url.unwrap_or_default()
+                }
+                Err(e) if is_missing(&e) => bail!(
+                    "the dead-letter queue '{dlq}' (application_queue.dead_letter_queue) does not \
+                     exist; create it, or set application_queue.create_queue: true"
+                ),
+                Err(e) => bail!("dead-letter queue '{dlq}': {}", describe(&e)),
+            }),
             None => None,
         };
         let (deletes, pending) = mpsc::unbounded_channel();

@@ -208,10 +208,30 @@ impl Runtime {
     /// Does what the message asks of its monitor ([`Message::into_work`]); false when this
     /// process has no monitor of that name.
     async fn dispatch(&self, message: Message) -> bool {
-        let Some(monitor) = self.monitors.get(message.monitor_id()) else {
+        let monitor_id = message.monitor_id().to_owned();
+        let work = message.into_work();
+        if let Work::Ignore(action) = &work {
+            tracing::info!(
+                action = action.as_str(),
+                "an action about something this host has no concept of; message dropped"
+            );
+            return true;
+        }
+        let Some(monitor) = self.find(&monitor_id) else {
             return false;
         };
-        match message.into_work() {
+        if let Work::SetEnabled(enabled) = work {
+            self.set_enabled(monitor, enabled).await;
+            return true;
+        }
+        if self.is_disabled(monitor) {
+            tracing::info!(
+                monitor = monitor.name(),
+                "the monitor is disabled; message dropped"
+            );
+            return true;
+        }
+        match work {
             Work::Tasks(tasks) => {
                 if self.queue.is_shared() && monitor.backing_off() {
                     return true;
@@ -238,8 +258,33 @@ impl Runtime {
                 monitor.release();
             }
             Work::Handle(kind, payload) => self.handle(monitor, kind, payload).await,
+            Work::SetEnabled(_) | Work::Ignore(_) => {}
         }
         true
+    }
+
+    /// `monitor_disable` / `monitor_enable`: kept in the store, so every process sharing it
+    /// (and a restart) honours it.
+    async fn set_enabled(&self, monitor: &ScheduledMonitor, enabled: bool) {
+        let name = monitor.name();
+        match self.issues.set_enabled(name, enabled).await {
+            Ok(()) => {
+                let mut disabled = self.disabled.write().unwrap_or_else(|e| e.into_inner());
+                if enabled {
+                    disabled.remove(name);
+                } else {
+                    disabled.insert(name.to_owned());
+                }
+                drop(disabled);
+                let state = if enabled { "enabled" } else { "disabled" };
+                tracing::info!(monitor = name, "monitor {state}");
+            }
+            Err(e) => tracing::error!(
+                monitor = name,
+                "cannot switch the monitor {}: {e:#}",
+                if enabled { "on" } else { "off" }
+            ),
+        }
     }
 
     async fn handle(

@@ -19,6 +19,10 @@ use crate::issues::IssueStore;
 use crate::queue::ApplicationQueue;
 
 pub use executor::{Concurrency, ExecutorConfig};
+
+/// How often a process reads which monitors are switched off (another process may have
+/// switched one).
+pub const DISABLED_REFRESH: Duration = Duration::from_secs(5);
 pub use scheduled::ScheduledMonitor;
 pub use tasks::TaskError;
 
@@ -50,6 +54,11 @@ pub struct RuntimeOptions {
 /// The monitors, the application queue and the issue store of a running process.
 pub struct Runtime {
     monitors: HashMap<String, Arc<ScheduledMonitor>>,
+    /// Monitor names by config `id`, for messages that address monitors Sentinela's way.
+    ids: HashMap<u64, String>,
+    /// Monitors switched off (`monitor_disable`), as the store said at the last look: read
+    /// every [`DISABLED_REFRESH`], and at once when this process switches one.
+    disabled: std::sync::RwLock<std::collections::HashSet<String>>,
     queue: Arc<ApplicationQueue>,
     issues: Arc<IssueStore>,
     options: RuntimeOptions,
@@ -68,6 +77,11 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Runtime {
         Runtime {
+            ids: monitors
+                .iter()
+                .filter_map(|m| Some((m.id?, m.name().to_owned())))
+                .collect(),
+            disabled: Default::default(),
             monitors: monitors
                 .into_iter()
                 .map(|m| (m.name().to_owned(), Arc::new(m)))
@@ -76,6 +90,42 @@ impl Runtime {
             issues: Arc::new(issues),
             suspect_slots: Arc::new(Semaphore::new(options.concurrency.saturating_sub(1).max(1))),
             options,
+        }
+    }
+
+    /// The monitor a message addresses: by name, or by its config `id`.
+    fn find(&self, monitor_id: &str) -> Option<&Arc<ScheduledMonitor>> {
+        self.monitors.get(monitor_id).or_else(|| {
+            let name = self.ids.get(&monitor_id.parse::<u64>().ok()?)?;
+            self.monitors.get(name)
+        })
+    }
+
+    /// Whether the monitor is switched off.
+    fn is_disabled(&self, monitor: &ScheduledMonitor) -> bool {
+        self.disabled
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(monitor.name())
+    }
+
+    /// Reads which monitors are switched off from the store, now and every
+    /// [`DISABLED_REFRESH`]: another process may have switched one. Runs until dropped.
+    async fn follow_disabled(&self) {
+        let mut failing = false;
+        loop {
+            match self.issues.disabled_monitors().await {
+                Ok(disabled) => {
+                    failing = false;
+                    *self.disabled.write().unwrap_or_else(|e| e.into_inner()) = disabled;
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!("cannot read which monitors are disabled: {e:#}");
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(DISABLED_REFRESH).await;
         }
     }
 
@@ -89,6 +139,13 @@ impl Runtime {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let role = self.options.role;
+        // Which monitors are switched off, before the first tick.
+        match self.issues.disabled_monitors().await {
+            Ok(disabled) => *self.disabled.write().unwrap_or_else(|e| e.into_inner()) = disabled,
+            Err(e) => tracing::warn!("cannot read which monitors are disabled: {e:#}"),
+        }
+        let follower = self.clone();
+        let follow_disabled = tokio::spawn(async move { follower.follow_disabled().await });
         let scheduler =
             (role != Role::Executor).then(|| tokio::spawn(self.clone().schedule(stop_rx.clone())));
         let executor =
@@ -112,6 +169,7 @@ impl Runtime {
             executor.await?;
         }
         sweeper.abort();
+        follow_disabled.abort();
         let pending = self.queue.pending();
         if pending > 0 {
             tracing::warn!(

@@ -13,6 +13,8 @@ use super::lock;
 pub struct ScheduledMonitor {
     /// The loaded component.
     pub plugin: Arc<MonitorPlugin>,
+    /// The config `id` messages may address it by.
+    pub id: Option<u64>,
     /// When `search` runs; `None`: only on request.
     pub search_cron: Option<Schedule>,
     /// When `update` runs; `None`: only on request.
@@ -42,11 +44,13 @@ impl ScheduledMonitor {
     /// A monitor neither queued nor backing off.
     pub fn new(
         plugin: Arc<MonitorPlugin>,
+        id: Option<u64>,
         search_cron: Option<Schedule>,
         update_cron: Option<Schedule>,
     ) -> Self {
         ScheduledMonitor {
             plugin,
+            id,
             search_cron,
             update_cron,
             busy: AtomicBool::new(false),

@@ -133,6 +133,10 @@ impl Runtime {
         monitor: Arc<ScheduledMonitor>,
         tasks: Vec<Task>,
     ) -> Option<impl Future<Output = Option<(Arc<ScheduledMonitor>, String)>> + use<>> {
+        if self.is_disabled(&monitor) {
+            tracing::debug!(monitor = monitor.name(), "disabled; trigger skipped");
+            return None;
+        }
         let gate = !self.queue.is_shared();
         if gate && monitor.backing_off() {
             return None;
