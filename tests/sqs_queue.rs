@@ -919,3 +919,152 @@ fn sentinela_s_integer_ids_and_control_actions_reach_the_right_monitor() {
     assert!(status.success(), "{}", dump(&events));
     assert!(sqs.visible(&url).is_empty(), "messages left behind");
 }
+
+/// One GET on the host's HTTP listener: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample of `name` whose labels include `labels`, from a text exposition.
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if metric != name {
+            return None;
+        }
+        let pairs: Vec<(&str, &str)> = rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                Some((key, value.trim_matches('"')))
+            })
+            .collect();
+        labels
+            .iter()
+            .all(|wanted| pairs.contains(wanted))
+            .then(|| value.parse().ok())?
+    })
+}
+
+/// `http.listen` serves `/healthz`, a `/readyz` that turns 503 while the application queue
+/// is unreachable and 200 again once it is back, and `/metrics` whose counters move as tasks
+/// run and the queue is used.
+#[test]
+fn health_readiness_and_metrics_follow_the_host() {
+    use common::config::{Monitor, TestConfig};
+    let sqs = Sqs::new();
+    let dir = scratch_dir("sqs-http");
+    let queue = unique("http");
+    sqs.create(&queue);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = TestConfig::new()
+        .set("application_queue.type", "plugin.aws.sqs")
+        .set("application_queue.name", queue.as_str())
+        .set("application_queue.queue_wait_message_time", 1)
+        .set("application_queue.queue_visibility_time", 1)
+        .set("executor.shutdown_grace", "1s")
+        .set("http.listen", format!("127.0.0.1:{port}"))
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
+    let moto: std::net::SocketAddr = moto_endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("AWS_ENDPOINT_URL is http://IP:PORT");
+    let proxy = FlakyProxy::start(moto);
+    let mut env = application_env();
+    let proxy_url = proxy.url();
+    env.push(("AWS_ENDPOINT_URL", &proxy_url));
+    let run = Running::start(&config, &env);
+    let timeout = Duration::from_secs(60);
+    run.wait_for("the listener", timeout, |e| {
+        field(e, "message") == "serving /healthz, /readyz and /metrics"
+    });
+
+    assert_eq!(http_get(port, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http_get(port, "/nowhere").0, 404);
+    poll_until("ready", timeout, || http_get(port, "/readyz").0 == 200);
+    let searches = || {
+        let (status, text) = http_get(port, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        sample(
+            &text,
+            "sentinela_tasks_total",
+            &[("monitor", "steady"), ("task", "search"), ("outcome", "ok")],
+        )
+        .unwrap_or(0.0)
+    };
+    poll_until("two searches counted", timeout, || searches() >= 2.0);
+    let before = searches();
+    poll_until("more searches counted", timeout, || searches() > before);
+    let (_, text) = http_get(port, "/metrics");
+    assert!(
+        sample(
+            &text,
+            "sentinela_host_calls_total",
+            &[
+                ("actor", "host"),
+                ("service", "sqs"),
+                ("operation", "ReceiveMessage"),
+                ("outcome", "ok")
+            ],
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "sentinela_task_duration_seconds_count",
+            &[("monitor", "steady")]
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(text.contains("sentinela_build_info"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sentinela_plugin_info{") && l.contains("monitor=\"steady\"")),
+        "{text}"
+    );
+
+    proxy.cut();
+    poll_until("not ready while the queue is cut off", timeout, || {
+        let (status, body) = http_get(port, "/readyz");
+        status == 503 && body.contains("application queue unreachable")
+    });
+    proxy.restore();
+    poll_until("ready again", timeout, || {
+        http_get(port, "/readyz").0 == 200
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+}

@@ -143,6 +143,11 @@ impl<'a> AuditEvent<'a> {
             return;
         }
         let latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let actor = match self.actor {
+            Actor::Monitor(_) => "monitor",
+            Actor::Host => "host",
+        };
+        crate::telemetry::METRICS.host_calls(actor, &self.service, &self.operation, outcome, 1);
         let resource = self.resource.as_deref().unwrap_or("");
         let status = status.unwrap_or(0);
         match self.actor {

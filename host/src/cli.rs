@@ -208,21 +208,48 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     // A plugin that cannot be loaded (not a component, over a compile limit, an import the
     // host does not offer) is not run; the others are.
     let mut monitors = Vec::new();
+    let mut not_loaded = Vec::new();
+    let listen = host.config.http.listen;
     for (cfg, loaded) in host.load_monitors() {
         match loaded {
-            Ok(plugin) => monitors.push(ScheduledMonitor::new(
-                Arc::new(plugin),
-                cfg.id,
-                cfg.search_cron.clone(),
-                cfg.update_cron.clone(),
-            )),
-            Err(e) => tracing::error!(
-                monitor = cfg.name.as_str(),
-                "monitor not run: {e:#} ({})",
-                config.display()
-            ),
+            Ok(plugin) => {
+                if listen.is_some() {
+                    record_plugin(cfg);
+                }
+                monitors.push(ScheduledMonitor::new(
+                    Arc::new(plugin),
+                    cfg.id,
+                    cfg.search_cron.clone(),
+                    cfg.update_cron.clone(),
+                ))
+            }
+            Err(e) => {
+                crate::telemetry::METRICS
+                    .plugin_load_errors
+                    .get_or_create(&vec![("monitor", cfg.name.as_str().to_owned())])
+                    .inc();
+                not_loaded.push(cfg.name.as_str().to_owned());
+                tracing::error!(
+                    monitor = cfg.name.as_str(),
+                    "monitor not run: {e:#} ({})",
+                    config.display()
+                )
+            }
         }
     }
+    // Bound before anything runs: a port already taken is a start-up error naming the key.
+    let listener =
+        match listen {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.with_context(
+                || {
+                    format!(
+                        "{}: http.listen: cannot listen on {address}",
+                        config.display()
+                    )
+                },
+            )?),
+            None => None,
+        };
     let queue = ApplicationQueue::from_config(queue_config)
         .await
         .with_context(|| format!("{}: application_queue", config.display()))?;
@@ -234,8 +261,41 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         shutdown_grace: host.config.executor.shutdown_grace.0,
     };
     let runtime = Arc::new(Runtime::new(monitors, queue, issues, options));
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    if let Some(listener) = listener {
+        let address = listener.local_addr()?;
+        let state = Arc::new(crate::telemetry::ProbeState {
+            not_loaded,
+            issues: runtime.issues().clone(),
+        });
+        tokio::spawn(crate::telemetry::serve(listener, state, http_stopped));
+        tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    }
     runtime.run(shutdown_signal()).await?;
+    let _ = stop_http.send(true);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sentinela_plugin_info{monitor, sha256}`: which plugin file each monitor runs.
+fn record_plugin(monitor: &crate::config::MonitorConfig) {
+    use sha2::{Digest, Sha256};
+    let sha256 = match &monitor.sha256 {
+        Some(pinned) => pinned.0.clone(),
+        None => match std::fs::read(&monitor.plugin.0) {
+            Ok(bytes) => Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            Err(_) => "unreadable".into(),
+        },
+    };
+    crate::telemetry::METRICS
+        .plugins
+        .get_or_create(&vec![
+            ("monitor", monitor.name.as_str().to_owned()),
+            ("sha256", sha256),
+        ])
+        .set(1);
 }
 
 /// Where the store is, for `check`: never the URL itself, which may hold a password.

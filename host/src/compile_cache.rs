@@ -173,6 +173,7 @@ impl CompileCache {
     ) -> Result<Component> {
         let started = Instant::now();
         let component = self.compiler.compile(engine, path)?;
+        crate::telemetry::METRICS.compile_cache("miss");
         tracing::info!(
             plugin = label,
             cache = "miss",
@@ -221,6 +222,7 @@ impl CompileCache {
         let entry = Entry::new(dir, key);
         match entry.load(&cache, engine) {
             Ok(Some(component)) => {
+                crate::telemetry::METRICS.compile_cache("hit");
                 tracing::info!(
                     plugin = label,
                     cache = "hit",
@@ -230,12 +232,15 @@ impl CompileCache {
                 return Ok(component);
             }
             Ok(None) => {}
-            Err(reason) => tracing::warn!(
+            Err(reason) => {
+                crate::telemetry::METRICS.compile_cache("invalid");
+                tracing::warn!(
                 plugin = label,
                 cache = "invalid",
                 entry = %entry.artifact.display(),
                 "ignoring compile cache entry ({reason:#}); recompiling"
-            ),
+                );
+            }
         }
         let component = self.compile(engine, path, label, "")?;
         if let Err(e) = entry.store(&cache, &component.serialize()?) {

@@ -303,6 +303,12 @@ impl IssueStore {
         }
     }
 
+    /// Whether the database answers (`/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// The database, for messages: a file path or a URL without its password.
     pub fn location(&self) -> &str {
         &self.location

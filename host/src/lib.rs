@@ -15,6 +15,7 @@
 //! - [`queue`], [`message`], [`runtime`], [`issues`]: the application queue, its messages,
 //!   scheduling and executing tasks, and the issue store.
 //! - [`guest_text`]: guest-chosen text escaped for logs and terminals.
+//! - [`telemetry`]: `/healthz`, `/readyz` and `/metrics` (`http.listen`).
 
 pub mod app;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod monitor;
 pub mod providers;
 pub mod queue;
 pub mod runtime;
+pub mod telemetry;
 
 /// Host-side bindings of `wit/sentinela.wit` (generated; the WIT file documents them).
 #[allow(missing_docs)]

@@ -115,7 +115,18 @@ impl Connector {
         {
             return Ok(keys.clone());
         }
-        let (keys, expires) = self.fetch().await?;
+        let fetched = self.fetch().await;
+        crate::telemetry::METRICS
+            .credential_renewals
+            .get_or_create(&vec![
+                ("credential", self.name.as_str().to_owned()),
+                (
+                    "outcome",
+                    if fetched.is_ok() { "ok" } else { "error" }.to_owned(),
+                ),
+            ])
+            .inc();
+        let (keys, expires) = fetched?;
         let count = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;
         let renew_at = expires
             .checked_sub(self.config.refresh_window.0)

@@ -170,6 +170,7 @@ impl GuestLog {
         drop(state);
         let monitor = &*self.monitor;
         for ((outcome, credential, service, operation, resource), count) in refusals {
+            crate::telemetry::METRICS.host_calls("monitor", &service, &operation, outcome, count);
             tracing::info!(
                 target: crate::audit::TARGET,
                 actor = "monitor",

@@ -258,6 +258,7 @@ impl SecretsInstance {
                 .count_refusal(outcome, "", "secrets", "get", &shorten(name));
             return result.map(|value| value.expose().to_owned());
         }
+        crate::telemetry::METRICS.host_calls("monitor", "secrets", "get", outcome, 1);
         tracing::info!(
             target: crate::audit::TARGET,
             actor = "monitor",

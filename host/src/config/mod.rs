@@ -29,6 +29,7 @@ use crate::issues::{RawStore, StoreConfig};
 use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 use crate::queue::{ApplicationQueueConfig, QueueKind};
 use crate::runtime::ExecutorConfig;
+use crate::telemetry::HttpConfig;
 use values::{ByteSize, ConfigDuration, ConfigPath, CredentialName, MonitorName, Schedule};
 
 /// The longest config error shown: a value quoted in it may be huge.
@@ -58,6 +59,8 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueDeclaration>,
     /// Where issues are kept.
     pub store: StoreConfig,
+    /// `http:`: where health, readiness and metrics are served; off by default.
+    pub http: HttpConfig,
     /// `monitors:`, in file order; their names are unique.
     pub monitors: Vec<MonitorConfig>,
 }
@@ -83,6 +86,8 @@ struct RawConfig {
     secrets_cache_ttl: ConfigDuration,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    http: HttpConfig,
     monitors: Monitors,
 }
 
@@ -403,6 +408,7 @@ impl Config {
             },
             queues: raw.queues,
             store,
+            http: raw.http,
             credentials,
             secrets_cache_ttl: raw.secrets_cache_ttl.0,
             monitors: raw.monitors.0,

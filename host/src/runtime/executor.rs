@@ -18,6 +18,7 @@ use crate::monitor::Call;
 use crate::queue::Received;
 
 use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
+use crate::telemetry::{self, METRICS};
 
 /// How long the executor waits for a message before checking for shutdown again.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
@@ -59,6 +60,8 @@ impl Runtime {
                 ) => received,
             };
             while running.try_join_next().is_some() {}
+            METRICS.application_queue("receive", received.is_ok());
+            telemetry::queue_reachable(received.is_ok());
             match received {
                 Ok(messages) => {
                     if failures > 0 {
@@ -70,10 +73,12 @@ impl Runtime {
                         next_id += 1;
                         let id = next_id;
                         lock(&in_flight).insert(id, message.clone());
+                        METRICS.messages_in_flight.inc();
                         let (runtime, in_flight) = (self.clone(), in_flight.clone());
                         running.spawn(async move {
                             runtime.process(message).await;
                             lock(&in_flight).remove(&id);
+                            METRICS.messages_in_flight.dec();
                             drop(slot);
                         });
                     }
@@ -146,7 +151,9 @@ impl Runtime {
         let message = match outcome {
             Ok(message) => message,
             Err(problem) => {
-                if let Err(e) = self.queue.dead_letter(&received, &problem).await {
+                let moved = self.queue.dead_letter(&received, &problem).await;
+                METRICS.application_queue("dead_letter", moved.is_ok());
+                if let Err(e) = moved {
                     tracing::error!("cannot take a bad message out of the queue: {e:#}");
                 }
                 return;
@@ -200,8 +207,14 @@ impl Runtime {
         )
         .await
         {
-            Ok(()) => tracing::debug!(message_id, "message processed"),
-            Err(e) => tracing::error!(message_id, "cannot delete a processed message: {e:#}"),
+            Ok(()) => {
+                METRICS.application_queue("delete", true);
+                tracing::debug!(message_id, "message processed")
+            }
+            Err(e) => {
+                METRICS.application_queue("delete", false);
+                tracing::error!(message_id, "cannot delete a processed message: {e:#}")
+            }
         }
     }
 

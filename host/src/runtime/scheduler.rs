@@ -151,6 +151,7 @@ impl Runtime {
         let body = Message::process_monitor(monitor.name(), tasks).to_json();
         Some(async move {
             let sent = tokio::time::timeout(SEND_DEADLINE, self.queue.send(body)).await;
+            crate::telemetry::queue_reachable(matches!(sent, Ok(Ok(_))));
             let error = match sent {
                 Ok(Ok(message_id)) => {
                     tracing::debug!(

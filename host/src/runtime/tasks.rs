@@ -7,6 +7,7 @@ use tracing::Instrument;
 
 use crate::message::Task;
 use crate::monitor::{Call, CallErrorKind, MonitorPlugin, Reply};
+use crate::telemetry::METRICS;
 
 use super::executor::SLOW_AFTER;
 use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
@@ -55,15 +56,27 @@ impl Runtime {
             Task::Search => self.search(&monitor.plugin).await,
             Task::Update => self.update(&monitor.plugin).await,
         };
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let took = started.elapsed();
+        let elapsed_ms = took.as_secs_f64() * 1e3;
         match &outcome {
             Ok(()) => tracing::info!(elapsed_ms, "task finished"),
             Err(e) => tracing::error!(elapsed_ms, "task failed: {e}"),
         }
-        matches!(
+        let hit_deadline = matches!(
             &outcome,
             Err(TaskError::Call(e)) if matches!(e.kind, CallErrorKind::Deadline(_))
-        )
+        );
+        let result = match (&outcome, hit_deadline) {
+            (Ok(()), _) => "ok",
+            (Err(_), true) => "deadline",
+            (Err(_), false) => "failed",
+        };
+        let task_name = match task {
+            Task::Search => "search",
+            Task::Update => "update",
+        };
+        METRICS.task(monitor.name(), task_name, result, took);
+        hit_deadline
     }
 
     /// A store call of a task: a warning when it hangs, its error, explained, as

@@ -1,0 +1,252 @@
+//! What an operator can ask the running host: `/healthz`, `/readyz` and `/metrics` (the
+//! Prometheus text format) on the `http.listen` address, off by default.
+//!
+//! Metrics are process-wide, so they live in one static [`METRICS`] that the code paths
+//! update as they go (a counter update is an atomic add behind a read lock). Every label value
+//! comes from the config (monitor and credential names) or from a bounded set the host names;
+//! a guest-chosen operation name is a label only among the first [`MAX_OPERATIONS`] seen, so
+//! no monitor can grow the exposition without bound.
+
+mod server;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+
+pub use server::{ProbeState, serve};
+
+/// The `http:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, e.g. `127.0.0.1:9464`; none: off.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Distinct (service, operation) label pairs of host calls; past it, `operation="other"`.
+pub const MAX_OPERATIONS: usize = 500;
+
+/// A metric's labels, in the order they are written.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Task durations from 1 ms to about 2 minutes.
+#[derive(Clone)]
+pub struct TaskBuckets;
+
+impl MetricConstructor<Histogram> for TaskBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.001, 2.0, 18))
+    }
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    /// `sentinela_tasks_total{monitor, task, outcome}`: outcome `ok`, `failed`, `deadline`.
+    pub tasks: Family<Labels, Counter>,
+    /// `sentinela_task_duration_seconds{monitor, task}`.
+    pub task_seconds: Family<Labels, Histogram, TaskBuckets>,
+    /// `sentinela_host_calls_total{actor, service, operation, outcome}`: every use of a
+    /// credential or secret, as audited.
+    pub host_calls: Family<Labels, Counter>,
+    /// `sentinela_application_queue_total{operation, outcome}`: receives, deletes,
+    /// dead-letters, releases.
+    pub application_queue: Family<Labels, Counter>,
+    /// `sentinela_messages_in_flight`: application-queue messages being processed.
+    pub messages_in_flight: Gauge,
+    /// `sentinela_credential_renewals_total{credential, outcome}`: connector fetches.
+    pub credential_renewals: Family<Labels, Counter>,
+    /// `sentinela_compile_cache_total{result}`: `hit`, `miss`, `invalid`.
+    pub compile_cache: Family<Labels, Counter>,
+    /// `sentinela_plugin_load_errors_total{monitor}`.
+    pub plugin_load_errors: Family<Labels, Counter>,
+    /// `sentinela_plugin_info{monitor, sha256}`: 1 per monitor loaded.
+    pub plugins: Family<Labels, Gauge>,
+    operations: Mutex<HashSet<(String, String)>>,
+    registry: Registry,
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sentinela");
+        let metrics = Metrics {
+            tasks: Family::default(),
+            task_seconds: Family::new_with_constructor(TaskBuckets),
+            host_calls: Family::default(),
+            application_queue: Family::default(),
+            messages_in_flight: Gauge::default(),
+            credential_renewals: Family::default(),
+            compile_cache: Family::default(),
+            plugin_load_errors: Family::default(),
+            plugins: Family::default(),
+            operations: Mutex::default(),
+            registry: Registry::default(),
+        };
+        registry.register("tasks", "Monitor tasks run", metrics.tasks.clone());
+        registry.register(
+            "task_duration_seconds",
+            "How long monitor tasks took",
+            metrics.task_seconds.clone(),
+        );
+        registry.register(
+            "host_calls",
+            "Uses of a credential or secret, by monitors and by the host",
+            metrics.host_calls.clone(),
+        );
+        registry.register(
+            "application_queue",
+            "Application queue operations",
+            metrics.application_queue.clone(),
+        );
+        registry.register(
+            "messages_in_flight",
+            "Application queue messages being processed",
+            metrics.messages_in_flight.clone(),
+        );
+        registry.register(
+            "credential_renewals",
+            "Keys fetched by credential connectors",
+            metrics.credential_renewals.clone(),
+        );
+        registry.register(
+            "compile_cache",
+            "Compiled plugin lookups in the compile cache",
+            metrics.compile_cache.clone(),
+        );
+        registry.register(
+            "plugin_load_errors",
+            "Monitors whose plugin could not be loaded",
+            metrics.plugin_load_errors.clone(),
+        );
+        registry.register(
+            "plugin_info",
+            "Each loaded monitor's plugin, by SHA-256",
+            metrics.plugins.clone(),
+        );
+        let build = Family::<Labels, Gauge>::default();
+        build
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
+            .set(1);
+        registry.register("build_info", "This sentinela's version", build);
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The exposition, in the Prometheus (OpenMetrics) text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Counts a finished task.
+    pub fn task(&self, monitor: &str, task: &str, outcome: &'static str, took: Duration) {
+        self.tasks
+            .get_or_create(&vec![
+                ("monitor", monitor.to_owned()),
+                ("task", task.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+        self.task_seconds
+            .get_or_create(&vec![
+                ("monitor", monitor.to_owned()),
+                ("task", task.to_owned()),
+            ])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts `count` audited uses of a credential or secret.
+    pub fn host_calls(
+        &self,
+        actor: &'static str,
+        service: &str,
+        operation: &str,
+        outcome: &str,
+        count: u64,
+    ) {
+        let operation = self.bounded_operation(service, operation);
+        self.host_calls
+            .get_or_create(&vec![
+                ("actor", actor.to_owned()),
+                ("service", self.bounded_operation("", service)),
+                ("operation", operation),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc_by(count);
+    }
+
+    /// Counts one application-queue operation.
+    pub fn application_queue(&self, operation: &'static str, ok: bool) {
+        self.application_queue
+            .get_or_create(&vec![
+                ("operation", operation.to_owned()),
+                ("outcome", if ok { "ok" } else { "error" }.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Counts one compile-cache lookup: `hit`, `miss` or `invalid`.
+    pub fn compile_cache(&self, result: &'static str) {
+        self.compile_cache
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// `operation` as a label value, or `other` once [`MAX_OPERATIONS`] pairs are known.
+    fn bounded_operation(&self, service: &str, operation: &str) -> String {
+        let mut seen = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (service.to_owned(), operation.to_owned());
+        if seen.contains(&key) || seen.len() < MAX_OPERATIONS {
+            seen.insert(key);
+            operation.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+}
+
+/// Whether the application queue answered last time: the executor's receives and the
+/// scheduler's sends set it, `/readyz` reads it.
+pub static QUEUE_REACHABLE: AtomicBool = AtomicBool::new(true);
+
+/// Records whether the application queue answered.
+pub fn queue_reachable(reachable: bool) {
+    QUEUE_REACHABLE.store(reachable, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_chosen_operations_cannot_grow_the_exposition_without_bound() {
+        let metrics = Metrics::new();
+        for i in 0..10_000 {
+            metrics.host_calls("monitor", "sqs", &format!("Op{i}"), "aws-error", 1);
+        }
+        let text = metrics.encode();
+        let lines = text
+            .lines()
+            .filter(|l| l.starts_with("sentinela_host_calls"))
+            .count();
+        assert!(lines <= MAX_OPERATIONS + 1, "{lines} lines");
+        assert!(text.contains(r#"operation="other""#));
+    }
+}
