@@ -148,3 +148,69 @@ fn a_disabled_monitor_is_not_scheduled_until_enabled_again() {
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
 }
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A plugin file replaced under a running host is swapped in with no failed call, and
+/// logged with both hashes; a corrupt replacement keeps the running version.
+#[test]
+fn a_replaced_plugin_file_is_swapped_in_and_a_corrupt_one_is_not() {
+    let dir = scratch_dir("run-reload");
+    let plugin = dir.join("monitor.wasm");
+    let staged = dir.join("monitor.wasm.new");
+    std::fs::copy(guest("steady"), &plugin).unwrap();
+    let config = TestConfig::new()
+        .monitor(Monitor::with_plugin("swap", &plugin).search_every_second())
+        .write(&dir);
+    let run = Running::start(&config, &[]);
+    let timeout = Duration::from_secs(60);
+    run.wait_for("the first version's issue", timeout, |e| {
+        field(e, "monitor") == "swap" && issue_event(e, "created") == Some("steady")
+    });
+
+    // Replaced by a rename, as deploy tools do.
+    std::fs::copy(guest("blink"), &staged).unwrap();
+    std::fs::rename(&staged, &plugin).unwrap();
+    let swapped = run.wait_for("the swap", timeout, |e| {
+        field(e, "message") == "plugin reloaded"
+    });
+    assert_eq!(field(&swapped, "old_sha256"), sha256_hex(&guest("steady")));
+    assert_eq!(field(&swapped, "new_sha256"), sha256_hex(&guest("blink")));
+    run.wait_for("the second version's issue", timeout, |e| {
+        field(e, "monitor") == "swap"
+            && issue_event(e, "created").is_some_and(|id| id.starts_with("window-"))
+    });
+
+    std::fs::write(&staged, b"\0asm but not really").unwrap();
+    std::fs::rename(&staged, &plugin).unwrap();
+    run.wait_for("the corrupt file refused", timeout, |e| {
+        field(e, "message").contains("cannot be loaded; keeping the running version")
+    });
+    let seen = run.events().len();
+    run.wait_until(
+        "two more searches on the running version",
+        timeout,
+        |events| {
+            events[seen..]
+                .iter()
+                .filter(|e| field(e, "monitor") == "swap" && field(e, "message") == "task finished")
+                .count()
+                >= 2
+        },
+    );
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert!(
+        !events
+            .iter()
+            .any(|e| field(e, "message").starts_with("task failed")),
+        "{}",
+        dump(&events)
+    );
+}

@@ -196,7 +196,7 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Res
 }
 
 async fn run(config: &Path, role: Role) -> Result<ExitCode> {
-    let host = App::open(config)?;
+    let host = Arc::new(App::open(config)?);
     let queue_config = &host.config.application_queue;
     if role != Role::All && queue_config.kind == crate::queue::QueueKind::Internal {
         bail!(
@@ -271,6 +271,11 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         tokio::spawn(crate::telemetry::serve(listener, state, http_stopped));
         tracing::info!(%address, "serving /healthz, /readyz and /metrics");
     }
+    tokio::spawn(crate::reload::watch_plugins(
+        host.clone(),
+        runtime.clone(),
+        stop_http.subscribe(),
+    ));
     runtime.run(shutdown_signal()).await?;
     let _ = stop_http.send(true);
     Ok(ExitCode::SUCCESS)

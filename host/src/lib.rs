@@ -15,7 +15,8 @@
 //! - [`queue`], [`message`], [`runtime`], [`issues`]: the application queue, its messages,
 //!   scheduling and executing tasks, and the issue store.
 //! - [`guest_text`]: guest-chosen text escaped for logs and terminals.
-//! - [`telemetry`]: `/healthz`, `/readyz` and `/metrics` (`http.listen`).
+//! - [`telemetry`]: `/healthz`, `/readyz` and `/metrics` (`http.listen`); [`reload`]: a
+//!   changed plugin file swapped in while running.
 
 pub mod app;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod message;
 pub mod monitor;
 pub mod providers;
 pub mod queue;
+pub mod reload;
 pub mod runtime;
 pub mod telemetry;
 

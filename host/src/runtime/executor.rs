@@ -309,7 +309,7 @@ impl Runtime {
         let span = tracing::info_span!("message", monitor = monitor.name(), kind = ?kind);
         async {
             if let Err(e) = monitor
-                .plugin
+                .plugin()
                 .call(Call::Handle(kind, payload.to_string()))
                 .await
             {

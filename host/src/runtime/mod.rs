@@ -93,6 +93,11 @@ impl Runtime {
         }
     }
 
+    /// The monitor of that config name.
+    pub fn monitor(&self, name: &str) -> Option<&Arc<ScheduledMonitor>> {
+        self.monitors.get(name)
+    }
+
     /// The monitor a message addresses: by name, or by its config `id`.
     fn find(&self, monitor_id: &str) -> Option<&Arc<ScheduledMonitor>> {
         self.monitors.get(monitor_id).or_else(|| {

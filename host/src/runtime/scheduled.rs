@@ -1,7 +1,7 @@
 //! A monitor's run-time state: whether it is queued or running, and its deadline backoff.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::values::Schedule;
@@ -12,7 +12,10 @@ use super::lock;
 /// A monitor as the runtime sees it.
 pub struct ScheduledMonitor {
     /// The loaded component.
-    pub plugin: Arc<MonitorPlugin>,
+    /// The loaded component; replaced when its file changes ([`ScheduledMonitor::replace`]).
+    plugin: RwLock<Arc<MonitorPlugin>>,
+    /// The config name, also the plugin's.
+    name: Arc<str>,
     /// The config `id` messages may address it by.
     pub id: Option<u64>,
     /// When `search` runs; `None`: only on request.
@@ -49,7 +52,8 @@ impl ScheduledMonitor {
         update_cron: Option<Schedule>,
     ) -> Self {
         ScheduledMonitor {
-            plugin,
+            name: plugin.name.clone(),
+            plugin: RwLock::new(plugin),
             id,
             search_cron,
             update_cron,
@@ -58,8 +62,23 @@ impl ScheduledMonitor {
         }
     }
 
-    pub(super) fn name(&self) -> &str {
-        &self.plugin.name
+    /// The monitor's config name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin version to call now; a call keeps its version to the end, whatever
+    /// replaces it meanwhile.
+    pub fn plugin(&self) -> Arc<MonitorPlugin> {
+        self.plugin
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new version of the plugin: calls that start from now on use it.
+    pub fn replace(&self, plugin: Arc<MonitorPlugin>) {
+        *self.plugin.write().unwrap_or_else(|e| e.into_inner()) = plugin;
     }
 
     /// Marks the monitor queued or running; false if it already was.

@@ -53,8 +53,8 @@ impl Runtime {
     async fn run_task(&self, monitor: &ScheduledMonitor, task: Task) -> bool {
         let started = Instant::now();
         let outcome = match task {
-            Task::Search => self.search(&monitor.plugin).await,
-            Task::Update => self.update(&monitor.plugin).await,
+            Task::Search => self.search(&monitor.plugin()).await,
+            Task::Update => self.update(&monitor.plugin()).await,
         };
         let took = started.elapsed();
         let elapsed_ms = took.as_secs_f64() * 1e3;
