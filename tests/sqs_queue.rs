@@ -847,7 +847,8 @@ fn a_message_for_an_unknown_monitor_stays_on_the_queue_until_dead_lettered() {
 /// Python Sentinela's controller, API and CLI address monitors by integer id: its
 /// `process_monitor` and `request` bodies reach the monitor with that config `id`;
 /// `monitor_disable` switches it off (and a restart keeps it off), `monitor_enable` on again;
-/// actions about alerts, issues and Sentinela plugins are dropped, never handed to a monitor.
+/// `issue_drop` drops an issue by its store key; actions about alerts and Sentinela plugins
+/// are dropped, never handed to a monitor.
 #[test]
 fn sentinela_s_integer_ids_and_control_actions_reach_the_right_monitor() {
     let sqs = Sqs::new();
@@ -877,16 +878,45 @@ fn sentinela_s_integer_ids_and_control_actions_reach_the_right_monitor() {
     run.wait_until("a search by integer id", timeout, |events| {
         searches(events) == 1
     });
-    for action in ["alert_acknowledge", "issue_drop", "plugin.slack.resend"] {
+    for action in ["alert_acknowledge", "plugin.slack.resend"] {
         sqs.send(&url, &request(action, 41));
     }
-    run.wait_until("three actions dropped", timeout, |events| {
+    run.wait_until("two actions dropped", timeout, |events| {
         events
             .iter()
             .filter(|e| field(e, "message").contains("no concept of; message dropped"))
             .count()
-            == 3
+            == 2
     });
+    // `issue_drop` names an issue by its store key, as `sentinela issues` shows it.
+    let listed = |status: &str| -> Vec<Value> {
+        let (ok, stdout, stderr) = output(
+            sentinela(&[
+                "issues",
+                config.to_str().unwrap(),
+                "--json",
+                "--status",
+                status,
+            ])
+            .envs(application_env()),
+        );
+        assert!(ok.success(), "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let active = listed("active");
+    assert_eq!(active.len(), 1, "{active:?}");
+    let key = active[0]["key"].as_u64().expect("an integer key");
+    sqs.send(&url, &request("issue_drop", key));
+    let dropped = run.wait_for("the issue dropped", timeout, |e| {
+        field(e, "message") == "issue dropped"
+    });
+    assert_eq!(field(&dropped, "issue_id"), "steady", "{dropped}");
+    run.wait_for("its event", timeout, |e| {
+        issue_event(e, "dropped") == Some("steady")
+    });
+    let dropped = listed("dropped");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["key"].as_u64(), Some(key));
     sqs.send(&url, &request("monitor_disable", 12));
     run.wait_for("the monitor disabled", timeout, |e| {
         field(e, "message") == "monitor disabled"

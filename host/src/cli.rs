@@ -90,7 +90,7 @@ enum Command {
         /// Only this monitor's issues.
         #[arg(long)]
         monitor: Option<String>,
-        /// Only active or only solved issues.
+        /// Only active, solved or dropped issues.
         #[arg(long, value_enum)]
         status: Option<IssueStatus>,
         /// One JSON array instead of a table.
@@ -109,6 +109,7 @@ enum MonitorAction {
 enum IssueStatus {
     Active,
     Solved,
+    Dropped,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -444,6 +445,7 @@ async fn list_issues(
     let status = status.map(|s| match s {
         IssueStatus::Active => Status::Active,
         IssueStatus::Solved => Status::Solved,
+        IssueStatus::Dropped => Status::Dropped,
     });
     let issues = store.list(monitor, status).await?;
     if json {
@@ -459,7 +461,7 @@ async fn list_issues(
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
-    let rows: Vec<[String; 6]> = issues
+    let rows: Vec<[String; 7]> = issues
         .iter()
         .map(|i| {
             let mut data = i.data.to_string();
@@ -473,6 +475,7 @@ async fn list_issues(
             }
             [
                 i.monitor.clone(),
+                i.key.to_string(),
                 i.id.clone(),
                 i.status.as_str().to_owned(),
                 time(i.created_at),
@@ -483,6 +486,7 @@ async fn list_issues(
         .collect();
     let header = [
         "MONITOR",
+        "KEY",
         "ISSUE",
         "STATUS",
         "CREATED (UTC)",

@@ -53,6 +53,8 @@ pub enum Status {
     /// Closed by `is-solved`; kept for listings and never reopened (the same id found again is a
     /// new issue).
     Solved,
+    /// Closed by an `issue_drop` request; kept for listings like a solved issue.
+    Dropped,
 }
 
 impl Status {
@@ -61,6 +63,7 @@ impl Status {
         match self {
             Status::Active => "active",
             Status::Solved => "solved",
+            Status::Dropped => "dropped",
         }
     }
 }
@@ -69,6 +72,8 @@ impl Status {
 /// serialize as fractional Unix seconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredIssue {
+    /// The issue's stable integer key in the store: what an `issue_drop` request names.
+    pub key: i64,
     /// The name of the monitor that found it.
     pub monitor: String,
     /// The id the monitor gave it; unique among the monitor's active issues.
@@ -100,6 +105,8 @@ pub enum Change {
     Unchanged,
     /// This process closed an active issue.
     Solved,
+    /// This process dropped an active issue (`issue_drop`).
+    Dropped,
 }
 
 impl Change {
@@ -109,6 +116,7 @@ impl Change {
             Change::Updated => "updated",
             Change::Unchanged => "unchanged",
             Change::Solved => "solved",
+            Change::Dropped => "dropped",
         }
     }
 }
@@ -126,6 +134,8 @@ pub struct EventQueue {
 /// makes is logged (and sent to the events queue, if any) once, after it is committed.
 pub struct IssueStore {
     pool: AnyPool,
+    /// SQLite or PostgreSQL: the one place their SQL differs is an issue's integer key.
+    kind: StoreKind,
     /// Shown in errors and `check`: the file, or the URL without its password.
     location: String,
     /// The connection URL, for explaining a pool timeout; never shown (it may hold a
@@ -246,6 +256,7 @@ impl IssueStore {
             .map_err(cannot_open)?;
         let store = IssueStore {
             pool,
+            kind: config.kind,
             location,
             url: zeroize::Zeroizing::new(url),
             events,
@@ -328,6 +339,11 @@ impl IssueStore {
             tx.execute(*statement).await?;
         }
         tx.execute(outbox_table(kind).as_str()).await?;
+        if kind == StoreKind::Postgres {
+            // SQLite's rowid is the key there; PostgreSQL numbers existing rows as it adds it.
+            tx.execute("ALTER TABLE sentinela_issues ADD COLUMN IF NOT EXISTS issue_key BIGSERIAL")
+                .await?;
+        }
         let version: Option<i64> = sqlx::query("SELECT MAX(version) FROM sentinela_schema")
             .fetch_one(&mut *tx)
             .await?
@@ -533,6 +549,39 @@ impl IssueStore {
         Ok(true)
     }
 
+    /// The column holding an issue's integer key.
+    fn key_column(&self) -> &'static str {
+        match self.kind {
+            StoreKind::Sqlite => "rowid",
+            StoreKind::Postgres => "issue_key",
+        }
+    }
+
+    /// Drops the active issue with this key (`issue_drop`): its monitor and id, or `None`
+    /// when no active issue has it. The change and its event commit together.
+    pub async fn drop_issue(&self, key: i64) -> Result<Option<(String, String)>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let dropped = sqlx::query(&format!(
+            "UPDATE sentinela_issues SET status = 'dropped', solved_at = $1, updated_at = $1
+             WHERE {} = $2 AND status = 'active' RETURNING monitor, issue_id",
+            self.key_column()
+        ))
+        .bind(now)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = dropped else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let (monitor, id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        let event = Self::add_event(&mut tx, &monitor, &id, Change::Dropped, None, now).await?;
+        tx.commit().await?;
+        self.publish(event).await;
+        Ok(Some((monitor, id)))
+    }
+
     /// Switches a monitor off or on for every process sharing the store.
     pub async fn set_enabled(&self, monitor: &str, enabled: bool) -> Result<()> {
         sqlx::query(
@@ -584,16 +633,18 @@ impl IssueStore {
         monitor: Option<&str>,
         status: Option<Status>,
     ) -> Result<Vec<StoredIssue>> {
-        let rows = sqlx::query(
-            "SELECT monitor, issue_id, status, data, created_at, updated_at, solved_at
+        let query = format!(
+            "SELECT monitor, issue_id, status, data, created_at, updated_at, solved_at, {}
              FROM sentinela_issues
              WHERE ($1 = '' OR monitor = $1) AND ($2 = '' OR status = $2)
              ORDER BY monitor, status, issue_id, created_at",
-        )
-        .bind(monitor.unwrap_or(""))
-        .bind(status.map(Status::as_str).unwrap_or(""))
-        .fetch_all(&self.pool)
-        .await?;
+            self.key_column()
+        );
+        let rows = sqlx::query(&query)
+            .bind(monitor.unwrap_or(""))
+            .bind(status.map(Status::as_str).unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(stored_issue).collect()
     }
 
@@ -727,11 +778,12 @@ fn stored_issue(row: &sqlx::any::AnyRow) -> Result<StoredIssue> {
     Ok(StoredIssue {
         monitor: row.try_get(0)?,
         id: row.try_get(1)?,
-        status: if status == "solved" {
-            Status::Solved
-        } else {
-            Status::Active
+        status: match status.as_str() {
+            "solved" => Status::Solved,
+            "dropped" => Status::Dropped,
+            _ => Status::Active,
         },
+        key: row.try_get(7)?,
         data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
         created_at: from_ms(row.try_get(4)?),
         updated_at: from_ms(row.try_get(5)?),

@@ -2,8 +2,8 @@
 //!
 //! `process_monitor` asks an executor to run a monitor's tasks. A `request` is handled by the
 //! host when it is about the monitor's running (`monitor_refresh`, `monitor_disable`,
-//! `monitor_enable`), dropped when it is about something the host has no concept of
-//! (`alert_*`, `issue_drop`, `plugin.*`), and otherwise delivered, like every `event`, to the
+//! `monitor_enable`, `issue_drop`), dropped when it is about something the host has no concept
+//! of (`alert_*`, `plugin.*`), and otherwise delivered, like every `event`, to the
 //! monitor's `handle` export. Monitors are addressed by name or by their config `id`
 //! (Sentinela's integer ids). Bodies written by Python's `json.dumps` (with spaces) and
 //! compact JSON are both accepted.
@@ -66,8 +66,11 @@ pub enum Work {
     /// Switch the monitor off (`monitor_disable`) or on (`monitor_enable`), for every
     /// process sharing the store.
     SetEnabled(bool),
-    /// An action about something this host has no concept of (`alert_*`, `issue_drop`,
-    /// `plugin.*`): dropped with a log line, never handed to a monitor. The action, escaped.
+    /// Drop the active issue with this store key (`issue_drop`; the target is an issue, not
+    /// a monitor).
+    DropIssue(i64),
+    /// An action about something this host has no concept of (`alert_*`, `plugin.*`):
+    /// dropped with a log line, never handed to a monitor. The action, escaped.
     Ignore(String),
 }
 
@@ -170,12 +173,16 @@ impl Message {
                 Work::SetEnabled(false)
             }
             Message::Request { action, .. } if action == "monitor_enable" => Work::SetEnabled(true),
-            // Their target is an alert, an issue or a Sentinela plugin, not a monitor: a
-            // monitor must never take an alert's or an issue's id for its own.
+            Message::Request {
+                action, monitor_id, ..
+            } if action == "issue_drop" => match monitor_id.parse() {
+                Ok(key) => Work::DropIssue(key),
+                Err(_) => Work::Ignore("issue_drop (its target_id is not an issue key)".into()),
+            },
+            // Their target is an alert or a Sentinela plugin, not a monitor: a monitor must
+            // never take an alert's id for its own.
             Message::Request { action, .. }
-                if action.starts_with("alert_")
-                    || action == "issue_drop"
-                    || action.starts_with("plugin.") =>
+                if action.starts_with("alert_") || action.starts_with("plugin.") =>
             {
                 Work::Ignore(crate::guest_text::shortened(&action, 64))
             }
@@ -317,7 +324,7 @@ mod tests {
             (refresh_empty, "orders", Work::Refresh(vec![])),
             (disable, "3", Work::SetEnabled(false)),
             (enable, "3", Work::SetEnabled(true)),
-            (drop_issue, "1057", Work::Ignore("issue_drop".into())),
+            (drop_issue, "1057", Work::DropIssue(1057)),
             (alert, "41", Work::Ignore("alert_acknowledge".into())),
             (
                 plugin,

@@ -223,6 +223,21 @@ impl Runtime {
     async fn dispatch(&self, message: Message) -> bool {
         let monitor_id = message.monitor_id().to_owned();
         let work = message.into_work();
+        if let Work::DropIssue(key) = work {
+            match self.issues.drop_issue(key).await {
+                Ok(Some((monitor, id))) => tracing::info!(
+                    monitor = monitor.as_str(),
+                    issue_id = crate::guest_text::shortened(&id, 64).as_str(),
+                    issue_key = key,
+                    "issue dropped"
+                ),
+                Ok(None) => {
+                    tracing::info!(issue_key = key, "issue_drop: no active issue has that key")
+                }
+                Err(e) => tracing::error!(issue_key = key, "issue_drop failed: {e:#}"),
+            }
+            return true;
+        }
         if let Work::Ignore(action) = &work {
             tracing::info!(
                 action = action.as_str(),
@@ -271,7 +286,7 @@ impl Runtime {
                 monitor.release();
             }
             Work::Handle(kind, payload) => self.handle(monitor, kind, payload).await,
-            Work::SetEnabled(_) | Work::Ignore(_) => {}
+            Work::SetEnabled(_) | Work::DropIssue(_) | Work::Ignore(_) => {}
         }
         true
     }

@@ -30,9 +30,13 @@ pub struct ProbeState {
 
 /// How long `/readyz` waits for the store.
 const STORE_PROBE: Duration = Duration::from_secs(2);
+/// Connections served at once; more are closed at once, so a flood of clients costs the
+/// host a bounded number of tasks.
+const MAX_CONNECTIONS: usize = 32;
 
 /// Serves until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<ProbeState>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.changed() => return,
@@ -45,8 +49,13 @@ pub async fn serve(listener: TcpListener, state: Arc<ProbeState>, mut stop: watc
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&request, &state).await) }
