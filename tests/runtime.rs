@@ -214,3 +214,38 @@ fn a_replaced_plugin_file_is_swapped_in_and_a_corrupt_one_is_not() {
         dump(&events)
     );
 }
+
+/// `sentinela monitors CONFIG refresh NAME` with the in-process queue runs the monitor's
+/// search and update in the command itself, against the config's store; a disabled monitor
+/// is not refreshed.
+#[test]
+fn a_refresh_from_the_command_line_records_what_the_monitor_finds() {
+    let dir = scratch_dir("run-refresh");
+    let config = TestConfig::new()
+        .monitor(Monitor::new("steady", "steady"))
+        .write(&dir);
+    let config_arg = config.to_str().unwrap();
+    let (status, stdout, stderr) = output(&mut sentinela(&[
+        "monitors", config_arg, "refresh", "steady",
+    ]));
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("steady refreshed"), "{stdout}");
+    let (status, stdout, stderr) = output(&mut sentinela(&["issues", config_arg, "--json"]));
+    assert!(status.success(), "{stderr}");
+    let issues: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(issues[0]["id"], "steady", "{issues}");
+    assert_eq!(issues[0]["status"], "active", "{issues}");
+
+    let (status, _, _) = output(&mut sentinela(&[
+        "monitors", config_arg, "disable", "steady",
+    ]));
+    assert!(status.success());
+    let (status, stdout, stderr) = output(&mut sentinela(&[
+        "monitors", config_arg, "refresh", "steady",
+    ]));
+    assert!(!status.success(), "{stdout}");
+    assert!(
+        stderr.contains("steady is disabled; enable it first"),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,7 @@ use crate::compile_cache::CompileCache;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
 use crate::issues::{EventQueue, IssueStore, Status};
+use crate::message::Task;
 use crate::monitor::{Call, PluginFile, Reply};
 use crate::providers::HostPlugins;
 use crate::queue::ApplicationQueue;
@@ -76,8 +77,9 @@ enum Command {
     /// `compile:` limits).
     #[command(hide = true)]
     CompilePlugin { wasm: PathBuf, out: PathBuf },
-    /// List the config's monitors with their id and whether they are switched on, or switch
-    /// one off or on (`disable NAME`, `enable NAME`) for every process sharing the store.
+    /// List the config's monitors with their id and whether they are switched on; switch one
+    /// off or on for every process sharing the store (`disable NAME`, `enable NAME`); or run
+    /// its search and update now (`refresh NAME`).
     Monitors {
         config: PathBuf,
         action: Option<MonitorAction>,
@@ -103,6 +105,7 @@ enum Command {
 enum MonitorAction {
     Disable,
     Enable,
+    Refresh,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -384,14 +387,12 @@ async fn monitors(
         return Ok(ExitCode::SUCCESS);
     };
     let Some(wanted) = monitor else {
-        bail!(
-            "name the monitor to {}",
-            if action == MonitorAction::Disable {
-                "disable"
-            } else {
-                "enable"
-            }
-        );
+        let verb = match action {
+            MonitorAction::Disable => "disable",
+            MonitorAction::Enable => "enable",
+            MonitorAction::Refresh => "refresh",
+        };
+        bail!("name the monitor to {verb}");
     };
     let Some(target) = config
         .monitors
@@ -405,14 +406,25 @@ async fn monitors(
         );
     };
     let enabled = action == MonitorAction::Enable;
-    if config.application_queue.kind == crate::queue::QueueKind::Sqs {
+    let shared = config.application_queue.kind == crate::queue::QueueKind::Sqs;
+    if action == MonitorAction::Refresh && !shared {
+        if store
+            .disabled_monitors()
+            .await?
+            .contains(target.name.as_str())
+        {
+            bail!("{} is disabled; enable it first", target.name);
+        }
+        return refresh_here(config_path, target.name.as_str()).await;
+    }
+    if shared {
         let queue = ApplicationQueue::from_config(&config.application_queue)
             .await
             .with_context(|| format!("{}: application_queue", config.path.display()))?;
-        let action = if enabled {
-            "monitor_enable"
-        } else {
-            "monitor_disable"
+        let action = match action {
+            MonitorAction::Enable => "monitor_enable",
+            MonitorAction::Disable => "monitor_disable",
+            MonitorAction::Refresh => "monitor_refresh",
         };
         let body = serde_json::json!({
             "type": "request",
@@ -429,6 +441,32 @@ async fn monitors(
             crate::runtime::DISABLED_REFRESH.as_secs()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `monitors CONFIG refresh NAME` without a shared queue: the monitor's search and update run
+/// in this process, against the config's store, as an executor would run them.
+async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
+    let host = App::open(config)?;
+    let monitor_config = host
+        .config
+        .monitor(name)
+        .context("the monitor is no longer in the config")?;
+    let plugin = host.load_monitor(monitor_config)?;
+    let issues = open_store(&host).await?;
+    let monitor = ScheduledMonitor::new(Arc::new(plugin), monitor_config.id, None, None);
+    let options = RuntimeOptions {
+        role: Role::Executor,
+        concurrency: 1,
+        heartbeat: std::time::Duration::from_secs(60),
+        shutdown_grace: std::time::Duration::ZERO,
+    };
+    let queue = ApplicationQueue::Internal(crate::queue::InternalQueue::new());
+    let runtime = Runtime::new(Vec::new(), queue, issues, options);
+    runtime
+        .run_tasks(&monitor, &[Task::Search, Task::Update])
+        .await;
+    println!("{name} refreshed (search and update ran; see the log for their outcome)");
     Ok(ExitCode::SUCCESS)
 }
 
