@@ -131,7 +131,8 @@ pub struct EventQueue {
 }
 
 /// A connection pool on the issue database, opened with [`IssueStore::open`]. Every change it
-/// makes is logged (and sent to the events queue, if any) once, after it is committed.
+/// makes commits with its event, which is then logged (and sent to the events queue, if any):
+/// at least once, see the module docs.
 pub struct IssueStore {
     pool: AnyPool,
     /// SQLite or PostgreSQL: the one place their SQL differs is an issue's integer key.
