@@ -19,7 +19,17 @@ fn check_accepts_every_shipped_config() {
     );
     let mut args = vec!["check"];
     args.extend(configs.iter().map(String::as_str));
-    let (status, stdout, stderr) = output(&mut sentinela(&args));
+    // What sqs-scale-out.yaml's comments say to set: `run` (and so `check`) refuses an SQS
+    // application queue without its credential, and a PostgreSQL store without its URL.
+    let (status, stdout, stderr) = output(sentinela(&args).envs([
+        ("AWS_APPLICATION_ACCESS_KEY_ID", "AKIAAPPLICATION00001"),
+        ("AWS_APPLICATION_SECRET_ACCESS_KEY", "application-secret"),
+        ("AWS_APPLICATION_REGION", "us-east-1"),
+        (
+            "SENTINELA_DATABASE_URL",
+            "postgres://sentinela:secret@127.0.0.1:5432/sentinela",
+        ),
+    ]));
     assert!(status.success(), "check failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("monitor stuck-orders"), "{stdout}");
     assert!(
@@ -646,5 +656,66 @@ fn a_pinned_plugin_with_another_hash_is_refused() {
     assert!(
         out.contains("monitors[0].sha256") && out.contains("64 hex digits"),
         "{out}"
+    );
+}
+
+/// `check` refuses what `run` would refuse at start, with the same words, and warns about
+/// what `run` would start with but probably should not.
+#[test]
+fn check_refuses_what_run_refuses_at_start() {
+    let blink = guest("blink");
+    let blink = blink.to_str().unwrap();
+    let sqs = format!(
+        "plugins: [aws]\napplication_queue:\n  type: plugin.aws.sqs\n  name: app\n{}",
+        monitor_yaml(blink, "")
+    );
+    let postgres = format!(
+        "store:\n  type: postgres\n  url_env: SENTINELA_TEST_NO_SUCH_URL\n{}",
+        monitor_yaml(blink, "")
+    );
+    for (name, yaml, expected) in [
+        (
+            "no-application-credential",
+            sqs.clone(),
+            "application_queue: credential APPLICATION is not configured: set \
+             AWS_APPLICATION_ACCESS_KEY_ID and AWS_APPLICATION_SECRET_ACCESS_KEY",
+        ),
+        (
+            "no-postgres-url",
+            postgres,
+            "store: type postgres needs a connection URL: set store.url, or the \
+             SENTINELA_TEST_NO_SUCH_URL variable",
+        ),
+    ] {
+        let out = check_fails(name, &yaml, &[]);
+        assert!(out.contains(expected), "{name}: {out}");
+        let config = write_config(&scratch_dir(&format!("{name}-run")), &yaml);
+        let (status, _, stderr) = output(&mut sentinela(&["run", config.to_str().unwrap()]));
+        assert!(!status.success(), "{name}: run started");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+
+    // With the credential but no region: an error; with a region, only the warning that a
+    // SQLite store is for one process.
+    let env = [
+        ("AWS_APPLICATION_ACCESS_KEY_ID", "AKIAAPPLICATION00001"),
+        ("AWS_APPLICATION_SECRET_ACCESS_KEY", "application-secret"),
+    ];
+    let out = check_fails("no-application-region", &sqs, &env);
+    assert!(
+        out.contains("application_queue: no region for credential APPLICATION"),
+        "{out}"
+    );
+    let dir = scratch_dir("sqlite-shared");
+    let config = write_config(&dir, &sqs);
+    let (status, stdout, stderr) = output(
+        sentinela(&["check", config.to_str().unwrap()])
+            .envs(env)
+            .env("AWS_APPLICATION_REGION", "us-east-1"),
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("warning:") && stdout.contains("the SQLite store is for one process"),
+        "{stdout}"
     );
 }

@@ -9,16 +9,20 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::aws::AwsProvider;
+use crate::aws::credentials::Credential;
 use crate::capabilities::aws_call::AwsCallGrants;
 use crate::capabilities::queue::MonitorQueues;
 use crate::capabilities::secrets::SecretStore;
 use crate::compile_cache::CompileCache;
 use crate::compiler::Compiler;
+use crate::config::values::CredentialName;
 use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
 use crate::instance::{self, MonitorCapabilities};
+use crate::issues::StoreKind;
 use crate::monitor::{MonitorPlugin, PluginFile};
 use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
+use crate::queue::QueueKind;
 
 /// A config made ready to run.
 pub struct App {
@@ -155,6 +159,61 @@ impl App {
         }
     }
 
+    /// What `run` would refuse at start (errors), or run with but likely regret (warnings),
+    /// found without connecting anywhere: `check` lists them, `run` stops on the first error.
+    /// Problems of a plugin file are found by loading it ([`App::load_monitors`]).
+    pub fn startup_problems(&self) -> StartupProblems {
+        let config = &self.config;
+        let path = config.path.display();
+        let mut problems = StartupProblems::default();
+        if config.application_queue.kind == QueueKind::Sqs {
+            let application = CredentialName::parse(CredentialName::APPLICATION)
+                .expect("APPLICATION is a valid credential name");
+            match Credential::from_env(&application) {
+                Err(e) => problems
+                    .errors
+                    .push(format!("{path}: application_queue: {e}")),
+                Ok(credential) => {
+                    if let Err(e) = credential.region(config.application_queue.region.as_deref()) {
+                        problems
+                            .errors
+                            .push(format!("{path}: application_queue: {e}"));
+                    }
+                }
+            }
+            if config.store.kind == StoreKind::Sqlite {
+                problems.warnings.push(format!(
+                    "{path}: store: the SQLite store is for one process, but an SQS application \
+                     queue is shared by several: a controller and executors need store.type: \
+                     postgres"
+                ));
+            }
+        }
+        if config.store.kind == StoreKind::Postgres
+            && let Err(e) = config.store.postgres_url()
+        {
+            problems.errors.push(format!("{path}: {e:#}"));
+        }
+        if let Some(aws) = &self.aws {
+            let granted: std::collections::BTreeSet<&CredentialName> = config
+                .monitors
+                .iter()
+                .flat_map(|m| m.grants.credentials.iter())
+                .collect();
+            for name in granted {
+                if let Ok(credential) = aws.credentials.get(name)
+                    && credential.region.is_none()
+                {
+                    problems.warnings.push(format!(
+                        "credential {name} has no region: every call with it must name one, \
+                         or set AWS_{name}_REGION"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// Loads every monitor, failing on the first that cannot run.
     pub fn monitors(&self) -> Result<Vec<Arc<MonitorPlugin>>> {
         self.load_monitors()
@@ -189,6 +248,15 @@ fn check_pinned(monitor: &str, path: &std::path::Path, pinned: &str) -> Result<(
         );
     }
     Ok(())
+}
+
+/// What [`App::startup_problems`] found.
+#[derive(Debug, Default)]
+pub struct StartupProblems {
+    /// What `run` refuses to start with.
+    pub errors: Vec<String>,
+    /// What it starts with, but probably should not.
+    pub warnings: Vec<String>,
 }
 
 fn engine_settings(config: &Config) -> EngineSettings {

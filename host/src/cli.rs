@@ -201,6 +201,14 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Res
 
 async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     let host = Arc::new(App::open(config)?);
+    // The same start-up checks as `check`, with the same words.
+    let problems = host.startup_problems();
+    for warning in &problems.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(error) = problems.errors.first() {
+        bail!("{error}");
+    }
     let queue_config = &host.config.application_queue;
     if role != Role::All && queue_config.kind == crate::queue::QueueKind::Internal {
         bail!(
@@ -606,6 +614,14 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             }
         }
         println!("  issue store: {}", describe_store(&host.config.store));
+        let problems = host.startup_problems();
+        for warning in &problems.warnings {
+            println!("  warning: {warning}");
+        }
+        for error in &problems.errors {
+            println!("  error: {error}");
+            failures += 1;
+        }
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);
             println!("    plugin: {}", monitor.plugin.0.display());
