@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_wasm_target
+echo "building the example monitors (guests/) and the host; the first build compiles wasmtime and takes several minutes..."
 guests/build.sh
-cargo build --release --quiet --bin sentinela
+cargo build --release --bin sentinela
 
 if [[ -n "${DEMO_SECONDS:-}" ]]; then
   target/release/sentinela run config/demo.yaml &

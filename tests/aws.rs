@@ -398,7 +398,7 @@ queues:
     );
     expect(
         "GetSecretValue",
-        "denied: secretsmanager:GetSecretValue reads a secret value; declare the secret under monitor 'trust-abuse''s 'secrets:'",
+        "denied: secretsmanager:GetSecretValue reads a secret value; declare the secret in the 'secrets:' of monitor 'trust-abuse'",
     );
     expect(
         "GetParameter decrypted",

@@ -158,6 +158,16 @@ fn guest_text_cannot_forge_log_lines_or_terminal_output() {
         "{log}"
     );
     assert!(log.contains("monitor=\"steady\"") || log.contains("monitor=steady"));
+
+    // What the store kept, as an operator lists it, whole: escaped too.
+    let (status, table, stderr) = output(&mut sentinela(&[
+        "issues",
+        config.to_str().unwrap(),
+        "--wide",
+    ]));
+    assert!(status.success(), "{stderr}");
+    assert!(table.contains("spoof"), "{table}");
+    assert_not_forged("issues table", &table);
 }
 
 #[test]

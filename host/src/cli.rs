@@ -98,6 +98,9 @@ enum Command {
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// The whole data column, not its first 60 characters.
+        #[arg(long)]
+        wide: bool,
     },
 }
 
@@ -152,7 +155,8 @@ pub fn main() -> ExitCode {
             monitor,
             status,
             json,
-        } => with_runtime(list_issues(&config, monitor.as_deref(), status, json)),
+            wide,
+        } => with_runtime(list_issues(&config, monitor.as_deref(), status, json, wide)),
         Command::Monitors {
             config,
             action,
@@ -483,6 +487,7 @@ async fn list_issues(
     monitor: Option<&str>,
     status: Option<IssueStatus>,
     json: bool,
+    wide: bool,
 ) -> Result<ExitCode> {
     let config = Config::load(config)?;
     let store = IssueStore::open(&config.store, None)
@@ -507,11 +512,13 @@ async fn list_issues(
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
-    let rows: Vec<[String; 7]> = issues
+    let rows: Vec<[String; 8]> = issues
         .iter()
         .map(|i| {
-            let mut data = i.data.to_string();
-            if data.len() > 60 {
+            // Ids and data are the monitors' words: escaped for the terminal (bidi controls,
+            // line separators), as everywhere else.
+            let mut data = crate::guest_text::json_for_terminal(&i.data.to_string()).into_owned();
+            if !wide && data.len() > 60 {
                 let cut = (0..=57)
                     .rev()
                     .find(|n| data.is_char_boundary(*n))
@@ -522,9 +529,10 @@ async fn list_issues(
             [
                 i.monitor.clone(),
                 i.key.to_string(),
-                i.id.clone(),
+                crate::guest_text::escape(&i.id).into_owned(),
                 i.status.as_str().to_owned(),
                 time(i.created_at),
+                time(i.updated_at),
                 i.solved_at.map(time).unwrap_or_default(),
                 data,
             ]
@@ -535,8 +543,9 @@ async fn list_issues(
         "KEY",
         "ISSUE",
         "STATUS",
-        "CREATED (UTC)",
-        "SOLVED (UTC)",
+        "FIRST SEEN (UTC)",
+        "LAST CHANGED (UTC)",
+        "CLOSED (UTC)",
         "DATA",
     ];
     let widths: Vec<usize> = (0..header.len())

@@ -448,8 +448,8 @@ pub fn authorize(
     }
     if reads_secret(service, operation, input) {
         return Err(Refusal::SecretRead(format!(
-            "{service}:{operation} reads a secret value; declare the secret under monitor \
-             '{monitor}''s 'secrets:' and read it with secrets.get"
+            "{service}:{operation} reads a secret value; declare the secret in the 'secrets:' \
+             of monitor '{monitor}' and read it with secrets.get"
         )));
     }
     let entries: Vec<&AwsOperationGrant> = grants

@@ -333,6 +333,9 @@ impl IssueStore {
             StoreKind::Postgres => {
                 tx.execute("SELECT pg_advisory_xact_lock(7301594114)")
                     .await?;
+                // `IF NOT EXISTS` on an existing table is a NOTICE each start; not news.
+                tx.execute("SET LOCAL client_min_messages = warning")
+                    .await?;
             }
             StoreKind::Sqlite => {}
         }
