@@ -246,6 +246,36 @@ fn application_env(database_url: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// Up to 10 messages of the events queue, as JSON, deleted once read (1 s long poll).
+fn take_events(
+    runtime: &tokio::runtime::Runtime,
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<Value> {
+    let received = runtime
+        .block_on(
+            sqs.receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send(),
+        )
+        .unwrap();
+    let mut bodies = Vec::new();
+    for message in received.messages.unwrap_or_default() {
+        bodies.push(serde_json::from_str(message.body.as_deref().unwrap()).unwrap());
+        runtime
+            .block_on(
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(message.receipt_handle.unwrap())
+                    .send(),
+            )
+            .unwrap();
+    }
+    bodies
+}
+
 fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
@@ -359,17 +389,7 @@ monitors:
     // Every event also went to the alerts queue, as JSON.
     let mut delivered: HashMap<(String, String, String), usize> = HashMap::new();
     poll_until("the issue events on the alerts queue", timeout, || {
-        let received = runtime
-            .block_on(
-                sqs.receive_message()
-                    .queue_url(&alerts_url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .send(),
-            )
-            .unwrap();
-        for message in received.messages.unwrap_or_default() {
-            let body: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+        for body in take_events(&runtime, &sqs, &alerts_url) {
             assert_eq!(body["type"], "issue", "{body}");
             let key = (
                 body["monitor"].as_str().unwrap().to_owned(),
@@ -377,14 +397,6 @@ monitors:
                 body["event"].as_str().unwrap().to_owned(),
             );
             *delivered.entry(key).or_default() += 1;
-            runtime
-                .block_on(
-                    sqs.delete_message()
-                        .queue_url(&alerts_url)
-                        .receipt_handle(message.receipt_handle.unwrap())
-                        .send(),
-                )
-                .unwrap();
         }
         solved
             .keys()
@@ -473,19 +485,7 @@ fn a_crash_between_commit_and_publish_loses_no_event() {
         "the event on the alerts queue",
         Duration::from_secs(30),
         || {
-            let received = runtime
-                .block_on(
-                    sqs.receive_message()
-                        .queue_url(&alerts_url)
-                        .max_number_of_messages(10)
-                        .wait_time_seconds(1)
-                        .send(),
-                )
-                .unwrap();
-            for message in received.messages.unwrap_or_default() {
-                let body: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
-                delivered.push(body);
-            }
+            delivered.extend(take_events(&runtime, &sqs, &alerts_url));
             !delivered.is_empty()
         },
     );

@@ -229,17 +229,8 @@ impl App {
 
 /// Refuses a plugin file whose SHA-256 is not the one the config pins (`sha256:`).
 fn check_pinned(monitor: &str, path: &std::path::Path, pinned: &str) -> Result<()> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)
+    let actual = crate::compile_cache::file_sha256(path)
         .with_context(|| format!("monitor '{monitor}': cannot read {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)
-        .with_context(|| format!("monitor '{monitor}': cannot read {}", path.display()))?;
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     if actual != pinned {
         anyhow::bail!(
             "monitor '{monitor}': plugin {} has SHA-256 {actual}, but the config pins {pinned} \

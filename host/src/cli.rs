@@ -228,17 +228,12 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     let listen = host.config.http.listen;
     for (cfg, loaded) in host.load_monitors() {
         match loaded {
-            Ok(plugin) => {
-                if listen.is_some() {
-                    record_plugin(cfg);
-                }
-                monitors.push(ScheduledMonitor::new(
-                    Arc::new(plugin),
-                    cfg.id,
-                    cfg.search_cron.clone(),
-                    cfg.update_cron.clone(),
-                ))
-            }
+            Ok(plugin) => monitors.push(ScheduledMonitor::new(
+                Arc::new(plugin),
+                cfg.id,
+                cfg.search_cron.clone(),
+                cfg.update_cron.clone(),
+            )),
             Err(e) => {
                 crate::telemetry::METRICS
                     .plugin_load_errors
@@ -295,28 +290,6 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     runtime.run(shutdown_signal()).await?;
     let _ = stop_http.send(true);
     Ok(ExitCode::SUCCESS)
-}
-
-/// `sentinela_plugin_info{monitor, sha256}`: which plugin file each monitor runs.
-fn record_plugin(monitor: &crate::config::MonitorConfig) {
-    use sha2::{Digest, Sha256};
-    let sha256 = match &monitor.sha256 {
-        Some(pinned) => pinned.0.clone(),
-        None => match std::fs::read(&monitor.plugin.0) {
-            Ok(bytes) => Sha256::digest(bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            Err(_) => "unreadable".into(),
-        },
-    };
-    crate::telemetry::METRICS
-        .plugins
-        .get_or_create(&vec![
-            ("monitor", monitor.name.as_str().to_owned()),
-            ("sha256", sha256),
-        ])
-        .set(1);
 }
 
 /// Where the store is, for `check`: never the URL itself, which may hold a password.

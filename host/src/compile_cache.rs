@@ -301,10 +301,7 @@ impl<'a> Cache<'a> {
                 ),
             }
         }
-        let mut hasher = Sha256::new();
-        let file = File::open(path).with_context(cannot_read)?;
-        read_chunks(file, |chunk| hasher.update(chunk)).with_context(cannot_read)?;
-        let hash = hex(&hasher.finalize());
+        let hash = file_sha256(path).with_context(cannot_read)?;
         // Record it only if the file did not change while it was read.
         if let Some(stamp) = before
             && current_stamp().ok().flatten().as_ref() == Some(&stamp)
@@ -848,6 +845,14 @@ fn mac_of_file(mut mac: HmacSha256, file: &File, len: u64) -> std::io::Result<Hm
 fn mac_of_file(mut mac: HmacSha256, file: &File, _len: u64) -> std::io::Result<HmacSha256> {
     read_chunks(file, |chunk| mac.update(chunk))?;
     Ok(mac)
+}
+
+/// The SHA-256 of a file's bytes, in lowercase hex (as `sha256sum` prints it): the key of
+/// its compiled code here, and the hash a monitor's `sha256:` pins and the logs show.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    read_chunks(File::open(path)?, |chunk| hasher.update(chunk))?;
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Feeds a file to `consume` in chunks of one reused buffer.

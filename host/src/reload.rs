@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use crate::app::App;
+use crate::compile_cache::file_sha256;
 use crate::runtime::Runtime;
+use crate::telemetry::METRICS;
 
 /// How long a plugin file must stay unchanged before it is reloaded: a copy in progress is
 /// not loaded half-written.
@@ -43,18 +44,37 @@ pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch
                 return;
             }
         };
-    // Plugin path → the monitors running it, and each one's current file hash.
+    // Plugin path → the monitors running it (not those that failed at start).
     let mut monitors_of: HashMap<PathBuf, Vec<String>> = HashMap::new();
-    let mut hashes: HashMap<String, String> = HashMap::new();
     for monitor in &app.config.monitors {
-        let path = canonical(&monitor.plugin.0);
-        monitors_of
-            .entry(path.clone())
-            .or_default()
-            .push(monitor.name.as_str().to_owned());
-        if let Ok(hash) = file_sha256(&path) {
-            hashes.insert(monitor.name.as_str().to_owned(), hash);
+        if runtime.monitor(monitor.name.as_str()).is_some() {
+            monitors_of
+                .entry(canonical(&monitor.plugin.0))
+                .or_default()
+                .push(monitor.name.as_str().to_owned());
         }
+    }
+    // Each running monitor's file hash, for the swap's log line and `plugin_info`: reading
+    // every plugin file happens on a blocking thread, not on an executor worker.
+    let files: Vec<(PathBuf, Vec<String>)> = monitors_of
+        .iter()
+        .map(|(path, names)| (path.clone(), names.clone()))
+        .collect();
+    let hashed = tokio::task::spawn_blocking(move || {
+        let mut hashes = HashMap::new();
+        for (path, names) in files {
+            if let Ok(hash) = file_sha256(&path) {
+                for name in names {
+                    hashes.insert(name, hash.clone());
+                }
+            }
+        }
+        hashes
+    })
+    .await;
+    let mut hashes: HashMap<String, String> = hashed.unwrap_or_default();
+    for (name, hash) in &hashes {
+        set_plugin_info(name, None, hash);
     }
     let directories: HashSet<PathBuf> = monitors_of
         .keys()
@@ -104,9 +124,17 @@ async fn reload(
     let Some(scheduled) = runtime.monitor(name) else {
         return; // not running (its plugin failed at start)
     };
-    let new_hash = match file_sha256(path) {
-        Ok(hash) => hash,
+    let hashed = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || file_sha256(&path)).await
+    };
+    let new_hash = match hashed {
+        Ok(Ok(hash)) => hash,
         Err(e) => {
+            tracing::error!(monitor = name, "plugin reload failed: {e}");
+            return;
+        }
+        Ok(Err(e)) => {
             tracing::warn!(
                 monitor = name,
                 "plugin file changed but cannot be read; keeping the running version: {e:#}"
@@ -133,6 +161,7 @@ async fn reload(
     match loaded {
         Ok(Ok(plugin)) => {
             scheduled.replace(Arc::new(plugin));
+            set_plugin_info(name, Some(&old_hash), &new_hash);
             hashes.insert(name.to_owned(), new_hash.clone());
             tracing::info!(
                 monitor = name,
@@ -161,13 +190,16 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-fn file_sha256(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+/// `sentinela_plugin_info{monitor, sha256}`: the version a monitor runs, replacing `old`.
+fn set_plugin_info(monitor: &str, old: Option<&str>, sha256: &str) {
+    let labels = |sha256: &str| {
+        vec![
+            ("monitor", monitor.to_owned()),
+            ("sha256", sha256.to_owned()),
+        ]
+    };
+    if let Some(old) = old {
+        METRICS.plugins.remove(&labels(old));
+    }
+    METRICS.plugins.get_or_create(&labels(sha256)).set(1);
 }

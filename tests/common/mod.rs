@@ -316,20 +316,17 @@ impl FlakyProxy {
     /// Closes every open connection and drops new ones until [`FlakyProxy::restore`].
     pub fn cut(&self) {
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        for stream in self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
+        self.close_open_connections();
     }
 
     /// Closes every open connection; new ones are accepted and never answered until
     /// [`FlakyProxy::restore`].
     pub fn hang(&self) {
         self.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.close_open_connections();
+    }
+
+    fn close_open_connections(&self) {
         for stream in self
             .open
             .lock()
