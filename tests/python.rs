@@ -199,6 +199,17 @@ fn a_hostile_python_guest_is_held_to_the_same_grants_and_limits() {
     ] {
         assert!(stderr.contains(refused), "{refused} missing:\n{stderr}");
     }
+    // The exception's text ends with where it was raised: file, line and function.
+    let line = include_str!("../guests/python/hostile/app.py")
+        .lines()
+        .position(|l| l.contains("raise PermissionError"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains("PermissionError: ")
+            && stderr.contains(&format!("(at app.py:{line} in is_solved)")),
+        "no traceback line:\n{stderr}"
+    );
 
     // A granted credential and `service:*` grants still mint no key material and read no
     // secret value through aws-call.

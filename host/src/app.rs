@@ -156,6 +156,7 @@ impl App {
                 .as_ref()
                 .map(|queues| (queues.clone(), Arc::new(monitor.grants.queues.clone()))),
             secrets: Some((self.secrets.clone(), Arc::new(monitor.secrets.clone()))),
+            settings: monitor.settings.variables(),
         }
     }
 

@@ -72,6 +72,9 @@ enum Command {
         /// For `handle`: whether the payload is an `event` or a `request`.
         #[arg(long, value_enum, default_value = "event")]
         kind: HandleKind,
+        /// Overrides (or adds) one of the monitor's `settings:` for this call; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Compile one plugin to OUT (run by `sentinela` itself, in a child process under the
     /// `compile:` limits).
@@ -146,7 +149,15 @@ pub fn main() -> ExitCode {
             function,
             input,
             kind,
-        } => with_runtime(invoke(&config, &monitor, function, kind, input.as_deref())),
+            set,
+        } => with_runtime(invoke(
+            &config,
+            &monitor,
+            function,
+            kind,
+            input.as_deref(),
+            &set,
+        )),
         Command::CompilePlugin { wasm, out } => {
             crate::compiler::compile_plugin_command(&wasm, &out).map(|()| ExitCode::SUCCESS)
         }
@@ -624,6 +635,7 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
                     &plugin.file.imports,
                     &monitor.grants,
                     &monitor.secrets,
+                    &monitor.settings,
                 ) {
                     println!("    warning: {warning}");
                 }
@@ -639,6 +651,9 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
             );
             for (name, source) in &monitor.secrets {
                 println!("    secret {name}: {source}");
+            }
+            if !monitor.settings.is_empty() {
+                println!("    settings: {}", monitor.settings);
             }
             if let Err(e) = loaded {
                 println!("    error: {e:#}");
@@ -661,7 +676,11 @@ fn describe_imports(imports: &[String], enabled: &HostPlugins) -> Vec<String> {
     let mut shown = Vec::new();
     for name in imports {
         match ImportCheck::of(name, enabled) {
-            ImportCheck::Provided(Provider::Wasi) => wasi += 1,
+            ImportCheck::Provided(Provider::Wasi)
+                if !name.starts_with(crate::capabilities::settings::INTERFACE) =>
+            {
+                wasi += 1
+            }
             _ => shown.push(name.clone()),
         }
     }
@@ -708,9 +727,10 @@ async fn invoke(
     function: Function,
     kind: HandleKind,
     input: Option<&str>,
+    set: &[String],
 ) -> Result<ExitCode> {
     let host = App::open(config)?;
-    let Some(monitor_config) = host.config.monitor(monitor) else {
+    let Some(configured) = host.config.monitor(monitor) else {
         let names: Vec<_> = host
             .config
             .monitors
@@ -723,6 +743,17 @@ async fn invoke(
             list_or_none(&names)
         );
     };
+    let mut monitor_config = configured.clone();
+    for assignment in set {
+        let (key, value) = assignment
+            .split_once('=')
+            .with_context(|| format!("--set {assignment}: expected KEY=VALUE"))?;
+        monitor_config
+            .settings
+            .set(key, value)
+            .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    }
+    let monitor_config = &monitor_config;
     let plugin = host.load_monitor(monitor_config)?;
     let call = match function {
         Function::Search => Call::Search,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::Linker;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::aws::AwsProvider;
 use crate::bindings::sentinela::plugin::log::Level;
@@ -21,6 +22,7 @@ use crate::capabilities::aws_call::{self, AwsCallCtx, AwsCallGrants, AwsCallInst
 use crate::capabilities::log::{self, GuestLog};
 use crate::capabilities::queue::{self, MonitorQueues, QueueCtx, QueueInstance};
 use crate::capabilities::secrets::{self, DeclaredSecrets, SecretStore, SecretsInstance};
+use crate::capabilities::settings;
 use crate::config::values::{ByteSize, ConfigDuration};
 use crate::providers::{HostPlugin, HostPlugins};
 
@@ -34,6 +36,9 @@ pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     log::add_to_linker(&mut linker, |state| &mut state.log)?;
     secrets::add_to_linker(&mut linker, |state| &mut state.secrets)?;
+    settings::add_to_linker(&mut linker, |state| {
+        wasmtime_wasi_config::WasiConfig::from(&*state.settings)
+    })?;
     if enabled.is_enabled(HostPlugin::Aws) {
         aws_call::add_to_linker(&mut linker, |state| AwsCallCtx(state.aws_call.as_ref()))?;
         queue::add_to_linker(&mut linker, |state| QueueCtx(state.queue.as_ref()))?;
@@ -51,6 +56,8 @@ pub struct MonitorCapabilities {
     pub queue: Option<(Arc<MonitorQueues>, Arc<Vec<String>>)>,
     /// The secret store and the secrets declared for this monitor.
     pub secrets: Option<(Arc<SecretStore>, DeclaredSecrets)>,
+    /// The monitor's `settings:`, as `wasi:config/store` serves them.
+    pub settings: Arc<WasiConfigVariables>,
 }
 
 /// Everything one invocation's store holds.
@@ -61,6 +68,8 @@ pub struct InstanceState {
     pub log: GuestLog,
     /// The monitor's declared secrets.
     pub secrets: SecretsInstance,
+    /// The monitor's settings (shared by its instances).
+    pub settings: Arc<WasiConfigVariables>,
     /// When the `aws` host plugin is enabled.
     pub aws_call: Option<AwsCallInstance>,
     /// When the `aws` host plugin is enabled.
@@ -117,6 +126,7 @@ impl InstanceState {
         InstanceState {
             monitor,
             secrets,
+            settings: capabilities.settings.clone(),
             aws_call,
             queue,
             limits: InstanceLimits::new(limits),

@@ -20,8 +20,9 @@ the host logs it with the monitor's name.
 """
 
 import json as _json
+import traceback as _traceback
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from componentize_py_types import Err
 from wit_world.exports import checks as _checks
@@ -29,6 +30,7 @@ from wit_world.imports import aws_call as _aws_call
 from wit_world.imports import log as _log
 from wit_world.imports import queue as _queue
 from wit_world.imports import secrets as _secrets
+from wit_world.imports import store as _config_store
 from wit_world.imports import types as _types
 
 MessageKind = _checks.MessageKind
@@ -153,6 +155,84 @@ class secrets:
         return _host(_secrets.get, name)
 
 
+T = TypeVar("T")
+
+
+class SettingError(ValueError):
+    """A setting is missing or does not parse; the message names the key."""
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
+class settings:
+    """The monitor's `settings:` from its config entry, read through the standard
+    `wasi:config/store` interface. Values are strings: YAML scalars as written (`10`, `true`),
+    lists and maps as JSON (read those with `settings.json`). Errors name the key; the host
+    adds the monitor's name when it logs them.
+
+        queue = settings.require("queue")              # must be set
+        threshold = settings.parse("threshold", int, 5)  # 5 when not set
+        regions = settings.json("regions")             # a YAML list, as JSON
+    """
+
+    @staticmethod
+    def get(key: str) -> Optional[str]:
+        """The setting `key`, or None when the monitor's config does not set it."""
+        try:
+            return _config_store.get(key)
+        except Err as e:
+            raise SettingError(f"setting '{key}': the host could not read it: {e.value.value}") from None
+
+    @staticmethod
+    def require(key: str) -> str:
+        """The setting `key`; SettingError naming it when the config does not set it."""
+        value = settings.get(key)
+        if value is None:
+            raise SettingError(f"setting '{key}' is not set (add it under the monitor's settings:)")
+        return value
+
+    @staticmethod
+    def parse(key: str, kind: Callable[[str], T], default: Optional[T] = None) -> T:
+        """The setting `key` converted by `kind` (`int`, `float`, `bool`, or any function of a
+        string); `default` when it is not set and a default is given. `bool` accepts
+        true/false, yes/no, on/off, 1/0."""
+        value = settings.get(key)
+        if value is None:
+            if default is not None:
+                return default
+            raise SettingError(f"setting '{key}' is not set (add it under the monitor's settings:)")
+        convert = _parse_bool if kind is bool else kind
+        try:
+            return convert(value.strip())
+        except (ValueError, TypeError) as e:
+            name = getattr(kind, "__name__", "value")
+            raise SettingError(f"setting '{key}': {value!r} is not a valid {name}: {e}") from None
+
+    @staticmethod
+    def json(key: str) -> Any:
+        """The setting `key` as JSON: a YAML list or map in the config arrives as JSON text."""
+        value = settings.require(key)
+        try:
+            return _json.loads(value)
+        except ValueError as e:
+            raise SettingError(f"setting '{key}': {value!r} is not JSON: {e}") from None
+
+    @staticmethod
+    def all() -> List[Tuple[str, str]]:
+        """Every setting, as (key, value) pairs."""
+        try:
+            return _config_store.get_all()
+        except Err as e:
+            raise SettingError(f"settings: the host could not read them: {e.value.value}") from None
+
+
 class queue:
     """Messages on the SQS queues of the config's `queues:` section granted to this monitor."""
 
@@ -202,14 +282,33 @@ def _from_wit(issue: "_types.Issue") -> Issue:
     return Issue(issue.id, data)
 
 
+# How many of an exception's innermost frames reach the host, and how long their text may be.
+_TRACEBACK_FRAMES = 3
+_TRACEBACK_CHARS = 600
+
+
+def _where(e: BaseException) -> str:
+    """The exception's innermost frames as `file:line in function`, innermost last, without
+    this SDK's own frames: enough to find the line without a page of traceback."""
+    frames = [
+        f for f in _traceback.extract_tb(e.__traceback__) if not f.filename.endswith("sentinela_monitor.py")
+    ]
+    text = " <- ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in reversed(frames[-_TRACEBACK_FRAMES:])
+    )
+    return text if len(text) <= _TRACEBACK_CHARS else text[: _TRACEBACK_CHARS - 1] + "…"
+
+
 def _returning_errors(call):
-    """Runs `call`; any exception becomes the export's error text, so the host logs it."""
+    """Runs `call`; any exception becomes the export's error text with where it was raised,
+    so the host logs it."""
     try:
         return call()
     except Err:
         raise
     except Exception as e:
-        raise Err(f"{type(e).__name__}: {e}") from None
+        where = _where(e)
+        raise Err(f"{type(e).__name__}: {e}" + (f" (at {where})" if where else "")) from None
 
 
 def export(monitor_class):

@@ -1,16 +1,22 @@
 """The `sqs-backlog` monitor in Python: raises an issue for every SQS queue holding more than
-THRESHOLD messages, keeps the count up to date, and solves the issue when the backlog drains
+`threshold` messages, keeps the count up to date, and solves the issue when the backlog drains
 (or the queue is gone). The same logic as guests/examples/sqs-backlog, the same WIT contract.
+
+Settings: `threshold` (default 5) and `queue_prefix` (only queues whose name starts with it;
+default all).
 
 It uses the MONITORING credential, which its config must grant; the host signs.
 """
 
-from sentinela_monitor import Aws, HostError, Issue, Monitor, export, log
+from sentinela_monitor import Aws, HostError, Issue, Monitor, export, log, settings
 
 CREDENTIAL = "MONITORING"
-THRESHOLD = 5
 # How SQS says a queue is gone (JSON protocol, query protocol).
 GONE = {"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}
+
+
+def threshold() -> int:
+    return settings.parse("threshold", int, 5)
 
 
 def backlog(queue_url: str) -> Issue:
@@ -21,9 +27,10 @@ def backlog(queue_url: str) -> Issue:
 
 class SqsBacklog(Monitor):
     def search(self):
-        queues = Aws(CREDENTIAL).sqs().list_queues()
-        found = [issue for issue in map(backlog, queues) if issue.data["messages"] > THRESHOLD]
-        log.info(f"{len(queues)} queues, {len(found)} over {THRESHOLD} messages")
+        queues = Aws(CREDENTIAL).sqs().list_queues(settings.get("queue_prefix"))
+        limit = threshold()
+        found = [issue for issue in map(backlog, queues) if issue.data["messages"] > limit]
+        log.info(f"{len(queues)} queues, {len(found)} over {limit} messages")
         return found
 
     def update(self, issues):
@@ -42,7 +49,7 @@ class SqsBacklog(Monitor):
             if e.code in GONE:
                 return True
             raise
-        return messages <= THRESHOLD
+        return messages <= threshold()
 
 
 Checks = export(SqsBacklog)

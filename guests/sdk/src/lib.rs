@@ -33,6 +33,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "sentinela_monitor::bindings",
+        generate_all,
     });
 }
 
@@ -258,6 +259,94 @@ pub mod secrets {
     /// The value of the secret declared as `name`.
     pub fn get(name: &str) -> Result<String> {
         Ok(wit::get(name).map_err(|e| describe(&e))?)
+    }
+}
+
+/// The monitor's `settings:` from its config entry, read through the standard
+/// `wasi:config/store` interface. Values are strings: YAML scalars as written (`10`, `true`),
+/// lists and maps as JSON (read those with [`settings::json`]). Errors name the key; the host
+/// adds the monitor's name when it logs them.
+///
+/// ```ignore
+/// let queue = settings::require("queue")?;                 // must be set
+/// let threshold: u64 = settings::parse_or("threshold", 5)?; // 5 when not set
+/// let regions = settings::json("regions")?;                // a YAML list, as JSON
+/// ```
+pub mod settings {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde_json::Value;
+
+    use crate::Result;
+    use crate::bindings::wasi::config::store;
+
+    fn host_error(key: &str, error: store::Error) -> crate::Error {
+        match error {
+            store::Error::Upstream(m) | store::Error::Io(m) => {
+                format!("setting '{key}': the host could not read it: {m}").into()
+            }
+        }
+    }
+
+    /// The setting `key`, or `None` when the monitor's config does not set it.
+    pub fn get(key: &str) -> Result<Option<String>> {
+        store::get(key).map_err(|e| host_error(key, e))
+    }
+
+    /// The setting `key`; an error naming it when the config does not set it.
+    pub fn require(key: &str) -> Result<String> {
+        get(key)?.ok_or_else(|| {
+            format!("setting '{key}' is not set (add it under the monitor's settings:)").into()
+        })
+    }
+
+    /// The setting `key` parsed as `T` (`u64`, `f64`, `bool`, ...); an error naming the key and
+    /// the value when it is not set or does not parse.
+    pub fn parse<T>(key: &str) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        parse_text(key, &require(key)?)
+    }
+
+    /// Like [`parse`], but `default` when the config does not set `key`.
+    pub fn parse_or<T>(key: &str, default: T) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match get(key)? {
+            Some(text) => parse_text(key, &text),
+            None => Ok(default),
+        }
+    }
+
+    /// The setting `key` as JSON: a YAML list or map in the config arrives as JSON text.
+    pub fn json(key: &str) -> Result<Value> {
+        let text = require(key)?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("setting '{key}': {text:?} is not JSON: {e}").into())
+    }
+
+    /// Every setting, as (key, value) pairs.
+    pub fn all() -> Result<Vec<(String, String)>> {
+        store::get_all().map_err(|e| host_error("*", e))
+    }
+
+    fn parse_text<T>(key: &str, text: &str) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        text.trim().parse().map_err(|e| {
+            format!(
+                "setting '{key}': {text:?} is not a valid {}: {e}",
+                std::any::type_name::<T>()
+            )
+            .into()
+        })
     }
 }
 

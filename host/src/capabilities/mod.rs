@@ -1,4 +1,5 @@
-//! The capabilities a monitor imports — `log`, `secrets`, `aws-call`, `queue` — one module
+//! The capabilities a monitor imports — `log`, `secrets`, `aws-call`, `queue` and `settings`
+//! (`wasi:config/store`) — one module
 //! each, owning its config section, grants, shared state, per-instance state, `add_to_linker`
 //! and `impl Host`; and the table of which imports exist and who provides each. A
 //! component's imports are checked against the table at load, so a monitor that needs a
@@ -10,6 +11,7 @@ pub mod guest_error;
 pub mod log;
 pub mod queue;
 pub mod secrets;
+pub mod settings;
 
 use std::collections::BTreeMap;
 
@@ -114,6 +116,7 @@ pub fn unusable_grants_and_imports(
     imports: &[String],
     grants: &Grants,
     secrets: &BTreeMap<String, SecretSource>,
+    settings: &settings::Settings,
 ) -> Vec<String> {
     let imports_interface = |interface: &str| {
         imports
@@ -139,6 +142,15 @@ pub fn unusable_grants_and_imports(
     }
     if !imports_interface("secrets") && !secrets.is_empty() {
         unused("secrets are declared and", "secrets");
+    }
+    let imports_settings = imports
+        .iter()
+        .any(|i| i.starts_with(&format!("{}@", settings::INTERFACE)));
+    if !imports_settings && !settings.is_empty() {
+        found.push(format!(
+            "settings are given but the plugin does not import {}: never read",
+            settings::INTERFACE
+        ));
     }
     if imports_interface("aws-call") {
         if grants.credentials.is_empty() {

@@ -22,6 +22,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use crate::aws::connectors::ConnectorConfig;
 use crate::capabilities::queue::QueueDeclaration;
 use crate::capabilities::secrets::SecretSource;
+use crate::capabilities::settings::Settings;
 use crate::compiler::CompileLimits;
 use crate::grants::Grants;
 use crate::instance::Limits;
@@ -126,7 +127,7 @@ fn default_compile_memory() -> ByteSize {
 }
 
 /// One monitor: a plugin, when to run it, what it may use and how much.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     /// `name`: tags the monitor's log lines and keys its issues; unique in the config.
@@ -158,6 +159,9 @@ pub struct MonitorConfig {
     /// Secrets this monitor can read with `secrets.get(name)`, by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `settings:`: plain values the monitor reads through `wasi:config/store`.
+    #[serde(default)]
+    pub settings: Settings,
 }
 
 /// The monitor list; names must be unique.

@@ -1,12 +1,12 @@
-//! Raises an issue for every certificate of an inventory that expires within 30 days (or has
-//! expired), and solves it when the inventory shows a later expiry date.
+//! Raises an issue for every certificate of an inventory that expires within `warn_days`
+//! (setting, default 30) days (or has expired), and solves it when the inventory shows a later
+//! expiry date.
 //!
 //! The inventory ships inside the plugin here; a real deployment would read it through a
 //! granted capability (e.g. ACM through `aws-call`).
-use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json, log};
+use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json, log, settings};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const WARN_DAYS: i64 = 30;
 const INVENTORY: &[(&str, &str)] = &[
     ("api.example.com", "2026-12-05"),
     ("shop.example.com", "2027-09-30"),
@@ -40,14 +40,19 @@ fn days_left(host: &str) -> Result<i64> {
     Ok(days(expires).ok_or("bad date in inventory")? - today())
 }
 
+fn warn_days() -> Result<i64> {
+    settings::parse_or("warn_days", 30)
+}
+
 struct CertExpiry;
 
 impl Monitor for CertExpiry {
     fn search() -> Result<Vec<Issue>> {
+        let warn_days = warn_days()?;
         let mut found = Vec::new();
         for (host, expires) in INVENTORY {
             let left = days_left(host)?;
-            if left <= WARN_DAYS {
+            if left <= warn_days {
                 log::info(format!("{host} expires in {left} days"));
                 found.push(Issue::new(
                     *host,
@@ -59,8 +64,9 @@ impl Monitor for CertExpiry {
     }
 
     fn is_solved(issue: &Issue) -> Result<bool> {
+        let warn_days = warn_days()?;
         Ok(days_left(&issue.id)
-            .map(|left| left > WARN_DAYS)
+            .map(|left| left > warn_days)
             .unwrap_or(true))
     }
 }

@@ -1,12 +1,14 @@
-//! Raises an issue for every message that has waited more than five minutes on the queue
-//! declared as `watched` in the config (and granted to this monitor): its consumers are
-//! stuck or gone. It only peeks: every message it receives is made visible again at once.
+//! Raises an issue for every message that has waited more than `max_age_seconds` (default
+//! 300) on the queue named by the `queue` setting (default `watched`; declared in the
+//! config's `queues:` and granted to this monitor): its consumers are stuck or gone. It only
+//! peeks: every message it receives is made visible again at once.
 use sentinela_monitor::queue::{self, Message};
-use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
+use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json, settings};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const QUEUE: &str = "watched";
-const MAX_AGE_MS: u64 = 5 * 60 * 1000;
+fn watched_queue() -> Result<String> {
+    Ok(settings::get("queue")?.unwrap_or_else(|| "watched".into()))
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -17,9 +19,10 @@ fn now_ms() -> u64 {
 
 /// Up to ten waiting messages, left where they were.
 fn peek() -> Result<Vec<Message>> {
-    let messages = queue::receive(QUEUE, 10, 0)?;
+    let queue_name = watched_queue()?;
+    let messages = queue::receive(&queue_name, 10, 0)?;
     for message in &messages {
-        queue::change_visibility(QUEUE, message, 0)?;
+        queue::change_visibility(&queue_name, message, 0)?;
     }
     Ok(messages)
 }
@@ -29,9 +32,10 @@ struct QueueAge;
 impl Monitor for QueueAge {
     fn search() -> Result<Vec<Issue>> {
         let now = now_ms();
+        let max_age_ms = settings::parse_or("max_age_seconds", 300u64)?.saturating_mul(1000);
         Ok(peek()?
             .into_iter()
-            .filter(|m| now.saturating_sub(m.sent_at_ms) > MAX_AGE_MS)
+            .filter(|m| now.saturating_sub(m.sent_at_ms) > max_age_ms)
             .map(|m| Issue::new(m.id.clone(), json!({ "waiting_seconds": (now - m.sent_at_ms) / 1000, "receive_count": m.receive_count })))
             .collect())
     }

@@ -1,12 +1,17 @@
-//! Raises an issue for every SQS queue holding more than `THRESHOLD` messages, keeps the count
+//! Raises an issue for every SQS queue holding more than `threshold` messages, keeps the count
 //! up to date, and solves the issue when the backlog drains (or the queue is gone).
 //!
-//! It uses the `MONITORING` credential, which its config must grant; the host signs.
+//! Settings: `threshold` (default 5) and `queue_prefix` (only queues whose name starts with
+//! it; default all). It uses the `MONITORING` credential, which its config must grant; the
+//! host signs.
 use sentinela_monitor::aws::Aws;
-use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
+use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json, settings};
 
 const CREDENTIAL: &str = "MONITORING";
-const THRESHOLD: u64 = 5;
+
+fn threshold() -> Result<u64> {
+    settings::parse_or("threshold", 5)
+}
 
 fn backlog(queue_url: &str) -> Result<Issue> {
     let messages = Aws::new(CREDENTIAL)
@@ -23,14 +28,16 @@ struct SqsBacklog;
 
 impl Monitor for SqsBacklog {
     fn search() -> Result<Vec<Issue>> {
-        let queues = Aws::new(CREDENTIAL).sqs().list_queues(None)?;
+        let prefix = settings::get("queue_prefix")?;
+        let queues = Aws::new(CREDENTIAL).sqs().list_queues(prefix.as_deref())?;
+        let threshold = threshold()?;
         let issues = queues
             .iter()
             .map(|url| backlog(url))
             .collect::<Result<Vec<_>>>()?;
         Ok(issues
             .into_iter()
-            .filter(|i| i.data["messages"].as_u64() > Some(THRESHOLD))
+            .filter(|i| i.data["messages"].as_u64() > Some(threshold))
             .collect())
     }
 
@@ -51,7 +58,7 @@ impl Monitor for SqsBacklog {
             .sqs()
             .approximate_number_of_messages(url)
         {
-            Ok(messages) => Ok(messages <= THRESHOLD),
+            Ok(messages) => Ok(messages <= threshold()?),
             Err(e) if e.to_string().starts_with("QueueDoesNotExist") => Ok(true),
             Err(e) => Err(e),
         }
