@@ -719,3 +719,100 @@ fn check_refuses_what_run_refuses_at_start() {
         "{stdout}"
     );
 }
+
+/// How docs/sdk-reference.md must write each public function of the SDKs: `module::name(`,
+/// `Type::name(` or, for trait methods, `fn name(` in Rust; `Class.name(`, `name(self` for
+/// `Monitor`'s methods and `name(` for module functions in Python.
+fn sdk_functions() -> Vec<String> {
+    let mut wanted = Vec::new();
+    let rust = std::fs::read_to_string(repo_root().join("guests/sdk/src/lib.rs")).unwrap();
+    let (mut module, mut owner, mut in_trait) = (None::<String>, None::<String>, false);
+    for line in rust.lines() {
+        let trimmed = line.trim_start();
+        let word = |prefix: &str| {
+            trimmed.strip_prefix(prefix).map(|rest| {
+                rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+        };
+        if line.starts_with("pub mod ") {
+            module = word("pub mod ");
+        } else if line == "}" {
+            (module, owner, in_trait) = (None, None, false);
+        } else if trimmed.starts_with("impl") {
+            // `impl Issue {`, `impl Sqs<'_> {`; trait impls (`... for ...`) are not API.
+            owner = (!trimmed.contains(" for "))
+                .then(|| word("impl ").filter(|w| !w.is_empty()))
+                .flatten();
+        } else if line.starts_with("pub trait ") {
+            in_trait = true;
+        } else if let Some(name) = word("pub fn ") {
+            match (&owner, &module) {
+                (Some(owner), _) => wanted.push(format!("{owner}::{name}(")),
+                (None, Some(module)) => wanted.push(format!("{module}::{name}(")),
+                (None, None) => wanted.push(format!("{name}(")),
+            }
+        } else if in_trait && let Some(name) = word("fn ") {
+            wanted.push(format!("fn {name}("));
+        }
+        if line == "    }" {
+            owner = None;
+        }
+    }
+    let python =
+        std::fs::read_to_string(repo_root().join("guests/python/sdk/sentinela_monitor.py"))
+            .unwrap();
+    let mut class = None::<String>;
+    for line in python.lines() {
+        if let Some(rest) = line.strip_prefix("class ") {
+            class = Some(rest.split(['(', ':']).next().unwrap().to_owned());
+        } else if let Some(rest) = line.strip_prefix("def ") {
+            class = None;
+            let name = rest.split('(').next().unwrap();
+            if !name.starts_with('_') {
+                wanted.push(format!("{name}("));
+            }
+        } else if let Some(rest) = line.strip_prefix("    def ") {
+            let name = rest.split('(').next().unwrap();
+            match class.as_deref() {
+                _ if name.starts_with('_') => {}
+                Some("Monitor") => wanted.push(format!("{name}(self")),
+                Some(class) => wanted.push(format!("{class}.{name}(")),
+                None => {}
+            }
+        }
+    }
+    wanted
+}
+
+#[test]
+fn the_sdk_reference_lists_every_public_function() {
+    let reference = std::fs::read_to_string(repo_root().join("docs/sdk-reference.md")).unwrap();
+    let wanted = sdk_functions();
+    // The scanner itself must see the SDKs' shape, or this test checks nothing.
+    for sample in [
+        "settings::parse_or(",
+        "Sqs::list_queues(",
+        "Issue::new(",
+        "fn is_solved(",
+        "settings.parse(",
+        "Aws.signed(",
+        "is_solved(self",
+        "export(",
+    ] {
+        assert!(
+            wanted.iter().any(|w| w == sample),
+            "{sample} not found in the SDKs: {wanted:?}"
+        );
+    }
+    let missing: Vec<_> = wanted
+        .iter()
+        .filter(|w| !reference.contains(w.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/sdk-reference.md does not list: {missing:?}"
+    );
+}

@@ -119,7 +119,22 @@ class Aws:
             _aws_call.query, self.credential, service, self.region, action, list(params.items())
         )
 
+    def signed(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        query: Optional[List[Tuple[str, str]]] = None,
+        headers: Optional[List[Tuple[str, str]]] = None,
+        body: bytes = b"",
+    ) -> "_aws_call.Response":
+        """A signed request to a REST service (s3, lambda); returns the response (`.status`,
+        `.headers`, `.body`). Host, Authorization and X-Amz-Date/-Security-Token are the host's."""
+        request = _aws_call.Request(method, path, query or [], headers or [], body)
+        return _host(_aws_call.signed, self.credential, service, self.region, request)
+
     def sqs(self) -> "Sqs":
+        """Typed SQS helpers with this credential and region."""
         return Sqs(self)
 
 

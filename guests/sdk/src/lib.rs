@@ -225,6 +225,7 @@ pub mod aws {
                 .collect())
         }
 
+        /// The named attributes of a queue (`ApproximateNumberOfMessages`, `QueueArn`, ...).
         pub fn get_queue_attributes(
             &self,
             queue_url: &str,
