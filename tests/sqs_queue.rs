@@ -1098,3 +1098,64 @@ fn health_readiness_and_metrics_follow_the_host() {
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
 }
+
+#[test]
+fn check_connect_reaches_the_store_the_queue_and_sts_for_each_credential() {
+    let sqs = Sqs::new();
+    let queue = unique("connect");
+    sqs.create(&queue);
+    let dir = scratch_dir("check-connect");
+    let config = |queue: &str| {
+        common::config::TestConfig::new()
+            .set("application_queue.type", "plugin.aws.sqs")
+            .set("application_queue.name", queue)
+            .set("application_queue.create_queue", true)
+            .monitor(
+                common::config::Monitor::new("steady", "steady")
+                    .set_yaml("grants.credentials", "[MONITORING, NOKEYS]")
+                    .set_yaml("grants.aws", "[sqs:ListQueues]"),
+            )
+            .write(&dir)
+    };
+    let mut envs = application_env();
+    envs.extend([
+        ("AWS_MONITORING_ACCESS_KEY_ID", "AKIAMONITORING000009"),
+        (
+            "AWS_MONITORING_SECRET_ACCESS_KEY",
+            "monitoring-secret-connect",
+        ),
+        ("AWS_MONITORING_REGION", "us-east-1"),
+    ]);
+    let check = |config: &std::path::Path| {
+        let (status, stdout, stderr) = output(
+            sentinela(&["check", "--connect", config.to_str().unwrap()]).envs(envs.iter().copied()),
+        );
+        assert!(
+            !stdout.contains("monitoring-secret-connect")
+                && !stderr.contains("monitoring-secret-connect")
+        );
+        (status.success(), stdout)
+    };
+
+    let (ok, stdout) = check(&config(&queue));
+    assert!(!ok, "NOKEYS has no keys: {stdout}");
+    for line in [
+        "connect: issue store: ok (",
+        "connect: application queue: ok (reachable)",
+        "connect: credential APPLICATION: ok (account 123456789012, arn:aws:",
+        "connect: credential MONITORING: ok (account 123456789012, arn:aws:",
+        "connect: credential NOKEYS: error: credential NOKEYS is not configured: set AWS_NOKEYS_ACCESS_KEY_ID and AWS_NOKEYS_SECRET_ACCESS_KEY",
+    ] {
+        assert!(stdout.contains(line), "{line} missing:\n{stdout}");
+    }
+
+    // A queue that does not exist is reported, and not created, whatever create_queue says.
+    let missing = unique("connect-missing");
+    let (ok, stdout) = check(&config(&missing));
+    assert!(!ok);
+    assert!(
+        stdout.contains(&format!("connect: application queue: error: the SQS application queue '{missing}' does not exist")),
+        "{stdout}"
+    );
+    assert!(!sqs.exists(&missing), "check --connect created the queue");
+}

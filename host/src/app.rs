@@ -228,6 +228,58 @@ impl App {
     }
 }
 
+impl App {
+    /// `check --connect`: opens the store, reaches the application queue (never creating
+    /// it) and asks STS who each credential is. One line per thing tried, with its result.
+    pub async fn connect_report(&self) -> Vec<(String, Result<String, String>)> {
+        let mut report = Vec::new();
+        let store = crate::issues::IssueStore::open(&self.config.store, None).await;
+        let store = match store {
+            Ok(store) => store
+                .ping()
+                .await
+                .map(|()| format!("{} answers", store.location())),
+            Err(e) => Err(e),
+        };
+        report.push((
+            "issue store".to_owned(),
+            store.map_err(|e| format!("{e:#}")),
+        ));
+        let queue = if self.config.application_queue.kind == QueueKind::Sqs {
+            let mut config = self.config.application_queue.clone();
+            config.create_queue = false;
+            crate::queue::ApplicationQueue::from_config(&config)
+                .await
+                .map(|_| "reachable".to_owned())
+                .map_err(|e| format!("{e:#}"))
+        } else {
+            Ok("in-process: nothing to reach".to_owned())
+        };
+        report.push(("application queue".to_owned(), queue));
+        if let Some(aws) = &self.aws {
+            // The application queue's own credential is not in the registry (no monitor may
+            // be granted it), so it is read here as the queue reads it.
+            if self.config.application_queue.kind == QueueKind::Sqs {
+                let application = CredentialName::parse(CredentialName::APPLICATION)
+                    .expect("APPLICATION is a valid credential name");
+                let identity = match Credential::from_env(&application) {
+                    Ok(credential) => aws.caller_identity(&Arc::new(credential)).await,
+                    Err(why) => Err(why.to_string()),
+                };
+                report.push((format!("credential {application}"), identity));
+            }
+            for (name, credential) in aws.credentials.all() {
+                let identity = match credential {
+                    Ok(credential) => aws.caller_identity(credential).await,
+                    Err(why) => Err(why.to_string()),
+                };
+                report.push((format!("credential {name}"), identity));
+            }
+        }
+        report
+    }
+}
+
 /// Refuses a plugin file whose SHA-256 is not the one the config pins (`sha256:`).
 fn check_pinned(monitor: &str, path: &std::path::Path, pinned: &str) -> Result<()> {
     let actual = crate::compile_cache::file_sha256(path)

@@ -16,6 +16,7 @@ use crate::capabilities::{ImportCheck, Provider};
 use crate::compile_cache::CompileCache;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
+use crate::guest_text::shortened;
 use crate::issues::{EventQueue, IssueStore, Status};
 use crate::message::Task;
 use crate::monitor::{Call, PluginFile, Reply};
@@ -57,6 +58,10 @@ enum Command {
     Check {
         #[arg(required = true)]
         configs: Vec<PathBuf>,
+        /// Also open the issue store, reach the application queue (never creating it) and
+        /// ask STS who each credential is (GetCallerIdentity), reporting each result.
+        #[arg(long)]
+        connect: bool,
     },
     /// Show a plugin's world, imports, exports and size.
     Inspect { plugin: PathBuf },
@@ -141,7 +146,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Run { config, role } => with_runtime(run(&config, role)),
-        Command::Check { configs } => check(&configs),
+        Command::Check { configs, connect } => check(&configs, connect),
         Command::Inspect { plugin } => inspect(&plugin),
         Command::Invoke {
             config,
@@ -585,7 +590,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-fn check(configs: &[PathBuf]) -> Result<ExitCode> {
+fn check(configs: &[PathBuf], connect: bool) -> Result<ExitCode> {
     let mut failures = 0;
     for path in configs {
         println!("{}", path.display());
@@ -614,6 +619,23 @@ fn check(configs: &[PathBuf]) -> Result<ExitCode> {
         for error in &problems.errors {
             println!("  error: {error}");
             failures += 1;
+        }
+        if connect {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            for (what, result) in runtime.block_on(host.connect_report()) {
+                // Answers from servers: escaped and bounded like guest text.
+                match result {
+                    Ok(ok) => println!("  connect: {what}: ok ({})", shortened(&ok, 300)),
+                    Err(e) => {
+                        println!("  connect: {what}: error: {}", shortened(&e, 500));
+                        failures += 1;
+                    }
+                }
+            }
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
         }
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);

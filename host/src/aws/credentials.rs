@@ -90,6 +90,11 @@ impl Credential {
         }
     }
 
+    /// The credential as an AWS SDK credentials provider (STS clients sign with it).
+    pub fn provider(self: &Arc<Self>) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(SourceKeys(self.clone()))
+    }
+
     /// The keys, when they are static (from the environment).
     pub fn static_keys(&self) -> Option<&Credentials> {
         match &self.source {
@@ -208,7 +213,7 @@ impl CredentialRegistry {
                     let connector = Connector::new(
                         (*name).clone(),
                         config,
-                        SharedCredentialsProvider::new(SourceKeys(source)),
+                        source.provider(),
                         region.as_deref(),
                         transport.clone(),
                     );
@@ -238,6 +243,17 @@ impl CredentialRegistry {
             Some(Err(why)) => Err(why.clone()),
             None => Err(CredentialError::Unknown(name.clone())),
         }
+    }
+
+    /// Every credential by name, sorted, usable or with why not.
+    pub fn all(&self) -> Vec<(&CredentialName, Result<&Arc<Credential>, &CredentialError>)> {
+        let mut all: Vec<_> = self
+            .credentials
+            .iter()
+            .map(|(name, credential)| (name, credential.as_ref()))
+            .collect();
+        all.sort_by_key(|(name, _)| name.as_str());
+        all
     }
 
     /// Credentials that are granted but not configured, with the reason.

@@ -16,7 +16,7 @@ use anyhow::Result;
 
 use crate::config::values::CredentialName;
 use connectors::ConnectorConfig;
-use credentials::CredentialRegistry;
+use credentials::{Credential, CredentialRegistry};
 use services::Service;
 use transport::{HostRequest, Transport, TransportError};
 
@@ -69,6 +69,48 @@ impl AwsProvider {
             resource: Some(resource),
         };
         self.transport.host_json(request, keys).await
+    }
+}
+
+impl AwsProvider {
+    /// Who AWS says `credential` is (STS `GetCallerIdentity`: account and ARN), for
+    /// `check --connect`. Signed by aws-sdk-sts with the credential's keys (a connector's
+    /// are made first), in its region or us-east-1, audited like the host's other requests.
+    pub async fn caller_identity(&self, credential: &Arc<Credential>) -> Result<String, String> {
+        use aws_sdk_sts::config::timeout::TimeoutConfig;
+        use aws_sdk_sts::config::{BehaviorVersion, Region};
+        let region = credential
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".into());
+        let mut config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(credential.provider())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(self.transport.limits.timeout)
+                    .build(),
+            )
+            .interceptor(crate::audit::SdkAudit::new(
+                credential.name.as_str(),
+                "sts",
+                String::from("GetCallerIdentity"),
+            ));
+        if let Some(url) = self.transport.endpoint_override() {
+            config = config.endpoint_url(url);
+        }
+        let client = aws_sdk_sts::Client::from_conf(config.build());
+        let identity = client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sts::error::DisplayErrorContext(&e).to_string())?;
+        Ok(format!(
+            "account {}, {}",
+            identity.account().unwrap_or("?"),
+            identity.arn().unwrap_or("?")
+        ))
     }
 }
 

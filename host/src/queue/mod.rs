@@ -134,7 +134,7 @@ impl ApplicationQueue {
 }
 
 /// The queue that carries `process_monitor`, `event` and `request` messages to executors.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationQueueConfig {
     /// `type`: `internal` (the default) or `plugin.aws.sqs`.
