@@ -249,3 +249,140 @@ fn a_refresh_from_the_command_line_records_what_the_monitor_finds() {
         "{stderr}"
     );
 }
+
+fn hangup(run: &Running) {
+    let pid = run.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// `SIGHUP` re-reads the config: monitors added, removed and changed (here its settings) all
+/// at once; the plugin watcher follows a new monitor's file; a config whose other sections
+/// changed, or with a plugin that cannot load, is refused whole and the running set stays.
+#[test]
+fn sighup_reloads_the_monitors_all_or_nothing() {
+    let dir = scratch_dir("run-sighup");
+    let new_dir = dir.join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let gamma_plugin = new_dir.join("gamma.wasm");
+    std::fs::copy(guest("steady"), &gamma_plugin).unwrap();
+    let beta = |threshold: i64| {
+        Monitor::new("beta", "settings_probe")
+            .search_every_second()
+            .update_every_second()
+            .set("settings.threshold", threshold)
+    };
+    let base = TestConfig::new().set("executor.concurrency", 2);
+    let config = base
+        .clone()
+        .monitor(Monitor::new("alpha", "steady").search_every_second())
+        .monitor(beta(1))
+        .write(&dir);
+    let run = Running::start(&config, &[]);
+    let timeout = Duration::from_secs(60);
+    for monitor in ["alpha", "beta"] {
+        run.wait_for(&format!("{monitor}'s issue"), timeout, |e| {
+            field(e, "monitor") == monitor && issue_event(e, "created").is_some()
+        });
+    }
+
+    // alpha removed, beta's settings changed, gamma added.
+    base.clone()
+        .monitor(beta(2))
+        .monitor(Monitor::with_plugin("gamma", &gamma_plugin).search_every_second())
+        .write(&dir);
+    hangup(&run);
+    let reloaded = run.wait_for("the reload", timeout, |e| {
+        field(e, "message") == "config reloaded"
+    });
+    assert_eq!(field(&reloaded, "added"), "gamma");
+    assert_eq!(field(&reloaded, "changed"), "beta");
+    assert_eq!(field(&reloaded, "removed"), "alpha");
+    let at_reload = run.events().len();
+    run.wait_for("gamma's issue", timeout, |e| {
+        field(e, "monitor") == "gamma" && issue_event(e, "created") == Some("steady")
+    });
+    // beta's update reads the new setting and changes the issue's data.
+    run.wait_for("beta's issue updated with the new setting", timeout, |e| {
+        field(e, "monitor") == "beta" && issue_event(e, "updated") == Some("settings")
+    });
+    run.wait_until("gamma running on", timeout, |events| {
+        events[at_reload..]
+            .iter()
+            .filter(|e| field(e, "monitor") == "gamma" && field(e, "message") == "task finished")
+            .count()
+            >= 3
+    });
+    let alpha_after = run.events()[at_reload..]
+        .iter()
+        .filter(|e| field(e, "monitor") == "alpha" && field(e, "message") == "task finished")
+        .count();
+    assert!(
+        alpha_after <= 1,
+        "alpha still runs after its removal: {alpha_after} tasks"
+    );
+
+    // The watcher follows the new monitor's file, in a directory it did not watch before.
+    let staged = new_dir.join("gamma.wasm.new");
+    std::fs::copy(guest("blink"), &staged).unwrap();
+    std::fs::rename(&staged, &gamma_plugin).unwrap();
+    run.wait_for("gamma's plugin swapped", timeout, |e| {
+        field(e, "message") == "plugin reloaded" && field(e, "monitor") == "gamma"
+    });
+
+    // Refused whole: another section changed...
+    base.clone()
+        .set("executor.concurrency", 3)
+        .monitor(beta(3))
+        .write(&dir);
+    hangup(&run);
+    let refused = run.wait_for("a refused reload", timeout, |e| {
+        field(e, "message").starts_with("config reload refused")
+    });
+    assert!(
+        field(&refused, "message").contains("executor changed; only monitors: can change"),
+        "{refused}"
+    );
+    // ... or a new monitor's plugin does not load.
+    let corrupt = dir.join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm but not really").unwrap();
+    base.clone()
+        .monitor(beta(4))
+        .monitor(Monitor::with_plugin("delta", &corrupt).search_every_second())
+        .write(&dir);
+    let seen = run.events().len();
+    hangup(&run);
+    let refused = run.wait_for("the second refused reload", timeout, |e| {
+        field(e, "message").starts_with("config reload refused")
+            && field(e, "message").contains("monitor 'delta'")
+    });
+    assert!(
+        field(&refused, "message").contains("corrupt.wasm"),
+        "{refused}"
+    );
+    run.wait_until("gamma and beta running on, unchanged", timeout, |events| {
+        let finished = |monitor: &str| {
+            events[seen..]
+                .iter()
+                .filter(|e| {
+                    field(e, "monitor") == monitor && field(e, "message") == "task finished"
+                })
+                .count()
+        };
+        finished("gamma") >= 2 && finished("beta") >= 2
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert!(
+        !events[seen..]
+            .iter()
+            .any(|e| field(e, "monitor") == "delta" || field(e, "message") == "config reloaded"),
+        "the refused config was applied in part:\n{}",
+        dump(&events[seen..])
+    );
+}

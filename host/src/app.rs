@@ -32,6 +32,8 @@ pub struct App {
     pub host_plugins: HostPlugins,
     /// The process's wasmtime engine, its pool sized for the config's monitors.
     pub engine: Engine,
+    /// The sizes the engine's pool was made with: a reloaded config cannot exceed them.
+    pub engine_settings: EngineSettings,
     /// Compiled plugins, cached; misses compile under the config's `compile:` limits.
     pub cache: CompileCache,
     /// The `aws` host plugin's provider, when enabled.
@@ -48,8 +50,8 @@ impl App {
         let config = Config::load(config_path)?;
         let env = std::env::var(PLUGINS_ENV).ok();
         let host_plugins = config.host_plugins(env.as_deref())?;
-        let engine =
-            Engine::new(&engine_settings(&config)).context("creating the wasmtime engine")?;
+        let engine_settings = engine_settings(&config);
+        let engine = Engine::new(&engine_settings).context("creating the wasmtime engine")?;
         let cache = CompileCache::locate(config.cache_dir.as_deref())
             .with_compiler(Compiler::for_this_process(&config.compile));
         let aws = if host_plugins.is_enabled(HostPlugin::Aws) {
@@ -73,6 +75,7 @@ impl App {
             config,
             host_plugins,
             engine,
+            engine_settings,
             cache,
         })
     }

@@ -246,9 +246,7 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         match loaded {
             Ok(plugin) => monitors.push(ScheduledMonitor::new(
                 Arc::new(plugin),
-                cfg.id,
-                cfg.search_cron.clone(),
-                cfg.update_cron.clone(),
+                Arc::new(cfg.clone()),
             )),
             Err(e) => {
                 crate::telemetry::METRICS
@@ -287,12 +285,12 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         heartbeat: std::time::Duration::from_secs(queue_config.queue_visibility_time.into()),
         shutdown_grace: host.config.executor.shutdown_grace.0,
     };
+    crate::telemetry::set_not_loaded(not_loaded);
     let runtime = Arc::new(Runtime::new(monitors, queue, issues, options));
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = listener {
         let address = listener.local_addr()?;
         let state = Arc::new(crate::telemetry::ProbeState {
-            not_loaded,
             issues: runtime.issues().clone(),
         });
         tokio::spawn(crate::telemetry::serve(listener, state, http_stopped));
@@ -303,7 +301,14 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         runtime.clone(),
         stop_http.subscribe(),
     ));
+    #[cfg(unix)]
+    let sighup = tokio::spawn(crate::reload::reload_on_sighup(
+        host.clone(),
+        runtime.clone(),
+    ));
     runtime.run(shutdown_signal()).await?;
+    #[cfg(unix)]
+    sighup.abort();
     let _ = stop_http.send(true);
     Ok(ExitCode::SUCCESS)
 }
@@ -455,7 +460,7 @@ async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
         .context("the monitor is no longer in the config")?;
     let plugin = host.load_monitor(monitor_config)?;
     let issues = open_store(&host).await?;
-    let monitor = ScheduledMonitor::new(Arc::new(plugin), monitor_config.id, None, None);
+    let monitor = ScheduledMonitor::new(Arc::new(plugin), Arc::new(monitor_config.clone()));
     let options = RuntimeOptions {
         role: Role::Executor,
         concurrency: 1,

@@ -1,5 +1,6 @@
-//! Hot reload of plugin files: a monitor whose `.wasm` file changes on disk gets the new
-//! version without a restart.
+//! Reloading while running. A monitor whose `.wasm` file changes on disk gets the new version
+//! without a restart ([`watch_plugins`]); `SIGHUP` re-reads the config's `monitors:`
+//! ([`reload_config`]).
 //!
 //! The file's directory is watched (`notify`), so a file replaced by a rename is seen too.
 //! Changes are debounced ([`QUIET`] without a new event), then the new file is checked and
@@ -14,20 +15,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::app::App;
+use crate::aws::credentials::CredentialError;
 use crate::compile_cache::file_sha256;
-use crate::runtime::Runtime;
+use crate::config::{Config, MonitorConfig};
+use crate::monitor::MonitorPlugin;
+use crate::runtime::{MonitorSet, Runtime, ScheduledMonitor};
 use crate::telemetry::METRICS;
 
 /// How long a plugin file must stay unchanged before it is reloaded: a copy in progress is
 /// not loaded half-written.
 pub const QUIET: Duration = Duration::from_millis(500);
 
-/// Watches every monitor's plugin file until `stop` turns true.
+/// Watches the plugin file of every running monitor until `stop` turns true, following the
+/// monitor set when a config reload changes it.
 pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let (changed, mut changes) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
@@ -44,59 +48,22 @@ pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch
                 return;
             }
         };
-    // Plugin path → the monitors running it (not those that failed at start).
-    let mut monitors_of: HashMap<PathBuf, Vec<String>> = HashMap::new();
-    for monitor in &app.config.monitors {
-        if runtime.monitor(monitor.name.as_str()).is_some() {
-            monitors_of
-                .entry(canonical(&monitor.plugin.0))
-                .or_default()
-                .push(monitor.name.as_str().to_owned());
-        }
-    }
-    // Each running monitor's file hash, for the swap's log line and `plugin_info`: reading
-    // every plugin file happens on a blocking thread, not on an executor worker.
-    let files: Vec<(PathBuf, Vec<String>)> = monitors_of
-        .iter()
-        .map(|(path, names)| (path.clone(), names.clone()))
-        .collect();
-    let hashed = tokio::task::spawn_blocking(move || {
-        let mut hashes = HashMap::new();
-        for (path, names) in files {
-            if let Ok(hash) = file_sha256(&path) {
-                for name in names {
-                    hashes.insert(name, hash.clone());
-                }
-            }
-        }
-        hashes
-    })
-    .await;
-    let mut hashes: HashMap<String, String> = hashed.unwrap_or_default();
-    for (name, hash) in &hashes {
-        set_plugin_info(name, None, hash);
-    }
-    let directories: HashSet<PathBuf> = monitors_of
-        .keys()
-        .filter_map(|p| p.parent().map(Path::to_path_buf))
-        .collect();
-    for directory in &directories {
-        if let Err(e) = watcher.watch(directory, RecursiveMode::NonRecursive) {
-            tracing::warn!(
-                directory = %directory.display(),
-                "cannot watch plugin files; changes there need a restart: {e}"
-            );
-        }
-    }
+    let mut monitors_changed = runtime.monitors_changed();
+    let mut watched = Watched::default();
+    watched.follow(&runtime, &mut watcher).await;
     let mut pending: HashSet<PathBuf> = HashSet::new();
     loop {
         let quiet = tokio::time::sleep(QUIET);
         tokio::select! {
             _ = stop.changed() => return,
+            Ok(()) = monitors_changed.changed() => {
+                watched.follow(&runtime, &mut watcher).await;
+                continue;
+            }
             path = changes.recv() => match path {
                 Some(path) => {
                     let path = canonical(&path);
-                    if monitors_of.contains_key(&path) {
+                    if watched.monitors_of.contains_key(&path) {
                         pending.insert(path);
                     }
                     continue;
@@ -106,8 +73,78 @@ pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch
             _ = quiet, if !pending.is_empty() => {}
         }
         for path in pending.drain() {
-            for name in &monitors_of[&path] {
-                reload(&app, &runtime, name, &path, &mut hashes).await;
+            let names = watched.monitors_of.get(&path).cloned().unwrap_or_default();
+            for name in names {
+                reload(&app, &runtime, &name, &path, &mut watched.hashes).await;
+            }
+        }
+    }
+}
+
+/// What the watcher follows: each running monitor's plugin file and its hash.
+#[derive(Default)]
+struct Watched {
+    /// Plugin path → the monitors running it.
+    monitors_of: HashMap<PathBuf, Vec<String>>,
+    /// Each running monitor's file hash, for the swap's log line and `plugin_info`.
+    hashes: HashMap<String, String>,
+    directories: HashSet<PathBuf>,
+}
+
+impl Watched {
+    /// Takes in the monitors running now: their files, hashes (read on a blocking thread, not
+    /// on an executor worker) and directories (watched, so a file replaced by a rename is
+    /// seen too).
+    async fn follow(&mut self, runtime: &Runtime, watcher: &mut impl Watcher) {
+        self.monitors_of.clear();
+        for monitor in runtime.monitors().iter() {
+            self.monitors_of
+                .entry(canonical(&monitor.config().plugin.0))
+                .or_default()
+                .push(monitor.name().to_owned());
+        }
+        let files: Vec<(PathBuf, Vec<String>)> = self
+            .monitors_of
+            .iter()
+            .map(|(path, names)| (path.clone(), names.clone()))
+            .collect();
+        let hashed = tokio::task::spawn_blocking(move || {
+            let mut hashes = HashMap::new();
+            for (path, names) in files {
+                if let Ok(hash) = file_sha256(&path) {
+                    for name in names {
+                        hashes.insert(name, hash.clone());
+                    }
+                }
+            }
+            hashes
+        })
+        .await;
+        let hashes: HashMap<String, String> = hashed.unwrap_or_default();
+        for (name, old) in &self.hashes {
+            if hashes.get(name) != Some(old) {
+                METRICS.plugins.remove(&plugin_labels(name, old));
+            }
+        }
+        for (name, hash) in &hashes {
+            METRICS
+                .plugins
+                .get_or_create(&plugin_labels(name, hash))
+                .set(1);
+        }
+        self.hashes = hashes;
+        for directory in self.monitors_of.keys().filter_map(|p| p.parent()) {
+            if self.directories.contains(directory) {
+                continue;
+            }
+            match watcher.watch(directory, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.directories.insert(directory.to_path_buf());
+                }
+                Err(e) => tracing::warn!(
+                    directory = %directory.display(),
+                    "cannot watch plugin files; changes there need a restart: {e}"
+                ),
             }
         }
     }
@@ -148,15 +185,8 @@ async fn reload(
     }
     let loaded = {
         let app = app.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let config = app
-                .config
-                .monitor(&name)
-                .context("the monitor is no longer in the config")?;
-            app.load_monitor(config)
-        })
-        .await
+        let config = scheduled.config();
+        tokio::task::spawn_blocking(move || app.load_monitor(&config)).await
     };
     match loaded {
         Ok(Ok(plugin)) => {
@@ -190,16 +220,185 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-/// `sentinela_plugin_info{monitor, sha256}`: the version a monitor runs, replacing `old`.
+/// The labels of `sentinela_plugin_info{monitor, sha256}`: the version a monitor runs.
+fn plugin_labels(monitor: &str, sha256: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("monitor", monitor.to_owned()),
+        ("sha256", sha256.to_owned()),
+    ]
+}
+
+/// Records that `monitor` now runs `sha256` instead of `old`.
 fn set_plugin_info(monitor: &str, old: Option<&str>, sha256: &str) {
-    let labels = |sha256: &str| {
-        vec![
-            ("monitor", monitor.to_owned()),
-            ("sha256", sha256.to_owned()),
-        ]
-    };
     if let Some(old) = old {
-        METRICS.plugins.remove(&labels(old));
+        METRICS.plugins.remove(&plugin_labels(monitor, old));
     }
-    METRICS.plugins.get_or_create(&labels(sha256)).set(1);
+    METRICS
+        .plugins
+        .get_or_create(&plugin_labels(monitor, sha256))
+        .set(1);
+}
+
+/// Re-reads the config on every `SIGHUP` until the process ends ([`reload_config`]).
+#[cfg(unix)]
+pub async fn reload_on_sighup(app: Arc<App>, runtime: Arc<Runtime>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP; config changes need a restart: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = %app.config.path.display(), "SIGHUP: reloading the config");
+        reload_config(&app, &runtime).await;
+    }
+}
+
+/// Reads the config file again and applies its `monitors:` all or nothing: monitors added,
+/// removed, or changed (crons, limits, grants, settings, plugin, id) — each changed or new
+/// one loaded (checked and compiled, off the executor's workers) before anything is swapped.
+/// If any cannot be loaded, or anything but `monitors:` changed, nothing changes and the
+/// error says why. Tasks already running finish with the monitor they started with.
+pub async fn reload_config(app: &Arc<App>, runtime: &Arc<Runtime>) {
+    let prepared = {
+        let app = app.clone();
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || prepare(&app, &runtime)).await
+    };
+    let plan = match prepared {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(e)) => {
+            tracing::error!("config reload refused; the running monitors are unchanged: {e:#}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!("config reload failed; the running monitors are unchanged: {e}");
+            return;
+        }
+    };
+    let names = |monitors: &[String]| monitors.join(", ");
+    let removed: Vec<String> = runtime
+        .monitors()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .filter(|name| !plan.monitors.iter().any(|(m, _)| m.name() == name))
+        .collect();
+    let (mut added, mut changed) = (Vec::new(), Vec::new());
+    for (monitor, change) in &plan.monitors {
+        match change {
+            Change::Added => added.push(monitor.name().to_owned()),
+            Change::Changed(plugin, config) => {
+                monitor.update(plugin.clone(), config.clone());
+                changed.push(monitor.name().to_owned());
+            }
+            Change::Unchanged => {}
+        }
+    }
+    let total = plan.monitors.len();
+    runtime.set_monitors(MonitorSet::new(plan.monitors.into_iter().map(|(m, _)| m)));
+    crate::telemetry::set_not_loaded(Vec::new());
+    tracing::info!(
+        monitors = total,
+        added = names(&added).as_str(),
+        changed = names(&changed).as_str(),
+        removed = names(&removed).as_str(),
+        "config reloaded"
+    );
+}
+
+/// What a reload does to one monitor.
+enum Change {
+    Unchanged,
+    Added,
+    /// The plugin loaded for the changed entry, and the entry.
+    Changed(Arc<MonitorPlugin>, Arc<MonitorConfig>),
+}
+
+/// Every monitor of the new config, ready to swap in.
+struct Plan {
+    monitors: Vec<(Arc<ScheduledMonitor>, Change)>,
+}
+
+/// Reads, checks and loads the new config; nothing running is touched.
+fn prepare(app: &App, runtime: &Runtime) -> anyhow::Result<Plan> {
+    let path = &app.config.path;
+    let config = Config::load(path)?;
+    let mut keys: Vec<String> = config
+        .host_sections
+        .iter()
+        .chain(app.config.host_sections.iter())
+        .filter(|(key, _)| config.host_sections.get(*key) != app.config.host_sections.get(*key))
+        .map(|(key, _)| key.as_str().unwrap_or("?").to_owned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if !keys.is_empty() {
+        anyhow::bail!(
+            "{}: {} changed; only monitors: can change while running: restart to apply the rest",
+            path.display(),
+            keys.join(", ")
+        );
+    }
+    config.host_plugins(std::env::var(crate::providers::PLUGINS_ENV).ok().as_deref())?;
+    let engine = &app.engine_settings;
+    let mut problems = Vec::new();
+    for monitor in &config.monitors {
+        let name = &monitor.name;
+        if monitor.limits.memory.0 > engine.max_memory {
+            problems.push(format!(
+                "monitor '{name}': limits.memory is above the {} bytes this process's instance \
+                 pool was made for at start: restart to raise it",
+                engine.max_memory
+            ));
+        }
+        if monitor.limits.table_elements > engine.max_table_elements {
+            problems.push(format!(
+                "monitor '{name}': limits.table_elements is above the {} this process's \
+                 instance pool was made for at start: restart to raise it",
+                engine.max_table_elements
+            ));
+        }
+        if let Some(aws) = &app.aws {
+            let secrets = monitor.secrets.values().filter_map(|s| s.credential());
+            for credential in monitor.grants.credentials.iter().chain(secrets) {
+                if let Err(CredentialError::Unknown(_)) = aws.credentials.get(credential) {
+                    problems.push(format!(
+                        "monitor '{name}': credential {credential} was not loaded at start \
+                         (no monitor used it): restart to add a credential"
+                    ));
+                }
+            }
+        }
+    }
+    let mut monitors = Vec::new();
+    for monitor in config.monitors {
+        let running = runtime.monitor(monitor.name.as_str());
+        if let Some(running) = &running
+            && running.config().entry == monitor.entry
+        {
+            monitors.push((running.clone(), Change::Unchanged));
+            continue;
+        }
+        let plugin = match app.load_monitor(&monitor) {
+            Ok(plugin) => Arc::new(plugin),
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let config = Arc::new(monitor);
+        monitors.push(match running {
+            Some(running) => (running, Change::Changed(plugin, config)),
+            None => (
+                Arc::new(ScheduledMonitor::new(plugin, config)),
+                Change::Added,
+            ),
+        });
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), problems.join("; "));
+    }
+    Ok(Plan { monitors })
 }

@@ -64,6 +64,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// `monitors:`, in file order; their names are unique.
     pub monitors: Vec<MonitorConfig>,
+    /// Every top-level key but `monitors:`, as written: a config reload (`SIGHUP`) may change
+    /// only the monitors, and compares these to tell.
+    pub host_sections: serde_yaml::Mapping,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +165,9 @@ pub struct MonitorConfig {
     /// `settings:`: plain values the monitor reads through `wasi:config/store`.
     #[serde(default)]
     pub settings: Settings,
+    /// The entry as written, for telling whether a reloaded config changed this monitor.
+    #[serde(skip)]
+    pub entry: serde_yaml::Value,
 }
 
 /// The monitor list; names must be unique.
@@ -247,10 +253,21 @@ impl Config {
         });
         let parsed =
             values::resolving_paths_against(dir, || serde_yaml::from_str::<RawConfig>(text));
-        let raw = match parsed {
+        let mut raw = match parsed {
             Ok(raw) => raw,
             Err(e) => bail!("{}: {}", path.display(), describe_yaml_error(text, &e)),
         };
+        // The same text again as plain YAML (it parsed above, so this cannot fail on syntax):
+        // each monitor's entry and the other sections as written.
+        let mut host_sections = match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            Ok(serde_yaml::Value::Mapping(sections)) => sections,
+            _ => serde_yaml::Mapping::new(),
+        };
+        if let Some(serde_yaml::Value::Sequence(entries)) = host_sections.remove("monitors") {
+            for (monitor, entry) in raw.monitors.0.iter_mut().zip(entries) {
+                monitor.entry = entry;
+            }
+        }
 
         if let Err(e) = raw.application_queue.validate() {
             bail!("{}: {e}", path.display());
@@ -416,6 +433,7 @@ impl Config {
             credentials,
             secrets_cache_ttl: raw.secrets_cache_ttl.0,
             monitors: raw.monitors.0,
+            host_sections,
         })
     }
 

@@ -248,6 +248,7 @@ impl Runtime {
         let Some(monitor) = self.find(&monitor_id) else {
             return false;
         };
+        let monitor = &*monitor;
         if let Work::SetEnabled(enabled) = work {
             self.set_enabled(monitor, enabled).await;
             return true;

@@ -51,11 +51,63 @@ pub struct RuntimeOptions {
     pub shutdown_grace: Duration,
 }
 
-/// The monitors, the application queue and the issue store of a running process.
-pub struct Runtime {
-    monitors: HashMap<String, Arc<ScheduledMonitor>>,
+/// The monitors a process runs, by name and by config `id`. Replaced whole when the config is
+/// reloaded; tasks already running keep the monitor they started with.
+#[derive(Default)]
+pub struct MonitorSet {
+    by_name: HashMap<String, Arc<ScheduledMonitor>>,
     /// Monitor names by config `id`, for messages that address monitors Sentinela's way.
     ids: HashMap<u64, String>,
+}
+
+impl MonitorSet {
+    /// A set of these monitors (their names and ids are unique: the config says so).
+    pub fn new(monitors: impl IntoIterator<Item = Arc<ScheduledMonitor>>) -> MonitorSet {
+        let mut set = MonitorSet::default();
+        for monitor in monitors {
+            if let Some(id) = monitor.id() {
+                set.ids.insert(id, monitor.name().to_owned());
+            }
+            set.by_name.insert(monitor.name().to_owned(), monitor);
+        }
+        set
+    }
+
+    /// The monitor of that config name.
+    pub fn get(&self, name: &str) -> Option<&Arc<ScheduledMonitor>> {
+        self.by_name.get(name)
+    }
+
+    /// The monitor a message addresses: by name, or by its config `id`.
+    pub fn find(&self, monitor_id: &str) -> Option<&Arc<ScheduledMonitor>> {
+        self.by_name.get(monitor_id).or_else(|| {
+            let name = self.ids.get(&monitor_id.parse::<u64>().ok()?)?;
+            self.by_name.get(name)
+        })
+    }
+
+    /// Every monitor, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ScheduledMonitor>> {
+        self.by_name.values()
+    }
+
+    /// How many monitors.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// The monitors, the application queue and the issue store of a running process.
+pub struct Runtime {
+    monitors: std::sync::RwLock<Arc<MonitorSet>>,
+    /// Bumped each time the monitor set is replaced: the scheduler and the plugin watcher
+    /// follow it.
+    monitors_changed: watch::Sender<u64>,
     /// Monitors switched off (`monitor_disable`), as the store said at the last look: read
     /// every [`DISABLED_REFRESH`], and at once when this process switches one.
     disabled: std::sync::RwLock<std::collections::HashSet<String>>,
@@ -77,15 +129,11 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Runtime {
         Runtime {
-            ids: monitors
-                .iter()
-                .filter_map(|m| Some((m.id?, m.name().to_owned())))
-                .collect(),
+            monitors: std::sync::RwLock::new(Arc::new(MonitorSet::new(
+                monitors.into_iter().map(Arc::new),
+            ))),
+            monitors_changed: watch::channel(0).0,
             disabled: Default::default(),
-            monitors: monitors
-                .into_iter()
-                .map(|m| (m.name().to_owned(), Arc::new(m)))
-                .collect(),
             queue: Arc::new(queue),
             issues: Arc::new(issues),
             suspect_slots: Arc::new(Semaphore::new(options.concurrency.saturating_sub(1).max(1))),
@@ -93,17 +141,35 @@ impl Runtime {
         }
     }
 
+    /// The monitors running now.
+    pub fn monitors(&self) -> Arc<MonitorSet> {
+        self.monitors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The monitor of that config name.
-    pub fn monitor(&self, name: &str) -> Option<&Arc<ScheduledMonitor>> {
-        self.monitors.get(name)
+    pub fn monitor(&self, name: &str) -> Option<Arc<ScheduledMonitor>> {
+        self.monitors().get(name).cloned()
     }
 
     /// The monitor a message addresses: by name, or by its config `id`.
-    fn find(&self, monitor_id: &str) -> Option<&Arc<ScheduledMonitor>> {
-        self.monitors.get(monitor_id).or_else(|| {
-            let name = self.ids.get(&monitor_id.parse::<u64>().ok()?)?;
-            self.monitors.get(name)
-        })
+    fn find(&self, monitor_id: &str) -> Option<Arc<ScheduledMonitor>> {
+        self.monitors().find(monitor_id).cloned()
+    }
+
+    /// Runs `monitors` from now on (a reloaded config): a monitor left out is no longer
+    /// scheduled, and its messages are no longer handled here; its running tasks finish.
+    pub fn set_monitors(&self, monitors: MonitorSet) {
+        *self.monitors.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(monitors);
+        self.monitors_changed
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Wakes when [`Runtime::set_monitors`] replaces the set.
+    pub fn monitors_changed(&self) -> watch::Receiver<u64> {
+        self.monitors_changed.subscribe()
     }
 
     /// Whether the monitor is switched off.
@@ -160,7 +226,7 @@ impl Runtime {
         let sweeper = tokio::spawn(async move { issues.sweep_outbox().await });
         tracing::info!(
             role = ?role,
-            monitors = self.monitors.len(),
+            monitors = self.monitors().len(),
             concurrency = self.options.concurrency,
             "sentinela running"
         );

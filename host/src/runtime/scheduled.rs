@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::config::MonitorConfig;
 use crate::config::values::Schedule;
 use crate::monitor::MonitorPlugin;
 
@@ -11,17 +12,11 @@ use super::lock;
 
 /// A monitor as the runtime sees it.
 pub struct ScheduledMonitor {
-    /// The loaded component.
-    /// The loaded component; replaced when its file changes ([`ScheduledMonitor::replace`]).
-    plugin: RwLock<Arc<MonitorPlugin>>,
-    /// The config name, also the plugin's.
+    /// The loaded component and the config entry it was loaded for; replaced when the file
+    /// changes ([`ScheduledMonitor::replace`]) or the config does ([`ScheduledMonitor::update`]).
+    current: RwLock<(Arc<MonitorPlugin>, Arc<MonitorConfig>)>,
+    /// The config name, also the plugin's; the same for the monitor's whole life.
     name: Arc<str>,
-    /// The config `id` messages may address it by.
-    pub id: Option<u64>,
-    /// When `search` runs; `None`: only on request.
-    pub search_cron: Option<Schedule>,
-    /// When `update` runs; `None`: only on request.
-    pub update_cron: Option<Schedule>,
     /// Set while a `process_monitor` message for it is queued or running, so a slow monitor
     /// is not triggered again on top of itself (Sentinela's `queued`/`running` flags).
     busy: AtomicBool,
@@ -44,19 +39,11 @@ pub(super) struct Backoff {
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl ScheduledMonitor {
-    /// A monitor neither queued nor backing off.
-    pub fn new(
-        plugin: Arc<MonitorPlugin>,
-        id: Option<u64>,
-        search_cron: Option<Schedule>,
-        update_cron: Option<Schedule>,
-    ) -> Self {
+    /// A monitor neither queued nor backing off, running `plugin` as `config` describes.
+    pub fn new(plugin: Arc<MonitorPlugin>, config: Arc<MonitorConfig>) -> Self {
         ScheduledMonitor {
             name: plugin.name.clone(),
-            plugin: RwLock::new(plugin),
-            id,
-            search_cron,
-            update_cron,
+            current: RwLock::new((plugin, config)),
             busy: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
         }
@@ -70,15 +57,46 @@ impl ScheduledMonitor {
     /// The plugin version to call now; a call keeps its version to the end, whatever
     /// replaces it meanwhile.
     pub fn plugin(&self) -> Arc<MonitorPlugin> {
-        self.plugin
+        self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .0
             .clone()
     }
 
-    /// Swaps in a new version of the plugin: calls that start from now on use it.
+    /// The config entry the monitor runs with now.
+    pub fn config(&self) -> Arc<MonitorConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// The config `id` messages may address it by.
+    pub fn id(&self) -> Option<u64> {
+        self.config().id
+    }
+
+    /// When `search` (`Task::Search`) or `update` runs; `None`: only on request.
+    pub fn cron(&self, search: bool) -> Option<Schedule> {
+        let config = self.config();
+        if search {
+            config.search_cron.clone()
+        } else {
+            config.update_cron.clone()
+        }
+    }
+
+    /// Swaps in a new version of the plugin file: calls that start from now on use it.
     pub fn replace(&self, plugin: Arc<MonitorPlugin>) {
-        *self.plugin.write().unwrap_or_else(|e| e.into_inner()) = plugin;
+        self.current.write().unwrap_or_else(|e| e.into_inner()).0 = plugin;
+    }
+
+    /// Swaps in a changed config entry and the plugin loaded for it (new limits, grants,
+    /// settings or file), keeping the queued/running flag and the backoff.
+    pub fn update(&self, plugin: Arc<MonitorPlugin>, config: Arc<MonitorConfig>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (plugin, config);
     }
 
     /// Marks the monitor queued or running; false if it already was.

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::message::{Message, Task};
 
-use super::{Runtime, ScheduledMonitor};
+use super::{MonitorSet, Runtime, ScheduledMonitor};
 
 /// How long one tick's send may take: under the shortest cron interval (one second).
 pub const SEND_DEADLINE: Duration = Duration::from_millis(800);
@@ -59,30 +59,45 @@ impl UnsentTicks {
     }
 }
 
-impl Runtime {
-    pub(super) async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut next: HashMap<(&str, Task), DateTime<Utc>> = HashMap::new();
-        let now = Utc::now();
-        for monitor in self.monitors.values() {
-            for (task, cron) in [
-                (Task::Search, &monitor.search_cron),
-                (Task::Update, &monitor.update_cron),
-            ] {
-                if let Some(at) = cron.as_ref().and_then(|c| c.next_after(now)) {
-                    next.insert((monitor.name(), task), at);
-                }
+/// Each scheduled task's monitor and next trigger time, by monitor name and task.
+type Triggers = HashMap<(String, Task), (Arc<ScheduledMonitor>, DateTime<Utc>)>;
+
+/// Each scheduled task's next trigger. Cron times are absolute, so computing them again after
+/// a config reload moves no trigger of an unchanged monitor.
+fn next_triggers(monitors: &MonitorSet) -> Triggers {
+    let now = Utc::now();
+    let mut next = HashMap::new();
+    for monitor in monitors.iter() {
+        for task in [Task::Search, Task::Update] {
+            if let Some(at) = monitor
+                .cron(task == Task::Search)
+                .and_then(|c| c.next_after(now))
+            {
+                next.insert((monitor.name().to_owned(), task), (monitor.clone(), at));
             }
         }
+    }
+    next
+}
+
+impl Runtime {
+    pub(super) async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut changed = self.monitors_changed();
+        let mut next = next_triggers(&self.monitors());
         let mut sends: JoinSet<Option<(Arc<ScheduledMonitor>, String)>> = JoinSet::new();
         let mut unsent = UnsentTicks::default();
         let mut reports = tokio::time::interval(REPORT_EVERY);
         loop {
-            let wake = next.values().min().copied();
+            let wake = next.values().map(|(_, at)| *at).min();
             let sleep = wake
                 .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
                 .unwrap_or(IDLE);
             tokio::select! {
                 _ = stop.changed() => break,
+                Ok(()) = changed.changed() => {
+                    next = next_triggers(&self.monitors());
+                    continue;
+                }
                 _ = tokio::time::sleep(sleep), if wake.is_some() => {}
                 Some(sent) = sends.join_next() => {
                     if let Ok(Some((monitor, error))) = sent {
@@ -96,25 +111,22 @@ impl Runtime {
                 }
             }
             let now = Utc::now();
-            let mut due: HashMap<&str, Vec<Task>> = HashMap::new();
-            for (&(name, task), at) in next.iter_mut() {
+            let mut due: HashMap<&str, (Arc<ScheduledMonitor>, Vec<Task>)> = HashMap::new();
+            for ((_, task), (monitor, at)) in next.iter_mut() {
                 if *at <= now {
-                    due.entry(name).or_default().push(task);
-                    let monitor = &self.monitors[name];
-                    let cron = if task == Task::Search {
-                        &monitor.search_cron
-                    } else {
-                        &monitor.update_cron
-                    };
-                    *at = cron
-                        .as_ref()
+                    due.entry(monitor.name())
+                        .or_insert_with(|| (monitor.clone(), Vec::new()))
+                        .1
+                        .push(*task);
+                    *at = monitor
+                        .cron(*task == Task::Search)
                         .and_then(|c| c.next_after(now))
                         .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 }
             }
-            for (name, mut tasks) in due {
+            for (_, (monitor, mut tasks)) in due {
                 tasks.sort_by_key(|t| *t == Task::Update);
-                if let Some(send) = self.clone().trigger(self.monitors[name].clone(), tasks) {
+                if let Some(send) = self.clone().trigger(monitor, tasks) {
                     sends.spawn(send);
                 }
             }

@@ -226,6 +226,20 @@ impl Metrics {
 /// scheduler's sends set it, `/readyz` reads it.
 pub static QUEUE_REACHABLE: AtomicBool = AtomicBool::new(true);
 
+/// Monitors of the config whose plugin could not be loaded (at start; a config reload that
+/// loads them all clears it): `/readyz` is not ready while any is listed.
+static NOT_LOADED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records which monitors could not be loaded.
+pub fn set_not_loaded(monitors: Vec<String>) {
+    *NOT_LOADED.lock().unwrap_or_else(|e| e.into_inner()) = monitors;
+}
+
+/// The monitors that could not be loaded.
+pub fn not_loaded() -> Vec<String> {
+    NOT_LOADED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Records whether the application queue answered.
 pub fn queue_reachable(reachable: bool) {
     QUEUE_REACHABLE.store(reachable, Ordering::Relaxed);

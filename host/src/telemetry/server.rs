@@ -22,8 +22,6 @@ use crate::issues::IssueStore;
 
 /// What `/readyz` looks at.
 pub struct ProbeState {
-    /// Monitors whose plugin could not be loaded; not ready while any is listed.
-    pub not_loaded: Vec<String>,
     /// The store, pinged at each probe.
     pub issues: Arc<IssueStore>,
 }
@@ -104,11 +102,9 @@ async fn respond(request: &Request<Incoming>, state: &ProbeState) -> Response<Fu
 /// Why the host is not ready; empty when it is.
 async fn not_ready(state: &ProbeState) -> Vec<String> {
     let mut problems = Vec::new();
-    if !state.not_loaded.is_empty() {
-        problems.push(format!(
-            "plugins not loaded: {}",
-            state.not_loaded.join(", ")
-        ));
+    let not_loaded = super::not_loaded();
+    if !not_loaded.is_empty() {
+        problems.push(format!("plugins not loaded: {}", not_loaded.join(", ")));
     }
     match tokio::time::timeout(STORE_PROBE, state.issues.ping()).await {
         Ok(Ok(())) => {}
