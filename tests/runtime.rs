@@ -225,11 +225,27 @@ fn a_refresh_from_the_command_line_records_what_the_monitor_finds() {
         .monitor(Monitor::new("steady", "steady"))
         .write(&dir);
     let config_arg = config.to_str().unwrap();
+    let last_run = || {
+        let (status, stdout, stderr) = output(&mut sentinela(&["monitors", config_arg]));
+        assert!(status.success(), "{stderr}");
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with("steady "))
+            .unwrap()
+            .to_owned();
+        row.split("  ").last().unwrap().trim().to_owned()
+    };
+    assert_eq!(last_run(), "never");
     let (status, stdout, stderr) = output(&mut sentinela(&[
         "monitors", config_arg, "refresh", "steady",
     ]));
     assert!(status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("steady refreshed"), "{stdout}");
+    let shown = last_run();
+    assert!(
+        shown.starts_with("update ok ") && shown.ends_with("s ago"),
+        "{shown}"
+    );
     let (status, stdout, stderr) = output(&mut sentinela(&["issues", config_arg, "--json"]));
     assert!(status.success(), "{stderr}");
     let issues: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -378,6 +394,13 @@ fn sighup_reloads_the_monitors_all_or_nothing() {
     });
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
+    // Runs are written every 10 s and at shutdown: beta's last one is in the store.
+    let (_, stdout, _) = output(&mut sentinela(&["monitors", config.to_str().unwrap()]));
+    let beta = stdout
+        .lines()
+        .find(|l| l.starts_with("beta "))
+        .unwrap_or_default();
+    assert!(beta.contains(" ok ") && beta.ends_with(" ago"), "{stdout}");
     assert!(
         !events[seen..]
             .iter()

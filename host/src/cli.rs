@@ -368,17 +368,31 @@ async fn monitors(
         .with_context(|| config.path.display().to_string())?;
     let Some(action) = action else {
         let disabled = store.disabled_monitors().await?;
+        let last_runs = store.last_runs().await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
         println!(
-            "{:<24} {:>8}  {:<8}  {:<20}  UPDATE_CRON",
-            "MONITOR", "ID", "STATE", "SEARCH_CRON"
+            "{:<24} {:>8}  {:<8}  {:<20}  {:<20}  LAST_RUN",
+            "MONITOR", "ID", "STATE", "SEARCH_CRON", "UPDATE_CRON"
         );
         for m in &config.monitors {
             let cron = |c: &Option<crate::config::values::Schedule>| {
                 c.as_ref()
                     .map_or("-".to_owned(), |c| c.expression().to_owned())
             };
+            // Task and outcome come from the store, which another process may write: escaped.
+            let last_run =
+                last_runs
+                    .get(m.name.as_str())
+                    .map_or("never".to_owned(), |(task, outcome, at)| {
+                        format!(
+                            "{} {} {} ago",
+                            shortened(task, 16),
+                            shortened(outcome, 16),
+                            age(now_ms.saturating_sub(*at))
+                        )
+                    });
             println!(
-                "{:<24} {:>8}  {:<8}  {:<20}  {}",
+                "{:<24} {:>8}  {:<8}  {:<20}  {:<20}  {last_run}",
                 m.name.as_str(),
                 m.id.map_or("-".to_owned(), |id| id.to_string()),
                 if disabled.contains(m.name.as_str()) {
@@ -450,6 +464,17 @@ async fn monitors(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A duration in milliseconds as `42s`, `5m`, `3h` or `2d`.
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 /// `monitors CONFIG refresh NAME` without a shared queue: the monitor's search and update run
 /// in this process, against the config's store, as an executor would run them.
 async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
@@ -472,6 +497,7 @@ async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
     runtime
         .run_tasks(&monitor, &[Task::Search, Task::Update])
         .await;
+    runtime.flush_last_runs().await;
     println!("{name} refreshed (search and update ran; see the log for their outcome)");
     Ok(ExitCode::SUCCESS)
 }

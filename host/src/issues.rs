@@ -15,6 +15,7 @@
 //! [`SWEEP_EVERY`], in `event_id` order, with its original id and time: a consumer drops
 //! the ids it has seen.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -170,7 +171,36 @@ const SCHEMA: &[&str] = &[
         enabled BIGINT NOT NULL,
         changed_at BIGINT NOT NULL
     )",
+    // How each monitor's last task ended, written in batches (`sentinela monitors`).
+    "CREATE TABLE IF NOT EXISTS sentinela_monitor_runs (
+        monitor TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        finished_at BIGINT NOT NULL
+    )",
 ];
+
+/// How a monitor's last task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastRun {
+    /// `search` or `update`.
+    pub task: &'static str,
+    /// `ok`, `failed` or `deadline`.
+    pub outcome: &'static str,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub finished_at_ms: i64,
+}
+
+impl LastRun {
+    /// A task that ended now.
+    pub fn now(task: &'static str, outcome: &'static str) -> LastRun {
+        LastRun {
+            task,
+            outcome,
+            finished_at_ms: now_ms(),
+        }
+    }
+}
 
 /// The outbox: events committed with their change and not yet published. The id column is
 /// the one thing SQLite and PostgreSQL spell differently.
@@ -599,6 +629,48 @@ impl IssueStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records each monitor's last run, in one transaction; a run older than the one stored
+    /// (another executor's) is not written over it.
+    pub async fn record_runs(&self, runs: &[(String, LastRun)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (monitor, run) in runs {
+            sqlx::query(
+                "INSERT INTO sentinela_monitor_runs (monitor, task, outcome, finished_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (monitor) DO UPDATE SET task = $2, outcome = $3, finished_at = $4
+                 WHERE sentinela_monitor_runs.finished_at <= $4",
+            )
+            .bind(monitor)
+            .bind(run.task)
+            .bind(run.outcome)
+            .bind(run.finished_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Each monitor's last run as recorded: task, outcome and when.
+    pub async fn last_runs(&self) -> Result<HashMap<String, (String, String, i64)>> {
+        let rows =
+            sqlx::query("SELECT monitor, task, outcome, finished_at FROM sentinela_monitor_runs")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<String, _>(0)?,
+                    (
+                        row.try_get::<String, _>(1)?,
+                        row.try_get::<String, _>(2)?,
+                        row.try_get::<i64, _>(3)?,
+                    ),
+                ))
+            })
+            .collect()
     }
 
     /// The monitors switched off by `monitor_disable`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::{Semaphore, watch};
 
-use crate::issues::IssueStore;
+use crate::issues::{IssueStore, LastRun};
 use crate::queue::ApplicationQueue;
 
 pub use executor::{Concurrency, ExecutorConfig};
@@ -23,6 +23,9 @@ pub use executor::{Concurrency, ExecutorConfig};
 /// How often a process reads which monitors are switched off (another process may have
 /// switched one).
 pub const DISABLED_REFRESH: Duration = Duration::from_secs(5);
+/// How often each monitor's last run is written to the store, all in one transaction: a
+/// monitor that runs every second costs no write per task.
+pub const LAST_RUN_FLUSH: Duration = Duration::from_secs(10);
 pub use scheduled::ScheduledMonitor;
 pub use tasks::TaskError;
 
@@ -114,6 +117,8 @@ pub struct Runtime {
     queue: Arc<ApplicationQueue>,
     issues: Arc<IssueStore>,
     options: RuntimeOptions,
+    /// Each monitor's last run since the last flush to the store ([`LAST_RUN_FLUSH`]).
+    last_runs: Mutex<HashMap<String, LastRun>>,
     /// Slots monitors whose last task hit its deadline may hold together: one fewer than
     /// `executor.concurrency` (when there are two or more), so at least one slot is always
     /// left to monitors that end in time.
@@ -133,6 +138,7 @@ impl Runtime {
                 monitors.into_iter().map(Arc::new),
             ))),
             monitors_changed: watch::channel(0).0,
+            last_runs: Mutex::default(),
             disabled: Default::default(),
             queue: Arc::new(queue),
             issues: Arc::new(issues),
@@ -200,6 +206,33 @@ impl Runtime {
         }
     }
 
+    /// Remembers how the monitor's last task ended, for the next flush.
+    fn note_run(&self, monitor: &str, run: LastRun) {
+        lock(&self.last_runs).insert(monitor.to_owned(), run);
+    }
+
+    /// Writes the runs noted since the last flush. A failed write is logged and dropped: the
+    /// next run of each monitor is written again.
+    pub async fn flush_last_runs(&self) {
+        let runs: Vec<(String, LastRun)> = std::mem::take(&mut *lock(&self.last_runs))
+            .into_iter()
+            .collect();
+        if runs.is_empty() {
+            return;
+        }
+        let written = warn_if_slow(
+            "the issue store",
+            executor::SLOW_AFTER,
+            self.issues.record_runs(&runs),
+        );
+        if let Err(e) = written.await {
+            tracing::warn!(
+                monitors = runs.len(),
+                "cannot record the monitors' last runs: {e:#}"
+            );
+        }
+    }
+
     /// The issue store tasks write to.
     pub fn issues(&self) -> &Arc<IssueStore> {
         &self.issues
@@ -224,6 +257,13 @@ impl Runtime {
         // Events a crash or a failed send left in the outbox: now, then every sweep.
         let issues = self.issues.clone();
         let sweeper = tokio::spawn(async move { issues.sweep_outbox().await });
+        let recorder = self.clone();
+        let last_runs = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LAST_RUN_FLUSH).await;
+                recorder.flush_last_runs().await;
+            }
+        });
         tracing::info!(
             role = ?role,
             monitors = self.monitors().len(),
@@ -241,6 +281,9 @@ impl Runtime {
         }
         sweeper.abort();
         follow_disabled.abort();
+        last_runs.abort();
+        // Bounded like the rest of shutdown: a hung store does not hold the exit.
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.flush_last_runs()).await;
         let pending = self.queue.pending();
         if pending > 0 {
             tracing::warn!(

@@ -76,6 +76,10 @@ impl Runtime {
             Task::Update => "update",
         };
         METRICS.task(monitor.name(), task_name, result, took);
+        self.note_run(
+            monitor.name(),
+            crate::issues::LastRun::now(task_name, result),
+        );
         hit_deadline
     }
 
