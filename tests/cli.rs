@@ -318,23 +318,39 @@ fn bad_plugin_files_are_refused_clearly() {
 
 #[test]
 fn an_import_of_a_disabled_host_plugin_names_the_interface_and_the_fix() {
-    // sqs-backlog imports aws-call; without the aws host plugin it cannot load.
+    // sqs-backlog imports aws-call. Without the aws host plugin it loads (Python and JS
+    // components import every interface), `check` warns, and every call is denied with the fix.
     let plugin = guest("sqs_backlog");
     let yaml = monitor_yaml(plugin.to_str().unwrap(), "");
-    let out = check_fails("needs-aws", &yaml, &[]);
-    assert!(
-        out.contains(
-            "imports sentinela:plugin/aws-call@0.1.0, which the 'aws' host plugin provides"
-        ) && out.contains("set SENTINELA_PLUGINS=aws"),
-        "{out}"
-    );
-    let dir = scratch_dir("needs-aws-enabled");
+    let dir = scratch_dir("needs-aws");
     let config = write_config(&dir, &yaml);
+    let (status, stdout, stderr) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "warning: imports sentinela:plugin/aws-call@0.1.0, which the 'aws' host plugin \
+             provides; it is not enabled, so every call is denied: set SENTINELA_PLUGINS=aws"
+        ),
+        "{stdout}"
+    );
+    let (status, _, stderr) = output(&mut sentinela(&[
+        "invoke",
+        config.to_str().unwrap(),
+        "m",
+        "search",
+    ]));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("denied: the 'aws' host plugin is not enabled: set SENTINELA_PLUGINS=aws"),
+        "{stderr}"
+    );
+
     let (status, stdout, stderr) =
         output(sentinela(&["check", config.to_str().unwrap()]).env("SENTINELA_PLUGINS", "aws"));
     assert!(status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("sentinela:plugin/aws-call@0.1.0")
+            && !stdout.contains("it is not enabled")
             && stdout.contains("warning: imports aws-call but is granted no credentials"),
         "{stdout}"
     );

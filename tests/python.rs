@@ -283,3 +283,36 @@ fn python_and_rust_monitors_run_side_by_side() {
     let log = dump(&events);
     assert!(!log.contains(MONITORING_SECRET) && !log.contains(APPLICATION_SECRET));
 }
+
+#[test]
+fn a_python_monitor_loads_without_the_aws_host_plugin_and_its_aws_calls_are_denied_with_the_fix() {
+    let dir = scratch_dir("python-no-aws");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: sqs-backlog-py\n    plugin: {}\n    limits:\n      timeout: 20s\n",
+            guest("sqs_backlog_py").display()
+        ),
+    );
+    // No SENTINELA_PLUGINS: `sentinela` clears it.
+    let (status, stdout, stderr) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("it is not enabled, so every call is denied: set SENTINELA_PLUGINS=aws"),
+        "{stdout}"
+    );
+    let (status, _, stderr) = output(&mut sentinela(&[
+        "invoke",
+        config.to_str().unwrap(),
+        "sqs-backlog-py",
+        "search",
+    ]));
+    assert!(!status.success());
+    assert!(
+        stderr.contains(
+            "HostError: denied: the 'aws' host plugin is not enabled: set SENTINELA_PLUGINS=aws"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

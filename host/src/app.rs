@@ -96,7 +96,7 @@ impl App {
         &self,
         monitors: &[&'a MonitorConfig],
     ) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
-        let linker = match instance::linker(self.engine.wasmtime(), &self.host_plugins) {
+        let linker = match instance::linker(self.engine.wasmtime()) {
             Ok(linker) => linker,
             Err(e) => {
                 let message = format!("{e:#}");

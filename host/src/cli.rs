@@ -244,10 +244,15 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     let listen = host.config.http.listen;
     for (cfg, loaded) in host.load_monitors() {
         match loaded {
-            Ok(plugin) => monitors.push(ScheduledMonitor::new(
-                Arc::new(plugin),
-                Arc::new(cfg.clone()),
-            )),
+            Ok(plugin) => {
+                for warning in plugin.file.warnings(&host.host_plugins) {
+                    tracing::warn!(monitor = cfg.name.as_str(), "{warning}");
+                }
+                monitors.push(ScheduledMonitor::new(
+                    Arc::new(plugin),
+                    Arc::new(cfg.clone()),
+                ))
+            }
             Err(e) => {
                 crate::telemetry::METRICS
                     .plugin_load_errors
@@ -684,6 +689,9 @@ fn check(configs: &[PathBuf], connect: bool) -> Result<ExitCode> {
             if let Ok(plugin) = &loaded {
                 let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
+                for warning in plugin.file.warnings(&host.host_plugins) {
+                    println!("    warning: {warning}");
+                }
                 for warning in crate::capabilities::unusable_grants_and_imports(
                     &plugin.file.imports,
                     &monitor.grants,

@@ -24,11 +24,11 @@ use crate::capabilities::queue::{self, MonitorQueues, QueueCtx, QueueInstance};
 use crate::capabilities::secrets::{self, DeclaredSecrets, SecretStore, SecretsInstance};
 use crate::capabilities::settings;
 use crate::config::values::{ByteSize, ConfigDuration};
-use crate::providers::{HostPlugin, HostPlugins};
 
-/// Links WASI (sandboxed by [`InstanceState`]'s context) and every capability the enabled
-/// host plugins provide. Built once per process and shared by every monitor.
-pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker<InstanceState>> {
+/// Links WASI (sandboxed by [`InstanceState`]'s context) and every capability. A disabled
+/// host plugin's interfaces are linked too: a monitor's state for them is `None`, and every
+/// call is denied with the variable to set.
+pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<InstanceState>> {
     let mut linker: Linker<InstanceState> = Linker::new(engine);
     // All of WASI p2 but wasi:http, which is a separate crate we never link. Sockets are
     // linked so that components whose libraries merely reference them still load; the
@@ -39,10 +39,10 @@ pub fn linker(engine: &wasmtime::Engine, enabled: &HostPlugins) -> Result<Linker
     settings::add_to_linker(&mut linker, |state| {
         wasmtime_wasi_config::WasiConfig::from(&*state.settings)
     })?;
-    if enabled.is_enabled(HostPlugin::Aws) {
-        aws_call::add_to_linker(&mut linker, |state| AwsCallCtx(state.aws_call.as_ref()))?;
-        queue::add_to_linker(&mut linker, |state| QueueCtx(state.queue.as_ref()))?;
-    }
+    // Python and JavaScript components import every interface of the world, used or not,
+    // so they must load without the `aws` host plugin.
+    aws_call::add_to_linker(&mut linker, |state| AwsCallCtx(state.aws_call.as_ref()))?;
+    queue::add_to_linker(&mut linker, |state| QueueCtx(state.queue.as_ref()))?;
     Ok(linker)
 }
 

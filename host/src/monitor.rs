@@ -75,6 +75,15 @@ impl PluginFile {
         }
     }
 
+    /// What this component loads with but cannot use with these host plugins: the
+    /// interfaces of a disabled host plugin, whose every call is denied.
+    pub fn warnings(&self, enabled: &HostPlugins) -> Vec<String> {
+        self.imports
+            .iter()
+            .filter_map(|name| ImportCheck::of(name, enabled).warning(name))
+            .collect()
+    }
+
     /// Every reason this component cannot run as a monitor with these host plugins.
     pub fn problems(&self, enabled: &HostPlugins) -> Vec<String> {
         let mut problems = Vec::new();

@@ -52,11 +52,11 @@ impl HasData for AwsCallCtx<'static> {
 }
 
 impl AwsCallCtx<'_> {
-    /// Only linked when the `aws` host plugin is enabled, so this is always there; a clear
-    /// error beats a panic all the same.
+    /// The monitor's state; none when the `aws` host plugin is not enabled: then every
+    /// call is denied, naming the variable to set.
     fn instance(&self) -> Result<&AwsCallInstance, Error> {
         self.0
-            .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))
+            .ok_or_else(|| super::host_plugin_disabled(crate::providers::HostPlugin::Aws))
     }
 }
 

@@ -48,7 +48,8 @@ const CAPABILITIES: &[(&[&str], Provider)] = &[
 pub enum ImportCheck {
     /// Linked, by this provider.
     Provided(Provider),
-    /// Linked only when the host plugin is enabled, and it is not.
+    /// Served by a host plugin that is not enabled: linked, and every call is denied with
+    /// the variable to set.
     NeedsHostPlugin(HostPlugin),
     /// Never offered to monitors.
     Forbidden(&'static str),
@@ -93,11 +94,7 @@ impl ImportCheck {
     /// Why a monitor importing `name` cannot be loaded, if it cannot.
     pub fn problem(&self, name: &str) -> Option<String> {
         match self {
-            ImportCheck::Provided(_) => None,
-            ImportCheck::NeedsHostPlugin(plugin) => Some(format!(
-                "imports {name}, which the '{plugin}' host plugin provides; it is not enabled: \
-                 set SENTINELA_PLUGINS={plugin} (or add it to the config's 'plugins:')"
-            )),
+            ImportCheck::Provided(_) | ImportCheck::NeedsHostPlugin(_) => None,
             ImportCheck::Forbidden(why) => {
                 Some(format!("imports {name}, which is never provided: {why}"))
             }
@@ -108,6 +105,30 @@ impl ImportCheck {
             ImportCheck::Unknown => Some(format!("imports {name}, which no host plugin provides")),
         }
     }
+
+    /// What a monitor importing `name` loads with but cannot use, if anything: the calls of
+    /// a disabled host plugin's interface (componentize-py and componentize-js components
+    /// import every interface of the world, used or not, so this cannot refuse the load).
+    pub fn warning(&self, name: &str) -> Option<String> {
+        match self {
+            ImportCheck::NeedsHostPlugin(plugin) => Some(format!(
+                "imports {name}, which the '{plugin}' host plugin provides; it is not enabled, \
+                 so every call is denied: set SENTINELA_PLUGINS={plugin} (or add it to the \
+                 config's 'plugins:') if the monitor calls it"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The denial a monitor gets for a call of a disabled host plugin's interface.
+pub fn host_plugin_disabled(
+    plugin: HostPlugin,
+) -> crate::bindings::sentinela::plugin::types::Error {
+    crate::bindings::sentinela::plugin::types::Error::Denied(format!(
+        "the '{plugin}' host plugin is not enabled: set SENTINELA_PLUGINS={plugin} (or add it \
+         to the config's 'plugins:')"
+    ))
 }
 
 /// Grants a monitor can never use (it does not import the interface they serve) and imports
@@ -223,8 +244,13 @@ mod tests {
             ImportCheck::of("acme:evil/thing", &none),
             ImportCheck::Unknown
         );
-        let problem = ImportCheck::of("sentinela:plugin/queue@0.1.0", &none)
-            .problem("sentinela:plugin/queue@0.1.0");
-        assert!(problem.unwrap().contains("SENTINELA_PLUGINS=aws"));
+        let queue = ImportCheck::of("sentinela:plugin/queue@0.1.0", &none);
+        assert_eq!(queue.problem("sentinela:plugin/queue@0.1.0"), None);
+        assert!(
+            queue
+                .warning("sentinela:plugin/queue@0.1.0")
+                .unwrap()
+                .contains("SENTINELA_PLUGINS=aws")
+        );
     }
 }

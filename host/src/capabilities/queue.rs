@@ -48,7 +48,7 @@ impl HasData for QueueCtx<'static> {
 impl QueueCtx<'_> {
     fn instance(&self) -> Result<&QueueInstance, Error> {
         self.0
-            .ok_or_else(|| Error::Unavailable("the aws host plugin is not enabled".into()))
+            .ok_or_else(|| super::host_plugin_disabled(crate::providers::HostPlugin::Aws))
     }
 }
 
