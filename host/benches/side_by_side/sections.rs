@@ -91,7 +91,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
     let plugins = HostPlugins::default();
     let file = PluginFile::load(engine, &CompileCache::disabled(), &guest("steady"))?;
-    let linker = instance::linker(engine.wasmtime(), &plugins)?;
+    let linker = instance::linker(engine.wasmtime())?;
     MonitorPlugin::new(
         "steady",
         file,
