@@ -1,6 +1,8 @@
-//! Write a Sentinela monitor in Rust.
+//! Write a Sentinela monitor in Rust: implement [`Monitor`], call [`export_monitor!`], build
+//! for `wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`) and run the `.wasm`
+//! with the `sentinela` host.
 //!
-//! ```ignore
+//! ```
 //! use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json};
 //!
 //! struct DiskFull;
@@ -15,10 +17,20 @@
 //! }
 //!
 //! export_monitor!(DiskFull);
+//!
+//! // The logic is plain Rust: test it without a host.
+//! let found = DiskFull::search().unwrap();
+//! assert_eq!(found[0].id, "disk-1");
+//! assert!(!DiskFull::is_solved(&found[0]).unwrap());
 //! ```
 //!
 //! Every call runs in a fresh instance: a monitor keeps no state between calls. Everything it
 //! needs to decide whether an issue is solved must be in the issue's `data`.
+//!
+//! The host's capabilities are modules here: [`settings`], [`log`], [`aws`], [`secrets`],
+//! [`queue`]. They call the host, so they work only inside it (`sentinela invoke` runs one
+//! call). The WIT this crate binds is in its `wit/` directory.
+#![warn(missing_docs)]
 
 use std::marker::PhantomData;
 
@@ -26,9 +38,10 @@ pub use serde_json::{self, Value, json};
 
 /// Guest bindings of `wit/sentinela.wit`.
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "monitor",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -44,11 +57,14 @@ pub use wit::MessageKind;
 /// calls; `data` must be a JSON object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Issue {
+    /// Unique within the monitor (at most 256 bytes) and stable across calls.
     pub id: String,
+    /// What the monitor knows about the problem: a JSON object (at most 256 KiB).
     pub data: Value,
 }
 
 impl Issue {
+    /// An issue with this id and data.
     pub fn new(id: impl Into<String>, data: Value) -> Issue {
         Issue {
             id: id.into(),
@@ -61,6 +77,7 @@ impl Issue {
 /// `std::error::Error`, a `&str` or a `String` converts into it, so `?` works.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// What every monitor function and SDK call returns.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A monitor: Sentinela's search / update / is-solved cycle.
@@ -88,18 +105,23 @@ pub trait Monitor {
 pub mod log {
     use crate::bindings::sentinela::plugin::log::{Level, log};
 
+    /// A line at level `trace`.
     pub fn trace(message: impl AsRef<str>) {
         log(Level::Trace, message.as_ref());
     }
+    /// A line at level `debug`.
     pub fn debug(message: impl AsRef<str>) {
         log(Level::Debug, message.as_ref());
     }
+    /// A line at level `info`.
     pub fn info(message: impl AsRef<str>) {
         log(Level::Info, message.as_ref());
     }
+    /// A line at level `warn`.
     pub fn warn(message: impl AsRef<str>) {
         log(Level::Warn, message.as_ref());
     }
+    /// A line at level `error`.
     pub fn error(message: impl AsRef<str>) {
         log(Level::Error, message.as_ref());
     }
@@ -143,6 +165,8 @@ pub mod aws {
     }
 
     impl Aws {
+        /// Calls signed with `credential` (which the monitor's config must grant), in its
+        /// region.
         pub fn new(credential: &str) -> Aws {
             Aws {
                 credential: credential.to_owned(),
@@ -150,6 +174,7 @@ pub mod aws {
             }
         }
 
+        /// The same credential in another region.
         pub fn region(mut self, region: &str) -> Aws {
             self.region = Some(region.to_owned());
             self
@@ -201,6 +226,7 @@ pub mod aws {
             )
         }
 
+        /// Typed SQS helpers with this credential and region.
         pub fn sqs(&self) -> Sqs<'_> {
             Sqs(self)
         }
@@ -368,6 +394,7 @@ pub mod queue {
         Ok(wit::receive(queue, max, wait_seconds).map_err(|e| describe(&e))?)
     }
 
+    /// Deletes a received message.
     pub fn delete(queue: &str, message: &Message) -> Result<()> {
         Ok(wit::delete(queue, &message.receipt).map_err(|e| describe(&e))?)
     }
