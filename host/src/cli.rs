@@ -65,6 +65,18 @@ enum Command {
     },
     /// Show a plugin's world, imports, exports and size.
     Inspect { plugin: PathBuf },
+    /// Create a monitor project: source, a config entry and a README; prints the one command
+    /// that builds it.
+    New {
+        /// The monitor's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Language,
+        /// Where to create it (must not exist, or be empty); default `./NAME`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Call one export of one monitor and print the JSON result on stdout.
     Invoke {
         config: PathBuf,
@@ -148,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Run { config, role } => with_runtime(run(&config, role)),
         Command::Check { configs, connect } => check(&configs, connect),
         Command::Inspect { plugin } => inspect(&plugin),
+        Command::New { name, lang, dir } => new_project(&name, lang, dir.as_deref()),
         Command::Invoke {
             config,
             monitor,
@@ -761,6 +774,21 @@ fn list_or_none(items: &[impl AsRef<str>]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+fn new_project(
+    name: &str,
+    lang: crate::scaffold::Language,
+    dir: Option<&Path>,
+) -> Result<ExitCode> {
+    let created = crate::scaffold::create(name, lang, dir)?;
+    let dir = created.dir.display();
+    println!("created {dir}");
+    println!("build it:  cd {dir} && {}", created.build);
+    println!(
+        "try it:    sentinela check sentinela.yaml && sentinela invoke sentinela.yaml {name} search"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(path: &Path) -> Result<ExitCode> {

@@ -16,7 +16,8 @@
 //!   scheduling and executing tasks, and the issue store.
 //! - [`guest_text`]: guest-chosen text escaped for logs and terminals.
 //! - [`telemetry`]: `/healthz`, `/readyz` and `/metrics` (`http.listen`); [`reload`]: a
-//!   changed plugin file swapped in while running.
+//!   changed plugin file or config swapped in while running.
+//! - [`scaffold`]: `sentinela new`, a monitor project from a template.
 
 pub mod app;
 pub mod audit;
@@ -37,6 +38,7 @@ pub mod providers;
 pub mod queue;
 pub mod reload;
 pub mod runtime;
+pub mod scaffold;
 pub mod telemetry;
 
 /// Host-side bindings of `wit/sentinela.wit` (generated; the WIT file documents them).
