@@ -27,6 +27,21 @@ ensure_componentize_py() {
   fi
 }
 
+# componentize-js for JavaScript guests (guests/js/build.sh), pinned in guests/js/package.json
+# and package-lock.json, installed into guests/js/node_modules. Needs Node.js 18+ and npm.
+ensure_componentize_js() {
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    echo "Node.js 18+ and npm are needed to build the JavaScript guests" >&2
+    return 1
+  fi
+  local want have
+  want="$(node -p "require('./guests/js/package.json').dependencies['@bytecodealliance/componentize-js']")"
+  have="$(node -p "require('./guests/js/node_modules/@bytecodealliance/componentize-js/package.json').version" 2>/dev/null || true)"
+  if [[ "$have" != "$want" ]]; then
+    (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

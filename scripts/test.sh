@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything and runs every test:
-#   the wasm32-wasip2 target, a Python venv with moto[server] and componentize-py, the Rust and
-#   Python guest components,
+#   the wasm32-wasip2 target, a Python venv with moto[server] and componentize-py,
+#   componentize-js (npm, into guests/js/node_modules), the Rust, Python and JavaScript guest
+#   components,
 #   a moto server and a PostgreSQL server (Debian's package, installed if missing) on free
 #   loopback ports, `cargo test`, and their shutdown.
 # Idempotent. Extra arguments go to `cargo test` (e.g. a test name filter).
@@ -11,8 +12,10 @@ source scripts/lib.sh
 
 ensure_wasm_target
 ensure_venv
+ensure_componentize_js
 guests/build.sh
 guests/python/build.sh
+guests/js/build.sh
 
 start_moto
 trap 'stop_moto; stop_postgres' EXIT

@@ -64,60 +64,6 @@ monitors:
     )
 }
 
-/// A queue holding `messages` messages, deleted when dropped.
-struct Queue {
-    runtime: tokio::runtime::Runtime,
-    sqs: aws_sdk_sqs::Client,
-    name: String,
-    url: String,
-}
-
-impl Queue {
-    fn new(name: &str, messages: usize) -> Queue {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let sqs = {
-            let _guard = runtime.enter();
-            sqs_client(&moto_endpoint(), "testing", "testing")
-        };
-        let name = format!("{name}-{}", std::process::id());
-        let url = runtime
-            .block_on(sqs.create_queue().queue_name(&name).send())
-            .unwrap()
-            .queue_url
-            .unwrap();
-        for i in 0..messages {
-            runtime
-                .block_on(
-                    sqs.send_message()
-                        .queue_url(&url)
-                        .message_body(format!("job {i}"))
-                        .send(),
-                )
-                .unwrap();
-        }
-        Queue {
-            runtime,
-            sqs,
-            name,
-            url,
-        }
-    }
-
-    fn purge(&self) {
-        self.runtime
-            .block_on(self.sqs.purge_queue().queue_url(&self.url).send())
-            .unwrap();
-    }
-}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        let _ = self
-            .runtime
-            .block_on(self.sqs.delete_queue().queue_url(&self.url).send());
-    }
-}
-
 fn invoke(
     config: &std::path::Path,
     monitor: &str,
@@ -142,8 +88,8 @@ fn invoke(
 
 #[test]
 fn the_python_sqs_backlog_finds_and_solves_a_backlog_through_invoke() {
-    let deep = Queue::new("py-deep", 8);
-    let shallow = Queue::new("py-shallow", 2);
+    let deep = MotoQueue::new("py-deep", 8);
+    let shallow = MotoQueue::new("py-shallow", 2);
     let dir = scratch_dir("python-invoke");
     let config = config(&dir);
 
@@ -168,7 +114,7 @@ fn the_python_sqs_backlog_finds_and_solves_a_backlog_through_invoke() {
         "{stderr}"
     );
 
-    let solved = |queue: &Queue| {
+    let solved = |queue: &MotoQueue| {
         let issue = json!({ "id": queue.name, "data": { "queue_url": queue.url, "messages": 9 } });
         let (ok, stdout, stderr) = invoke(&config, "sqs-backlog-py", "is-solved", Some(&issue));
         assert!(ok, "{stderr}");
@@ -247,11 +193,11 @@ fn a_hostile_python_guest_is_held_to_the_same_grants_and_limits() {
 
 #[test]
 fn python_and_rust_monitors_run_side_by_side() {
-    let deep = Queue::new("py-run", 7);
+    let deep = MotoQueue::new("py-run", 7);
     let dir = scratch_dir("python-run");
     let config = config(&dir);
     let run = Running::start(&config, &credential_env());
-    // Generous: a cold compile of two 18 MB Python components comes first in a fresh CI run.
+    // Generous: a cold compile of two 19 MB Python components comes first in a fresh CI run.
     let timeout = Duration::from_secs(180);
 
     let created = run.wait_for("the Python monitor's issue", timeout, |e| {

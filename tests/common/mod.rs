@@ -409,3 +409,61 @@ pub fn fixture_script(script: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&setup.stdout)
         .unwrap_or_else(|e| panic!("{script} printed no JSON: {e}"))
 }
+
+/// A queue holding `messages` messages, deleted when dropped.
+pub struct MotoQueue {
+    runtime: tokio::runtime::Runtime,
+    sqs: aws_sdk_sqs::Client,
+    /// The queue's name (`NAME-<pid>`).
+    pub name: String,
+    /// Its URL on moto.
+    pub url: String,
+}
+
+impl MotoQueue {
+    /// A queue on moto named `NAME-<pid>`, holding `messages` messages.
+    pub fn new(name: &str, messages: usize) -> MotoQueue {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let sqs = {
+            let _guard = runtime.enter();
+            sqs_client(&moto_endpoint(), "testing", "testing")
+        };
+        let name = format!("{name}-{}", std::process::id());
+        let url = runtime
+            .block_on(sqs.create_queue().queue_name(&name).send())
+            .unwrap()
+            .queue_url
+            .unwrap();
+        for i in 0..messages {
+            runtime
+                .block_on(
+                    sqs.send_message()
+                        .queue_url(&url)
+                        .message_body(format!("job {i}"))
+                        .send(),
+                )
+                .unwrap();
+        }
+        MotoQueue {
+            runtime,
+            sqs,
+            name,
+            url,
+        }
+    }
+
+    /// Deletes every message.
+    pub fn purge(&self) {
+        self.runtime
+            .block_on(self.sqs.purge_queue().queue_url(&self.url).send())
+            .unwrap();
+    }
+}
+
+impl Drop for MotoQueue {
+    fn drop(&mut self) {
+        let _ = self
+            .runtime
+            .block_on(self.sqs.delete_queue().queue_url(&self.url).send());
+    }
+}
