@@ -1,5 +1,5 @@
-//! `sentinela new`: a Rust and a Python project created outside the checkout build with the
-//! command the scaffold prints, pass `check`, and `invoke` returns their sample issue.
+//! `sentinela new`: Rust, Python and JavaScript projects created outside the checkout build
+//! with the command the scaffold prints, pass `check`, and `invoke` returns their sample issue.
 
 mod common;
 
@@ -89,6 +89,15 @@ fn a_new_python_monitor_builds_checks_and_runs_without_the_aws_plugin() {
     let (dir, build) = scaffold(&parent, &["disk-check-py", "--lang", "python"]);
     run_shell(&dir, &build);
     check_and_invoke(&dir, "disk-check-py");
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+#[test]
+fn a_new_js_monitor_builds_checks_and_runs_without_the_aws_plugin() {
+    let parent = outside_checkout("new-js");
+    let (dir, build) = scaffold(&parent, &["disk-check-js", "--lang", "js"]);
+    run_shell(&dir, &build);
+    check_and_invoke(&dir, "disk-check-js");
     let _ = std::fs::remove_dir_all(&parent);
 }
 

@@ -70,7 +70,7 @@ enum Command {
     New {
         /// The monitor's name (lowercase letters, digits, `-`, `_`).
         name: String,
-        /// The language of the project.
+        /// The language of the project: `rust`, `python` or `js`.
         #[arg(long, value_enum, default_value = "rust")]
         lang: crate::scaffold::Language,
         /// Where to create it (must not exist, or be empty); default `./NAME`.

@@ -19,6 +19,8 @@ pub enum Language {
     Rust,
     /// An `app.py` built with componentize-py.
     Python,
+    /// An `app.js` built with componentize-js.
+    Js,
 }
 
 /// The checkout this binary was built from, if it is still there.
@@ -103,14 +105,23 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
                     .to_owned(),
             )
         }
-        Language::Python => {
-            files.push((
-                "app/app.py",
-                fill(include_str!("../templates/python/app.py")),
-            ));
+        Language::Python | Language::Js => {
+            let (file, template, script) = match language {
+                Language::Python => (
+                    "app/app.py",
+                    include_str!("../templates/python/app.py"),
+                    "guests/python/build.sh",
+                ),
+                _ => (
+                    "app/app.js",
+                    include_str!("../templates/js/app.js"),
+                    "guests/js/build.sh",
+                ),
+            };
+            files.push((file, fill(template)));
             let script = checkout.as_ref().map_or_else(
-                || "SENTINELA_CHECKOUT/guests/python/build.sh".to_owned(),
-                |root| root.join("guests/python/build.sh").display().to_string(),
+                || format!("SENTINELA_CHECKOUT/{script}"),
+                |root| root.join(script).display().to_string(),
             );
             (
                 format!("{name}.wasm"),
@@ -143,6 +154,7 @@ fn readme(name: &str, language: Language, build: &str) -> String {
     let (what, source) = match language {
         Language::Rust => ("Rust", "`src/lib.rs`"),
         Language::Python => ("Python", "`app/app.py`"),
+        Language::Js => ("JavaScript", "`app/app.js`"),
     };
     format!(
         "# {name}\n\n\
