@@ -800,6 +800,42 @@ fn sdk_functions() -> Vec<String> {
             }
         }
     }
+    // JavaScript: `Class.method(` for exported classes, `object.member(` for exported
+    // objects, `name(` for exported functions; constructors are `new Class(`.
+    let js =
+        std::fs::read_to_string(repo_root().join("guests/js/sdk/sentinela_monitor.js")).unwrap();
+    let mut owner = None::<String>;
+    for line in js.lines() {
+        let name_of = |rest: &str| {
+            rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        if let Some(rest) = line.strip_prefix("export class ") {
+            owner = Some(name_of(rest));
+        } else if let Some(rest) = line.strip_prefix("export const ") {
+            owner = rest.ends_with("= {").then(|| name_of(rest));
+        } else if let Some(rest) = line.strip_prefix("export function ") {
+            owner = None;
+            wanted.push(format!("{}(", name_of(rest)));
+        } else if line.starts_with('}') {
+            owner = None;
+        } else if let (Some(owner), Some(member)) = (&owner, line.strip_prefix("  "))
+            && !member.starts_with([' ', '/', '*', '}'])
+        {
+            let name = name_of(member);
+            let is_member =
+                member[name.len()..].starts_with('(') || member[name.len()..].starts_with(": (");
+            if !name.is_empty() && is_member {
+                wanted.push(if name == "constructor" {
+                    format!("new {owner}(")
+                } else {
+                    format!("{owner}.{name}(")
+                });
+            }
+        }
+    }
     wanted
 }
 
@@ -817,6 +853,11 @@ fn the_sdk_reference_lists_every_public_function() {
         "Aws.signed(",
         "is_solved(self",
         "export(",
+        "Monitor.isSolved(",
+        "settings.parse(",
+        "queue.changeVisibility(",
+        "new Aws(",
+        "exportMonitor(",
     ] {
         assert!(
             wanted.iter().any(|w| w == sample),
