@@ -6,7 +6,8 @@
 //! - invocation: store + instantiate + `search` + drop through the host vs bare wasmtime
 //! - queue:      host process CPU per SQS message vs the Python aiobotocore peer, and moto's
 //! - aws-call:   a guest's GetQueueAttributes via aws-call vs aws-sdk-rust directly
-//! - start:      `sentinela check` with 10 Rust plugins cold/warm, and the Python plugin
+//! - invocation: also the `steady` fixture in Rust and JavaScript through the host
+//! - start:      `sentinela check` with 10 Rust plugins cold/warm, the Python and the JS plugin
 //! - memory:     idle RSS of `sentinela run` with 10 plugins; 1000 invocations in flight
 //! - hostile:    a steady monitor's runs, host RSS and log bytes beside hostile monitors
 

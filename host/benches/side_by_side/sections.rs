@@ -50,6 +50,7 @@ pub fn run(only: Option<&str>, report: &mut Report) -> Result<()> {
     if want("invocation") {
         eprintln!("invocation cost ...");
         invocation(report)?;
+        languages(report)?;
     }
     if want("aws-call") {
         eprintln!("aws-call overhead ...");
@@ -89,11 +90,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The `steady` fixture loaded as the host loads a monitor, with default limits.
 fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
+    load_monitor(engine, "steady")
+}
+
+/// A guest component loaded as the host loads a monitor, with default limits.
+fn load_monitor(engine: &Engine, component: &str) -> Result<MonitorPlugin> {
     let plugins = HostPlugins::default();
-    let file = PluginFile::load(engine, &CompileCache::disabled(), &guest("steady"))?;
+    let file = PluginFile::load(engine, &CompileCache::disabled(), &guest(component))?;
     let linker = instance::linker(engine.wasmtime())?;
     MonitorPlugin::new(
-        "steady",
+        component,
         file,
         Limits::default(),
         engine,
@@ -101,6 +107,38 @@ fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
         &plugins,
         Default::default(),
     )
+}
+
+/// Per invocation through the host for the `steady` fixture in each guest language: what a
+/// monitor's language costs on every call.
+fn languages(report: &mut Report) -> Result<()> {
+    const CALLS: usize = 200;
+    runtime()?.block_on(async {
+        let engine = Engine::new(&EngineSettings::default())?;
+        for (language, component) in [("Rust", "steady"), ("JavaScript", "steady_js")] {
+            let monitor = load_monitor(&engine, component)?;
+            let mut times = Vec::with_capacity(CALLS);
+            for round in 0..CALLS + 20 {
+                let started = Instant::now();
+                monitor
+                    .call(Call::Search)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if round >= 20 {
+                    times.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            let times = sorted(times);
+            report.row(
+                format!("invocation through the host, `steady` in {language}, median of {CALLS}"),
+                format!("{:.1} µs", quantile(&times, 0.5)),
+                "",
+                "",
+                None,
+            );
+        }
+        anyhow::Ok(())
+    })
 }
 
 fn ms(seconds: f64) -> String {
@@ -629,6 +667,29 @@ fn start(scratch: &Path, report: &mut Report) -> Result<()> {
     );
     report.row(
         "start, the Python plugin, warm compile cache (median of 10)",
+        ms(warm),
+        "",
+        "< 50 ms",
+        Some(warm < 0.05),
+    );
+    let js = scratch.join("js.yaml");
+    write_config(&js, &["sqs_backlog_js"])?;
+    let cache = scratch.join("cache-js");
+    let cold = time_start(&js, &cache, true, 1)?;
+    let warm = time_start(&js, &cache, false, 10)?;
+    let size = std::fs::metadata(guest("sqs_backlog_js"))?.len();
+    report.row(
+        format!(
+            "start, the JavaScript plugin ({:.1} MB), cold compile cache",
+            size as f64 / 1e6
+        ),
+        ms(cold),
+        "",
+        "",
+        None,
+    );
+    report.row(
+        "start, the JavaScript plugin, warm compile cache (median of 10)",
         ms(warm),
         "",
         "< 50 ms",
