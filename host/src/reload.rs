@@ -96,31 +96,30 @@ impl Watched {
     /// on an executor worker) and directories (watched, so a file replaced by a rename is
     /// seen too).
     async fn follow(&mut self, runtime: &Runtime, watcher: &mut impl Watcher) {
-        self.monitors_of.clear();
-        for monitor in runtime.monitors().iter() {
-            self.monitors_of
-                .entry(canonical(&monitor.config().plugin.0))
-                .or_default()
-                .push(monitor.name().to_owned());
-        }
-        let files: Vec<(PathBuf, Vec<String>)> = self
-            .monitors_of
+        let plugins: Vec<(String, PathBuf)> = runtime
+            .monitors()
             .iter()
-            .map(|(path, names)| (path.clone(), names.clone()))
+            .map(|m| (m.name().to_owned(), m.config().plugin.0.clone()))
             .collect();
-        let hashed = tokio::task::spawn_blocking(move || {
+        // Resolving and hashing every file is file system work: not on an executor worker.
+        let followed = tokio::task::spawn_blocking(move || {
+            let mut monitors_of: HashMap<PathBuf, Vec<String>> = HashMap::new();
+            for (name, path) in plugins {
+                monitors_of.entry(canonical(&path)).or_default().push(name);
+            }
             let mut hashes = HashMap::new();
-            for (path, names) in files {
-                if let Ok(hash) = file_sha256(&path) {
+            for (path, names) in &monitors_of {
+                if let Ok(hash) = file_sha256(path) {
                     for name in names {
-                        hashes.insert(name, hash.clone());
+                        hashes.insert(name.clone(), hash.clone());
                     }
                 }
             }
-            hashes
+            (monitors_of, hashes)
         })
         .await;
-        let hashes: HashMap<String, String> = hashed.unwrap_or_default();
+        let (monitors_of, hashes) = followed.unwrap_or_default();
+        self.monitors_of = monitors_of;
         for (name, old) in &self.hashes {
             if hashes.get(name) != Some(old) {
                 METRICS.plugins.remove(&plugin_labels(name, old));
@@ -183,14 +182,18 @@ async fn reload(
     if new_hash == old_hash {
         return;
     }
+    let config = scheduled.config();
     let loaded = {
         let app = app.clone();
-        let config = scheduled.config();
+        let config = config.clone();
         tokio::task::spawn_blocking(move || app.load_monitor(&config)).await
     };
     match loaded {
         Ok(Ok(plugin)) => {
-            scheduled.replace(Arc::new(plugin));
+            // A config reload may have changed the monitor meanwhile: its own load wins.
+            if !scheduled.replace(Arc::new(plugin), &config) {
+                return;
+            }
             set_plugin_info(name, Some(&old_hash), &new_hash);
             hashes.insert(name.to_owned(), new_hash.clone());
             tracing::info!(

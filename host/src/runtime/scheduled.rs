@@ -88,9 +88,15 @@ impl ScheduledMonitor {
         }
     }
 
-    /// Swaps in a new version of the plugin file: calls that start from now on use it.
-    pub fn replace(&self, plugin: Arc<MonitorPlugin>) {
-        self.current.write().unwrap_or_else(|e| e.into_inner()).0 = plugin;
+    /// Swaps in a new version of the plugin file, loaded for `config`: calls that start from
+    /// now on use it. False (and nothing swapped) if the config entry changed meanwhile.
+    pub fn replace(&self, plugin: Arc<MonitorPlugin>, config: &Arc<MonitorConfig>) -> bool {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current.1, config) {
+            return false;
+        }
+        current.0 = plugin;
+        true
     }
 
     /// Swaps in a changed config entry and the plugin loaded for it (new limits, grants,
