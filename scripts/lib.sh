@@ -34,11 +34,10 @@ ensure_componentize_js() {
     echo "Node.js 18+ and npm are needed to build the JavaScript guests" >&2
     return 1
   fi
-  local want have
-  want="$(node -p "require('./guests/js/package.json').dependencies['@bytecodealliance/componentize-js']")"
-  have="$(node -p "require('./guests/js/node_modules/@bytecodealliance/componentize-js/package.json').version" 2>/dev/null || true)"
-  if [[ "$have" != "$want" ]]; then
-    (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
+  # node_modules is what the lock file says once `npm ci` has run with it: the lock file's copy
+  # marks that.
+  if ! cmp -s guests/js/package-lock.json guests/js/node_modules/.installed-lock.json; then
+    (cd guests/js && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock.json)
   fi
 }
 
