@@ -950,57 +950,6 @@ fn sentinela_s_integer_ids_and_control_actions_reach_the_right_monitor() {
     assert!(sqs.visible(&url).is_empty(), "messages left behind");
 }
 
-/// One GET on the host's HTTP listener: (status, body).
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of the sample of `name` whose labels include `labels`, from a text exposition.
-fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
-        if metric != name {
-            return None;
-        }
-        let pairs: Vec<(&str, &str)> = rest
-            .trim_end_matches('}')
-            .split(',')
-            .filter_map(|pair| {
-                let (key, value) = pair.split_once('=')?;
-                Some((key, value.trim_matches('"')))
-            })
-            .collect();
-        labels
-            .iter()
-            .all(|wanted| pairs.contains(wanted))
-            .then(|| value.parse().ok())?
-    })
-}
-
 /// `http.listen` serves `/healthz`, a `/readyz` that turns 503 while the application queue
 /// is unreachable and 200 again once it is back, and `/metrics` whose counters move as tasks
 /// run and the queue is used.

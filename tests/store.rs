@@ -494,3 +494,79 @@ fn a_crash_between_commit_and_publish_loses_no_event() {
     assert_eq!(delivered[0]["event"], "created");
     assert_eq!(delivered[0]["issue_id"], "steady");
 }
+
+/// A monitor that finds the same issue every second makes one write (its creation); every
+/// later search costs a read of the monitor's version and nothing else, counted in
+/// `/metrics`. When another process changes the issue (here `monitors refresh` with other
+/// settings, against the same SQLite file), the running host notices at its next search and
+/// writes its own finding back: nothing it knows goes stale.
+#[test]
+fn unchanged_issues_are_not_written_and_another_process_s_change_is_seen() {
+    let dir = scratch_dir("store-unchanged");
+    let port = free_port();
+    let probe = |threshold: i64| {
+        Monitor::new("probe", "settings_probe")
+            .search_every_second()
+            .set("settings.threshold", threshold)
+    };
+    let config = TestConfig::new()
+        .set("store.path", "shared.db")
+        .set("http.listen", format!("127.0.0.1:{port}"))
+        .monitor(probe(1))
+        .write(&dir);
+    let run = Running::start(&config, &[]);
+    let timeout = Duration::from_secs(60);
+    run.wait_for("the issue created", timeout, |e| {
+        issue_event(e, "created") == Some("settings")
+    });
+    let searches = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| field(e, "monitor") == "probe" && field(e, "message") == "task finished")
+            .count()
+    };
+    run.wait_until("four searches", timeout, |events| searches(events) >= 4);
+    let records = |result: &str| {
+        let (_, text) = http_get(port, "/metrics");
+        sample(
+            &text,
+            "sentinela_issue_records_total",
+            &[("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(records("written"), 1.0, "only the creation is written");
+    assert!(
+        records("skipped") >= 3.0,
+        "searches that found the same data were skipped"
+    );
+
+    // Another process writes other data for the same issue.
+    let other = dir.join("other.yaml");
+    std::fs::write(
+        &other,
+        TestConfig::new()
+            .set("store.path", "shared.db")
+            .monitor(probe(2))
+            .yaml(),
+    )
+    .unwrap();
+    let seen = run.events().len();
+    let (status, stdout, stderr) = output(&mut sentinela(&[
+        "monitors",
+        other.to_str().unwrap(),
+        "refresh",
+        "probe",
+    ]));
+    assert!(status.success(), "{stdout}{stderr}");
+    let updated = run.wait_for("the host writing its own finding back", timeout, |e| {
+        issue_event(e, "updated") == Some("settings")
+    });
+    assert!(
+        field(&updated, "data").contains("\"threshold\":\"1\""),
+        "{updated}"
+    );
+    assert!(run.events().len() > seen);
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+}

@@ -144,6 +144,26 @@ pub struct IssueStore {
     /// password).
     url: zeroize::Zeroizing<String>,
     events: Option<EventQueue>,
+    /// What this process knows of each monitor's active issues.
+    known: std::sync::Mutex<HashMap<String, KnownIssues>>,
+}
+
+/// What a process knows of one monitor's active issues: each id's data digest, valid while
+/// the monitor's version in the store is `version`. Every change to a monitor's issues, by
+/// any process sharing the store (executors on PostgreSQL, `sentinela monitors` on SQLite),
+/// bumps that version in the change's own transaction, so one read of it tells whether the
+/// digests still hold. A search that finds what the store already holds then costs that read
+/// and no write; anything else is written as before, and the events are the same.
+#[derive(Default)]
+struct KnownIssues {
+    version: i64,
+    digests: HashMap<String, [u8; 32]>,
+}
+
+/// The digest of an issue's data as stored.
+fn digest(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// How often events left unpublished are published again, and how old they must be (younger
@@ -172,6 +192,12 @@ const SCHEMA: &[&str] = &[
         changed_at BIGINT NOT NULL
     )",
     // How each monitor's last task ended, written in batches (`sentinela monitors`).
+    // Bumped by every change to a monitor's issues, in the change's transaction: one read
+    // tells a process whether what it knows of the monitor's issues still holds.
+    "CREATE TABLE IF NOT EXISTS sentinela_issue_versions (
+        monitor TEXT PRIMARY KEY,
+        version BIGINT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS sentinela_monitor_runs (
         monitor TEXT PRIMARY KEY,
         task TEXT NOT NULL,
@@ -291,6 +317,7 @@ impl IssueStore {
             location,
             url: zeroize::Zeroizing::new(url),
             events,
+            known: Default::default(),
         };
         // Processes sharing one SQLite file (a controller and executors started together)
         // can find it locked while another one creates the schema or switches it to WAL,
@@ -405,44 +432,130 @@ impl IssueStore {
         Ok(())
     }
 
-    /// How many active issues the monitor has.
-    pub async fn active_count(&self, monitor: &str) -> Result<usize> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
-        )
-        .bind(monitor)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownIssues>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The ids of the monitor's active issues.
-    pub async fn active_ids(&self, monitor: &str) -> Result<std::collections::HashSet<String>> {
+    /// Makes what this process knows of the monitor's active issues current: one read of its
+    /// version, and, when another process changed them since, one read of the issues.
+    async fn refresh_known(&self, monitor: &str) -> Result<()> {
+        let row = sqlx::query("SELECT version FROM sentinela_issue_versions WHERE monitor = $1")
+            .bind(monitor)
+            .fetch_optional(&self.pool)
+            .await?;
+        let version = match row {
+            Some(row) => row.try_get::<i64, _>(0)?,
+            None => 0,
+        };
+        if self
+            .known()
+            .get(monitor)
+            .is_some_and(|k| k.version == version)
+        {
+            return Ok(());
+        }
+        // Read after the version: a change in between makes the digests newer than the
+        // version says, and the next refresh reads them again. Never the other way round.
         let rows = sqlx::query(
-            "SELECT issue_id FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
+            "SELECT issue_id, data FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
         )
         .bind(monitor)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| row.try_get::<String, _>(0).map_err(Into::into))
-            .collect()
+        let mut digests = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let data: String = row.try_get(1)?;
+            digests.insert(row.try_get::<String, _>(0)?, digest(&data));
+        }
+        self.known()
+            .insert(monitor.to_owned(), KnownIssues { version, digests });
+        Ok(())
+    }
+
+    /// Records a change this process committed, which took the monitor to `version`: kept
+    /// when the change was the only one since what it knew, else forgotten (read again).
+    fn note_change(&self, monitor: &str, id: &str, data: Option<[u8; 32]>, version: i64) {
+        let mut known = self.known();
+        let Some(issues) = known.get_mut(monitor) else {
+            return;
+        };
+        if issues.version + 1 != version {
+            known.remove(monitor);
+            return;
+        }
+        issues.version = version;
+        match data {
+            Some(data) => issues.digests.insert(id.to_owned(), data),
+            None => issues.digests.remove(id),
+        };
+    }
+
+    /// How many active issues the monitor has.
+    pub async fn active_count(&self, monitor: &str) -> Result<usize> {
+        self.refresh_known(monitor).await?;
+        Ok(self.known().get(monitor).map_or(0, |k| k.digests.len()))
+    }
+
+    /// The ids of the monitor's active issues.
+    pub async fn active_ids(&self, monitor: &str) -> Result<std::collections::HashSet<String>> {
+        self.refresh_known(monitor).await?;
+        Ok(self
+            .known()
+            .get(monitor)
+            .map(|k| k.digests.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     /// Records issues `search` found: new ids are created, active ids get the new data.
     pub async fn record_found(&self, monitor: &str, found: Vec<Issue>) -> Result<Vec<Change>> {
-        let mut changes = Vec::new();
-        for (id, data) in validate(monitor, "search", found) {
-            changes.push(self.upsert(monitor, &id, &data, true).await?);
-        }
-        Ok(changes)
+        self.record(monitor, validate(monitor, "search", found), true)
+            .await
     }
 
     /// Applies data `update` returned; ids that are not active are ignored with a warning.
     pub async fn record_updated(&self, monitor: &str, updated: Vec<Issue>) -> Result<Vec<Change>> {
-        let mut changes = Vec::new();
-        for (id, data) in validate(monitor, "update", updated) {
-            changes.push(self.upsert(monitor, &id, &data, false).await?);
+        self.record(monitor, validate(monitor, "update", updated), false)
+            .await
+    }
+
+    /// Writes each issue whose data the store does not already hold (as far as this process
+    /// knows, after one read of the monitor's version): found again unchanged, nothing is
+    /// written.
+    async fn record(
+        &self,
+        monitor: &str,
+        issues: Vec<(String, Value)>,
+        create: bool,
+    ) -> Result<Vec<Change>> {
+        if issues.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.refresh_known(monitor).await?;
+        let mut changes = Vec::with_capacity(issues.len());
+        for (id, data) in issues {
+            let text = data.to_string();
+            let digest = digest(&text);
+            let known = self
+                .known()
+                .get(monitor)
+                .and_then(|k| k.digests.get(&id).copied());
+            let change = if known == Some(digest) {
+                Change::Unchanged
+            } else {
+                self.upsert(monitor, &id, &text, digest, create).await?
+            };
+            let result = if known == Some(digest) {
+                "skipped"
+            } else if change == Change::Unchanged {
+                "unchanged"
+            } else {
+                "written"
+            };
+            crate::telemetry::METRICS
+                .issue_records
+                .get_or_create(&vec![("result", result.to_owned())])
+                .inc();
+            changes.push(change);
         }
         Ok(changes)
     }
@@ -450,8 +563,14 @@ impl IssueStore {
     /// Updates the active issue `id` when its data differs, else creates it (when `create`).
     /// Each step is one statement; the unique index settles races between processes. The
     /// change and its event commit together; the event is published after.
-    async fn upsert(&self, monitor: &str, id: &str, data: &Value, create: bool) -> Result<Change> {
-        let text = data.to_string();
+    async fn upsert(
+        &self,
+        monitor: &str,
+        id: &str,
+        text: &str,
+        digest: [u8; 32],
+        create: bool,
+    ) -> Result<Change> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let update = async |tx: &mut sqlx::Transaction<'static, sqlx::Any>| {
@@ -459,7 +578,7 @@ impl IssueStore {
                 "UPDATE sentinela_issues SET data = $1, updated_at = $2
                  WHERE monitor = $3 AND issue_id = $4 AND status = 'active' AND data <> $1",
             )
-            .bind(&text)
+            .bind(text)
             .bind(now)
             .bind(monitor)
             .bind(id)
@@ -487,7 +606,7 @@ impl IssueStore {
             )
             .bind(monitor)
             .bind(id)
-            .bind(&text)
+            .bind(text)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -504,13 +623,16 @@ impl IssueStore {
             tx.commit().await?;
             return Ok(change);
         }
-        let event = Self::add_event(&mut tx, monitor, id, change, Some(text), now).await?;
+        let (event, version) =
+            Self::add_event(&mut tx, monitor, id, change, Some(text.to_owned()), now).await?;
         tx.commit().await?;
+        self.note_change(monitor, id, Some(digest), version);
         self.publish(event).await;
         Ok(change)
     }
 
-    /// Writes a change's event into the outbox, in the change's transaction.
+    /// Writes a change's event into the outbox and bumps the monitor's version, in the
+    /// change's transaction; returns the event and the monitor's new version.
     async fn add_event(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         monitor: &str,
@@ -518,7 +640,16 @@ impl IssueStore {
         change: Change,
         data: Option<String>,
         at: i64,
-    ) -> Result<IssueEvent> {
+    ) -> Result<(IssueEvent, i64)> {
+        let version: i64 = sqlx::query(
+            "INSERT INTO sentinela_issue_versions (monitor, version) VALUES ($1, 1)
+             ON CONFLICT (monitor) DO UPDATE SET version = sentinela_issue_versions.version + 1
+             RETURNING version",
+        )
+        .bind(monitor)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
         let row = sqlx::query(
             "INSERT INTO sentinela_events (monitor, issue_id, event, data, at)
              VALUES ($1, $2, $3, $4, $5) RETURNING event_id",
@@ -530,14 +661,15 @@ impl IssueStore {
         .bind(at)
         .fetch_one(&mut **tx)
         .await?;
-        Ok(IssueEvent {
+        let event = IssueEvent {
             event_id: row.try_get(0)?,
             monitor: monitor.to_owned(),
             issue_id: id.to_owned(),
             event: change.event().to_owned(),
             data,
             at,
-        })
+        };
+        Ok((event, version))
     }
 
     async fn is_active(
@@ -577,8 +709,10 @@ impl IssueStore {
             tx.commit().await?;
             return Ok(false);
         }
-        let event = Self::add_event(&mut tx, monitor, id, Change::Solved, None, now).await?;
+        let (event, version) =
+            Self::add_event(&mut tx, monitor, id, Change::Solved, None, now).await?;
         tx.commit().await?;
+        self.note_change(monitor, id, None, version);
         self.publish(event).await;
         Ok(true)
     }
@@ -610,8 +744,10 @@ impl IssueStore {
             return Ok(None);
         };
         let (monitor, id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        let event = Self::add_event(&mut tx, &monitor, &id, Change::Dropped, None, now).await?;
+        let (event, version) =
+            Self::add_event(&mut tx, &monitor, &id, Change::Dropped, None, now).await?;
         tx.commit().await?;
+        self.note_change(&monitor, &id, None, version);
         self.publish(event).await;
         Ok(Some((monitor, id)))
     }

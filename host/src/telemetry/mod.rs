@@ -72,6 +72,10 @@ pub struct Metrics {
     pub plugin_load_errors: Family<Labels, Counter>,
     /// `sentinela_plugin_info{monitor, sha256}`: 1 per monitor loaded.
     pub plugins: Family<Labels, Gauge>,
+    /// `sentinela_issue_records_total{result}`: issues a task found or updated: `skipped`
+    /// (this process knew the store held that data: no statement at all), `unchanged`
+    /// (the store was asked and held it) or `written` (a change committed).
+    pub issue_records: Family<Labels, Counter>,
     operations: Mutex<HashSet<(String, String)>>,
     registry: Registry,
 }
@@ -92,6 +96,7 @@ impl Metrics {
             compile_cache: Family::default(),
             plugin_load_errors: Family::default(),
             plugins: Family::default(),
+            issue_records: Family::default(),
             operations: Mutex::default(),
             registry: Registry::default(),
         };
@@ -135,6 +140,11 @@ impl Metrics {
             "plugin_info",
             "Each loaded monitor's plugin, by SHA-256",
             metrics.plugins.clone(),
+        );
+        registry.register(
+            "issue_records",
+            "Issues found or updated by tasks, by whether the store was written",
+            metrics.issue_records.clone(),
         );
         let build = Family::<Labels, Gauge>::default();
         build
