@@ -10,6 +10,7 @@
 //! - start:      `sentinela check` with 10 Rust plugins cold/warm, the Python and the JS plugin
 //! - memory:     idle RSS of `sentinela run` with 10 plugins; 1000 invocations in flight
 //! - hostile:    a steady monitor's runs, host RSS and log bytes beside hostile monitors
+//! - scale:      N monitors at 1 Hz (1,000 and 10,000): tasks/s, CPU per task, RSS, schedule lag
 
 mod bare;
 mod report;

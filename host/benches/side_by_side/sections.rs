@@ -73,6 +73,10 @@ pub fn run(only: Option<&str>, report: &mut Report) -> Result<()> {
         eprintln!("hostile neighbours ...");
         hostile_neighbours(&scratch, report)?;
     }
+    if want("scale") {
+        eprintln!("scale ...");
+        scale(&scratch, report)?;
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
@@ -863,6 +867,165 @@ fn hostile_neighbours(scratch: &Path, report: &mut Report) -> Result<()> {
         "hostile neighbours: two monitors spinning to a 2 s deadline, one writing empty lines \
          and refused calls until its deadline, one returning 1,000,000 issues, one forging log \
          lines, one allocating without bound; all due every second.",
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Scale: N monitors every second
+
+/// What one scale run measured over its window.
+struct ScaleRun {
+    tasks_per_s: f64,
+    cpu_per_task_us: f64,
+    cpu_share: f64,
+    rss_mib: f64,
+    lag_ms: Vec<f64>,
+}
+
+/// How long a scale run settles before it is measured, and how long it is measured.
+const SCALE_WARMUP: Duration = Duration::from_secs(15);
+const SCALE_WINDOW: Duration = Duration::from_secs(30);
+
+/// `sentinela run` with `n` `steady` monitors searched and updated every second (in-process
+/// queue, SQLite store, `executor.concurrency` 10), measured from its JSON log over
+/// [`SCALE_WINDOW`] after [`SCALE_WARMUP`]. Schedule lag: a search's start (its `task
+/// finished` time minus its `elapsed_ms`) after the second its cron fired at.
+fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let dir = scratch.join(format!("scale-{n}"));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("scale.yaml");
+    let steady = guest("steady");
+    let mut yaml = String::from("executor:\n  concurrency: 10\nmonitors:\n");
+    for i in 0..n {
+        yaml += &format!(
+            "  - name: m{i}\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    update_cron: \"* * * * * *\"\n",
+            steady.display()
+        );
+    }
+    std::fs::write(&config, yaml)?;
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "run"])
+        .arg(&config)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .env("SENTINELA_CACHE_DIR", dir.join("cache"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicU64::new(0));
+    let lags = Arc::new(Mutex::new(Vec::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    {
+        let (measuring, finished, lags) = (measuring.clone(), finished.clone(), lags.clone());
+        std::thread::spawn(move || {
+            let mut ready = Some(ready_tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("sentinela running")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
+                }
+                if !measuring.load(Ordering::Relaxed) || !line.contains("task finished") {
+                    continue;
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+                if !line.contains("\"task\":\"Search\"") {
+                    continue;
+                }
+                let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let at = event["timestamp"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                let elapsed_ms = event["fields"]["elapsed_ms"].as_f64();
+                if let (Some(at), Some(elapsed_ms)) = (at, elapsed_ms) {
+                    let start = at.timestamp_micros() as f64 / 1e6 - elapsed_ms / 1e3;
+                    let lag_ms = (start - start.floor()) * 1e3;
+                    lags.lock().unwrap().push(lag_ms);
+                }
+            }
+        });
+    }
+    ready_rx
+        .recv_timeout(Duration::from_secs(600))
+        .context("sentinela run did not start")?;
+    std::thread::sleep(SCALE_WARMUP);
+    let pid = child.id();
+    let cpu0 = process_cpu(pid)?;
+    measuring.store(true, Ordering::Relaxed);
+    std::thread::sleep(SCALE_WINDOW);
+    measuring.store(false, Ordering::Relaxed);
+    let cpu = process_cpu(pid)? - cpu0;
+    let rss_mib = rss_kib(pid)? as f64 / 1024.0;
+    terminate(&mut child)?;
+    let window = SCALE_WINDOW.as_secs_f64();
+    let tasks = finished.load(Ordering::Relaxed) as f64;
+    let lag_ms = sorted(std::mem::take(&mut *lags.lock().unwrap()));
+    Ok(ScaleRun {
+        tasks_per_s: tasks / window,
+        cpu_per_task_us: if tasks > 0.0 { cpu / tasks * 1e6 } else { 0.0 },
+        cpu_share: cpu / window,
+        rss_mib,
+        lag_ms,
+    })
+}
+
+fn scale(scratch: &Path, report: &mut Report) -> Result<()> {
+    for n in [1_000usize, 10_000] {
+        eprintln!("  {n} monitors ...");
+        let run = scale_run(scratch, n)?;
+        let needed = 2.0 * n as f64;
+        report.row(
+            format!("scale, {n} monitors at 1 Hz (search + update): tasks/s done / needed"),
+            format!("{:.0} / {needed:.0}", run.tasks_per_s),
+            "",
+            "keeps up (≥ 98 %)",
+            Some(run.tasks_per_s >= 0.98 * needed),
+        );
+        report.row(
+            format!("scale, {n} monitors: host CPU per task; share of one core"),
+            format!(
+                "{:.0} µs; {:.0} %",
+                run.cpu_per_task_us,
+                run.cpu_share * 100.0
+            ),
+            "",
+            "",
+            None,
+        );
+        report.row(
+            format!("scale, {n} monitors: RSS"),
+            format!("{:.1} MiB", run.rss_mib),
+            "",
+            "< 100 MB",
+            Some(run.rss_mib * 1.048_576 < 100.0),
+        );
+        let (p50, p99) = if run.lag_ms.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (quantile(&run.lag_ms, 0.5), quantile(&run.lag_ms, 0.99))
+        };
+        report.row(
+            format!("scale, {n} monitors: schedule lag p50 / p99 (cron second → search start)"),
+            format!("{p50:.1} ms / {p99:.1} ms"),
+            "",
+            "p99 < 50 ms",
+            Some(p99 < 50.0),
+        );
+    }
+    report.note(
+        "scale: `sentinela run` (SQLite store, in-process queue, concurrency 10) with N `steady` \
+         monitors whose search and update crons fire every second; 15 s of warm-up, then 30 s \
+         measured from its JSON log and /proc. Lag above 1 s wraps: read it with tasks/s.",
     );
     Ok(())
 }
