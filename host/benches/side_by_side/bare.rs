@@ -40,6 +40,9 @@ impl Bare {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // Python and JavaScript components import every interface of the world; `steady`
+        // calls none but `log`, so the rest trap if ever called.
+        linker.define_unknown_imports_as_traps(component)?;
         let pre = MonitorPre::new(linker.instantiate_pre(component)?)?;
         Ok(Bare {
             engine: engine.clone(),

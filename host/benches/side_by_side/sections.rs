@@ -113,32 +113,46 @@ fn load_monitor(engine: &Engine, component: &str) -> Result<MonitorPlugin> {
     )
 }
 
-/// Per invocation through the host for the `steady` fixture in each guest language: what a
-/// monitor's language costs on every call.
+/// Per invocation through the host vs bare wasmtime for the `steady` fixture in each guest
+/// language, on the same component: what a monitor's language costs on every call, and what
+/// the host adds to it.
 fn languages(report: &mut Report) -> Result<()> {
     const CALLS: usize = 200;
     runtime()?.block_on(async {
         let engine = Engine::new(&EngineSettings::default())?;
-        for (language, component) in [("Rust", "steady"), ("JavaScript", "steady_js")] {
+        for (language, component) in [
+            ("Rust", "steady"),
+            ("Python", "steady_py"),
+            ("JavaScript", "steady_js"),
+        ] {
             let monitor = load_monitor(&engine, component)?;
-            let mut times = Vec::with_capacity(CALLS);
+            let bare = Bare::new(
+                engine.wasmtime(),
+                &Component::from_file(engine.wasmtime(), guest(component))?,
+            )?;
+            let (mut ours, mut base) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
             for round in 0..CALLS + 20 {
                 let started = Instant::now();
                 monitor
                     .call(Call::Search)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let took = started.elapsed().as_secs_f64() * 1e6;
+                let started = Instant::now();
+                bare.search().await?;
+                let bare_took = started.elapsed().as_secs_f64() * 1e6;
                 if round >= 20 {
-                    times.push(started.elapsed().as_secs_f64() * 1e6);
+                    ours.push(took);
+                    base.push(bare_took);
                 }
             }
-            let times = sorted(times);
+            let (o, b) = (quantile(&sorted(ours), 0.5), quantile(&sorted(base), 0.5));
             report.row(
-                format!("invocation through the host, `steady` in {language}, median of {CALLS}"),
-                format!("{:.1} µs", quantile(&times, 0.5)),
-                "",
-                "",
-                None,
+                format!("invocation, `steady` in {language}, median of {CALLS}"),
+                format!("{o:.1} µs ({:.2}×)", o / b),
+                format!("{b:.1} µs bare wasmtime"),
+                "≤ 1.1× bare",
+                Some(o <= 1.1 * b),
             );
         }
         anyhow::Ok(())
@@ -946,7 +960,7 @@ fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
                 let at = event["timestamp"]
                     .as_str()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-                let elapsed_ms = event["fields"]["elapsed_ms"].as_f64();
+                let elapsed_ms = event["elapsed_ms"].as_f64();
                 if let (Some(at), Some(elapsed_ms)) = (at, elapsed_ms) {
                     let start = at.timestamp_micros() as f64 / 1e6 - elapsed_ms / 1e3;
                     let lag_ms = (start - start.floor()) * 1e3;
