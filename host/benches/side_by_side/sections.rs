@@ -22,6 +22,12 @@ use crate::bare::Bare;
 use crate::report::{Report, quantile, sorted};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
+
+/// The `sentinela` the scale section runs: this build's, or `SENTINELA_BENCH_BIN` (another
+/// build, for a before/after comparison on the same machine).
+fn scale_bin() -> String {
+    std::env::var("SENTINELA_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 const GUESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests/dist");
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -921,7 +927,7 @@ fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
         );
     }
     std::fs::write(&config, yaml)?;
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(scale_bin())
         .args(["--log-format", "json", "run"])
         .arg(&config)
         .env("RUST_LIB_BACKTRACE", "0")
