@@ -5,13 +5,22 @@
 use anyhow::Result;
 use sentinela_host::bindings::sentinela::plugin::{log, types};
 use sentinela_host::bindings::{Monitor, MonitorPre};
+use sentinela_host::capabilities::aws_call::{self, AwsCallCtx};
+use sentinela_host::capabilities::log::GuestLog;
+use sentinela_host::capabilities::queue::{self, QueueCtx};
+use sentinela_host::capabilities::secrets::{self, SecretsInstance};
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 struct BareState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// For components that import every interface of the world (Python, JavaScript):
+    /// `steady` never calls these, they only have to be there.
+    secrets: SecretsInstance,
+    settings: WasiConfigVariables,
 }
 
 impl WasiView for BareState {
@@ -41,8 +50,13 @@ impl Bare {
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         // Python and JavaScript components import every interface of the world; `steady`
-        // calls none but `log`, so the rest trap if ever called.
-        linker.define_unknown_imports_as_traps(component)?;
+        // calls none of these but `log`. They are linked with no state behind them.
+        aws_call::add_to_linker(&mut linker, |_| AwsCallCtx(None))?;
+        queue::add_to_linker(&mut linker, |_| QueueCtx(None))?;
+        secrets::add_to_linker(&mut linker, |s: &mut BareState| &mut s.secrets)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut BareState| {
+            WasiConfig::from(&s.settings)
+        })?;
         let pre = MonitorPre::new(linker.instantiate_pre(component)?)?;
         Ok(Bare {
             engine: engine.clone(),
@@ -55,6 +69,13 @@ impl Bare {
         let state = BareState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
+            secrets: SecretsInstance {
+                monitor: "bare".into(),
+                log: GuestLog::new("bare".into(), 1 << 16, 1000, Some(100)),
+                declared: Default::default(),
+                store: None,
+            },
+            settings: WasiConfigVariables::new(),
         };
         let mut store = Store::new(&self.engine, state);
         // The engine interrupts on epochs; bare wasmtime just never reaches the deadline.
