@@ -9,15 +9,6 @@ use std::process::Command;
 use common::*;
 use serde_json::{Value, json};
 
-/// A fresh directory outside the checkout.
-fn outside_checkout(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sentinela-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    assert!(!dir.starts_with(repo_root()));
-    dir
-}
-
 /// `sentinela new ...` in `parent`; returns the project directory and the printed build
 /// command.
 fn scaffold(parent: &Path, args: &[&str]) -> (PathBuf, String) {

@@ -222,15 +222,6 @@ class QueueDepth(Monitor):
 Checks = export(QueueDepth)
 "#;
 
-/// A directory outside the checkout (the system's temp dir), fresh for this test.
-fn outside_checkout(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sentinela-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    assert!(!dir.starts_with(repo_root()));
-    dir
-}
-
 fn run_ok(cmd: &mut Command, what: &str) {
     let (status, stdout, stderr) = output(cmd);
     assert!(status.success(), "{what} failed:\n{stdout}\n{stderr}");
@@ -290,34 +281,15 @@ fn a_new_users_rust_and_python_monitors_read_settings_and_run_against_moto() {
     let rust = build_rust_monitor(&dir);
     let python = build_python_monitor(&dir);
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sqs = {
-        let _guard = runtime.enter();
-        sqs_client(&moto_endpoint(), "testing", "testing")
-    };
-    let queue = format!("first-monitor-{}", std::process::id());
-    let url = runtime
-        .block_on(sqs.create_queue().queue_name(&queue).send())
-        .unwrap()
-        .queue_url
-        .unwrap();
-    for i in 0..5 {
-        runtime
-            .block_on(
-                sqs.send_message()
-                    .queue_url(&url)
-                    .message_body(format!("m{i}"))
-                    .send(),
-            )
-            .unwrap();
-    }
+    let queue = MotoQueue::new("first-monitor", 5);
+    let url = queue.url.clone();
 
     let monitor = |name: &str, plugin: &Path| {
         Monitor::with_plugin(name, plugin)
             .search_every_second()
             .update_every_second()
             .set("settings.threshold", 3)
-            .set("settings.queue", queue.as_str())
+            .set("settings.queue", queue.name.as_str())
             .set("limits.timeout", "20s")
             .set_yaml("grants.credentials", "[MONITORING]")
             .set_yaml("grants.aws", "[sqs:ListQueues, sqs:GetQueueAttributes]")
@@ -380,9 +352,7 @@ fn a_new_users_rust_and_python_monitors_read_settings_and_run_against_moto() {
             |e| issue_event(e, "created") == Some("depth") && field(e, "monitor") == monitor,
         );
     }
-    runtime
-        .block_on(sqs.purge_queue().queue_url(&url).send())
-        .unwrap();
+    queue.purge();
     for monitor in ["depth-rust", "depth-py"] {
         running.wait_for(
             &format!("{monitor} solves"),
@@ -391,6 +361,5 @@ fn a_new_users_rust_and_python_monitors_read_settings_and_run_against_moto() {
         );
     }
     drop(running);
-    let _ = runtime.block_on(sqs.delete_queue().queue_url(&url).send());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -527,3 +527,13 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A fresh directory outside the checkout (in the system's temp dir), as a user's own
+/// project would be.
+pub fn outside_checkout(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sentinela-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(!dir.starts_with(repo_root()));
+    dir
+}

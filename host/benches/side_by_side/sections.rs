@@ -651,6 +651,39 @@ fn time_start(config: &Path, cache: &Path, cold: bool, runs: usize) -> Result<f6
     Ok(quantile(&sorted(times), 0.5))
 }
 
+/// Start time with one big (Python or JavaScript) plugin, cold and warm compile cache.
+fn start_one_plugin(
+    scratch: &Path,
+    report: &mut Report,
+    language: &str,
+    component: &str,
+) -> Result<()> {
+    let config = scratch.join(format!("{component}.yaml"));
+    write_config(&config, &[component])?;
+    let cache = scratch.join(format!("cache-{component}"));
+    let cold = time_start(&config, &cache, true, 1)?;
+    let warm = time_start(&config, &cache, false, 10)?;
+    let size = std::fs::metadata(guest(component))?.len();
+    report.row(
+        format!(
+            "start, the {language} plugin ({:.1} MB), cold compile cache",
+            size as f64 / 1e6
+        ),
+        ms(cold),
+        "",
+        "",
+        None,
+    );
+    report.row(
+        format!("start, the {language} plugin, warm compile cache (median of 10)"),
+        ms(warm),
+        "",
+        "< 50 ms",
+        Some(warm < 0.05),
+    );
+    Ok(())
+}
+
 fn start(scratch: &Path, report: &mut Report) -> Result<()> {
     let ten = scratch.join("ten.yaml");
     write_config(&ten, &TEN_PLUGINS)?;
@@ -673,52 +706,12 @@ fn start(scratch: &Path, report: &mut Report) -> Result<()> {
         Some(warm < 0.1),
     );
 
-    let python = scratch.join("python.yaml");
-    write_config(&python, &["sqs_backlog_py"])?;
-    let cache = scratch.join("cache-python");
-    let cold = time_start(&python, &cache, true, 1)?;
-    let warm = time_start(&python, &cache, false, 10)?;
-    let size = std::fs::metadata(guest("sqs_backlog_py"))?.len();
-    report.row(
-        format!(
-            "start, the Python plugin ({:.1} MB), cold compile cache",
-            size as f64 / 1e6
-        ),
-        ms(cold),
-        "",
-        "",
-        None,
-    );
-    report.row(
-        "start, the Python plugin, warm compile cache (median of 10)",
-        ms(warm),
-        "",
-        "< 50 ms",
-        Some(warm < 0.05),
-    );
-    let js = scratch.join("js.yaml");
-    write_config(&js, &["sqs_backlog_js"])?;
-    let cache = scratch.join("cache-js");
-    let cold = time_start(&js, &cache, true, 1)?;
-    let warm = time_start(&js, &cache, false, 10)?;
-    let size = std::fs::metadata(guest("sqs_backlog_js"))?.len();
-    report.row(
-        format!(
-            "start, the JavaScript plugin ({:.1} MB), cold compile cache",
-            size as f64 / 1e6
-        ),
-        ms(cold),
-        "",
-        "",
-        None,
-    );
-    report.row(
-        "start, the JavaScript plugin, warm compile cache (median of 10)",
-        ms(warm),
-        "",
-        "< 50 ms",
-        Some(warm < 0.05),
-    );
+    for (language, component) in [
+        ("Python", "sqs_backlog_py"),
+        ("JavaScript", "sqs_backlog_js"),
+    ] {
+        start_one_plugin(scratch, report, language, component)?;
+    }
     report.note(
         "start: wall time from spawning `sentinela run` to its \"sentinela running\" log line \
          (config read, engine, plugins loaded and pre-instantiated, runtime started)",
