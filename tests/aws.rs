@@ -49,24 +49,8 @@ fn sqs(runtime: &tokio::runtime::Runtime) -> aws_sdk_sqs::Client {
 
 #[test]
 fn sqs_backlog_raises_an_issue_and_solves_it_when_the_queue_drains() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sqs = sqs(&runtime);
-    let name = format!("backlog-{}", std::process::id());
-    let url = runtime
-        .block_on(sqs.create_queue().queue_name(&name).send())
-        .unwrap()
-        .queue_url
-        .unwrap();
-    for i in 0..8 {
-        runtime
-            .block_on(
-                sqs.send_message()
-                    .queue_url(&url)
-                    .message_body(format!("job {i}"))
-                    .send(),
-            )
-            .unwrap();
-    }
+    let queue = MotoQueue::new("backlog", 8);
+    let name = queue.name.clone();
 
     let dir = scratch_dir("sqs-backlog");
     let config = write_config(
@@ -89,9 +73,7 @@ fn sqs_backlog_raises_an_issue_and_solves_it_when_the_queue_drains() {
         "{created}"
     );
 
-    runtime
-        .block_on(sqs.purge_queue().queue_url(&url).send())
-        .unwrap();
+    queue.purge();
     run.wait_for("the issue solved", timeout, |e| {
         issue_event(e, "solved") == Some(name.as_str())
     });
@@ -122,9 +104,6 @@ fn sqs_backlog_raises_an_issue_and_solves_it_when_the_queue_drains() {
             .any(|e| field(e, "outcome") == "ok" && e["status"] == 200)
     );
     assert_no_secrets(&dump(&events));
-    runtime
-        .block_on(sqs.delete_queue().queue_url(&url).send())
-        .unwrap();
 }
 
 #[test]

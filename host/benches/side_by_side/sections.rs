@@ -609,7 +609,19 @@ fn spawn_run(
     envs: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Child> {
-    let mut child = Command::new(BIN)
+    let (child, stderr) = spawn_json_run(BIN, config, args, envs)?;
+    wait_for_line(stderr, "sentinela running", timeout)?;
+    Ok(child)
+}
+
+/// `BIN --log-format json run CONFIG ARGS...` with `envs`: the child and its JSON log.
+fn spawn_json_run(
+    bin: &str,
+    config: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<(Child, ChildStderr)> {
+    let mut child = Command::new(bin)
         .args(["--log-format", "json", "run"])
         .arg(config)
         .args(args)
@@ -621,8 +633,7 @@ fn spawn_run(
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().context("no stderr")?;
-    wait_for_line(stderr, "sentinela running", timeout)?;
-    Ok(child)
+    Ok((child, stderr))
 }
 
 /// `sentinela run CONFIG` until it logs "sentinela running": the wall time, and the child.
@@ -799,17 +810,9 @@ fn neighbour_run(scratch: &Path, name: &str, neighbours: &str) -> Result<Neighbo
         neighbours.replace("GUESTS", GUESTS)
     );
     std::fs::write(&config, yaml)?;
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "run"])
-        .arg(&config)
-        .env("RUST_LIB_BACKTRACE", "0")
-        .env("SENTINELA_CACHE_DIR", scratch.join("cache-hostile"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("no stderr")?;
+    let cache = scratch.join("cache-hostile");
+    let cache = cache.to_str().context("cache path is not UTF-8")?;
+    let (mut child, stderr) = spawn_json_run(BIN, &config, &[], &[("SENTINELA_CACHE_DIR", cache)])?;
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let (mut bytes, mut steady) = (0usize, 0usize);
@@ -920,17 +923,14 @@ fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
         );
     }
     std::fs::write(&config, yaml)?;
-    let mut child = Command::new(scale_bin())
-        .args(["--log-format", "json", "run"])
-        .arg(&config)
-        .env("RUST_LIB_BACKTRACE", "0")
-        .env("SENTINELA_CACHE_DIR", dir.join("cache"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("no stderr")?;
+    let cache = dir.join("cache");
+    let cache = cache.to_str().context("cache path is not UTF-8")?;
+    let (mut child, stderr) = spawn_json_run(
+        &scale_bin(),
+        &config,
+        &[],
+        &[("SENTINELA_CACHE_DIR", cache)],
+    )?;
     let measuring = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicU64::new(0));
     let lags = Arc::new(Mutex::new(Vec::new()));
