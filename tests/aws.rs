@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -142,7 +145,7 @@ fn hostile_aws_calls_get_the_right_errors_and_no_key_material() {
         "denied: credential OTHER is not granted to monitor 'aws-abuse'",
     );
     expect("evil region", "invalid: invalid region");
-    expect("unknown service", "invalid: unknown service 'evil'");
+    expect("unknown service", "invalid: unknown AWS service 'evil'");
     expect(
         "wrong protocol",
         "invalid: sts is called with aws-call.query",
@@ -487,4 +490,431 @@ queues:
             .block_on(sqs.delete_queue().queue_url(&url).send())
             .unwrap();
     }
+}
+
+/// The calls the `aws_calls` fixture makes, by id, as `sentinela invoke … search` returned
+/// them: `{"ok": …}` or `{"error": …}`.
+fn invoke_calls(name: &str, grants: &[&str], calls: &Value) -> (BTreeMap<String, Value>, String) {
+    invoke_calls_with(name, grants, calls, &[])
+}
+
+fn invoke_calls_with(
+    name: &str,
+    grants: &[&str],
+    calls: &Value,
+    env: &[(&str, &str)],
+) -> (BTreeMap<String, Value>, String) {
+    let dir = scratch_dir(name);
+    let grants = serde_json::to_string(grants).unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: calls\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: {grants}\n    settings:\n      calls: {calls}\n",
+            guest("aws_calls").display()
+        ),
+    );
+    // No session token: a presigned URL carries the access key id and a session's token,
+    // and this test asserts on every byte of output that no other key material is in it.
+    let credentials = credential_env()
+        .into_iter()
+        .filter(|(k, _)| *k != "AWS_MONITORING_SESSION_TOKEN");
+    let (status, stdout, stderr) = output(
+        sentinela(&["invoke", config.to_str().unwrap(), "calls", "search"])
+            .envs(credentials)
+            .envs(env.iter().copied()),
+    );
+    assert!(status.success(), "{stderr}");
+    assert_no_secrets(&stdout);
+    assert_no_secrets(&stderr);
+    let issues: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let by_id = issues
+        .into_iter()
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), i["data"].clone()))
+        .collect();
+    (by_id, stderr)
+}
+
+#[test]
+fn every_protocol_family_and_operation_grants_for_rest_services() {
+    let pid = std::process::id();
+    let calls = serde_json::json!([
+        {"id": "zone", "fn": "signed", "service": "route53", "method": "POST",
+         "path": "/2013-04-01/hostedzone",
+         "body": format!("<CreateHostedZoneRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Name>zone-{pid}.example.com</Name><CallerReference>ref-{pid}</CallerReference></CreateHostedZoneRequest>")},
+        {"id": "zones", "fn": "signed", "service": "route53", "method": "GET",
+         "path": "/2013-04-01/hostedzone"},
+        {"id": "delete-zone", "fn": "signed", "service": "route53", "method": "DELETE",
+         "path": "/2013-04-01/hostedzone/Z0000000000"},
+        {"id": "functions", "fn": "signed", "service": "lambda", "method": "GET",
+         "path": "/2015-03-31/functions/"},
+        {"id": "instances", "fn": "query", "service": "ec2", "action": "DescribeInstances"},
+        {"id": "stepfunctions", "fn": "json", "service": "stepfunctions",
+         "operation": "ListStateMachines", "input": {}},
+        {"id": "typo", "fn": "json", "service": "sqss", "operation": "ListQueues", "input": {}},
+        {"id": "wrong-function", "fn": "json", "service": "route53",
+         "operation": "ListHostedZones", "input": {}},
+    ]);
+    let grants = [
+        "route53:CreateHostedZone",
+        "route53:ListHostedZones",
+        "lambda:ListFunctions",
+        "ec2:DescribeInstances",
+        "stepfunctions:ListStateMachines",
+    ];
+    let (calls, stderr) = invoke_calls("families", &grants, &calls);
+    let ok = |id: &str| calls[id]["ok"].clone();
+    assert_eq!(ok("zone")["status"], 201, "{:?}", calls["zone"]);
+    let zones = ok("zones");
+    assert_eq!(zones["status"], 200);
+    assert!(
+        zones["body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("zone-{pid}.example.com")),
+        "{zones}"
+    );
+    // A grant of ListHostedZones is not one of DeleteHostedZone: the model names the request.
+    let refused = calls["delete-zone"]["error"].as_str().unwrap();
+    assert!(
+        refused.starts_with("denied") && refused.contains("route53:DeleteHostedZone"),
+        "{refused}"
+    );
+    assert_eq!(ok("functions")["status"], 200);
+    assert!(
+        ok("functions")["body"]
+            .as_str()
+            .unwrap()
+            .contains("Functions")
+    );
+    assert!(
+        ok("instances")
+            .as_str()
+            .unwrap()
+            .contains("DescribeInstancesResponse"),
+        "{:?}",
+        calls["instances"]
+    );
+    assert!(
+        ok("stepfunctions")["stateMachines"].is_array(),
+        "{:?}",
+        calls["stepfunctions"]
+    );
+    let typo = calls["typo"]["error"].as_str().unwrap();
+    assert!(typo.contains("did you mean sqs"), "{typo}");
+    let wrong = calls["wrong-function"]["error"].as_str().unwrap();
+    assert!(
+        wrong.contains("route53 is called with aws-call.signed"),
+        "{wrong}"
+    );
+    // The audit names the REST operation, not only the method.
+    assert!(
+        stderr.contains("ListHostedZones") && stderr.contains("DeleteHostedZone"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_presigned_s3_put_then_get_round_trips_with_plain_http() {
+    let bucket = format!("presign-{}", std::process::id());
+    let object = format!("/{bucket}/reports/today.csv");
+    let presign = |id: &str, method: &str, expires: u32| {
+        serde_json::json!({"id": id, "fn": "presign", "service": "s3", "method": method,
+                           "path": object, "expires": expires})
+    };
+    let calls = serde_json::json!([
+        {"id": "bucket", "fn": "signed", "service": "s3", "method": "PUT", "path": format!("/{bucket}")},
+        presign("put", "PUT", 300),
+        presign("get", "GET", 300),
+        presign("too-long", "GET", 3601),
+        presign("never", "GET", 0),
+        presign("delete", "DELETE", 60),
+        {"id": "with-body", "fn": "presign", "service": "s3", "method": "PUT", "path": object,
+         "body": "x", "expires": 60},
+        {"id": "not-rest", "fn": "presign", "service": "sqs", "method": "GET", "path": "/"},
+    ]);
+    // `s3:*` grants every S3 request the host makes, but no presigned URL: a URL outlives the
+    // call and is used by whoever holds it, so each is granted by name.
+    let grants = ["s3:*", "s3:presign:PutObject", "s3:presign:GetObject"];
+    let (calls, stderr) = invoke_calls("presign", &grants, &calls);
+    assert_eq!(
+        calls["bucket"]["ok"]["status"], 200,
+        "{:?}",
+        calls["bucket"]
+    );
+    let url = |id: &str| {
+        calls[id]["ok"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{:?}", calls[id]))
+            .to_owned()
+    };
+    let (put, get) = (url("put"), url("get"));
+    for url in [&put, &get] {
+        assert!(
+            url.starts_with(&format!("{}{object}?", moto_endpoint())),
+            "{url}"
+        );
+        assert!(
+            url.contains("X-Amz-Expires=300")
+                && url.contains("X-Amz-Credential=AKIAMONITORING000001")
+                && url.contains("X-Amz-SignedHeaders=host")
+                && url.contains("X-Amz-Signature="),
+            "{url}"
+        );
+    }
+    let bytes = format!("id,value\n1,{}\n", std::process::id()).into_bytes();
+    let (status, _) = http_call("PUT", &put, &bytes);
+    assert_eq!(status, 200);
+    let (status, body) = http_call("GET", &get, b"");
+    assert_eq!((status, body), (200, bytes));
+
+    let error = |id: &str| {
+        calls[id]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{:?}", calls[id]))
+            .to_owned()
+    };
+    assert!(error("too-long").starts_with("limit") && error("too-long").contains("3600"));
+    assert!(error("never").starts_with("limit"));
+    assert!(
+        error("delete").starts_with("denied")
+            && error("delete").contains("s3:presign:DeleteObject")
+    );
+    assert!(error("with-body").contains("no body"));
+    assert!(error("not-rest").contains("sqs is called with aws-call.json"));
+    assert!(stderr.contains("presign:PutObject"), "{stderr}");
+}
+
+#[test]
+fn check_refuses_unknown_services_and_operations_naming_the_closest() {
+    let dir = scratch_dir("grant-typos");
+    for (grant, expected) in [
+        ("sqss:ListQueues", "did you mean sqs"),
+        ("sqs:ListQueus", "did you mean ListQueues"),
+        ("route53:presign:ListHostedZones", ""),
+        ("sqs:presign:ListQueues", "only REST services"),
+    ] {
+        let config = write_config(
+            &dir,
+            &format!(
+                "monitors:\n  - name: m\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: [\"{grant}\"]\n",
+                guest("steady").display()
+            ),
+        );
+        let (status, stdout, stderr) =
+            output(sentinela(&["check", config.to_str().unwrap()]).envs(credential_env()));
+        if expected.is_empty() {
+            assert!(status.success(), "{grant}: {stdout}{stderr}");
+        } else {
+            assert!(!status.success(), "{grant} was accepted");
+            assert!(
+                stderr.contains(expected) && stderr.contains("sentinela.yaml"),
+                "{grant}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pagination_helpers_follow_next_token_and_marker() {
+    let pid = std::process::id();
+    let mut calls = Vec::new();
+    for name in ["a", "b", "c"] {
+        calls.push(
+            serde_json::json!({"fn": "json", "service": "logs", "operation": "CreateLogGroup",
+                                      "input": {"logGroupName": format!("/pages/{pid}/{name}")}}),
+        );
+    }
+    for name in ["a", "b"] {
+        calls.push(serde_json::json!({"fn": "query", "service": "iam", "action": "CreateRole",
+            "params": {"RoleName": format!("pages-{pid}-{name}"), "Path": format!("/pages{pid}/"),
+                       "AssumeRolePolicyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[]}"}}));
+    }
+    calls.push(
+        serde_json::json!({"id": "log-pages", "fn": "json_pages", "service": "logs",
+        "operation": "DescribeLogGroups",
+        "input": {"logGroupNamePrefix": format!("/pages/{pid}/"), "limit": 1},
+        "input_token": "nextToken", "output_token": "nextToken"}),
+    );
+    calls.push(
+        serde_json::json!({"id": "role-pages", "fn": "query_pages", "service": "iam",
+        "action": "ListRoles", "params": {"PathPrefix": format!("/pages{pid}/"), "MaxItems": "1"},
+        "input_token": "Marker", "output_token": "Marker"}),
+    );
+    let grants = [
+        "logs:CreateLogGroup",
+        "logs:DescribeLogGroups",
+        "iam:CreateRole",
+        "iam:ListRoles",
+    ];
+    let (calls, _) = invoke_calls("pages", &grants, &Value::from(calls));
+    let pages = calls["log-pages"]["ok"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let groups: Vec<&str> = pages
+        .iter()
+        .flat_map(|page| page["logGroups"].as_array().unwrap())
+        .map(|group| group["logGroupName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        ["a", "b", "c"].map(|n| format!("/pages/{pid}/{n}")),
+        "{pages:?}"
+    );
+    let pages = calls["role-pages"]["ok"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    for (page, name) in pages.iter().zip(["a", "b"]) {
+        assert!(
+            page.as_str()
+                .unwrap()
+                .contains(&format!("pages-{pid}-{name}")),
+            "{page}"
+        );
+    }
+}
+
+/// Serves `body` at `path` over plain HTTP on a free loopback port, counting the requests for
+/// it; 404 for any other path.
+fn serve_file(path: &'static str, body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // The rest of the head, up to the empty line.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let found = line.split_whitespace().nth(1) == Some(path);
+            if found {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            let (status, content) = if found {
+                ("200 OK", &body[..])
+            } else {
+                ("404 Not Found", &b""[..])
+            };
+            let mut stream = &stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                content.len()
+            );
+            let _ = stream.write_all(content);
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn sns_signatures_are_checked_with_the_certificate_from_sns_only() {
+    let dir = scratch_dir("sns");
+    let cert = dir.join("cert.pem");
+    let messages = fixture_script("sns_messages.py", &[cert.to_str().unwrap()]);
+    let (endpoint, fetches) = serve_file(
+        "/SimpleNotificationService-test.pem",
+        std::fs::read(&cert).unwrap(),
+    );
+    let names = [
+        "v1",
+        "v2",
+        "tampered",
+        "other_host",
+        "plain_http",
+        "unknown_version",
+    ];
+    let mut calls: Vec<Value> = names
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "fn": "verify_sns", "message": messages[*id]}))
+        .collect();
+    calls.push(serde_json::json!({"id": "not-json", "fn": "verify_sns", "message": "{"}));
+    // The certificate comes from its SigningCertURL's path on AWS_ENDPOINT_URL, as every
+    // AWS request does in tests; the URL's host is checked all the same.
+    let (calls, _) = invoke_calls_with(
+        "sns",
+        &[],
+        &Value::from(calls),
+        &[("AWS_ENDPOINT_URL", &endpoint)],
+    );
+    assert_eq!(calls["v1"]["ok"], true, "{:?}", calls["v1"]);
+    assert_eq!(calls["v2"]["ok"], true, "{:?}", calls["v2"]);
+    assert_eq!(calls["tampered"]["ok"], false, "{:?}", calls["tampered"]);
+    for (id, expected) in [
+        ("other_host", "is not an https://sns.<region>.amazonaws.com"),
+        ("plain_http", "is not an https://sns.<region>.amazonaws.com"),
+        ("unknown_version", "SignatureVersion must be"),
+        ("not-json", "not JSON"),
+    ] {
+        let error = calls[id]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: {:?}", calls[id]));
+        assert!(
+            error.starts_with("invalid") && error.contains(expected),
+            "{id}: {error}"
+        );
+    }
+    // Three checks with one certificate: fetched once.
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_ses_raw_email_with_an_attachment_reaches_ses() {
+    let pid = std::process::id();
+    let from = format!("alerts-{pid}@example.com");
+    let attachment: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let calls = serde_json::json!([
+        {"id": "verify", "fn": "query", "service": "ses", "action": "VerifyEmailIdentity",
+         "params": {"EmailAddress": from}},
+        {"id": "email", "fn": "email", "from": from, "to": "ops@example.com",
+         "subject": format!("backlog {pid}"), "text": "orders: 1200 messages",
+         "html": "<p>orders: <b>1200</b> messages</p>",
+         "attachment": {"filename": "queues.bin", "content_type": "application/octet-stream",
+                        "bytes": attachment}},
+    ]);
+    let grants = ["ses:VerifyEmailIdentity", "ses:SendRawEmail"];
+    let (calls, _) = invoke_calls("ses", &grants, &calls);
+    let id = calls["email"]["ok"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{:?}", calls["email"]));
+
+    // What moto recorded, from its own API.
+    let (status, body) = http_call(
+        "GET",
+        &format!("{}/moto-api/data.json", moto_endpoint()),
+        b"",
+    );
+    assert_eq!(status, 200);
+    let data: Value = serde_json::from_slice(&body).unwrap();
+    let raw = data["ses"]["RawMessage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("moto has no raw message {id}"));
+    assert_eq!(raw["source"], from.as_str());
+    let mime = raw["raw_data"].as_str().unwrap();
+    for part in [
+        "multipart/mixed",
+        "text/plain",
+        "text/html",
+        "<b>1200</b>",
+        "filename=\"queues.bin\"",
+        &format!("Subject: backlog {pid}"),
+    ] {
+        assert!(mime.contains(part), "{part} is not in:\n{mime}");
+    }
+    let encoded = aws_smithy_types::base64::encode(&attachment);
+    assert!(
+        mime.replace(['\r', '\n'], "").contains(&encoded),
+        "the attachment's bytes are not in the message"
+    );
 }

@@ -55,8 +55,9 @@ impl App {
         let cache = CompileCache::locate(config.cache_dir.as_deref())
             .with_compiler(Compiler::for_this_process(&config.compile));
         let aws = if host_plugins.is_enabled(HostPlugin::Aws) {
-            let provider = AwsProvider::new(config.credential_names(), &config.credentials)
-                .context("the aws host plugin")?;
+            let provider =
+                AwsProvider::new(config.credential_names(), &config.credentials, &config.aws)
+                    .context("the aws host plugin")?;
             Some(Arc::new(provider))
         } else {
             None

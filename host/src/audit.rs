@@ -105,6 +105,12 @@ impl<'a> AuditEvent<'a> {
         self.resource = resource.map(shorten_resource);
     }
 
+    /// Names the operation once it is known (a REST request's, from the service's model);
+    /// shortened and escaped like the rest.
+    pub fn set_operation(&mut self, operation: &str) {
+        self.operation = shorten(operation);
+    }
+
     /// The request is about to go out: from here the use is audited on its own.
     pub fn mark_sent(&mut self) {
         self.sent = true;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value;
 
+use crate::aws::services::Service;
 use crate::config::values::CredentialName;
 use crate::providers::HostPlugin;
 
@@ -280,8 +281,12 @@ impl fmt::Display for ResourcePattern {
     }
 }
 
+/// The HTTP methods a REST grant may name instead of an operation (`s3:GET`).
+pub const REST_METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"];
+
 /// One `grants.aws` entry: `"service:Operation"`, `"service:*"`, or
 /// `{op: "service:Operation", resources: ["arn:…", …]}`.
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsOperationGrant {
     /// The service name, lower-cased (`sqs`, `cloudwatch`, ...).
@@ -293,19 +298,45 @@ pub struct AwsOperationGrant {
 }
 
 impl AwsOperationGrant {
-    /// Parses the string form (`service:Operation` or `service:*`), with no resources; refuses
-    /// operations that may never be granted (they mint credentials or read secrets).
+    /// Parses the string form (`service:Operation`, `service:*`, or for a REST service
+    /// `service:METHOD` and `service:presign:Operation`), with no resources. Refuses services
+    /// and operations AWS's models do not have, naming the closest ones, and operations that
+    /// may never be granted (they mint credentials or read secrets).
     pub fn parse(raw: &str) -> Result<AwsOperationGrant, String> {
-        let invalid =
-            || format!("invalid aws grant '{raw}', expected 'service:Operation' or 'service:*'");
+        let invalid = || {
+            format!(
+                "invalid aws grant '{}', expected 'service:Operation' or 'service:*'",
+                crate::audit::shorten(raw)
+            )
+        };
         let (service, operation) = raw.split_once(':').ok_or_else(invalid)?;
         let word =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if !word(service) || !(operation == "*" || word(operation)) {
+        let (presign, name) = match operation.strip_prefix("presign:") {
+            Some(name) => (true, name),
+            None => (false, operation),
+        };
+        if !word(service) || !(name == "*" || word(name)) {
             return Err(invalid());
         }
         let service = service.to_ascii_lowercase();
-        if let Some(why) = refused_grant(&service, operation) {
+        let modelled = Service::find(&service)
+            .ok_or_else(|| format!("invalid aws grant '{raw}': {}", Service::unknown(&service)))?;
+        if presign && !modelled.is_rest() {
+            return Err(format!(
+                "invalid aws grant '{raw}': only REST services' requests are presigned, and \
+                 {service} is called with aws-call.{}",
+                modelled.protocol.function()
+            ));
+        }
+        let is_method = modelled.is_rest() && REST_METHODS.contains(&name);
+        if name != "*" && !is_method && !modelled.has_operation(name) {
+            return Err(format!(
+                "invalid aws grant '{raw}': {}",
+                modelled.unknown_operation(name)
+            ));
+        }
+        if let Some(why) = refused_grant(&service, name) {
             return Err(format!("invalid aws grant '{raw}': {why}"));
         }
         Ok(AwsOperationGrant {
@@ -315,13 +346,15 @@ impl AwsOperationGrant {
         })
     }
 
-    /// Whether this entry names `service:operation` (a `*` entry never names a
-    /// credential-minting operation).
+    /// Whether this entry names `service:operation`. A `*` entry never names a
+    /// credential-minting operation, nor a presigned URL (`presign:*` names every one).
     pub fn covers(&self, service: &str, operation: &str) -> bool {
         self.service == service
-            && match &self.operation {
-                Some(op) => op == operation,
-                None => mints_credentials(service, operation).is_none(),
+            && match (&self.operation, operation.strip_prefix("presign:")) {
+                (Some(star), Some(_)) if star == "presign:*" => true,
+                (Some(op), _) => op == operation,
+                (None, Some(_)) => false,
+                (None, None) => mints_credentials(service, operation).is_none(),
             }
     }
 }

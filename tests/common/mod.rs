@@ -470,30 +470,41 @@ impl Drop for MotoQueue {
 
 /// One GET on the host's HTTP listener: (status, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (status, body) = http_call("GET", &format!("http://127.0.0.1:{port}{path}"), b"");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One plain HTTP/1.1 request to an `http://` URL, as a client with no AWS keys sends it:
+/// the status (0 when nothing answered) and the body.
+pub fn http_call(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+        return (0, Vec::new());
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |i| i + 4);
+    let status = String::from_utf8_lossy(&response[..split])
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    (status, response[split..].to_vec())
 }
 
 /// The value of the sample of `name` whose labels include `labels`, from a text exposition.

@@ -84,6 +84,12 @@ export const log = {
   error: (message) => hostLog('error', String(message)),
 };
 
+/** Whether `message` (the JSON an SNS topic delivers to HTTP or SQS subscribers) is signed
+ * by SNS; the host checks it with the certificate at its SigningCertURL. Needs no grant. */
+export function verifySnsMessage(message) {
+  return host(awsCall.verifySnsMessage, message);
+}
+
 /** AWS through the host, signed with a credential this monitor is granted, in the
  * credential's region unless `region` is given. The monitor never sees a key. */
 export class Aws {
@@ -119,6 +125,35 @@ export class Aws {
       headers,
       body,
     });
+  }
+
+  /** A presigned URL for a REST request with no body (an S3 GET or PUT of an object), valid
+   * `expiresSeconds`; granted as `service:presign:Operation`. */
+  presign(service, method, path, expiresSeconds, { query = [], headers = [] } = {}) {
+    return host(
+      awsCall.presign,
+      this.credential,
+      service,
+      this.region,
+      { method, path, query, headers, body: new Uint8Array() },
+      expiresSeconds,
+    );
+  }
+
+  /** Every page of a JSON-protocol list operation, one call per page: the first with
+   * `input`, each next one with the last answer's `outputToken` set as `inputToken`, until an
+   * answer has none. */
+  *jsonPages(service, operation, input = {}, inputToken = "NextToken", outputToken = "NextToken") {
+    const next = { ...input };
+    const seen = new Set();
+    for (;;) {
+      const page = this.json(service, operation, next);
+      yield page;
+      const token = page?.[outputToken];
+      if (!token || seen.has(token)) return;
+      seen.add(token);
+      next[inputToken] = token;
+    }
   }
 
   /** Typed SQS helpers with this credential and region. */

@@ -22,7 +22,7 @@ the host logs it with the monitor's name.
 import json as _json
 import traceback as _traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from componentize_py_types import Err
 from wit_world.exports import checks as _checks
@@ -98,6 +98,89 @@ class log:
         _log.log(_log.Level.ERROR, message)
 
 
+def verify_sns_message(message: str) -> bool:
+    """Whether `message` (the JSON an SNS topic delivers to HTTP or SQS subscribers) is signed
+    by SNS; the host checks it with the certificate at its SigningCertURL. Needs no grant."""
+    return _host(_aws_call.verify_sns_message, message)
+
+
+def xml_text(xml: str, element: str) -> Optional[str]:
+    """The text of the first `element` (by local name) of an XML answer, or None."""
+    from xml.etree import ElementTree
+
+    for node in ElementTree.fromstring(xml).iter():
+        if node.tag.rsplit("}", 1)[-1] == element:
+            return node.text or ""
+    return None
+
+
+class Email:
+    """An email with text and HTML parts and attachments, built as MIME with the standard
+    `email` package and sent with SES SendRawEmail (grant `ses:SendRawEmail`)."""
+
+    def __init__(self, sender: str, subject: str):
+        self.sender, self.subject = sender, subject
+        self.recipients: List[str] = []
+        self.copies: List[str] = []
+        self.text_body: Optional[str] = None
+        self.html_body: Optional[str] = None
+        self.attachments: List[Tuple[str, str, bytes]] = []
+
+    def to(self, address: str) -> "Email":
+        self.recipients.append(address)
+        return self
+
+    def cc(self, address: str) -> "Email":
+        self.copies.append(address)
+        return self
+
+    def text(self, body: str) -> "Email":
+        self.text_body = body
+        return self
+
+    def html(self, body: str) -> "Email":
+        self.html_body = body
+        return self
+
+    def attach(self, filename: str, content_type: str, content: bytes) -> "Email":
+        self.attachments.append((filename, content_type, content))
+        return self
+
+    def to_mime(self) -> bytes:
+        """The message as MIME (RFC 5322) bytes."""
+        from email.message import EmailMessage
+
+        if not self.recipients and not self.copies:
+            raise ValueError("an email needs a recipient")
+        message = EmailMessage()
+        message["From"] = self.sender
+        if self.recipients:
+            message["To"] = ", ".join(self.recipients)
+        if self.copies:
+            message["Cc"] = ", ".join(self.copies)
+        message["Subject"] = self.subject
+        message.set_content(self.text_body or "")
+        if self.html_body is not None:
+            message.add_alternative(self.html_body, subtype="html")
+        for filename, content_type, content in self.attachments:
+            maintype, _, subtype = content_type.partition("/")
+            message.add_attachment(
+                content, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
+            )
+        return message.as_bytes()
+
+    def send(self, aws: "Aws") -> str:
+        """Sends it with SES SendRawEmail; returns SES's message id."""
+        import base64
+
+        data = base64.b64encode(self.to_mime()).decode()
+        answer = aws.query("ses", "SendRawEmail", {"RawMessage.Data": data})
+        message_id = xml_text(answer, "MessageId")
+        if not message_id:
+            raise RuntimeError("SES answered without a MessageId")
+        return message_id
+
+
 class Aws:
     """AWS through the host, signed with one credential this monitor must be granted, in the
     credential's region unless `region` is given. The monitor never sees a key."""
@@ -132,6 +215,64 @@ class Aws:
         `.headers`, `.body`). Host, Authorization and X-Amz-Date/-Security-Token are the host's."""
         request = _aws_call.Request(method, path, query or [], headers or [], body)
         return _host(_aws_call.signed, self.credential, service, self.region, request)
+
+    def presign(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        expires_seconds: int,
+        query: Optional[List[Tuple[str, str]]] = None,
+        headers: Optional[List[Tuple[str, str]]] = None,
+    ) -> str:
+        """A presigned URL for a REST request with no body (an S3 GET or PUT of an object),
+        valid `expires_seconds`; granted as `service:presign:Operation`."""
+        request = _aws_call.Request(method, path, query or [], headers or [], b"")
+        return _host(
+            _aws_call.presign, self.credential, service, self.region, request, expires_seconds
+        )
+
+    def json_pages(
+        self,
+        service: str,
+        operation: str,
+        input: Dict[str, Any],
+        input_token: str = "NextToken",
+        output_token: str = "NextToken",
+    ) -> Iterator[Any]:
+        """Every page of a JSON-protocol list operation, one call per page: the first with
+        `input`, each next one with the last answer's `output_token` set as `input_token`,
+        until an answer has none."""
+        input, seen = dict(input), set()
+        while True:
+            page = self.json(service, operation, input)
+            yield page
+            token = (page or {}).get(output_token)
+            if not token or token in seen:
+                return
+            seen.add(token)
+            input[input_token] = token
+
+    def query_pages(
+        self,
+        service: str,
+        action: str,
+        params: Dict[str, str],
+        input_token: str = "NextToken",
+        output_token: str = "NextToken",
+    ) -> Iterator[str]:
+        """Every page (XML text) of a query-protocol list action: each next call sends the
+        text of the last answer's `output_token` element (`NextToken`, `Marker`) as parameter
+        `input_token`, until an answer has none."""
+        params, seen = dict(params), set()
+        while True:
+            page = self.query(service, action, params)
+            yield page
+            token = xml_text(page, output_token)
+            if not token or token in seen:
+                return
+            seen.add(token)
+            params[input_token] = token
 
     def sqs(self) -> "Sqs":
         """Typed SQS helpers with this credential and region."""

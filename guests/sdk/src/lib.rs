@@ -27,8 +27,8 @@
 //! Every call runs in a fresh instance: a monitor keeps no state between calls. Everything it
 //! needs to decide whether an issue is solved must be in the issue's `data`.
 //!
-//! The host's capabilities are modules here: [`settings`], [`log`], [`aws`], [`secrets`],
-//! [`queue`]. They call the host, so they work only inside it (`sentinela invoke` runs one
+//! The host's capabilities are modules here: [`settings`], [`log`], [`aws`] (and [`ses`] on
+//! it), [`secrets`], [`queue`]. They call the host, so they work only inside it (`sentinela invoke` runs one
 //! call). The WIT this crate binds is in its `wit/` directory.
 #![warn(missing_docs)]
 
@@ -157,6 +157,31 @@ pub mod aws {
         }
     }
 
+    /// Whether `message` (the JSON an SNS topic delivers to HTTP or SQS subscribers) is
+    /// signed by SNS. The host checks SignatureVersion 1 and 2 with the certificate at its
+    /// `SigningCertURL` (fetched only from `https://sns.<region>.amazonaws.com`). Needs no
+    /// grant.
+    pub fn verify_sns_message(message: &str) -> Result<bool> {
+        Ok(aws_call::verify_sns_message(message).map_err(|e| describe(&e))?)
+    }
+
+    /// The text of the first `<element>` of an XML answer (a pagination token), unescaped.
+    pub fn xml_text(xml: &str, element: &str) -> Option<String> {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut inside = false;
+        let mut text = String::new();
+        loop {
+            match reader.read_event().ok()? {
+                Event::Start(e) if e.local_name().as_ref() == element.as_bytes() => inside = true,
+                Event::Text(t) if inside => text.push_str(&t.unescape().ok()?),
+                Event::End(_) if inside => return Some(text),
+                Event::Eof => return None,
+                _ => {}
+            }
+        }
+    }
+
     /// Calls made with one credential, in its region unless [`Aws::region`] says otherwise.
     #[derive(Debug, Clone)]
     pub struct Aws {
@@ -218,12 +243,120 @@ pub mod aws {
             .map_err(|e| describe(&e))?)
         }
 
-        /// A signed request to a REST service (s3, lambda).
+        /// A signed request to a REST service (s3, lambda, route53, apigateway, ...).
         pub fn signed(&self, service: &str, request: &Request) -> Result<Response> {
             Ok(
                 aws_call::signed(&self.credential, service, self.region.as_deref(), request)
                     .map_err(|e| describe(&e))?,
             )
+        }
+
+        /// A presigned URL for a REST request with no body (an S3 `GET` or `PUT` of an
+        /// object), valid `expires_seconds`; granted as `service:presign:Operation`.
+        ///
+        /// ```no_run
+        /// # fn main() -> sentinela_monitor::Result<()> {
+        /// use sentinela_monitor::aws::{Aws, Request};
+        /// let request = Request {
+        ///     method: "GET".into(),
+        ///     path: "/reports/today.csv".into(),
+        ///     query: vec![],
+        ///     headers: vec![],
+        ///     body: vec![],
+        /// };
+        /// let url = Aws::new("MONITORING").presign("s3", &request, 900)?;
+        /// # Ok(()) }
+        /// ```
+        pub fn presign(
+            &self,
+            service: &str,
+            request: &Request,
+            expires_seconds: u32,
+        ) -> Result<String> {
+            Ok(aws_call::presign(
+                &self.credential,
+                service,
+                self.region.as_deref(),
+                request,
+                expires_seconds,
+            )
+            .map_err(|e| describe(&e))?)
+        }
+
+        /// Every page of a JSON-protocol list operation, one call per page: the first with
+        /// `input`, each next one with the last answer's `output_token` (`NextToken`,
+        /// `nextToken`, `NextMarker`...) set as `input_token`, until an answer has none.
+        ///
+        /// ```no_run
+        /// # fn main() -> sentinela_monitor::Result<()> {
+        /// use sentinela_monitor::{aws::Aws, json};
+        /// let aws = Aws::new("MONITORING");
+        /// for page in aws.json_pages("sqs", "ListQueues", json!({}), "NextToken", "NextToken") {
+        ///     for url in page?["QueueUrls"].as_array().into_iter().flatten() {
+        ///         // ...
+        ///     }
+        /// }
+        /// # Ok(()) }
+        /// ```
+        pub fn json_pages<'a>(
+            &'a self,
+            service: &'a str,
+            operation: &'a str,
+            input: Value,
+            input_token: &'a str,
+            output_token: &'a str,
+        ) -> impl Iterator<Item = Result<Value>> + 'a {
+            let mut input = Some(input);
+            let mut seen = Vec::new();
+            std::iter::from_fn(move || {
+                let this = input.take()?;
+                let page = match self.json(service, operation, &this) {
+                    Ok(page) => page,
+                    Err(e) => return Some(Err(e)),
+                };
+                if let Some(token) = page[output_token].as_str().filter(|t| !t.is_empty())
+                    && !seen.iter().any(|s: &String| s == token)
+                {
+                    seen.push(token.to_owned());
+                    let mut next = this;
+                    next[input_token] = Value::String(token.to_owned());
+                    input = Some(next);
+                }
+                Some(Ok(page))
+            })
+        }
+
+        /// Every page of a query-protocol list action (XML answers): the first with `params`,
+        /// each next one with the text of the last answer's `output_token` element
+        /// (`NextToken`, `Marker`) as parameter `input_token`, until an answer has none.
+        pub fn query_pages<'a>(
+            &'a self,
+            service: &'a str,
+            action: &'a str,
+            params: &'a [(&'a str, &'a str)],
+            input_token: &'a str,
+            output_token: &'a str,
+        ) -> impl Iterator<Item = Result<String>> + 'a {
+            let mut token: Option<Option<String>> = Some(None);
+            let mut seen = Vec::new();
+            std::iter::from_fn(move || {
+                let current = token.take()?;
+                let mut all: Vec<(&str, &str)> = params.to_vec();
+                if let Some(current) = &current {
+                    all.push((input_token, current));
+                }
+                let page = match self.query(service, action, &all) {
+                    Ok(page) => page,
+                    Err(e) => return Some(Err(e)),
+                };
+                if let Some(next) = xml_text(&page, output_token).filter(|t| !t.is_empty())
+                    && !seen.contains(&next)
+                {
+                    seen.push(next.clone());
+                    token = Some(Some(next));
+                }
+                Some(Ok(page))
+            })
         }
 
         /// Typed SQS helpers with this credential and region.
@@ -374,6 +507,120 @@ pub mod settings {
             )
             .into()
         })
+    }
+}
+
+/// Email through SES: a MIME message with text and HTML parts and attachments, built here
+/// (with `mail-builder`) and sent with `SendRawEmail` (grant `ses:SendRawEmail`; SES takes
+/// messages up to 10 MB).
+pub mod ses {
+    use base64::Engine as _;
+    use mail_builder::MessageBuilder;
+
+    use crate::Result;
+    use crate::aws::{Aws, xml_text};
+
+    /// One email: build it with the methods, then [`Email::send`] it.
+    ///
+    /// ```
+    /// use sentinela_monitor::ses::Email;
+    /// let email = Email::new("alerts@example.com", "3 queues are backing up")
+    ///     .to("ops@example.com")
+    ///     .text("orders: 1200 messages")
+    ///     .html("<p>orders: <b>1200</b> messages</p>")
+    ///     .attach("queues.csv", "text/csv", b"queue,messages\norders,1200\n".to_vec());
+    /// let mime = String::from_utf8(email.to_mime().unwrap()).unwrap();
+    /// assert!(mime.contains("filename=\"queues.csv\""));
+    /// // In a monitor: email.send(&Aws::new("MONITORING"))?
+    /// ```
+    #[derive(Debug, Clone, Default)]
+    pub struct Email {
+        from: String,
+        to: Vec<String>,
+        cc: Vec<String>,
+        subject: String,
+        text: Option<String>,
+        html: Option<String>,
+        attachments: Vec<(String, String, Vec<u8>)>,
+    }
+
+    impl Email {
+        /// An email from `from` (an address SES lets the credential send from).
+        pub fn new(from: &str, subject: &str) -> Email {
+            Email {
+                from: from.to_owned(),
+                subject: subject.to_owned(),
+                ..Email::default()
+            }
+        }
+
+        /// Adds a recipient.
+        pub fn to(mut self, address: &str) -> Email {
+            self.to.push(address.to_owned());
+            self
+        }
+
+        /// Adds a copy recipient.
+        pub fn cc(mut self, address: &str) -> Email {
+            self.cc.push(address.to_owned());
+            self
+        }
+
+        /// The plain-text part.
+        pub fn text(mut self, body: &str) -> Email {
+            self.text = Some(body.to_owned());
+            self
+        }
+
+        /// The HTML part.
+        pub fn html(mut self, body: &str) -> Email {
+            self.html = Some(body.to_owned());
+            self
+        }
+
+        /// Adds an attachment.
+        pub fn attach(mut self, filename: &str, content_type: &str, content: Vec<u8>) -> Email {
+            self.attachments
+                .push((filename.to_owned(), content_type.to_owned(), content));
+            self
+        }
+
+        /// The message as MIME (RFC 5322) bytes.
+        pub fn to_mime(&self) -> Result<Vec<u8>> {
+            if self.to.is_empty() && self.cc.is_empty() {
+                return Err("an email needs a recipient".into());
+            }
+            let mut message = MessageBuilder::new()
+                .from(self.from.as_str())
+                .subject(self.subject.as_str());
+            if !self.to.is_empty() {
+                message = message.to(self.to.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            if !self.cc.is_empty() {
+                message = message.cc(self.cc.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            if let Some(text) = &self.text {
+                message = message.text_body(text.as_str());
+            }
+            if let Some(html) = &self.html {
+                message = message.html_body(html.as_str());
+            }
+            for (filename, content_type, content) in &self.attachments {
+                message = message.attachment(
+                    content_type.as_str(),
+                    filename.as_str(),
+                    content.as_slice(),
+                );
+            }
+            Ok(message.write_to_vec()?)
+        }
+
+        /// Sends it with SES `SendRawEmail`; returns SES's message id.
+        pub fn send(&self, aws: &Aws) -> Result<String> {
+            let data = base64::engine::general_purpose::STANDARD.encode(self.to_mime()?);
+            let answer = aws.query("ses", "SendRawEmail", &[("RawMessage.Data", &data)])?;
+            xml_text(&answer, "MessageId").ok_or_else(|| "SES answered without a MessageId".into())
+        }
     }
 }
 

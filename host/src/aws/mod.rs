@@ -5,20 +5,59 @@
 
 pub mod connectors;
 pub mod credentials;
+// Generated from AWS's models (scripts/gen-aws-models.py): formatted by its generator.
+#[rustfmt::skip]
+pub mod models;
 pub mod resources;
 pub mod services;
+pub mod sns;
 pub mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
+use serde::Deserialize;
 
-use crate::config::values::CredentialName;
+use crate::config::values::{ConfigDuration, CredentialName};
 use connectors::ConnectorConfig;
 use credentials::{Credential, CredentialRegistry};
 use services::Service;
 use transport::{HostRequest, Transport, TransportError};
+
+/// The `aws:` section: which endpoints requests go to, and how long a presigned URL may live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Use services' FIPS 140 endpoints (`sqs-fips.us-east-1.amazonaws.com`).
+    #[serde(default)]
+    pub fips: bool,
+    /// Use services' dual-stack (IPv4 and IPv6) endpoints.
+    #[serde(default)]
+    pub dual_stack: bool,
+    /// The longest expiry `aws-call.presign` grants: 1 hour by default, at most 7 days
+    /// (SigV4's own limit).
+    #[serde(default = "default_presign_max_expiry")]
+    pub presign_max_expiry: ConfigDuration,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            fips: false,
+            dual_stack: false,
+            presign_max_expiry: default_presign_max_expiry(),
+        }
+    }
+}
+
+/// SigV4's limit on a presigned URL's life.
+pub const PRESIGN_EXPIRY_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn default_presign_max_expiry() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(3600))
+}
 
 /// Shared by every monitor and by the host's own requests.
 pub struct AwsProvider {
@@ -26,19 +65,26 @@ pub struct AwsProvider {
     pub credentials: CredentialRegistry,
     /// The one HTTP pool every AWS request of the process is signed and sent on.
     pub transport: Arc<Transport>,
+    /// SNS signing certificates fetched so far, for `verify-sns-message`.
+    pub sns: sns::SnsVerifier,
 }
 
 impl AwsProvider {
     /// Loads `names` (the credentials the config grants or uses) and the connectors; the
-    /// endpoint comes from `AWS_ENDPOINT_URL`.
+    /// endpoint comes from `AWS_ENDPOINT_URL`, else from the service table and `settings`.
     pub fn new<'a>(
         names: impl IntoIterator<Item = &'a CredentialName>,
         connectors: &'a BTreeMap<CredentialName, ConnectorConfig>,
+        settings: &AwsConfig,
     ) -> Result<AwsProvider> {
-        let transport = Arc::new(Transport::from_env()?);
+        let mut transport = Transport::from_env()?;
+        transport.variant = services::Variant::new(settings.fips, settings.dual_stack);
+        transport.limits.max_presign_expiry = settings.presign_max_expiry.0;
+        let transport = Arc::new(transport);
         Ok(AwsProvider {
             credentials: CredentialRegistry::new(names, connectors, &transport),
             transport,
+            sns: sns::SnsVerifier::default(),
         })
     }
 

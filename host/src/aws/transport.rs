@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
+    SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use backon::{ExponentialBuilder, Retryable};
@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::services::{Protocol, Service};
+use super::services::{Endpoint, Protocol, Service, Variant};
 use crate::audit::{Actor, AuditEvent};
 use crate::config::values::CredentialName;
 
@@ -42,6 +42,22 @@ pub struct RequestLimits {
     pub timeout: Duration,
     /// Attempts of a request that failed in a retryable way (throttling, 5xx, no answer).
     pub max_attempts: usize,
+    /// The longest life of a presigned URL (`aws.presign_max_expiry`).
+    pub max_presign_expiry: Duration,
+}
+
+/// The request body SES takes for a raw email: 10 MB of message after base64, form-encoded.
+pub const SES_RAW_REQUEST_BYTES: usize = 16 << 20;
+
+impl RequestLimits {
+    /// The largest request body sent to `service`: `max_request_bytes`, or more where AWS
+    /// takes more (SES raw email).
+    pub fn request_bytes_for(&self, service: &Service) -> usize {
+        match service.name {
+            "ses" | "sesv2" => self.max_request_bytes.max(SES_RAW_REQUEST_BYTES),
+            _ => self.max_request_bytes,
+        }
+    }
 }
 
 impl Default for RequestLimits {
@@ -51,6 +67,7 @@ impl Default for RequestLimits {
             max_response_bytes: 8 << 20,
             timeout: Duration::from_secs(10),
             max_attempts: 3,
+            max_presign_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -186,6 +203,8 @@ pub struct Transport {
     http: HttpClient,
     /// `AWS_ENDPOINT_URL`: every service at one URL (moto, LocalStack).
     endpoint_override: Option<String>,
+    /// Which endpoints to use (`aws.fips`, `aws.dual_stack`).
+    pub variant: Variant,
     /// Size caps on requests and answers.
     pub limits: RequestLimits,
 }
@@ -201,6 +220,7 @@ impl Transport {
         Ok(Transport {
             http: http_client()?,
             endpoint_override,
+            variant: Variant::Plain,
             limits: RequestLimits::default(),
         })
     }
@@ -223,12 +243,17 @@ impl Transport {
         to: Destination<'_>,
         outgoing: Outgoing,
     ) -> Result<Answer, TransportError> {
-        if outgoing.body.len() > self.limits.max_request_bytes {
+        let limit = self.limits.request_bytes_for(to.service);
+        if outgoing.body.len() > limit {
             return Err(TransportError::RequestTooLarge {
                 size: outgoing.body.len(),
-                limit: self.limits.max_request_bytes,
+                limit,
             });
         }
+        let endpoint = to
+            .service
+            .endpoint(to.region, self.variant)
+            .map_err(TransportError::Invalid)?;
         let started = Instant::now();
         let budget = self.limits.timeout;
         let retry = ExponentialBuilder::default()
@@ -236,21 +261,95 @@ impl Transport {
             .with_max_delay(Duration::from_secs(2))
             .with_max_times(self.limits.max_attempts.saturating_sub(1))
             .with_jitter();
-        (|| self.attempt(to, outgoing.clone()))
+        (|| self.attempt(to, &endpoint, outgoing.clone()))
             .retry(retry)
             .sleep(tokio::time::sleep)
             .when(|e: &TransportError| e.is_retryable() && started.elapsed() < budget)
             .await
     }
 
-    async fn attempt(
+    /// An unsigned GET of a public AWS document (an SNS signing certificate) at `uri`, or at
+    /// its path on `AWS_ENDPOINT_URL`: at most `max_bytes`, within the request timeout, no
+    /// retries.
+    pub async fn get_unsigned(
+        &self,
+        uri: &http::Uri,
+        max_bytes: usize,
+    ) -> Result<Bytes, TransportError> {
+        let target = match &self.endpoint_override {
+            Some(url) => format!("{}{}", url.trim_end_matches('/'), uri.path()),
+            None => uri.to_string(),
+        };
+        let request = Request::get(&target)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| TransportError::Invalid(format!("cannot build the request: {e}")))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| TransportError::Unavailable(format!("{target}: {e}")))?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(TransportError::Unavailable(format!(
+                    "{target} answered HTTP {status}"
+                )));
+            }
+            Limited::new(response.into_body(), max_bytes)
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .map_err(|_| TransportError::ResponseTooLarge(max_bytes))
+        };
+        tokio::time::timeout(self.limits.timeout, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout(self.limits.timeout))?
+    }
+
+    /// A presigned URL for `outgoing` (SigV4 in the query string), valid for `expires`:
+    /// whoever holds it may make that one request until then, with no key of their own. It
+    /// carries the access key id (and a session's token), never the secret key.
+    pub fn presign(
         &self,
         to: Destination<'_>,
         outgoing: Outgoing,
+        expires: Duration,
+    ) -> Result<String, TransportError> {
+        let endpoint = to
+            .service
+            .endpoint(to.region, self.variant)
+            .map_err(TransportError::Invalid)?;
+        let base = match &self.endpoint_override {
+            Some(url) => url.trim_end_matches('/'),
+            None => endpoint.url.as_str(),
+        };
+        let mut request = Request::builder()
+            .method(outgoing.method)
+            .uri(format!("{base}{}", outgoing.path_and_query));
+        for (name, value) in outgoing.headers {
+            request = request.header(name, value);
+        }
+        let mut request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| TransportError::Invalid(format!("cannot build the request: {e}")))?;
+        sign(
+            to,
+            &endpoint.signing_region,
+            &mut request,
+            Signature::Presigned(expires),
+        )?;
+        Ok(request.uri().to_string())
+    }
+
+    async fn attempt(
+        &self,
+        to: Destination<'_>,
+        resolved: &Endpoint,
+        outgoing: Outgoing,
     ) -> Result<Answer, TransportError> {
         let endpoint = match &self.endpoint_override {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => to.service.endpoint(to.region),
+            Some(url) => url.trim_end_matches('/'),
+            None => resolved.url.as_str(),
         };
         let uri = format!("{endpoint}{}", outgoing.path_and_query);
         let mut request = Request::builder().method(outgoing.method).uri(&uri);
@@ -260,7 +359,12 @@ impl Transport {
         let mut request = request
             .body(Full::new(outgoing.body.clone()))
             .map_err(|e| TransportError::Invalid(format!("cannot build the request: {e}")))?;
-        sign(to, &mut request, &outgoing.body)?;
+        sign(
+            to,
+            &resolved.signing_region,
+            &mut request,
+            Signature::Header(&outgoing.body),
+        )?;
 
         let max_response = self.limits.max_response_bytes;
         let exchange = async {
@@ -410,13 +514,14 @@ pub fn query_request(
     action: &str,
     params: &[(String, String)],
 ) -> Result<Outgoing, TransportError> {
-    let Protocol::Query { api_version } = service.protocol else {
+    if !matches!(service.protocol, Protocol::Query | Protocol::Ec2) {
         return Err(TransportError::Invalid(format!(
             "{} is not a query-protocol service",
             service.name
         )));
-    };
-    let mut body = format!("Action={}&Version={}", encode(action), encode(api_version));
+    }
+    let version = service.api_version;
+    let mut body = format!("Action={}&Version={}", encode(action), encode(version));
     for (key, value) in params {
         body.push('&');
         body.push_str(&encode(key));
@@ -460,22 +565,38 @@ fn http_client() -> anyhow::Result<HttpClient> {
         .build(connector))
 }
 
+/// Where the signature goes.
+enum Signature<'a> {
+    /// In the `Authorization` header, over this body.
+    Header(&'a [u8]),
+    /// In the query string, valid this long, over no body (`UNSIGNED-PAYLOAD`).
+    Presigned(Duration),
+}
+
 fn sign(
     to: Destination<'_>,
+    region: &str,
     request: &mut Request<Full<Bytes>>,
-    body: &[u8],
+    signature: Signature<'_>,
 ) -> Result<(), TransportError> {
     let cannot_sign =
         |e: &dyn std::fmt::Display| TransportError::Invalid(format!("cannot sign: {e}"));
     let identity = to.keys.clone().into();
     let mut settings = SigningSettings::default();
-    if to.service.name == "s3" {
+    if to.service.signing_name == "s3" {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
     }
-    // Global services sign for their home region.
-    let region = to.service.global_region.unwrap_or(to.region);
+    let body = match signature {
+        Signature::Header(body) => SignableBody::Bytes(body),
+        Signature::Presigned(expires) => {
+            settings.signature_location = SignatureLocation::QueryParams;
+            settings.expires_in = Some(expires);
+            settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+            SignableBody::UnsignedPayload
+        }
+    };
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
@@ -491,13 +612,8 @@ fn sign(
         .iter()
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        &uri,
-        headers.into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| cannot_sign(&e))?;
+    let signable = SignableRequest::new(request.method().as_str(), &uri, headers.into_iter(), body)
+        .map_err(|e| cannot_sign(&e))?;
     let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)
         .map_err(|e| cannot_sign(&e))?
         .into_parts();

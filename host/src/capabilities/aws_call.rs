@@ -5,6 +5,7 @@
 //! [`crate::audit::RefusalSink`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
@@ -17,6 +18,7 @@ use crate::aws::AwsProvider;
 use crate::aws::credentials::Credential;
 use crate::aws::resources;
 use crate::aws::services::{Protocol, Service, valid_operation};
+use crate::aws::sns::SnsError;
 use crate::aws::transport::{self, Answer, Destination, Outgoing, Transport, TransportError};
 use crate::bindings::sentinela::plugin::aws_call::{self, Request, Response};
 use crate::bindings::sentinela::plugin::types::Error;
@@ -135,8 +137,7 @@ impl AwsCallInstance {
         credential: &str,
         service: &str,
         region: Option<&str>,
-        operation: &str,
-        protocol_matches: fn(&Protocol) -> bool,
+        protocol_matches: fn(&Service) -> bool,
     ) -> Result<Target, Error> {
         let name = CredentialName::parse(credential).map_err(|_| {
             Error::Invalid(format!("invalid credential name '{}'", shorten(credential)))
@@ -159,28 +160,13 @@ impl AwsCallInstance {
                 self.monitor
             )));
         }
-        let service = Service::find(service).ok_or_else(|| {
-            Error::Invalid(format!(
-                "unknown service '{}'; known: {}",
-                shorten(service),
-                Service::names(|_| true).join(", ")
-            ))
-        })?;
-        if !protocol_matches(&service.protocol) {
-            let call = match service.protocol {
-                Protocol::Json { .. } => "json",
-                Protocol::Query { .. } => "query",
-                Protocol::Rest => "signed",
-            };
+        let service =
+            Service::find(service).ok_or_else(|| Error::Invalid(Service::unknown(service)))?;
+        if !protocol_matches(service) {
             return Err(Error::Invalid(format!(
-                "{} is called with aws-call.{call}",
-                service.name
-            )));
-        }
-        if !valid_operation(operation) {
-            return Err(Error::Invalid(format!(
-                "invalid operation name '{}'",
-                shorten(operation)
+                "{} is called with aws-call.{}",
+                service.name,
+                service.protocol.function()
             )));
         }
         let credential = self
@@ -255,10 +241,11 @@ impl AwsCallInstance {
         input: &str,
     ) -> Result<String, Error> {
         self.audited(credential, service, operation, async |audit| {
-            let target = self.authorize(credential, service, region, operation, |p| {
-                matches!(p, Protocol::Json { .. })
+            let target = self.authorize(credential, service, region, |s| {
+                matches!(s.protocol, Protocol::Json { .. })
             })?;
-            let limit = self.aws.transport.limits.max_request_bytes;
+            checked_operation(operation)?;
+            let limit = self.aws.transport.limits.request_bytes_for(target.service);
             if input.len() > limit {
                 return Err(Error::Limit(format!(
                     "request body of {} bytes is over the {limit} byte cap",
@@ -293,10 +280,11 @@ impl AwsCallInstance {
         params: &[(String, String)],
     ) -> Result<String, Error> {
         self.audited(credential, service, action, async |audit| {
-            let target = self.authorize(credential, service, region, action, |p| {
-                matches!(p, Protocol::Query { .. })
+            let target = self.authorize(credential, service, region, |s| {
+                matches!(s.protocol, Protocol::Query | Protocol::Ec2)
             })?;
-            let limit = self.aws.transport.limits.max_request_bytes;
+            checked_operation(action)?;
+            let limit = self.aws.transport.limits.request_bytes_for(target.service);
             if params.len() > MAX_QUERY_PARAMS || pair_bytes(params) > limit {
                 return Err(Error::Limit(format!(
                     "{} query parameters of {} bytes: at most {MAX_QUERY_PARAMS} parameters and \
@@ -333,7 +321,101 @@ impl AwsCallInstance {
         .await
     }
 
-    /// `aws-call.signed`: a REST request (S3, Lambda) the host checks, signs and sends.
+    /// Checks a REST request's method, shape, path and headers, and reads the operation the
+    /// service's model maps it to and the resources it names.
+    fn rest_call(&self, target: &Target, request: &Request) -> Result<RestCall, Error> {
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH") => {
+                Method::from_bytes(m.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unsupported method '{}'",
+                    shorten(other)
+                )));
+            }
+        };
+        let limit = self.aws.transport.limits.request_bytes_for(target.service);
+        let too_big = request.headers.len() > MAX_HEADERS
+            || pair_bytes(&request.headers) > MAX_HEADER_BYTES
+            || request.query.len() > MAX_QUERY_PARAMS
+            || pair_bytes(&request.query) > limit
+            || request.path.len() > MAX_PATH_BYTES
+            || request.body.len() > limit;
+        if too_big {
+            return Err(Error::Limit(format!(
+                "request over the caps: at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} \
+                 bytes, {MAX_QUERY_PARAMS} query parameters, a {MAX_PATH_BYTES} byte path and \
+                 a {limit} byte body"
+            )));
+        }
+        let mut path_and_query = checked_path(&request.path)?;
+        let headers = checked_headers(&request.headers)?;
+        let resources = resources::of_rest(
+            target.service.name,
+            &target.region,
+            &path_and_query,
+            &headers,
+        );
+        let query: Vec<(&str, &str)> = request
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let header_names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
+        let operation =
+            target
+                .service
+                .rest_operation(method.as_str(), &path_and_query, &query, &header_names);
+        for (i, (key, value)) in request.query.iter().enumerate() {
+            path_and_query.push(if i == 0 { '?' } else { '&' });
+            path_and_query.push_str(&transport::encode(key));
+            if !value.is_empty() {
+                path_and_query.push('=');
+                path_and_query.push_str(&transport::encode(value));
+            }
+        }
+        Ok(RestCall {
+            method,
+            path_and_query,
+            headers,
+            operation,
+            resources,
+        })
+    }
+
+    /// Whether the grants allow a REST call: its operation (`s3:GetObject`), or for a grant
+    /// written with the method (`s3:GET`), every operation of that method. `prefix` is
+    /// `presign:` for a presigned URL, granted only as such.
+    fn check_rest_grant(
+        &self,
+        target: &Target,
+        call: &RestCall,
+        prefix: &str,
+    ) -> Result<(), Error> {
+        let method = format!("{prefix}{}", call.method);
+        match call.operation {
+            Some(operation) => {
+                let operation = format!("{prefix}{operation}");
+                self.check_grant(target, &operation, None, &call.resources)
+                    .or_else(|refused| {
+                        let by_method = grants::authorize(
+                            &self.monitor,
+                            &self.grants.operations,
+                            target.service.name,
+                            &method,
+                            None,
+                            &call.resources,
+                        );
+                        by_method.map_err(|_| refused)
+                    })
+            }
+            None => self.check_grant(target, &method, None, &call.resources),
+        }
+    }
+
+    /// `aws-call.signed`: a REST request (S3, Lambda, Route 53...) the host checks, signs and
+    /// sends.
     pub async fn signed(
         &self,
         credential: &str,
@@ -341,57 +423,17 @@ impl AwsCallInstance {
         region: Option<&str>,
         request: Request,
     ) -> Result<Response, Error> {
-        self.audited(credential, service, &request.method, async |audit| {
-            let method = match request.method.to_ascii_uppercase().as_str() {
-                m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH") => {
-                    Method::from_bytes(m.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?
-                }
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "unsupported method '{}'",
-                        shorten(other)
-                    )));
-                }
-            };
-            let target = self.authorize(credential, service, region, method.as_str(), |p| {
-                matches!(p, Protocol::Rest)
-            })?;
-            let limit = self.aws.transport.limits.max_request_bytes;
-            let too_big = request.headers.len() > MAX_HEADERS
-                || pair_bytes(&request.headers) > MAX_HEADER_BYTES
-                || request.query.len() > MAX_QUERY_PARAMS
-                || pair_bytes(&request.query) > limit
-                || request.path.len() > MAX_PATH_BYTES
-                || request.body.len() > limit;
-            if too_big {
-                return Err(Error::Limit(format!(
-                    "request over the caps: at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} \
-                     bytes, {MAX_QUERY_PARAMS} query parameters, a {MAX_PATH_BYTES} byte path and \
-                     a {limit} byte body"
-                )));
-            }
-            let mut path_and_query = checked_path(&request.path)?;
-            let headers = checked_headers(&request.headers)?;
-            let resources = resources::of_rest(
-                target.service.name,
-                &target.region,
-                &path_and_query,
-                &headers,
-            );
-            audit.set_resource(resources.first());
-            self.check_grant(&target, method.as_str(), None, &resources)?;
-            for (i, (key, value)) in request.query.iter().enumerate() {
-                path_and_query.push(if i == 0 { '?' } else { '&' });
-                path_and_query.push_str(&transport::encode(key));
-                if !value.is_empty() {
-                    path_and_query.push('=');
-                    path_and_query.push_str(&transport::encode(value));
-                }
-            }
+        let method = request.method.clone();
+        self.audited(credential, service, &method, async |audit| {
+            let target = self.authorize(credential, service, region, Service::is_rest)?;
+            let call = self.rest_call(&target, &request)?;
+            audit.set_operation(call.operation.unwrap_or(call.method.as_str()));
+            audit.set_resource(call.resources.first());
+            self.check_rest_grant(&target, &call, "")?;
             let outgoing = Outgoing {
-                method,
-                path_and_query,
-                headers,
+                method: call.method,
+                path_and_query: call.path_and_query,
+                headers: call.headers,
                 body: Bytes::from(request.body),
             };
             self.log.take_aws_request()?;
@@ -410,6 +452,101 @@ impl AwsCallInstance {
             Ok::<_, Error>((response, status))
         })
         .await
+    }
+
+    /// `aws-call.presign`: a presigned URL for a REST request, valid `expires_seconds` (at
+    /// most `aws.presign_max_expiry`), granted as `service:presign:Operation`.
+    pub async fn presign(
+        &self,
+        credential: &str,
+        service: &str,
+        region: Option<&str>,
+        request: Request,
+        expires_seconds: u32,
+    ) -> Result<String, Error> {
+        self.audited(credential, service, "presign", async |audit| {
+            let target = self.authorize(credential, service, region, Service::is_rest)?;
+            let call = self.rest_call(&target, &request)?;
+            let operation = call.operation.unwrap_or(call.method.as_str());
+            audit.set_operation(&format!("presign:{operation}"));
+            audit.set_resource(call.resources.first());
+            let cap = self.aws.transport.limits.max_presign_expiry;
+            let expires = Duration::from_secs(expires_seconds.into());
+            if expires.is_zero() || expires > cap {
+                return Err(Error::Limit(format!(
+                    "expires-seconds {expires_seconds} is not between 1 and {} \
+                     (aws.presign_max_expiry)",
+                    cap.as_secs()
+                )));
+            }
+            if !request.body.is_empty() {
+                return Err(Error::Invalid(
+                    "a presigned request has no body: whoever uses the URL sends it".into(),
+                ));
+            }
+            self.check_rest_grant(&target, &call, "presign:")?;
+            self.log.take_aws_request()?;
+            let keys = target.credential.keys().await.map_err(guest_error)?;
+            let to = Destination {
+                service: target.service,
+                region: &target.region,
+                keys: &keys,
+            };
+            let outgoing = Outgoing {
+                method: call.method,
+                path_and_query: call.path_and_query,
+                headers: call.headers,
+                body: Bytes::new(),
+            };
+            let url = self.aws.transport.presign(to, outgoing, expires);
+            Ok::<_, Error>((url.map_err(guest_error), None))
+        })
+        .await
+    }
+}
+
+impl AwsCallInstance {
+    /// `aws-call.verify-sns-message`: whether an SNS message's signature is SNS's. Needs no
+    /// grant (no credential is used); each call counts as one request of the call's
+    /// `aws_requests` allowance, as it may fetch a certificate.
+    pub async fn verify_sns_message(&self, message: &str) -> Result<bool, Error> {
+        self.log.take_aws_request()?;
+        self.aws
+            .sns
+            .verify(&self.aws.transport, message)
+            .await
+            .map_err(|e| match e {
+                SnsError::Invalid(why) => Error::Invalid(why),
+                SnsError::Certificate(e) => match guest_error(e) {
+                    Error::Unavailable(why) | Error::Invalid(why) => {
+                        Error::Unavailable(format!("signing certificate: {why}"))
+                    }
+                    other => other,
+                },
+            })
+    }
+}
+
+/// A REST request, checked, with what the grants are checked against.
+struct RestCall {
+    method: Method,
+    /// The path, then the encoded query.
+    path_and_query: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// The operation the service's model maps the request to, if it maps one.
+    operation: Option<&'static str>,
+    resources: RequestResources,
+}
+
+/// An operation or action name as AWS's API references write them.
+fn checked_operation(operation: &str) -> Result<(), Error> {
+    if valid_operation(operation) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid operation name '{}'",
+            shorten(operation)
+        )))
     }
 }
 
@@ -531,6 +668,39 @@ impl aws_call::Host for AwsCallCtx<'_> {
     ) -> Result<String, Error> {
         self.instance()?
             .query(&credential, &service, region.as_deref(), &action, &params)
+            .await
+    }
+
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "aws-call", function = "verify-sns-message")
+    )]
+    async fn verify_sns_message(&mut self, message: String) -> Result<bool, Error> {
+        self.instance()?.verify_sns_message(&message).await
+    }
+
+    #[tracing::instrument(
+        name = "host_call",
+        skip_all,
+        fields(capability = "aws-call", function = "presign")
+    )]
+    async fn presign(
+        &mut self,
+        credential: String,
+        service: String,
+        region: Option<String>,
+        request: Request,
+        expires_seconds: u32,
+    ) -> Result<String, Error> {
+        self.instance()?
+            .presign(
+                &credential,
+                &service,
+                region.as_deref(),
+                request,
+                expires_seconds,
+            )
             .await
     }
 

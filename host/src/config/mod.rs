@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+use crate::aws::AwsConfig;
 use crate::aws::connectors::ConnectorConfig;
 use crate::capabilities::queue::QueueDeclaration;
 use crate::capabilities::secrets::SecretSource;
@@ -52,6 +53,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Limits on compiling one plugin.
     pub compile: CompileLimits,
+    /// `aws:`: FIPS or dual-stack endpoints, the longest presigned URL.
+    pub aws: AwsConfig,
     /// Credential connectors, by credential name.
     pub credentials: BTreeMap<CredentialName, ConnectorConfig>,
     /// How long a fetched secret is served from the cache.
@@ -84,6 +87,8 @@ struct RawConfig {
     compile: RawCompileLimits,
     #[serde(default)]
     queues: BTreeMap<String, QueueDeclaration>,
+    #[serde(default)]
+    aws: AwsConfig,
     #[serde(default)]
     credentials: BTreeMap<String, ConnectorConfig>,
     #[serde(default = "default_secrets_cache_ttl")]
@@ -321,6 +326,13 @@ impl Config {
             }
             credentials.insert(parsed, connector.clone());
         }
+        let presign = raw.aws.presign_max_expiry.0;
+        if presign.is_zero() || presign > crate::aws::PRESIGN_EXPIRY_LIMIT {
+            bail!(
+                "{}: aws.presign_max_expiry ({presign:?}) must be between 1s and 7d (SigV4's limit)",
+                path.display()
+            );
+        }
         for (name, queue) in &raw.queues {
             let valid = !name.is_empty()
                 && name.len() <= 80
@@ -430,6 +442,7 @@ impl Config {
             queues: raw.queues,
             store,
             http: raw.http,
+            aws: raw.aws,
             credentials,
             secrets_cache_ttl: raw.secrets_cache_ttl.0,
             monitors: raw.monitors.0,

@@ -126,6 +126,9 @@ mod tests {
         let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         for entry in std::fs::read_dir(configs).unwrap() {
             let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue; // the demo's issue store lives beside its config
+            }
             let text = std::fs::read_to_string(&path).unwrap();
             check(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
