@@ -706,9 +706,10 @@ fn check_refuses_unknown_services_and_operations_naming_the_closest() {
             assert!(status.success(), "{grant}: {stdout}{stderr}");
         } else {
             assert!(!status.success(), "{grant} was accepted");
+            let said = format!("{stdout}{stderr}");
             assert!(
-                stderr.contains(expected) && stderr.contains("sentinela.yaml"),
-                "{grant}: {stderr}"
+                said.contains(expected) && said.contains("monitors[0].grants.aws"),
+                "{grant}: {said}"
             );
         }
     }
