@@ -764,14 +764,12 @@ fn pagination_helpers_follow_next_token_and_marker() {
     let pages = calls["role-pages"]["ok"]
         .as_array()
         .unwrap_or_else(|| panic!("{calls:?}"));
+    // One role a page (in moto's order), each once.
     assert_eq!(pages.len(), 2, "{pages:?}");
-    for (page, name) in pages.iter().zip(["a", "b"]) {
-        assert!(
-            page.as_str()
-                .unwrap()
-                .contains(&format!("pages-{pid}-{name}")),
-            "{page}"
-        );
+    for name in ["a", "b"] {
+        let role = format!("<RoleName>pages-{pid}-{name}</RoleName>");
+        let holding = pages.iter().filter(|p| p.as_str().unwrap().contains(&role));
+        assert_eq!(holding.count(), 1, "{role} in {pages:?}");
     }
 }
 

@@ -329,15 +329,15 @@ impl AwsOperationGrant {
                 modelled.protocol.function()
             ));
         }
+        if let Some(why) = refused_grant(&service, name) {
+            return Err(format!("invalid aws grant '{raw}': {why}"));
+        }
         let is_method = modelled.is_rest() && REST_METHODS.contains(&name);
         if name != "*" && !is_method && !modelled.has_operation(name) {
             return Err(format!(
                 "invalid aws grant '{raw}': {}",
                 modelled.unknown_operation(name)
             ));
-        }
-        if let Some(why) = refused_grant(&service, name) {
-            return Err(format!("invalid aws grant '{raw}': {why}"));
         }
         Ok(AwsOperationGrant {
             service,
