@@ -5,9 +5,6 @@
 
 pub mod connectors;
 pub mod credentials;
-// Generated from AWS's models (scripts/gen-aws-models.py): formatted by its generator.
-#[rustfmt::skip]
-pub mod models;
 pub mod resources;
 pub mod services;
 pub mod sns;

@@ -1,8 +1,10 @@
 //! The AWS services `aws-call` can reach, and how each is spoken to: names, protocol,
 //! endpoints per partition and operations, from the table generated out of AWS's published
-//! models ([`super::models`], see `scripts/gen-aws-models.py`).
+//! models (`models.rs`, included here; see `scripts/gen-aws-models.py`).
 
-use super::models::{PARTITIONS, SERVICES};
+// The generated table (`PARTITIONS`, `SERVICES`, `BOTOCORE_VERSION`): data only, laid out
+// by its generator, so it is included rather than a module of its own.
+include!("models.rs");
 
 /// How requests to a service are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
