@@ -7,6 +7,15 @@
 //! issues; `is-solved` closes them. Each change is one SQL statement whose affected-row count
 //! says whether this process made it, so only the process that made a change reports it.
 //!
+//! Issue writes are batched: every task's changes go to one writer task per store, which
+//! takes what has queued up while it wrote the previous batch (at most [`MAX_BATCH`]) and
+//! commits it in one transaction, in queue order, so a write waits at most for the batch
+//! before it and its own. A task's write is *acknowledged* when its batch has committed:
+//! only then does `record_found` / `record_updated` return and the task count as done (and,
+//! on a shared application queue, its message get deleted). A crash before that loses the
+//! uncommitted batch as a whole — no change and no event of it — and the task runs again
+//! (its trigger comes again; an SQS message is delivered again), finding the same issues.
+//!
 //! Events are at least once, through an outbox: the event of a change (`created`, `updated`,
 //! `solved`, with a stable `event_id`) is written in the same transaction as the change, then
 //! published — a structured log event on the `sentinela::issues` target and, when
@@ -145,7 +154,9 @@ pub struct IssueStore {
     url: zeroize::Zeroizing<String>,
     events: Option<EventQueue>,
     /// What this process knows of each monitor's active issues.
-    known: std::sync::Mutex<HashMap<String, KnownIssues>>,
+    known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>>,
+    /// The queue of the batch writer task ([`Writer`]).
+    writes: tokio::sync::mpsc::UnboundedSender<PendingWrite>,
 }
 
 /// What a process knows of one monitor's active issues: each id's data digest, valid while
@@ -311,13 +322,22 @@ impl IssueStore {
             .connect(&url)
             .await
             .map_err(cannot_open)?;
+        let known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>> = Default::default();
+        let (writes, queued) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Writer {
+            pool: pool.clone(),
+            events: events.clone(),
+            known: known.clone(),
+        };
+        tokio::spawn(writer.run(queued));
         let store = IssueStore {
             pool,
             kind: config.kind,
             location,
             url: zeroize::Zeroizing::new(url),
             events,
-            known: Default::default(),
+            known,
+            writes,
         };
         // Processes sharing one SQLite file (a controller and executors started together)
         // can find it locked while another one creates the schema or switches it to WAL,
@@ -433,7 +453,7 @@ impl IssueStore {
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownIssues>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
+        lock_known(&self.known)
     }
 
     /// Makes what this process knows of the monitor's active issues current: one read of its
@@ -472,22 +492,8 @@ impl IssueStore {
         Ok(())
     }
 
-    /// Records a change this process committed, which took the monitor to `version`: kept
-    /// when the change was the only one since what it knew, else forgotten (read again).
     fn note_change(&self, monitor: &str, id: &str, data: Option<[u8; 32]>, version: i64) {
-        let mut known = self.known();
-        let Some(issues) = known.get_mut(monitor) else {
-            return;
-        };
-        if issues.version + 1 != version {
-            known.remove(monitor);
-            return;
-        }
-        issues.version = version;
-        match data {
-            Some(data) => issues.digests.insert(id.to_owned(), data),
-            None => issues.digests.remove(id),
-        };
+        note_change(&self.known, monitor, id, data, version);
     }
 
     /// How many active issues the monitor has.
@@ -531,6 +537,14 @@ impl IssueStore {
             return Ok(Vec::new());
         }
         self.refresh_known(monitor).await?;
+        let count = |result: &str| {
+            crate::telemetry::METRICS
+                .issue_records
+                .get_or_create(&vec![("result", result.to_owned())])
+                .inc();
+        };
+        // Every write of the call is queued at once (so they can share a batch), then waited
+        // for in order.
         let mut changes = Vec::with_capacity(issues.len());
         for (id, data) in issues {
             let text = data.to_string();
@@ -539,40 +553,62 @@ impl IssueStore {
                 .known()
                 .get(monitor)
                 .and_then(|k| k.digests.get(&id).copied());
-            let change = if known == Some(digest) {
-                Change::Unchanged
-            } else {
-                self.upsert(monitor, &id, &text, digest, create).await?
+            if known == Some(digest) {
+                count("skipped");
+                changes.push(Err(Change::Unchanged));
+                continue;
+            }
+            let (done, acknowledged) = tokio::sync::oneshot::channel();
+            let write = PendingWrite {
+                monitor: monitor.to_owned(),
+                id,
+                text,
+                digest,
+                create,
+                done,
             };
-            let result = if known == Some(digest) {
-                "skipped"
-            } else if change == Change::Unchanged {
-                "unchanged"
-            } else {
-                "written"
-            };
-            crate::telemetry::METRICS
-                .issue_records
-                .get_or_create(&vec![("result", result.to_owned())])
-                .inc();
-            changes.push(change);
+            self.writes
+                .send(write)
+                .map_err(|_| anyhow::anyhow!("store: the issue writer has stopped"))?;
+            changes.push(Ok(acknowledged));
         }
-        Ok(changes)
+        let mut recorded = Vec::with_capacity(changes.len());
+        for change in changes {
+            recorded.push(match change {
+                Err(skipped) => skipped,
+                Ok(acknowledged) => {
+                    let change = acknowledged
+                        .await
+                        .map_err(|_| anyhow::anyhow!("store: the issue writer has stopped"))?
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    count(if change == Change::Unchanged {
+                        "unchanged"
+                    } else {
+                        "written"
+                    });
+                    change
+                }
+            });
+        }
+        Ok(recorded)
     }
 
-    /// Updates the active issue `id` when its data differs, else creates it (when `create`).
-    /// Each step is one statement; the unique index settles races between processes. The
-    /// change and its event commit together; the event is published after.
-    async fn upsert(
-        &self,
-        monitor: &str,
-        id: &str,
-        text: &str,
-        digest: [u8; 32],
-        create: bool,
-    ) -> Result<Change> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+    /// In `tx`: updates the active issue `id` when its data differs, else creates it (when
+    /// `create`), with its event. Each step is one statement; the unique index settles races
+    /// between processes. Returns the change and, for a change, its event and the monitor's
+    /// new version.
+    async fn write_one(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        write: &PendingWrite,
+        now: i64,
+    ) -> Result<(Change, Option<(IssueEvent, i64)>)> {
+        let PendingWrite {
+            monitor,
+            id,
+            text,
+            create,
+            ..
+        } = write;
         let update = async |tx: &mut sqlx::Transaction<'static, sqlx::Any>| {
             let updated = sqlx::query(
                 "UPDATE sentinela_issues SET data = $1, updated_at = $2
@@ -586,10 +622,10 @@ impl IssueStore {
             .await?;
             anyhow::Ok(updated.rows_affected() == 1)
         };
-        let change = if update(&mut tx).await? {
+        let change = if update(tx).await? {
             Change::Updated
         } else if !create {
-            if !self.is_active(&mut tx, monitor, id).await? {
+            if !Self::is_active(tx, monitor, id).await? {
                 tracing::warn!(
                     monitor,
                     issue_id = crate::guest_text::shortened(id, 64).as_str(),
@@ -608,11 +644,11 @@ impl IssueStore {
             .bind(id)
             .bind(text)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             if inserted.rows_affected() == 1 {
                 Change::Created
-            } else if update(&mut tx).await? {
+            } else if update(tx).await? {
                 // Another process created it between our two statements, with other data.
                 Change::Updated
             } else {
@@ -620,15 +656,10 @@ impl IssueStore {
             }
         };
         if change == Change::Unchanged {
-            tx.commit().await?;
-            return Ok(change);
+            return Ok((change, None));
         }
-        let (event, version) =
-            Self::add_event(&mut tx, monitor, id, change, Some(text.to_owned()), now).await?;
-        tx.commit().await?;
-        self.note_change(monitor, id, Some(digest), version);
-        self.publish(event).await;
-        Ok(change)
+        let event = Self::add_event(tx, monitor, id, change, Some(text.clone()), now).await?;
+        Ok((change, Some(event)))
     }
 
     /// Writes a change's event into the outbox and bumps the monitor's version, in the
@@ -673,7 +704,6 @@ impl IssueStore {
     }
 
     async fn is_active(
-        &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         monitor: &str,
         id: &str,
@@ -860,68 +890,9 @@ impl IssueStore {
         rows.iter().map(stored_issue).collect()
     }
 
-    /// Publishes a committed event: in the log, on the events queue when configured, then
-    /// out of the outbox. A failed send leaves it there for the next sweep.
     async fn publish(&self, event: IssueEvent) {
-        test_fault("abort-after-commit");
-        let IssueEvent {
-            event_id,
-            ref monitor,
-            ref issue_id,
-            ref event,
-            ref data,
-            at,
-        } = event;
-        let (monitor, issue_id, kind) = (monitor.as_str(), issue_id.as_str(), event.as_str());
-        match data {
-            Some(data) => tracing::info!(
-                target: TARGET,
-                monitor,
-                issue_id,
-                event = kind,
-                event_id,
-                data = data.as_str(),
-                "issue {kind}"
-            ),
-            None => {
-                tracing::info!(target: TARGET, monitor, issue_id, event = kind, event_id, "issue {kind}")
-            }
-        }
-        if let Some(events) = &self.events {
-            let data: Option<Value> = data
-                .as_deref()
-                .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned())));
-            let body = serde_json::json!({
-                "type": "issue",
-                "event": kind,
-                "event_id": event_id,
-                "monitor": monitor,
-                "issue_id": issue_id,
-                "data": data,
-                "at": at as f64 / 1000.0,
-            });
-            if let Err(e) = events
-                .queues
-                .send_host_message(&events.queue, body.to_string())
-                .await
-            {
-                tracing::error!(monitor, issue_id, event = kind, event_id, queue = %events.queue, "cannot send the issue event; it is sent again by the next sweep: {}", crate::guest_text::escape(&e));
-                return;
-            }
-        }
-        if let Err(e) = sqlx::query("DELETE FROM sentinela_events WHERE event_id = $1")
-            .bind(event_id)
-            .execute(&self.pool)
-            .await
-        {
-            tracing::warn!(
-                event_id,
-                "cannot take a published event out of the outbox; it is published again by the next sweep: {}",
-                describe(&e)
-            );
-        }
+        publish(&self.pool, self.events.as_ref(), event).await;
     }
-
     /// Publishes the events of the outbox older than `min_age`, oldest first: those a crash
     /// or a failed send left behind. Returns how many.
     pub async fn publish_pending(&self, min_age: Duration) -> Result<usize> {
@@ -972,13 +943,209 @@ impl IssueStore {
     }
 }
 
+/// Publishes a committed event: in the log, on the events queue when configured, then out of
+/// the outbox. A failed send leaves it there for the next sweep.
+async fn publish(pool: &AnyPool, events: Option<&EventQueue>, event: IssueEvent) {
+    test_fault("abort-after-commit");
+    let IssueEvent {
+        event_id,
+        ref monitor,
+        ref issue_id,
+        ref event,
+        ref data,
+        at,
+    } = event;
+    let (monitor, issue_id, kind) = (monitor.as_str(), issue_id.as_str(), event.as_str());
+    match data {
+        Some(data) => tracing::info!(
+            target: TARGET,
+            monitor,
+            issue_id,
+            event = kind,
+            event_id,
+            data = data.as_str(),
+            "issue {kind}"
+        ),
+        None => {
+            tracing::info!(target: TARGET, monitor, issue_id, event = kind, event_id, "issue {kind}")
+        }
+    }
+    if let Some(events) = events {
+        let data: Option<Value> = data
+            .as_deref()
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned())));
+        let body = serde_json::json!({
+            "type": "issue",
+            "event": kind,
+            "event_id": event_id,
+            "monitor": monitor,
+            "issue_id": issue_id,
+            "data": data,
+            "at": at as f64 / 1000.0,
+        });
+        if let Err(e) = events
+            .queues
+            .send_host_message(&events.queue, body.to_string())
+            .await
+        {
+            tracing::error!(monitor, issue_id, event = kind, event_id, queue = %events.queue, "cannot send the issue event; it is sent again by the next sweep: {}", crate::guest_text::escape(&e));
+            return;
+        }
+    }
+    if let Err(e) = sqlx::query("DELETE FROM sentinela_events WHERE event_id = $1")
+        .bind(event_id)
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(
+            event_id,
+            "cannot take a published event out of the outbox; it is published again by the next sweep: {}",
+            describe(&e)
+        );
+    }
+}
+
+fn lock_known(
+    known: &std::sync::Mutex<HashMap<String, KnownIssues>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, KnownIssues>> {
+    known.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a change this process committed, which took the monitor to `version`: kept when
+/// the change was the only one since what it knew, else forgotten (read again).
+fn note_change(
+    known: &std::sync::Mutex<HashMap<String, KnownIssues>>,
+    monitor: &str,
+    id: &str,
+    data: Option<[u8; 32]>,
+    version: i64,
+) {
+    let mut known = lock_known(known);
+    let Some(issues) = known.get_mut(monitor) else {
+        return;
+    };
+    if issues.version + 1 != version {
+        known.remove(monitor);
+        return;
+    }
+    issues.version = version;
+    match data {
+        Some(data) => issues.digests.insert(id.to_owned(), data),
+        None => issues.digests.remove(id),
+    };
+}
+
+/// The most writes one transaction takes.
+pub const MAX_BATCH: usize = 256;
+
+/// One issue write waiting for its batch.
+struct PendingWrite {
+    monitor: String,
+    id: String,
+    /// The data, as stored.
+    text: String,
+    digest: [u8; 32],
+    /// `search` creates a missing issue; `update` does not.
+    create: bool,
+    /// Told the change once its batch has committed, or why it failed.
+    done: tokio::sync::oneshot::Sender<Result<Change, String>>,
+}
+
+/// The store's batch writer: one task, so a batch's writes commit together and in order.
+struct Writer {
+    pool: AnyPool,
+    events: Option<EventQueue>,
+    known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>>,
+}
+
+impl Writer {
+    /// Writes what is queued, a batch at a time, until the store is dropped.
+    async fn run(self, mut queued: tokio::sync::mpsc::UnboundedReceiver<PendingWrite>) {
+        while let Some(first) = queued.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queued.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            self.write(batch).await;
+        }
+    }
+
+    /// Commits `batch` in one transaction; if that fails, each write in its own, so one bad
+    /// write fails alone. Then tells each writer, and publishes the events in order.
+    async fn write(&self, batch: Vec<PendingWrite>) {
+        let outcomes = match self.commit(&batch).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() == 1 => vec![Err(format!("{e:#}"))],
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for write in &batch {
+                    outcomes.push(
+                        self.commit(std::slice::from_ref(write))
+                            .await
+                            .map(|mut one| one.remove(0))
+                            .map_err(|e| format!("{e:#}")),
+                    );
+                }
+                outcomes
+            }
+        };
+        let mut events = Vec::new();
+        for (write, outcome) in batch.into_iter().zip(outcomes) {
+            let outcome = outcome.map(|(change, event)| {
+                if let Some((event, version)) = event {
+                    note_change(
+                        &self.known,
+                        &write.monitor,
+                        &write.id,
+                        Some(write.digest),
+                        version,
+                    );
+                    events.push(event);
+                }
+                change
+            });
+            // A task that stopped waiting (its deadline) is not told; its change stands.
+            let _ = write.done.send(outcome);
+        }
+        for event in events {
+            publish(&self.pool, self.events.as_ref(), event).await;
+        }
+    }
+
+    /// One transaction for `writes`, in order.
+    async fn commit(
+        &self,
+        writes: &[PendingWrite],
+    ) -> Result<Vec<(Change, Option<(IssueEvent, i64)>)>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(IssueStore::write_one(&mut tx, write, now).await?);
+            if writes.len() > 1 {
+                test_fault("kill-mid-batch");
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
 /// A crash at a named point, for the tests of what survives one; only in debug builds, when
-/// `SENTINELA_TEST_FAULT` names the point.
+/// `SENTINELA_TEST_FAULT` names the point: `abort-…` aborts, `kill-…` sends the process a
+/// SIGKILL (`kill -9`: nothing runs after it).
 fn test_fault(point: &str) {
     if cfg!(debug_assertions)
         && std::env::var("SENTINELA_TEST_FAULT").is_ok_and(|fault| fault == point)
     {
-        eprintln!("SENTINELA_TEST_FAULT: aborting at {point}");
+        eprintln!("SENTINELA_TEST_FAULT: crashing at {point}");
+        if point.starts_with("kill-") {
+            let me = rustix::process::getpid();
+            let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+        }
         std::process::abort();
     }
 }
