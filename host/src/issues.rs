@@ -16,6 +16,9 @@
 //! uncommitted batch as a whole — no change and no event of it — and the task runs again
 //! (its trigger comes again; an SQS message is delivered again), finding the same issues.
 //!
+//! Reads of each monitor's *version* (see [`KnownIssues`]), one per task, are batched the
+//! same way: one `IN (…)` query answers every task that asked while the previous one ran.
+//!
 //! Events are at least once, through an outbox: the event of a change (`created`, `updated`,
 //! `solved`, with a stable `event_id`) is written in the same transaction as the change, then
 //! published — a structured log event on the `sentinela::issues` target and, when
@@ -157,6 +160,8 @@ pub struct IssueStore {
     known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>>,
     /// The queue of the batch writer task ([`Writer`]).
     writes: tokio::sync::mpsc::UnboundedSender<PendingWrite>,
+    /// The queue of the version reader task ([`VersionReader`]).
+    version_reads: tokio::sync::mpsc::UnboundedSender<VersionRead>,
 }
 
 /// What a process knows of one monitor's active issues: each id's data digest, valid while
@@ -330,6 +335,8 @@ impl IssueStore {
             known: known.clone(),
         };
         tokio::spawn(writer.run(queued));
+        let (version_reads, asked) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(VersionReader { pool: pool.clone() }.run(asked));
         let store = IssueStore {
             pool,
             kind: config.kind,
@@ -338,6 +345,7 @@ impl IssueStore {
             events,
             known,
             writes,
+            version_reads,
         };
         // Processes sharing one SQLite file (a controller and executors started together)
         // can find it locked while another one creates the schema or switches it to WAL,
@@ -459,14 +467,18 @@ impl IssueStore {
     /// Makes what this process knows of the monitor's active issues current: one read of its
     /// version, and, when another process changed them since, one read of the issues.
     async fn refresh_known(&self, monitor: &str) -> Result<()> {
-        let row = sqlx::query("SELECT version FROM sentinela_issue_versions WHERE monitor = $1")
-            .bind(monitor)
-            .fetch_optional(&self.pool)
-            .await?;
-        let version = match row {
-            Some(row) => row.try_get::<i64, _>(0)?,
-            None => 0,
-        };
+        let (reply, version) = tokio::sync::oneshot::channel();
+        let stopped = || anyhow::anyhow!("store: the version reader has stopped");
+        self.version_reads
+            .send(VersionRead {
+                monitor: monitor.to_owned(),
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        let version = version
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if self
             .known()
             .get(monitor)
@@ -1131,6 +1143,65 @@ impl Writer {
         }
         tx.commit().await?;
         Ok(outcomes)
+    }
+}
+
+/// The most monitors one version read asks for (SQLite allows 32766 parameters).
+pub const MAX_VERSION_READS: usize = 512;
+
+/// A task's question: the monitor's version in the store (0 before its first change).
+struct VersionRead {
+    monitor: String,
+    reply: tokio::sync::oneshot::Sender<Result<i64, String>>,
+}
+
+/// The store's version reader: every task's first read (is what this process knows of the
+/// monitor's issues still current?) is one small query, and at thousands of tasks a second
+/// one round trip each is most of the store's cost. One task answers what queued up while it
+/// answered the previous ones with one `IN (…)` query.
+struct VersionReader {
+    pool: AnyPool,
+}
+
+impl VersionReader {
+    async fn run(self, mut asked: tokio::sync::mpsc::UnboundedReceiver<VersionRead>) {
+        while let Some(first) = asked.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_VERSION_READS {
+                match asked.try_recv() {
+                    Ok(read) => batch.push(read),
+                    Err(_) => break,
+                }
+            }
+            let versions = self.read(&batch).await.map_err(|e| format!("{e:#}"));
+            for read in batch {
+                let answer = match &versions {
+                    Ok(versions) => Ok(versions.get(&read.monitor).copied().unwrap_or(0)),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = read.reply.send(answer);
+            }
+        }
+    }
+
+    async fn read(&self, batch: &[VersionRead]) -> Result<HashMap<String, i64>> {
+        let mut monitors: Vec<&str> = batch.iter().map(|r| r.monitor.as_str()).collect();
+        monitors.sort_unstable();
+        monitors.dedup();
+        let placeholders: Vec<String> = (1..=monitors.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT monitor, version FROM sentinela_issue_versions WHERE monitor IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for monitor in &monitors {
+            query = query.bind(*monitor);
+        }
+        let mut versions = HashMap::with_capacity(monitors.len());
+        for row in query.fetch_all(&self.pool).await? {
+            versions.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+        Ok(versions)
     }
 }
 
