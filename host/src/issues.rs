@@ -1047,6 +1047,23 @@ fn note_change(
     };
 }
 
+/// The next batch of a batching task: waits for one item, then takes what else is already
+/// queued, at most `max` in all (no timer: what queued up while the previous batch ran).
+/// `None` once every sender is gone.
+async fn next_batch<T>(
+    queue: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    max: usize,
+) -> Option<Vec<T>> {
+    let mut batch = vec![queue.recv().await?];
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// The most writes one transaction takes.
 pub const MAX_BATCH: usize = 256;
 
@@ -1073,14 +1090,7 @@ struct Writer {
 impl Writer {
     /// Writes what is queued, a batch at a time, until the store is dropped.
     async fn run(self, mut queued: tokio::sync::mpsc::UnboundedReceiver<PendingWrite>) {
-        while let Some(first) = queued.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queued.try_recv() {
-                    Ok(write) => batch.push(write),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = next_batch(&mut queued, MAX_BATCH).await {
             self.write(batch).await;
         }
     }
@@ -1165,14 +1175,7 @@ struct VersionReader {
 
 impl VersionReader {
     async fn run(self, mut asked: tokio::sync::mpsc::UnboundedReceiver<VersionRead>) {
-        while let Some(first) = asked.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_VERSION_READS {
-                match asked.try_recv() {
-                    Ok(read) => batch.push(read),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = next_batch(&mut asked, MAX_VERSION_READS).await {
             let versions = self.read(&batch).await.map_err(|e| format!("{e:#}"));
             for read in batch {
                 let answer = match &versions {

@@ -104,6 +104,25 @@ def verify_sns_message(message: str) -> bool:
     return _host(_aws_call.verify_sns_message, message)
 
 
+def _pages(
+    fetch: Callable[[Dict[str, Any]], Any],
+    first: Dict[str, Any],
+    input_token: str,
+    next_token: Callable[[Any], Optional[str]],
+) -> Iterator[Any]:
+    """Pages from `fetch`: the first with `first`, each next one with the last page's token
+    as `input_token`, until a page has none or repeats one."""
+    params, seen = dict(first), set()
+    while True:
+        page = fetch(params)
+        yield page
+        token = next_token(page)
+        if not token or token in seen:
+            return
+        seen.add(token)
+        params[input_token] = token
+
+
 def xml_text(xml: str, element: str) -> Optional[str]:
     """The text of the first `element` (by local name) of an XML answer, or None."""
     from xml.etree import ElementTree
@@ -148,6 +167,7 @@ class Email:
 
     def to_mime(self) -> bytes:
         """The message as MIME (RFC 5322) bytes."""
+        from email import policy
         from email.message import EmailMessage
 
         if not self.recipients and not self.copies:
@@ -167,7 +187,8 @@ class Email:
             message.add_attachment(
                 content, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
             )
-        return message.as_bytes()
+        # SMTP's policy: CRLF line ends, as RFC 5322 and SES want them.
+        return message.as_bytes(policy=policy.SMTP)
 
     def send(self, aws: "Aws") -> str:
         """Sends it with SES SendRawEmail; returns SES's message id."""
@@ -243,15 +264,12 @@ class Aws:
         """Every page of a JSON-protocol list operation, one call per page: the first with
         `input`, each next one with the last answer's `output_token` set as `input_token`,
         until an answer has none."""
-        input, seen = dict(input), set()
-        while True:
-            page = self.json(service, operation, input)
-            yield page
-            token = (page or {}).get(output_token)
-            if not token or token in seen:
-                return
-            seen.add(token)
-            input[input_token] = token
+        return _pages(
+            lambda input: self.json(service, operation, input),
+            input,
+            input_token,
+            lambda page: (page or {}).get(output_token),
+        )
 
     def query_pages(
         self,
@@ -264,15 +282,12 @@ class Aws:
         """Every page (XML text) of a query-protocol list action: each next call sends the
         text of the last answer's `output_token` element (`NextToken`, `Marker`) as parameter
         `input_token`, until an answer has none."""
-        params, seen = dict(params), set()
-        while True:
-            page = self.query(service, action, params)
-            yield page
-            token = xml_text(page, output_token)
-            if not token or token in seen:
-                return
-            seen.add(token)
-            params[input_token] = token
+        return _pages(
+            lambda params: self.query(service, action, params),
+            params,
+            input_token,
+            lambda page: xml_text(page, output_token),
+        )
 
     def sqs(self) -> "Sqs":
         """Typed SQS helpers with this credential and region."""

@@ -297,8 +297,9 @@ impl Service {
     }
 
     /// The REST operation a request is, as the model maps its method, path, query keys and
-    /// headers (lower-case names) to one: the most specific match, the first of equals; or
-    /// `None` where it maps none.
+    /// headers (lower-case names) to one: the most specific match; `None` where it maps none,
+    /// or where two operations match equally (`?torrent&tagging`): such a request is checked
+    /// as its method, so it can never pass for the operation a grant names.
     pub fn rest_operation(
         &self,
         method: &str,
@@ -307,18 +308,21 @@ impl Service {
         headers: &[&str],
     ) -> Option<&'static str> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let mut best: Option<((usize, usize), &'static str)> = None;
+        let mut best: Option<((usize, usize), Option<&'static str>)> = None;
         for route in self.operations.lines().filter_map(RestRoute::parse) {
             if route.method != method {
                 continue;
             }
-            if let Some(specificity) = route.matches(&segments, query, headers)
-                && best.is_none_or(|(b, _)| specificity > b)
-            {
-                best = Some((specificity, route.name));
-            }
+            let Some(specificity) = route.matches(&segments, query, headers) else {
+                continue;
+            };
+            best = match best {
+                Some((b, _)) if specificity < b => best,
+                Some((b, _)) if specificity == b => Some((b, None)),
+                _ => Some((specificity, Some(route.name))),
+            };
         }
-        best.map(|(_, name)| name)
+        best.and_then(|(_, name)| name)
     }
 
     /// Where a request to `region` goes and the region it is signed for: a global service's
@@ -646,5 +650,10 @@ mod tests {
             Some("ListHostedZones")
         );
         assert_eq!(op("route53", "GET", "/nowhere/at/all", &[]), None);
+        // Two subresources at once: neither operation is assumed.
+        assert_eq!(
+            op("s3", "GET", "/b/k", &[("torrent", ""), ("tagging", "")]),
+            None
+        );
     }
 }
