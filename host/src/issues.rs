@@ -556,7 +556,7 @@ impl IssueStore {
                 .inc();
         };
         // Every write of the call is queued at once (so they can share a batch), then waited
-        // for in order.
+        // for in order; `None`: known to be stored already, not queued.
         let mut changes = Vec::with_capacity(issues.len());
         for (id, data) in issues {
             let text = data.to_string();
@@ -567,7 +567,7 @@ impl IssueStore {
                 .and_then(|k| k.digests.get(&id).copied());
             if known == Some(digest) {
                 count("skipped");
-                changes.push(Err(Change::Unchanged));
+                changes.push(None);
                 continue;
             }
             let (done, acknowledged) = tokio::sync::oneshot::channel();
@@ -582,13 +582,13 @@ impl IssueStore {
             self.writes
                 .send(write)
                 .map_err(|_| anyhow::anyhow!("store: the issue writer has stopped"))?;
-            changes.push(Ok(acknowledged));
+            changes.push(Some(acknowledged));
         }
         let mut recorded = Vec::with_capacity(changes.len());
         for change in changes {
             recorded.push(match change {
-                Err(skipped) => skipped,
-                Ok(acknowledged) => {
+                None => Change::Unchanged,
+                Some(acknowledged) => {
                     let change = acknowledged
                         .await
                         .map_err(|_| anyhow::anyhow!("store: the issue writer has stopped"))?

@@ -360,8 +360,15 @@ impl Service {
     }
 }
 
+/// The longest name compared for "did you mean": AWS's names are shorter, and an edit
+/// distance costs the product of the lengths (a guest chooses the name).
+const MAX_COMPARED_NAME: usize = 128;
+
 /// At most three of `names` within a small edit distance of `name`, closest first.
 fn closest(name: &str, names: impl Iterator<Item = &'static str>) -> Vec<&'static str> {
+    if name.len() > MAX_COMPARED_NAME {
+        return Vec::new();
+    }
     let wanted = name.to_ascii_lowercase();
     let mut near: Vec<(usize, &'static str)> = names
         .filter_map(|candidate| {
@@ -469,6 +476,9 @@ mod tests {
         assert!(sqs.has_operation("ListQueues"));
         assert!(!sqs.has_operation("ListQueus"));
         assert!(sqs.unknown_operation("ListQueus").contains("ListQueues"));
+        // A huge name (a guest's) is not compared at all.
+        assert!(Service::closest(&"s".repeat(1 << 20)).is_empty());
+        assert!(Service::unknown(&"s".repeat(1 << 20)).len() < 400);
     }
 
     #[test]
