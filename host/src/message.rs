@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 
 /// A task of a `process_monitor` message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Call the monitor's `search` export and record the issues it finds.

@@ -5,7 +5,8 @@
 //! cannot be sent is dropped (the monitor's next tick comes as usual): the first one after a
 //! quiet period is logged at once, the rest are counted and reported every [`REPORT_EVERY`].
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,21 +60,65 @@ impl UnsentTicks {
     }
 }
 
-/// Each scheduled task's monitor and next trigger time, by monitor name and task.
-type Triggers = HashMap<(String, Task), (Arc<ScheduledMonitor>, DateTime<Utc>)>;
+/// Each scheduled task's monitor, by monitor name and task, and the next trigger times in a
+/// min-heap: a wake-up looks at the due tasks only, and the time to sleep until is the
+/// heap's top (with 10,000 monitors, scanning every trigger at each wake-up was a fifth of
+/// the process's CPU).
+#[derive(Default)]
+struct Triggers {
+    monitors: HashMap<(String, Task), Arc<ScheduledMonitor>>,
+    times: BinaryHeap<Reverse<(DateTime<Utc>, String, Task)>>,
+}
+
+impl Triggers {
+    /// The next trigger's time.
+    fn next_at(&self) -> Option<DateTime<Utc>> {
+        self.times.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Takes the tasks due at `now`, by monitor, and schedules each one's next trigger.
+    fn take_due(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> HashMap<String, (Arc<ScheduledMonitor>, Vec<Task>)> {
+        let mut due: HashMap<String, (Arc<ScheduledMonitor>, Vec<Task>)> = HashMap::new();
+        while self.next_at().is_some_and(|at| at <= now) {
+            let Some(Reverse((_, name, task))) = self.times.pop() else {
+                break;
+            };
+            let Some(monitor) = self.monitors.get(&(name.clone(), task)) else {
+                continue;
+            };
+            let monitor = monitor.clone();
+            if let Some(at) = monitor
+                .cron(task == Task::Search)
+                .and_then(|c| c.next_after(now))
+            {
+                self.times.push(Reverse((at, name.clone(), task)));
+            }
+            due.entry(name)
+                .or_insert_with(|| (monitor, Vec::new()))
+                .1
+                .push(task);
+        }
+        due
+    }
+}
 
 /// Each scheduled task's next trigger. Cron times are absolute, so computing them again after
 /// a config reload moves no trigger of an unchanged monitor.
 fn next_triggers(monitors: &MonitorSet) -> Triggers {
     let now = Utc::now();
-    let mut next = HashMap::new();
+    let mut next = Triggers::default();
     for monitor in monitors.iter() {
         for task in [Task::Search, Task::Update] {
             if let Some(at) = monitor
                 .cron(task == Task::Search)
                 .and_then(|c| c.next_after(now))
             {
-                next.insert((monitor.name().to_owned(), task), (monitor.clone(), at));
+                let name = monitor.name().to_owned();
+                next.times.push(Reverse((at, name.clone(), task)));
+                next.monitors.insert((name, task), monitor.clone());
             }
         }
     }
@@ -88,7 +133,7 @@ impl Runtime {
         let mut unsent = UnsentTicks::default();
         let mut reports = tokio::time::interval(REPORT_EVERY);
         loop {
-            let wake = next.values().map(|(_, at)| *at).min();
+            let wake = next.next_at();
             let sleep = wake
                 .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
                 .unwrap_or(IDLE);
@@ -110,21 +155,7 @@ impl Runtime {
                     continue;
                 }
             }
-            let now = Utc::now();
-            let mut due: HashMap<&str, (Arc<ScheduledMonitor>, Vec<Task>)> = HashMap::new();
-            for ((_, task), (monitor, at)) in next.iter_mut() {
-                if *at <= now {
-                    due.entry(monitor.name())
-                        .or_insert_with(|| (monitor.clone(), Vec::new()))
-                        .1
-                        .push(*task);
-                    *at = monitor
-                        .cron(*task == Task::Search)
-                        .and_then(|c| c.next_after(now))
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-                }
-            }
-            for (_, (monitor, mut tasks)) in due {
+            for (_, (monitor, mut tasks)) in next.take_due(Utc::now()) {
                 tasks.sort_by_key(|t| *t == Task::Update);
                 if let Some(send) = self.clone().trigger(monitor, tasks) {
                     sends.spawn(send);
