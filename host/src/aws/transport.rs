@@ -250,10 +250,7 @@ impl Transport {
                 limit,
             });
         }
-        let endpoint = to
-            .service
-            .endpoint(to.region, self.variant)
-            .map_err(TransportError::Invalid)?;
+        let endpoint = self.resolve(to)?;
         let started = Instant::now();
         let budget = self.limits.timeout;
         let retry = ExponentialBuilder::default()
@@ -266,6 +263,22 @@ impl Transport {
             .sleep(tokio::time::sleep)
             .when(|e: &TransportError| e.is_retryable() && started.elapsed() < budget)
             .await
+    }
+
+    /// Where requests to `to` go and the region they are signed for, for `self.variant`.
+    fn resolve(&self, to: Destination<'_>) -> Result<Endpoint, TransportError> {
+        to.service
+            .endpoint(to.region, self.variant)
+            .map_err(TransportError::Invalid)
+    }
+
+    /// The URL of `path_and_query` on `endpoint`, or on `AWS_ENDPOINT_URL` when it is set.
+    fn url(&self, endpoint: &Endpoint, path_and_query: &str) -> String {
+        let base = match &self.endpoint_override {
+            Some(url) => url.trim_end_matches('/'),
+            None => endpoint.url.as_str(),
+        };
+        format!("{base}{path_and_query}")
     }
 
     /// An unsigned GET of a public AWS document (an SNS signing certificate) at `uri`, or at
@@ -315,17 +328,10 @@ impl Transport {
         outgoing: Outgoing,
         expires: Duration,
     ) -> Result<String, TransportError> {
-        let endpoint = to
-            .service
-            .endpoint(to.region, self.variant)
-            .map_err(TransportError::Invalid)?;
-        let base = match &self.endpoint_override {
-            Some(url) => url.trim_end_matches('/'),
-            None => endpoint.url.as_str(),
-        };
+        let endpoint = self.resolve(to)?;
         let mut request = Request::builder()
             .method(outgoing.method)
-            .uri(format!("{base}{}", outgoing.path_and_query));
+            .uri(self.url(&endpoint, &outgoing.path_and_query));
         for (name, value) in outgoing.headers {
             request = request.header(name, value);
         }
@@ -347,11 +353,7 @@ impl Transport {
         resolved: &Endpoint,
         outgoing: Outgoing,
     ) -> Result<Answer, TransportError> {
-        let endpoint = match &self.endpoint_override {
-            Some(url) => url.trim_end_matches('/'),
-            None => resolved.url.as_str(),
-        };
-        let uri = format!("{endpoint}{}", outgoing.path_and_query);
+        let uri = self.url(resolved, &outgoing.path_and_query);
         let mut request = Request::builder().method(outgoing.method).uri(&uri);
         for (name, value) in outgoing.headers {
             request = request.header(name, value);
@@ -367,6 +369,7 @@ impl Transport {
         )?;
 
         let max_response = self.limits.max_response_bytes;
+        let endpoint = self.url(resolved, "");
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
                 TransportError::Unavailable(format!("{} {endpoint}: {e}", to.service.name))

@@ -324,17 +324,15 @@ impl AwsCallInstance {
     /// Checks a REST request's method, shape, path and headers, and reads the operation the
     /// service's model maps it to and the resources it names.
     fn rest_call(&self, target: &Target, request: &Request) -> Result<RestCall, Error> {
-        let method = match request.method.to_ascii_uppercase().as_str() {
-            m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH") => {
-                Method::from_bytes(m.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?
-            }
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unsupported method '{}'",
-                    shorten(other)
-                )));
-            }
-        };
+        let upper = request.method.to_ascii_uppercase();
+        if !grants::REST_METHODS.contains(&upper.as_str()) {
+            return Err(Error::Invalid(format!(
+                "unsupported method '{}'",
+                shorten(&upper)
+            )));
+        }
+        let method =
+            Method::from_bytes(upper.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
         let limit = self.aws.transport.limits.request_bytes_for(target.service);
         let too_big = request.headers.len() > MAX_HEADERS
             || pair_bytes(&request.headers) > MAX_HEADER_BYTES
@@ -394,24 +392,24 @@ impl AwsCallInstance {
         prefix: &str,
     ) -> Result<(), Error> {
         let method = format!("{prefix}{}", call.method);
-        match call.operation {
-            Some(operation) => {
-                let operation = format!("{prefix}{operation}");
-                self.check_grant(target, &operation, None, &call.resources)
-                    .or_else(|refused| {
-                        let by_method = grants::authorize(
-                            &self.monitor,
-                            &self.grants.operations,
-                            target.service.name,
-                            &method,
-                            None,
-                            &call.resources,
-                        );
-                        by_method.map_err(|_| refused)
-                    })
-            }
-            None => self.check_grant(target, &method, None, &call.resources),
+        let Some(operation) = call.operation else {
+            return self.check_grant(target, &method, None, &call.resources);
+        };
+        // A method grant allows it quietly; only when neither allows it is the refusal (of
+        // the operation, the entry to add) logged and returned.
+        let by_method = grants::authorize(
+            &self.monitor,
+            &self.grants.operations,
+            target.service.name,
+            &method,
+            None,
+            &call.resources,
+        );
+        if by_method.is_ok() {
+            return Ok(());
         }
+        let operation = format!("{prefix}{operation}");
+        self.check_grant(target, &operation, None, &call.resources)
     }
 
     /// `aws-call.signed`: a REST request (S3, Lambda, Route 53...) the host checks, signs and
