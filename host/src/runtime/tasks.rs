@@ -83,15 +83,18 @@ impl Runtime {
         hit_deadline
     }
 
-    /// A store call of a task: a warning when it hangs, its error, explained, as
-    /// [`TaskError::Store`].
+    /// A store call of a task: a warning when it hangs; its error, explained, as
+    /// [`TaskError::Store`], or a refusal by the monitor's limits as [`TaskError::Limit`].
     async fn stored<T>(
         &self,
         call: impl Future<Output = anyhow::Result<T>>,
     ) -> Result<T, TaskError> {
         match warn_if_slow("the issue store", SLOW_AFTER, call).await {
             Ok(done) => Ok(done),
-            Err(e) => Err(TaskError::Store(self.issues.explain(e).await)),
+            Err(e) => match e.downcast::<crate::issues::OverActiveLimit>() {
+                Ok(over) => Err(TaskError::Limit(over.to_string())),
+                Err(e) => Err(TaskError::Store(self.issues.explain(e).await)),
+            },
         }
     }
 
@@ -105,26 +108,12 @@ impl Runtime {
                 limits.issues_per_call,
             )
             .map_err(TaskError::Limit)?;
-            // A count settles the usual case; the ids are read only when the result might open
-            // too many.
-            let limit = limits.active_issues as usize;
-            if !found.is_empty()
-                && self.stored(self.issues.active_count(&plugin.name)).await? + found.len() > limit
-            {
-                let active = self.stored(self.issues.active_ids(&plugin.name)).await?;
-                let opened = found.iter().filter(|i| !active.contains(&i.id)).count();
-                if active.len() + opened > limit {
-                    return Err(TaskError::Limit(format!(
-                        "monitor '{}': search would open {opened} issues beside its {} active \
-                         ones, over its limit of {limit} (limits.active_issues); the whole \
-                         result was refused",
-                        plugin.name,
-                        active.len(),
-                    )));
-                }
-            }
-            self.stored(self.issues.record_found(&plugin.name, found))
-                .await?;
+            self.stored(self.issues.record_found(
+                &plugin.name,
+                found,
+                limits.active_issues as usize,
+            ))
+            .await?;
         }
         Ok(())
     }

@@ -16,7 +16,7 @@
 //! uncommitted batch as a whole — no change and no event of it — and the task runs again
 //! (its trigger comes again; an SQS message is delivered again), finding the same issues.
 //!
-//! Reads of each monitor's *version* (see [`KnownIssues`]), one per task, are batched the
+//! Reads of each monitor's *version* (see [`known`]), one or two per task, are batched the
 //! same way: one `IN (…)` query answers every task that asked while the previous one ran.
 //!
 //! Events are at least once, through an outbox: the event of a change (`created`, `updated`,
@@ -44,6 +44,11 @@ use sqlx::{Connection, Executor, Row};
 use crate::bindings::sentinela::plugin::types::Issue;
 use crate::capabilities::queue::MonitorQueues;
 use crate::config::values::ConfigPath;
+
+mod known;
+
+pub use known::{KEPT_TEXT_BYTES, OverActiveLimit};
+use known::{Known, KnownData};
 
 /// The tracing target of issue events (`created`, `updated`, `solved`).
 pub const TARGET: &str = "sentinela::issues";
@@ -157,29 +162,11 @@ pub struct IssueStore {
     url: zeroize::Zeroizing<String>,
     events: Option<EventQueue>,
     /// What this process knows of each monitor's active issues.
-    known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>>,
+    known: Arc<Known>,
     /// The queue of the batch writer task ([`Writer`]).
     writes: tokio::sync::mpsc::UnboundedSender<PendingWrite>,
     /// The queue of the version reader task ([`VersionReader`]).
     version_reads: tokio::sync::mpsc::UnboundedSender<VersionRead>,
-}
-
-/// What a process knows of one monitor's active issues: each id's data digest, valid while
-/// the monitor's version in the store is `version`. Every change to a monitor's issues, by
-/// any process sharing the store (executors on PostgreSQL, `sentinela monitors` on SQLite),
-/// bumps that version in the change's own transaction, so one read of it tells whether the
-/// digests still hold. A search that finds what the store already holds then costs that read
-/// and no write; anything else is written as before, and the events are the same.
-#[derive(Default)]
-struct KnownIssues {
-    version: i64,
-    digests: HashMap<String, [u8; 32]>,
-}
-
-/// The digest of an issue's data as stored.
-fn digest(text: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// How often events left unpublished are published again, and how old they must be (younger
@@ -311,6 +298,9 @@ impl IssueStore {
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before each use is a network check for a server; for an SQLite file it
+            // is one more round trip to the connection's thread per query, and finds nothing.
+            .test_before_acquire(!sqlite)
             // Every connection waits the same for a writer of another process.
             .after_connect(move |connection, _| {
                 Box::pin(async move {
@@ -327,7 +317,7 @@ impl IssueStore {
             .connect(&url)
             .await
             .map_err(cannot_open)?;
-        let known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>> = Default::default();
+        let known: Arc<Known> = Arc::default();
         let (writes, queued) = tokio::sync::mpsc::unbounded_channel();
         let writer = Writer {
             pool: pool.clone(),
@@ -460,10 +450,6 @@ impl IssueStore {
         Ok(())
     }
 
-    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownIssues>> {
-        lock_known(&self.known)
-    }
-
     /// Makes what this process knows of the monitor's active issues current: one read of its
     /// version, and, when another process changed them since, one read of the issues.
     async fn refresh_known(&self, monitor: &str) -> Result<()> {
@@ -479,76 +465,56 @@ impl IssueStore {
             .await
             .map_err(|_| stopped())?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if self
-            .known()
-            .get(monitor)
-            .is_some_and(|k| k.version == version)
-        {
+        if self.known.is_current(monitor, version) {
             return Ok(());
         }
-        // Read after the version: a change in between makes the digests newer than the
+        // Read after the version: a change in between makes the issues newer than the
         // version says, and the next refresh reads them again. Never the other way round.
-        let rows = sqlx::query(
-            "SELECT issue_id, data FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
-        )
-        .bind(monitor)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut digests = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let data: String = row.try_get(1)?;
-            digests.insert(row.try_get::<String, _>(0)?, digest(&data));
-        }
-        self.known()
-            .insert(monitor.to_owned(), KnownIssues { version, digests });
+        let issues = self.read_active(monitor).await?;
+        self.known.replace(monitor, version, issues.into_iter());
         Ok(())
     }
 
-    fn note_change(&self, monitor: &str, id: &str, data: Option<[u8; 32]>, version: i64) {
-        note_change(&self.known, monitor, id, data, version);
-    }
-
-    /// How many active issues the monitor has.
-    pub async fn active_count(&self, monitor: &str) -> Result<usize> {
+    /// Records issues `search` found: new ids are created, active ids get the new data. A
+    /// result that would take the monitor over `active_limit` active issues is refused whole
+    /// ([`OverActiveLimit`]).
+    pub async fn record_found(
+        &self,
+        monitor: &str,
+        found: Vec<Issue>,
+        active_limit: usize,
+    ) -> Result<Vec<Change>> {
+        let found = validate(monitor, "search", found);
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
         self.refresh_known(monitor).await?;
-        Ok(self.known().get(monitor).map_or(0, |k| k.digests.len()))
-    }
-
-    /// The ids of the monitor's active issues.
-    pub async fn active_ids(&self, monitor: &str) -> Result<std::collections::HashSet<String>> {
-        self.refresh_known(monitor).await?;
-        Ok(self
-            .known()
-            .get(monitor)
-            .map(|k| k.digests.keys().cloned().collect())
-            .unwrap_or_default())
-    }
-
-    /// Records issues `search` found: new ids are created, active ids get the new data.
-    pub async fn record_found(&self, monitor: &str, found: Vec<Issue>) -> Result<Vec<Change>> {
-        self.record(monitor, validate(monitor, "search", found), true)
-            .await
+        self.known.check_active_limit(
+            monitor,
+            found.iter().map(|(id, _)| id.as_str()),
+            active_limit,
+        )?;
+        self.record(monitor, found, true).await
     }
 
     /// Applies data `update` returned; ids that are not active are ignored with a warning.
     pub async fn record_updated(&self, monitor: &str, updated: Vec<Issue>) -> Result<Vec<Change>> {
-        self.record(monitor, validate(monitor, "update", updated), false)
-            .await
+        let updated = validate(monitor, "update", updated);
+        if updated.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.refresh_known(monitor).await?;
+        self.record(monitor, updated, false).await
     }
 
     /// Writes each issue whose data the store does not already hold (as far as this process
-    /// knows, after one read of the monitor's version): found again unchanged, nothing is
-    /// written.
+    /// knows, just refreshed): found again unchanged, nothing is written.
     async fn record(
         &self,
         monitor: &str,
         issues: Vec<(String, Value)>,
         create: bool,
     ) -> Result<Vec<Change>> {
-        if issues.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.refresh_known(monitor).await?;
         let count = |result: &str| {
             crate::telemetry::METRICS
                 .issue_records
@@ -560,12 +526,7 @@ impl IssueStore {
         let mut changes = Vec::with_capacity(issues.len());
         for (id, data) in issues {
             let text = data.to_string();
-            let digest = digest(&text);
-            let known = self
-                .known()
-                .get(monitor)
-                .and_then(|k| k.digests.get(&id).copied());
-            if known == Some(digest) {
+            if self.known.holds(monitor, &id, &text) {
                 count("skipped");
                 changes.push(None);
                 continue;
@@ -575,7 +536,6 @@ impl IssueStore {
                 monitor: monitor.to_owned(),
                 id,
                 text,
-                digest,
                 create,
                 done,
             };
@@ -754,7 +714,7 @@ impl IssueStore {
         let (event, version) =
             Self::add_event(&mut tx, monitor, id, Change::Solved, None, now).await?;
         tx.commit().await?;
-        self.note_change(monitor, id, None, version);
+        self.known.note_change(monitor, id, None, version);
         self.publish(event).await;
         Ok(true)
     }
@@ -789,7 +749,7 @@ impl IssueStore {
         let (event, version) =
             Self::add_event(&mut tx, &monitor, &id, Change::Dropped, None, now).await?;
         tx.commit().await?;
-        self.note_change(&monitor, &id, None, version);
+        self.known.note_change(&monitor, &id, None, version);
         self.publish(event).await;
         Ok(Some((monitor, id)))
     }
@@ -861,23 +821,36 @@ impl IssueStore {
             .collect()
     }
 
-    /// The monitor's active issues, as the guest sees them.
+    /// The monitor's active issues, as the guest sees them, in id order (bytewise, whatever
+    /// the database's collation): from memory when this process knows them all as they are
+    /// stored (after one batched read of the monitor's version), else read.
     pub async fn active(&self, monitor: &str) -> Result<Vec<Issue>> {
+        self.refresh_known(monitor).await?;
+        match self.known.active(monitor) {
+            Some(issues) => Ok(issues),
+            None => self.read_active(monitor).await,
+        }
+    }
+
+    /// Reads the monitor's active issues from the store, in id order.
+    async fn read_active(&self, monitor: &str) -> Result<Vec<Issue>> {
         let rows = sqlx::query(
-            "SELECT issue_id, data FROM sentinela_issues
-             WHERE monitor = $1 AND status = 'active' ORDER BY issue_id",
+            "SELECT issue_id, data FROM sentinela_issues WHERE monitor = $1 AND status = 'active'",
         )
         .bind(monitor)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut issues = rows
+            .iter()
             .map(|row| {
                 Ok(Issue {
                     id: row.try_get(0)?,
                     data: row.try_get(1)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        issues.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(issues)
     }
 
     /// Issues for listings, optionally of one monitor and one status: by monitor, active
@@ -1017,36 +990,6 @@ async fn publish(pool: &AnyPool, events: Option<&EventQueue>, event: IssueEvent)
     }
 }
 
-fn lock_known(
-    known: &std::sync::Mutex<HashMap<String, KnownIssues>>,
-) -> std::sync::MutexGuard<'_, HashMap<String, KnownIssues>> {
-    known.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Records a change this process committed, which took the monitor to `version`: kept when
-/// the change was the only one since what it knew, else forgotten (read again).
-fn note_change(
-    known: &std::sync::Mutex<HashMap<String, KnownIssues>>,
-    monitor: &str,
-    id: &str,
-    data: Option<[u8; 32]>,
-    version: i64,
-) {
-    let mut known = lock_known(known);
-    let Some(issues) = known.get_mut(monitor) else {
-        return;
-    };
-    if issues.version + 1 != version {
-        known.remove(monitor);
-        return;
-    }
-    issues.version = version;
-    match data {
-        Some(data) => issues.digests.insert(id.to_owned(), data),
-        None => issues.digests.remove(id),
-    };
-}
-
 /// The next batch of a batching task: waits for one item, then takes what else is already
 /// queued, at most `max` in all (no timer: what queued up while the previous batch ran).
 /// `None` once every sender is gone.
@@ -1073,7 +1016,6 @@ struct PendingWrite {
     id: String,
     /// The data, as stored.
     text: String,
-    digest: [u8; 32],
     /// `search` creates a missing issue; `update` does not.
     create: bool,
     /// Told the change once its batch has committed, or why it failed.
@@ -1084,7 +1026,7 @@ struct PendingWrite {
 struct Writer {
     pool: AnyPool,
     events: Option<EventQueue>,
-    known: Arc<std::sync::Mutex<HashMap<String, KnownIssues>>>,
+    known: Arc<Known>,
 }
 
 impl Writer {
@@ -1118,11 +1060,10 @@ impl Writer {
         for (write, outcome) in batch.into_iter().zip(outcomes) {
             let outcome = outcome.map(|(change, event)| {
                 if let Some((event, version)) = event {
-                    note_change(
-                        &self.known,
+                    self.known.note_change(
                         &write.monitor,
                         &write.id,
-                        Some(write.digest),
+                        Some(KnownData::of(&write.text)),
                         version,
                     );
                     events.push(event);
@@ -1554,6 +1495,9 @@ impl RawStore {
 mod tests {
     use super::*;
 
+    /// No `limits.active_issues` to speak of.
+    const NO_LIMIT: usize = usize::MAX;
+
     fn issue(id: &str, data: &str) -> Issue {
         Issue {
             id: id.into(),
@@ -1582,29 +1526,46 @@ mod tests {
         let (store, dir) = store().await;
         let found = |data: &str| vec![issue("a", data)];
         assert_eq!(
-            store.record_found("m", found(r#"{"n":1}"#)).await.unwrap(),
+            store
+                .record_found("m", found(r#"{"n":1}"#), NO_LIMIT)
+                .await
+                .unwrap(),
             vec![Change::Created]
         );
         assert_eq!(
-            store.record_found("m", found(r#"{"n":1}"#)).await.unwrap(),
+            store
+                .record_found("m", found(r#"{"n":1}"#), NO_LIMIT)
+                .await
+                .unwrap(),
             vec![Change::Unchanged]
         );
         assert_eq!(
-            store.record_found("m", found(r#"{"n":2}"#)).await.unwrap(),
+            store
+                .record_found("m", found(r#"{"n":2}"#), NO_LIMIT)
+                .await
+                .unwrap(),
             vec![Change::Updated]
         );
+        let active = store.active("m").await.unwrap();
+        assert_eq!((active[0].id.as_str(), active.len()), ("a", 1));
+        assert!(store.active("other").await.unwrap().is_empty());
+        // One active issue and a limit of two: a result opening one more passes, two more
+        // are refused whole.
+        let over = store
+            .record_found("m", vec![issue("b", "{}"), issue("c", "{}")], 2)
+            .await
+            .unwrap_err();
+        assert!(over.is::<OverActiveLimit>(), "{over:#}");
         assert_eq!(store.active("m").await.unwrap().len(), 1);
-        let ids = store.active_ids("m").await.unwrap();
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["a".to_owned()]);
-        assert!(store.active_ids("other").await.unwrap().is_empty());
-        assert_eq!(store.active_count("m").await.unwrap(), 1);
-        assert_eq!(store.active_count("other").await.unwrap(), 0);
         assert!(store.solve("m", "a").await.unwrap());
         assert!(!store.solve("m", "a").await.unwrap(), "solved twice");
         assert!(store.active("m").await.unwrap().is_empty());
         // The same problem found again is a new issue; the solved one stays solved.
         assert_eq!(
-            store.record_found("m", found(r#"{"n":3}"#)).await.unwrap(),
+            store
+                .record_found("m", found(r#"{"n":3}"#), NO_LIMIT)
+                .await
+                .unwrap(),
             vec![Change::Created]
         );
         let all = store.list(Some("m"), None).await.unwrap();
@@ -1614,6 +1575,51 @@ mod tests {
         assert!(all[1].solved_at.is_some());
         let solved = store.list(None, Some(Status::Solved)).await.unwrap();
         assert_eq!(solved.len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Two stores on one file stand for two processes sharing it: what one knows in memory
+    /// follows what the other changes (data, solves), short data or long.
+    #[tokio::test]
+    async fn what_a_process_knows_follows_changes_made_by_another() {
+        let (one, dir) = store().await;
+        let other = IssueStore::open(
+            &StoreConfig {
+                kind: StoreKind::Sqlite,
+                path: dir.join("issues.db"),
+                ..StoreConfig::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(KEPT_TEXT_BYTES));
+        let found = vec![issue("a", r#"{"n":1}"#), issue("b", &long)];
+        one.record_found("m", found.clone(), NO_LIMIT)
+            .await
+            .unwrap();
+        let data = |issues: Vec<Issue>| issues.into_iter().map(|i| i.data).collect::<Vec<_>>();
+        assert_eq!(data(one.active("m").await.unwrap()), data(found));
+        let changed = vec![
+            issue("a", r#"{"n":2}"#),
+            issue("b", &long.replace('x', "y")),
+        ];
+        assert_eq!(
+            other.record_updated("m", changed.clone()).await.unwrap(),
+            vec![Change::Updated, Change::Updated]
+        );
+        assert_eq!(data(one.active("m").await.unwrap()), data(changed.clone()));
+        // Found again by the first, unchanged: known as the other wrote it, nothing written.
+        assert_eq!(
+            one.record_found("m", changed, NO_LIMIT).await.unwrap(),
+            vec![Change::Unchanged, Change::Unchanged]
+        );
+        assert!(other.solve("m", "a").await.unwrap());
+        let active = one.active("m").await.unwrap();
+        assert_eq!(
+            active.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1630,6 +1636,7 @@ mod tests {
                     issue("z", "{}"),
                     issue("z", "{}"),
                 ],
+                NO_LIMIT,
             )
             .await
             .unwrap();
@@ -1654,7 +1661,11 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     store
-                        .record_found("m", vec![issue("same", &format!(r#"{{"racer":{i}}}"#))])
+                        .record_found(
+                            "m",
+                            vec![issue("same", &format!(r#"{{"racer":{i}}}"#))],
+                            NO_LIMIT,
+                        )
                         .await
                         .unwrap()
                 })
@@ -1686,7 +1697,7 @@ mod tests {
         };
         let store = IssueStore::open(&config, None).await.unwrap();
         store
-            .record_found("m", vec![issue("a", "{}")])
+            .record_found("m", vec![issue("a", "{}")], NO_LIMIT)
             .await
             .unwrap();
         assert!(
