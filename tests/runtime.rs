@@ -409,3 +409,63 @@ fn sighup_reloads_the_monitors_all_or_nothing() {
         dump(&events[seen..])
     );
 }
+
+/// `controller.spread`: each monitor runs at a fixed phase of its own within the spread, and
+/// each scheduled task's line says how late it started after that (`lag_ms`).
+#[test]
+fn monitors_run_at_fixed_phases_within_the_spread_and_log_their_lag() {
+    let dir = scratch_dir("run-spread");
+    let mut config = TestConfig::new().set_yaml("controller", "spread: 800ms");
+    let names = ["p0", "p1", "p2", "p3", "p4", "p5"];
+    for name in names {
+        config = config.monitor(Monitor::new(name, "steady").search_every_second());
+    }
+    let run = Running::start(&config.write(&dir), &[]);
+    // When each search was due: its line's time, less its run time and its lag.
+    let due_ms = |e: &serde_json::Value| {
+        let at = chrono::DateTime::parse_from_rfc3339(field(e, "timestamp")).ok()?;
+        let elapsed = e.get("elapsed_ms")?.as_f64()?;
+        let lag = e.get("lag_ms")?.as_f64()?;
+        assert!(lag >= 0.0, "{e}");
+        Some(at.timestamp_micros() as f64 / 1e3 - elapsed - lag)
+    };
+    let searches = |events: &[serde_json::Value], name: &str| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| field(e, "monitor") == name && field(e, "message") == "task finished")
+            .filter_map(due_ms)
+            .collect()
+    };
+    run.wait_until(
+        "three searches of each monitor",
+        Duration::from_secs(60),
+        |events| names.iter().all(|name| searches(events, name).len() >= 3),
+    );
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", dump(&events));
+    let mut phases = Vec::new();
+    for name in names {
+        let due = searches(&events, name);
+        // Every search of a monitor was due at the same point of its second, within the
+        // spread (give or take the time between a line's measures and its timestamp, which a
+        // busy machine can stretch to milliseconds).
+        let phase = due[0].rem_euclid(1000.0);
+        for at in &due {
+            let off = (at - phase).rem_euclid(1000.0);
+            assert!(
+                off.min(1000.0 - off) < 25.0,
+                "{name}: {due:?}\n{}",
+                dump(&events)
+            );
+        }
+        // (A phase near 0 may read as just under 1000.)
+        assert!(
+            !(825.0..=975.0).contains(&phase),
+            "{name}: phase {phase} ms"
+        );
+        phases.push(phase.round() as i64);
+    }
+    phases.sort_unstable();
+    phases.dedup();
+    assert!(phases.len() > 1, "every monitor at one phase: {phases:?}");
+}

@@ -321,6 +321,18 @@ fn a_controller_and_two_executors_process_every_task_once() {
             counts.get(id)
         );
     }
+    // When each trigger was due came along with its message (an SQS message attribute):
+    // every message's first task says how late it started.
+    let lags: Vec<f64> = all
+        .iter()
+        .filter(|e| field(e, "message") == "task finished")
+        .filter_map(|e| e.get("lag_ms")?.as_f64())
+        .collect();
+    assert!(
+        lags.len() >= queued.len() && lags.iter().all(|lag| *lag >= 0.0),
+        "{lags:?}\n{}",
+        dump(&all)
+    );
     assert!(sqs.visible(&url).is_empty(), "messages left behind");
 }
 
@@ -597,7 +609,7 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let body =
         r#"{"type": "process_monitor", "payload": {"monitor_id": "m", "tasks": ["search"]}}"#;
-    queue.send(body.to_owned()).await.unwrap();
+    queue.send(body.to_owned(), None).await.unwrap();
     let sent_at = Instant::now();
     let (received, woke_at) = waiting.await.unwrap();
     let received = received
@@ -640,7 +652,7 @@ async fn the_sqs_queue_passes_sentinelas_queue_tests() {
     // Several messages per receive, deleted concurrently (batched by the queue): each delete
     // gets its own outcome, so a bad receipt among good ones fails alone.
     for i in 0..5 {
-        queue.send(format!("{body} {i}")).await.unwrap();
+        queue.send(format!("{body} {i}"), None).await.unwrap();
     }
     let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -302,6 +302,7 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
         concurrency: host.config.executor.concurrency.0,
         heartbeat: std::time::Duration::from_secs(queue_config.queue_visibility_time.into()),
         shutdown_grace: host.config.executor.shutdown_grace.0,
+        spread: host.config.controller.spread,
     };
     crate::telemetry::set_not_loaded(not_loaded);
     let runtime = Arc::new(Runtime::new(monitors, queue, issues, options));
@@ -468,7 +469,7 @@ async fn monitors(
             "type": "request",
             "payload": { "action": action, "params": { "target_id": target.name.as_str() } },
         });
-        queue.send(body.to_string()).await?;
+        queue.send(body.to_string(), None).await?;
         println!("sent {action} for {} to the application queue", target.name);
     } else {
         store.set_enabled(target.name.as_str(), enabled).await?;
@@ -509,11 +510,12 @@ async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
         concurrency: 1,
         heartbeat: std::time::Duration::from_secs(60),
         shutdown_grace: std::time::Duration::ZERO,
+        spread: crate::runtime::Spread(std::time::Duration::ZERO),
     };
     let queue = ApplicationQueue::Internal(crate::queue::InternalQueue::new());
     let runtime = Runtime::new(Vec::new(), queue, issues, options);
     runtime
-        .run_tasks(&monitor, &[Task::Search, Task::Update])
+        .run_tasks(&monitor, &[Task::Search, Task::Update], None)
         .await;
     runtime.flush_last_runs().await;
     println!("{name} refreshed (search and update ran; see the log for their outcome)");

@@ -30,7 +30,7 @@ use crate::instance::Limits;
 use crate::issues::{RawStore, StoreConfig};
 use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 use crate::queue::{ApplicationQueueConfig, QueueKind};
-use crate::runtime::ExecutorConfig;
+use crate::runtime::{ControllerConfig, ExecutorConfig};
 use crate::telemetry::HttpConfig;
 use values::{ByteSize, ConfigDuration, ConfigPath, CredentialName, MonitorName, Schedule};
 
@@ -49,6 +49,8 @@ pub struct Config {
     /// `executor:`: how many monitor tasks this process runs at once, and the shutdown grace
     /// period.
     pub executor: ExecutorConfig,
+    /// `controller:`: how the scheduler spreads monitors' triggers.
+    pub controller: ControllerConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
     /// Limits on compiling one plugin.
@@ -81,6 +83,8 @@ struct RawConfig {
     application_queue: ApplicationQueueConfig,
     #[serde(default)]
     executor: ExecutorConfig,
+    #[serde(default)]
+    controller: ControllerConfig,
     #[serde(default)]
     cache_dir: Option<ConfigPath>,
     #[serde(default)]
@@ -433,6 +437,7 @@ impl Config {
             plugins: raw.plugins,
             application_queue: raw.application_queue,
             executor: raw.executor,
+            controller: raw.controller,
             cache_dir: raw.cache_dir.map(|p| p.0),
             compile: CompileLimits {
                 max_plugin_bytes: raw.compile.max_plugin_bytes.0,

@@ -1,6 +1,6 @@
 //! The in-process queue (`type: internal`): one process both schedules and executes.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, mpsc};
 
@@ -9,8 +9,8 @@ use super::Received;
 /// An unbounded in-process channel: each message is handed out once, in order, and never
 /// redelivered.
 pub struct InternalQueue {
-    sender: mpsc::UnboundedSender<String>,
-    receiver: Mutex<mpsc::UnboundedReceiver<String>>,
+    sender: mpsc::UnboundedSender<(String, Option<SystemTime>)>,
+    receiver: Mutex<mpsc::UnboundedReceiver<(String, Option<SystemTime>)>>,
 }
 
 impl InternalQueue {
@@ -24,10 +24,10 @@ impl InternalQueue {
     }
 
     /// Appends a message; never blocks, and cannot fail while `self` lives.
-    pub fn send(&self, body: String) -> anyhow::Result<()> {
+    pub fn send(&self, body: String, triggered_at: Option<SystemTime>) -> anyhow::Result<()> {
         // The receiver lives as long as `self`, so sending cannot fail.
         self.sender
-            .send(body)
+            .send((body, triggered_at))
             .map_err(|_| anyhow::anyhow!("internal queue closed"))
     }
 
@@ -37,12 +37,13 @@ impl InternalQueue {
         let mut receiver = tokio::time::timeout(wait, self.receiver.lock())
             .await
             .ok()?;
-        let body = tokio::time::timeout(wait, receiver.recv()).await.ok()??;
+        let (body, triggered_at) = tokio::time::timeout(wait, receiver.recv()).await.ok()??;
         Some(Received {
             body,
             message_id: None,
             receipt_handle: None,
             receive_count: 1,
+            triggered_at,
         })
     }
 

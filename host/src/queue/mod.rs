@@ -7,7 +7,7 @@
 mod internal;
 mod sqs;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 pub use internal::InternalQueue;
@@ -35,6 +35,9 @@ pub struct Received {
     pub receipt_handle: Option<String>,
     /// How many times the message has been received, this time included.
     pub receive_count: u32,
+    /// When the scheduler's trigger was due, for a `process_monitor` message it sent (the
+    /// schedule lag is measured from it).
+    pub triggered_at: Option<SystemTime>,
 }
 
 impl ApplicationQueue {
@@ -52,11 +55,16 @@ impl ApplicationQueue {
         matches!(self, ApplicationQueue::Sqs(_))
     }
 
-    /// Sends a message; returns its id where the queue assigns one.
-    pub async fn send(&self, body: String) -> Result<Option<String>> {
+    /// Sends a message, with the time its trigger was due when the scheduler sends it;
+    /// returns its id where the queue assigns one.
+    pub async fn send(
+        &self,
+        body: String,
+        triggered_at: Option<SystemTime>,
+    ) -> Result<Option<String>> {
         match self {
-            ApplicationQueue::Internal(q) => q.send(body).map(|()| None),
-            ApplicationQueue::Sqs(q) => q.send(body).await,
+            ApplicationQueue::Internal(q) => q.send(body, triggered_at).map(|()| None),
+            ApplicationQueue::Sqs(q) => q.send(body, triggered_at).await,
         }
     }
 

@@ -8,14 +8,16 @@
 //! deletes go out in `DeleteMessageBatch` calls of whatever has finished meanwhile (up to 10):
 //! the SDK's cost per request, not the monitor, dominates the host's CPU per message.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region, StalledStreamProtectionConfig};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+};
 use aws_smithy_runtime_api::client::interceptors::context::Input;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +49,8 @@ struct PendingDelete {
 
 /// SQS takes at most 10 entries per batch call.
 const MAX_BATCH: usize = 10;
+/// The message attribute that carries when a scheduled message's trigger was due.
+const TRIGGERED_AT: &str = "sentinela_triggered_at";
 
 /// How long a processed message's delete waits for others to share its batch call. The
 /// message is already processed and stays hidden meanwhile, so only the call count changes.
@@ -200,13 +204,30 @@ impl SqsQueue {
         &self.name
     }
 
-    /// Sends one message; returns the id SQS gave it.
-    pub async fn send(&self, body: String) -> Result<Option<String>> {
+    /// Sends one message, its trigger time as the `sentinela_triggered_at` attribute (epoch
+    /// milliseconds; the body stays Sentinela's); returns the id SQS gave it.
+    pub async fn send(
+        &self,
+        body: String,
+        triggered_at: Option<SystemTime>,
+    ) -> Result<Option<String>> {
+        let triggered_at = triggered_at
+            .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .and_then(|since| {
+                MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value(since.as_millis().to_string())
+                    .build()
+                    .ok()
+            });
         let sent = self
             .client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .set_message_attributes(
+                triggered_at.map(|at| [(TRIGGERED_AT.to_owned(), at)].into_iter().collect()),
+            )
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("SendMessage to {}: {}", self.name, describe(&e)))?;
@@ -223,6 +244,7 @@ impl SqsQueue {
             .wait_time_seconds(self.wait_seconds)
             .visibility_timeout(self.visibility_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(TRIGGERED_AT)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("ReceiveMessage from {}: {}", self.name, describe(&e)))?;
@@ -237,7 +259,15 @@ impl SqsQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(1);
+                // Any producer may set it: a value that is not a time is no time.
+                let triggered_at = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(TRIGGERED_AT))
+                    .and_then(|v| v.string_value()?.parse::<u64>().ok())
+                    .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
                 Received {
+                    triggered_at,
                     body: m.body.unwrap_or_default(),
                     message_id: m.message_id,
                     receipt_handle: m.receipt_handle,

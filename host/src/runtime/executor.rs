@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -178,7 +178,7 @@ impl Runtime {
         let monitor_id = message.monitor_id().to_owned();
         let known = tokio::select! {
             _ = heartbeat => true,
-            known = self.dispatch(message) => known,
+            known = self.dispatch(message, received.triggered_at) => known,
         };
         if !known {
             let monitor = crate::guest_text::shortened(&monitor_id, 64);
@@ -219,8 +219,9 @@ impl Runtime {
     }
 
     /// Does what the message asks of its monitor ([`Message::into_work`]); false when this
-    /// process has no monitor of that name.
-    async fn dispatch(&self, message: Message) -> bool {
+    /// process has no monitor of that name. `triggered_at`: when the scheduler's trigger was
+    /// due, for the schedule lag.
+    async fn dispatch(&self, message: Message, triggered_at: Option<SystemTime>) -> bool {
         let monitor_id = message.monitor_id().to_owned();
         let work = message.into_work();
         if let Work::DropIssue(key) = work {
@@ -272,7 +273,7 @@ impl Runtime {
                     );
                     return true;
                 }
-                self.run_tasks_fairly(monitor, &tasks).await;
+                self.run_tasks_fairly(monitor, &tasks, triggered_at).await;
                 monitor.release();
             }
             Work::Refresh(tasks) => {
@@ -283,7 +284,7 @@ impl Runtime {
                     );
                     return true;
                 }
-                self.run_tasks(monitor, &tasks).await;
+                self.run_tasks(monitor, &tasks, None).await;
                 monitor.release();
             }
             Work::Handle(kind, payload) => self.handle(monitor, kind, payload).await,

@@ -19,6 +19,7 @@ use crate::issues::{IssueStore, LastRun};
 use crate::queue::ApplicationQueue;
 
 pub use executor::{Concurrency, ExecutorConfig};
+pub use scheduler::{ControllerConfig, Spread};
 
 /// How often a process reads which monitors are switched off (another process may have
 /// switched one).
@@ -52,6 +53,8 @@ pub struct RuntimeOptions {
     /// How long running tasks may take to finish after SIGTERM before their messages are
     /// released back to the queue.
     pub shutdown_grace: Duration,
+    /// `controller.spread`: the window each monitor's phase falls in.
+    pub spread: Spread,
 }
 
 /// The monitors a process runs, by name and by config `id`. Replaced whole when the config is

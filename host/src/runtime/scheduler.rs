@@ -1,5 +1,11 @@
 //! The scheduler: cron triggers become `process_monitor` messages on the application queue.
 //!
+//! Each monitor fires at its cron times plus a fixed phase of its own, under
+//! `controller.spread` (1 s by default) and derived from its name: a thousand monitors on
+//! the same cron arrive over that window, not all in one instant, and each one's rhythm is
+//! unchanged (and the same after a restart). The message carries the time it was due, so an
+//! executor measures the lag from there to the task's start.
+//!
 //! The scheduler never waits on the queue: each tick's message is sent by a task of its own
 //! with [`SEND_DEADLINE`], so a hung queue delays no later tick and no shutdown. A tick that
 //! cannot be sent is dropped (the monitor's next tick comes as usual): the first one after a
@@ -7,10 +13,12 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -60,14 +68,91 @@ impl UnsentTicks {
     }
 }
 
+/// `controller:`: how the scheduler spreads triggers.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// `controller.spread`: each monitor fires up to this long after its cron times, at a
+    /// phase of its own; `0` fires every monitor on the cron's instant.
+    #[serde(default = "ControllerConfig::default_spread")]
+    pub spread: Spread,
+}
+
+impl ControllerConfig {
+    fn default_spread() -> Spread {
+        Spread(Duration::from_secs(1))
+    }
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            spread: Self::default_spread(),
+        }
+    }
+}
+
+/// A `controller.spread`: from 0 to [`Spread::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread(pub Duration);
+
+impl Spread {
+    /// The longest spread: a monitor may run this long after its cron time.
+    pub const MAX: Duration = Duration::from_secs(3600);
+
+    /// The monitor's phase: a fixed point in the spread, from a hash of its name (the
+    /// standard library's SipHash with its fixed keys: the same on every run of a build).
+    pub fn phase(self, monitor: &str) -> chrono::Duration {
+        let millis = self.0.as_millis() as u64;
+        if millis == 0 {
+            return chrono::Duration::zero();
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        monitor.hash(&mut hasher);
+        chrono::Duration::milliseconds((hasher.finish() % millis) as i64)
+    }
+}
+
+impl<'de> Deserialize<'de> for Spread {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let duration = crate::config::values::ConfigDuration::deserialize(deserializer)?.0;
+        if duration > Self::MAX {
+            return Err(serde::de::Error::custom(format!(
+                "spread must be at most {}s, got {duration:?}",
+                Self::MAX.as_secs()
+            )));
+        }
+        Ok(Spread(duration))
+    }
+}
+
+/// When a monitor's task is next due after `now`: its next cron time plus its phase.
+fn next_due(
+    monitor: &ScheduledMonitor,
+    task: Task,
+    now: DateTime<Utc>,
+    spread: Spread,
+) -> Option<DateTime<Utc>> {
+    let phase = spread.phase(monitor.name());
+    let cron = monitor.cron(task == Task::Search)?;
+    Some(cron.next_after(now - phase)? + phase)
+}
+
 /// Each scheduled task's monitor, by monitor name and task, and the next trigger times in a
 /// min-heap: a wake-up looks at the due tasks only, and the time to sleep until is the
 /// heap's top (with 10,000 monitors, scanning every trigger at each wake-up was a fifth of
 /// the process's CPU).
-#[derive(Default)]
 struct Triggers {
     monitors: HashMap<(String, Task), Arc<ScheduledMonitor>>,
     times: BinaryHeap<Reverse<(DateTime<Utc>, String, Task)>>,
+    spread: Spread,
+}
+
+/// A monitor's tasks due at one wake-up, and when the first of them was due.
+struct Due {
+    monitor: Arc<ScheduledMonitor>,
+    tasks: Vec<Task>,
+    at: DateTime<Utc>,
 }
 
 impl Triggers {
@@ -77,45 +162,43 @@ impl Triggers {
     }
 
     /// Takes the tasks due at `now`, by monitor, and schedules each one's next trigger.
-    fn take_due(
-        &mut self,
-        now: DateTime<Utc>,
-    ) -> HashMap<String, (Arc<ScheduledMonitor>, Vec<Task>)> {
-        let mut due: HashMap<String, (Arc<ScheduledMonitor>, Vec<Task>)> = HashMap::new();
+    fn take_due(&mut self, now: DateTime<Utc>) -> HashMap<String, Due> {
+        let mut due: HashMap<String, Due> = HashMap::new();
         while self.next_at().is_some_and(|at| at <= now) {
-            let Some(Reverse((_, name, task))) = self.times.pop() else {
+            let Some(Reverse((at, name, task))) = self.times.pop() else {
                 break;
             };
             let Some(monitor) = self.monitors.get(&(name.clone(), task)) else {
                 continue;
             };
             let monitor = monitor.clone();
-            if let Some(at) = monitor
-                .cron(task == Task::Search)
-                .and_then(|c| c.next_after(now))
-            {
-                self.times.push(Reverse((at, name.clone(), task)));
+            if let Some(next) = next_due(&monitor, task, now, self.spread) {
+                self.times.push(Reverse((next, name.clone(), task)));
             }
-            due.entry(name)
-                .or_insert_with(|| (monitor, Vec::new()))
-                .1
-                .push(task);
+            let due = due.entry(name).or_insert_with(|| Due {
+                monitor,
+                tasks: Vec::new(),
+                at,
+            });
+            due.tasks.push(task);
+            due.at = due.at.min(at);
         }
         due
     }
 }
 
-/// Each scheduled task's next trigger. Cron times are absolute, so computing them again after
-/// a config reload moves no trigger of an unchanged monitor.
-fn next_triggers(monitors: &MonitorSet) -> Triggers {
+/// Each scheduled task's next trigger. Cron times are absolute and phases fixed, so computing
+/// them again after a config reload moves no trigger of an unchanged monitor.
+fn next_triggers(monitors: &MonitorSet, spread: Spread) -> Triggers {
     let now = Utc::now();
-    let mut next = Triggers::default();
+    let mut next = Triggers {
+        monitors: HashMap::new(),
+        times: BinaryHeap::new(),
+        spread,
+    };
     for monitor in monitors.iter() {
         for task in [Task::Search, Task::Update] {
-            if let Some(at) = monitor
-                .cron(task == Task::Search)
-                .and_then(|c| c.next_after(now))
-            {
+            if let Some(at) = next_due(monitor, task, now, spread) {
                 let name = monitor.name().to_owned();
                 next.times.push(Reverse((at, name.clone(), task)));
                 next.monitors.insert((name, task), monitor.clone());
@@ -128,7 +211,7 @@ fn next_triggers(monitors: &MonitorSet) -> Triggers {
 impl Runtime {
     pub(super) async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut changed = self.monitors_changed();
-        let mut next = next_triggers(&self.monitors());
+        let mut next = next_triggers(&self.monitors(), self.options.spread);
         let mut sends: JoinSet<Option<(Arc<ScheduledMonitor>, String)>> = JoinSet::new();
         let mut unsent = UnsentTicks::default();
         let mut reports = tokio::time::interval(REPORT_EVERY);
@@ -140,7 +223,7 @@ impl Runtime {
             tokio::select! {
                 _ = stop.changed() => break,
                 Ok(()) = changed.changed() => {
-                    next = next_triggers(&self.monitors());
+                    next = next_triggers(&self.monitors(), self.options.spread);
                     continue;
                 }
                 _ = tokio::time::sleep(sleep), if wake.is_some() => {}
@@ -155,9 +238,9 @@ impl Runtime {
                     continue;
                 }
             }
-            for (_, (monitor, mut tasks)) in next.take_due(Utc::now()) {
-                tasks.sort_by_key(|t| *t == Task::Update);
-                if let Some(send) = self.clone().trigger(monitor, tasks) {
+            for (_, mut due) in next.take_due(Utc::now()) {
+                due.tasks.sort_by_key(|t| *t == Task::Update);
+                if let Some(send) = self.clone().trigger(due) {
                     sends.spawn(send);
                 }
             }
@@ -173,8 +256,7 @@ impl Runtime {
     /// it is already running. The send yields the monitor and the error when it fails.
     fn trigger(
         self: Arc<Self>,
-        monitor: Arc<ScheduledMonitor>,
-        tasks: Vec<Task>,
+        Due { monitor, tasks, at }: Due,
     ) -> Option<impl Future<Output = Option<(Arc<ScheduledMonitor>, String)>> + use<>> {
         if self.is_disabled(&monitor) {
             tracing::debug!(monitor = monitor.name(), "disabled; trigger skipped");
@@ -193,7 +275,8 @@ impl Runtime {
         }
         let body = Message::process_monitor(monitor.name(), tasks).to_json();
         Some(async move {
-            let sent = tokio::time::timeout(SEND_DEADLINE, self.queue.send(body)).await;
+            let sent =
+                tokio::time::timeout(SEND_DEADLINE, self.queue.send(body, Some(at.into()))).await;
             crate::telemetry::queue_reachable(matches!(sent, Ok(Ok(_))));
             let error = match sent {
                 Ok(Ok(message_id)) => {
@@ -212,5 +295,40 @@ impl Runtime {
             }
             Some((monitor, error))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_is_fixed_per_name_and_falls_in_the_spread() {
+        let spread = Spread(Duration::from_millis(800));
+        let phases: Vec<_> = (0..200)
+            .map(|i| spread.phase(&format!("m{i}")).num_milliseconds())
+            .collect();
+        assert!(phases.iter().all(|p| (0..800).contains(p)), "{phases:?}");
+        assert_eq!(phases[7], spread.phase("m7").num_milliseconds());
+        // Spread over the window, not bunched: every 100 ms eighth holds some of 200.
+        for eighth in 0..8 {
+            assert!(phases.iter().any(|p| p / 100 == eighth), "{phases:?}");
+        }
+        assert_eq!(Spread(Duration::ZERO).phase("m7"), chrono::Duration::zero());
+    }
+
+    #[test]
+    fn a_spread_over_an_hour_is_refused() {
+        let spread = |yaml: &str| serde_yaml::from_str::<ControllerConfig>(yaml);
+        assert_eq!(
+            spread("spread: 250ms").unwrap().spread.0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(spread("{}").unwrap().spread.0, Duration::from_secs(1));
+        let refused = spread("spread: 2h").unwrap_err().to_string();
+        assert!(
+            refused.contains("spread must be at most 3600s"),
+            "{refused}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A monitor's tasks: `search` records the issues found; `update` refreshes the active ones
 //! and asks `is-solved` for each.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::Instrument;
 
@@ -15,7 +15,12 @@ use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
 impl Runtime {
     /// Runs the tasks, unless the monitor's last task hit its deadline and the slots such
     /// monitors may share are all taken: then this trigger is skipped (and counted).
-    pub(super) async fn run_tasks_fairly(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
+    pub(super) async fn run_tasks_fairly(
+        &self,
+        monitor: &ScheduledMonitor,
+        tasks: &[Task],
+        triggered_at: Option<SystemTime>,
+    ) {
         let _permit = if monitor.is_suspect() {
             match self.suspect_slots.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -33,24 +38,44 @@ impl Runtime {
         } else {
             None
         };
-        self.run_tasks(monitor, tasks).await;
+        self.run_tasks(monitor, tasks, triggered_at).await;
     }
 
     /// Runs the tasks in order, each in a `task` span that names the monitor and the task,
-    /// so every line a task makes the host write (the guest's included) carries both.
-    pub async fn run_tasks(&self, monitor: &ScheduledMonitor, tasks: &[Task]) {
+    /// so every line a task makes the host write (the guest's included) carries both. With
+    /// the time the scheduler's trigger was due, the first task's line also says how late it
+    /// started (`lag_ms`, also the `sentinela_schedule_lag_seconds` histogram).
+    pub async fn run_tasks(
+        &self,
+        monitor: &ScheduledMonitor,
+        tasks: &[Task],
+        triggered_at: Option<SystemTime>,
+    ) {
         // One verdict per message: a search that hit its deadline is not forgiven by an
         // update that had nothing to do.
         let mut hit_deadline = false;
+        let mut triggered_at = triggered_at;
         for task in tasks {
+            let lag = triggered_at
+                .take()
+                .map(|at| SystemTime::now().duration_since(at).unwrap_or_default());
             let span = tracing::info_span!("task", monitor = monitor.name(), task = ?task);
-            hit_deadline |= self.run_task(monitor, *task).instrument(span).await;
+            hit_deadline |= self.run_task(monitor, *task, lag).instrument(span).await;
         }
         monitor.record_outcome(hit_deadline);
     }
 
     /// Runs one task and logs how it ended; true if it hit the monitor's deadline.
-    async fn run_task(&self, monitor: &ScheduledMonitor, task: Task) -> bool {
+    async fn run_task(
+        &self,
+        monitor: &ScheduledMonitor,
+        task: Task,
+        lag: Option<Duration>,
+    ) -> bool {
+        if let Some(lag) = lag {
+            METRICS.schedule_lag.observe(lag.as_secs_f64());
+        }
+        let lag_ms = lag.map(|lag| lag.as_secs_f64() * 1e3);
         let started = Instant::now();
         let outcome = match task {
             Task::Search => self.search(&monitor.plugin()).await,
@@ -59,8 +84,8 @@ impl Runtime {
         let took = started.elapsed();
         let elapsed_ms = took.as_secs_f64() * 1e3;
         match &outcome {
-            Ok(()) => tracing::info!(elapsed_ms, "task finished"),
-            Err(e) => tracing::error!(elapsed_ms, "task failed: {e}"),
+            Ok(()) => tracing::info!(elapsed_ms, lag_ms, "task finished"),
+            Err(e) => tracing::error!(elapsed_ms, lag_ms, "task failed: {e}"),
         }
         let hit_deadline = matches!(
             &outcome,

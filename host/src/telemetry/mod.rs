@@ -56,6 +56,9 @@ pub struct Metrics {
     pub tasks: Family<Labels, Counter>,
     /// `sentinela_task_duration_seconds{monitor, task}`.
     pub task_seconds: Family<Labels, Histogram, TaskBuckets>,
+    /// `sentinela_schedule_lag_seconds`: from when a scheduled trigger was due (its cron
+    /// time plus the monitor's phase) to its first task's start.
+    pub schedule_lag: Histogram,
     /// `sentinela_host_calls_total{actor, service, operation, outcome}`: every use of a
     /// credential or secret, as audited.
     pub host_calls: Family<Labels, Counter>,
@@ -89,6 +92,7 @@ impl Metrics {
         let metrics = Metrics {
             tasks: Family::default(),
             task_seconds: Family::new_with_constructor(TaskBuckets),
+            schedule_lag: TaskBuckets.new_metric(),
             host_calls: Family::default(),
             application_queue: Family::default(),
             messages_in_flight: Gauge::default(),
@@ -105,6 +109,11 @@ impl Metrics {
             "task_duration_seconds",
             "How long monitor tasks took",
             metrics.task_seconds.clone(),
+        );
+        registry.register(
+            "schedule_lag_seconds",
+            "From when a scheduled trigger was due to its first task's start",
+            metrics.schedule_lag.clone(),
         );
         registry.register(
             "host_calls",
