@@ -215,8 +215,12 @@ impl FromStr for ConfigDuration {
     }
 }
 
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+impl ConfigDuration {
+    /// A duration as written (a number of seconds, or text with a unit), zero allowed: for
+    /// the few settings where zero means "off".
+    pub fn deserialize_unbounded<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -229,14 +233,19 @@ impl<'de> Deserialize<'de> for ConfigDuration {
                 .map_err(|_| format!("invalid duration {n}")),
             Raw::Text(s) => s.parse(),
         };
-        match parsed {
-            Ok(d) if d.0.is_zero() => Err(de::Error::custom("duration must be greater than zero")),
-            Ok(d) if d.0 > ConfigDuration::MAX => Err(de::Error::custom(format!(
+        parsed.map(|d| d.0).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match ConfigDuration::deserialize_unbounded(deserializer)? {
+            d if d.is_zero() => Err(de::Error::custom("duration must be greater than zero")),
+            d if d > ConfigDuration::MAX => Err(de::Error::custom(format!(
                 "duration must be at most {} s",
                 ConfigDuration::MAX.as_secs()
             ))),
-            Ok(d) => Ok(d),
-            Err(e) => Err(de::Error::custom(e)),
+            d => Ok(ConfigDuration(d)),
         }
     }
 }
