@@ -20,7 +20,7 @@ use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
 use crate::instance::{self, MonitorCapabilities};
 use crate::issues::StoreKind;
-use crate::monitor::{MonitorPlugin, PluginFile};
+use crate::monitor::{MonitorPlugin, PluginFile, PreparedPlugin};
 use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 use crate::queue::QueueKind;
 
@@ -112,7 +112,8 @@ impl App {
                     .collect();
             }
         };
-        let mut files: HashMap<PathBuf, Result<PluginFile, String>> = HashMap::new();
+        // Each file is loaded and prepared once, however many monitors run it.
+        let mut files: HashMap<PathBuf, Result<Arc<PreparedPlugin>, String>> = HashMap::new();
         monitors
             .iter()
             .map(|&monitor| {
@@ -127,19 +128,19 @@ impl App {
                     .entry(path.clone())
                     .or_insert_with(|| {
                         PluginFile::load(&self.engine, &self.cache, path)
+                            .and_then(|file| PreparedPlugin::new(file, &linker, &self.host_plugins))
+                            .map(Arc::new)
                             .map_err(|e| format!("{e:#}"))
                     })
                     .clone();
                 let loaded = file
                     .map_err(|e| anyhow::anyhow!("monitor '{}': {e}", monitor.name))
-                    .and_then(|file| {
+                    .map(|plugin| {
                         MonitorPlugin::new(
                             monitor.name.as_str(),
-                            file,
+                            plugin,
                             monitor.limits.clone(),
                             &self.engine,
-                            &linker,
-                            &self.host_plugins,
                             self.capabilities_of(monitor),
                         )
                     });

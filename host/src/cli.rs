@@ -258,7 +258,7 @@ async fn run(config: &Path, role: Role) -> Result<ExitCode> {
     for (cfg, loaded) in host.load_monitors() {
         match loaded {
             Ok(plugin) => {
-                for warning in plugin.file.warnings(&host.host_plugins) {
+                for warning in plugin.file().warnings(&host.host_plugins) {
                     tracing::warn!(monitor = cfg.name.as_str(), "{warning}");
                 }
                 monitors.push(ScheduledMonitor::new(
@@ -702,13 +702,13 @@ fn check(configs: &[PathBuf], connect: bool) -> Result<ExitCode> {
                 schedule(&monitor.update_cron)
             );
             if let Ok(plugin) = &loaded {
-                let imports = describe_imports(&plugin.file.imports, &host.host_plugins);
+                let imports = describe_imports(&plugin.file().imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
-                for warning in plugin.file.warnings(&host.host_plugins) {
+                for warning in plugin.file().warnings(&host.host_plugins) {
                     println!("    warning: {warning}");
                 }
                 for warning in crate::capabilities::unusable_grants_and_imports(
-                    &plugin.file.imports,
+                    &plugin.file().imports,
                     &monitor.grants,
                     &monitor.secrets,
                     &monitor.settings,

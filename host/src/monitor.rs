@@ -143,58 +143,74 @@ fn check_header(wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A monitor ready to run: its plugin pre-instantiated against the host's linker.
-pub struct MonitorPlugin {
-    /// The monitor's name in the config.
-    pub name: Arc<str>,
-    /// Its component file.
+/// A plugin file checked against what this host provides and pre-instantiated with its
+/// linker: one per file, shared by every monitor that runs it (at 10,000 monitors of a few
+/// plugins, one import table each instead of one per monitor).
+pub struct PreparedPlugin {
+    /// The component file.
     pub file: PluginFile,
-    /// Its `limits:`.
-    pub limits: Limits,
-    capabilities: MonitorCapabilities,
-    engine: Engine,
     pre: MonitorPre<InstanceState>,
 }
 
-impl MonitorPlugin {
-    /// Prepares a monitor's component for calls: checks its imports against what this host
-    /// provides and pre-instantiates it with the linker; no guest code runs yet.
+impl PreparedPlugin {
+    /// Checks the component's imports against the enabled host plugins and pre-instantiates
+    /// it with the linker; no guest code runs yet.
     pub fn new(
-        name: &str,
         file: PluginFile,
-        limits: Limits,
-        engine: &Engine,
         linker: &Linker<InstanceState>,
         enabled: &HostPlugins,
-        capabilities: MonitorCapabilities,
-    ) -> Result<MonitorPlugin> {
+    ) -> Result<PreparedPlugin> {
         let problems = file.problems(enabled);
         if !problems.is_empty() {
-            bail!(
-                "monitor '{name}': plugin {}: {}",
-                file.path.display(),
-                problems.join("; ")
-            );
+            bail!("plugin {}: {}", file.path.display(), problems.join("; "));
         }
         let pre = linker
             .instantiate_pre(&file.component)
             .and_then(MonitorPre::new)
             .map_err(|e| {
                 anyhow::anyhow!(
-                    "monitor '{name}': plugin {} does not fit this host's {}@{} world: {e:#}",
+                    "plugin {} does not fit this host's {}@{} world: {e:#}",
                     file.path.display(),
                     capabilities::PACKAGE,
                     capabilities::VERSION
                 )
             })?;
-        Ok(MonitorPlugin {
+        Ok(PreparedPlugin { file, pre })
+    }
+}
+
+/// A monitor ready to run: its prepared plugin, limits and capabilities.
+pub struct MonitorPlugin {
+    /// The monitor's name in the config.
+    pub name: Arc<str>,
+    /// Its `limits:`.
+    pub limits: Limits,
+    plugin: Arc<PreparedPlugin>,
+    capabilities: MonitorCapabilities,
+    engine: Engine,
+}
+
+impl MonitorPlugin {
+    /// The monitor `name` running `plugin`.
+    pub fn new(
+        name: &str,
+        plugin: Arc<PreparedPlugin>,
+        limits: Limits,
+        engine: &Engine,
+        capabilities: MonitorCapabilities,
+    ) -> MonitorPlugin {
+        MonitorPlugin {
             name: name.into(),
-            file,
             limits,
+            plugin,
             capabilities,
             engine: engine.clone(),
-            pre,
-        })
+        }
+    }
+
+    /// Its component file.
+    pub fn file(&self) -> &PluginFile {
+        &self.plugin.file
     }
 
     /// Runs one export in a fresh instance. The deadline covers instantiation and the call,
@@ -230,7 +246,7 @@ impl MonitorPlugin {
         let _ticking = self.engine.running_guest();
 
         let run = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
+            let instance = self.plugin.pre.instantiate_async(&mut store).await?;
             let guest = instance.sentinela_plugin_checks();
             let reply = match call {
                 Call::Search => guest.call_search(&mut store).await?.map(Reply::Issues),

@@ -14,7 +14,7 @@ use sentinela_host::bindings::exports::sentinela::plugin::checks::MessageKind;
 use sentinela_host::compile_cache::CompileCache;
 use sentinela_host::engine::{Engine, EngineSettings};
 use sentinela_host::instance::{self, Limits};
-use sentinela_host::monitor::{Call, MonitorPlugin, PluginFile};
+use sentinela_host::monitor::{Call, MonitorPlugin, PluginFile, PreparedPlugin};
 use sentinela_host::providers::HostPlugins;
 use wasmtime::component::Component;
 
@@ -108,15 +108,14 @@ fn load_monitor(engine: &Engine, component: &str) -> Result<MonitorPlugin> {
     let plugins = HostPlugins::default();
     let file = PluginFile::load(engine, &CompileCache::disabled(), &guest(component))?;
     let linker = instance::linker(engine.wasmtime())?;
-    MonitorPlugin::new(
+    let plugin = PreparedPlugin::new(file, &linker, &plugins)?;
+    Ok(MonitorPlugin::new(
         component,
-        file,
+        Arc::new(plugin),
         Limits::default(),
         engine,
-        &linker,
-        &plugins,
         Default::default(),
-    )
+    ))
 }
 
 /// Per invocation through the host vs bare wasmtime for the `steady` fixture in each guest
