@@ -903,20 +903,28 @@ const SCALE_WARMUP: Duration = Duration::from_secs(15);
 const SCALE_WINDOW: Duration = Duration::from_secs(30);
 /// The monitor counts the scale section runs: the issue's two, and one between them.
 const SCALE_MONITORS: [usize; 3] = [1_000, 4_000, 10_000];
+/// The monitor counts run again on PostgreSQL (`bench/run`'s throw-away server).
+const SCALE_MONITORS_POSTGRES: [usize; 2] = [1_000, 4_000];
 
 /// `sentinela run` with `n` `steady` monitors searched and updated every second (in-process
-/// queue, SQLite store, `executor.concurrency` 10), measured from its JSON log over
-/// [`SCALE_WINDOW`] after [`SCALE_WARMUP`]. Schedule lag: the `lag_ms` of each search's `task
-/// finished` line, from when its trigger was due to its start.
-fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
+/// queue, `executor.concurrency` 10; the SQLite store, or PostgreSQL at `postgres`), measured
+/// from its JSON log over [`SCALE_WINDOW`] after [`SCALE_WARMUP`]. Schedule lag: the
+/// `lag_ms` of each search's `task finished` line, from when its trigger was due to its
+/// start.
+fn scale_run(scratch: &Path, n: usize, postgres: Option<&str>) -> Result<ScaleRun> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    let dir = scratch.join(format!("scale-{n}"));
+    let store = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let dir = scratch.join(format!("scale-{store}-{n}"));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("scale.yaml");
     let steady = guest("steady");
-    let mut yaml = String::from("executor:\n  concurrency: 10\nmonitors:\n");
+    let mut yaml = format!("store:\n  type: {store}\nexecutor:\n  concurrency: 10\nmonitors:\n");
     for i in 0..n {
         yaml += &format!(
             "  - name: m{i}\n    plugin: {}\n    search_cron: \"* * * * * *\"\n    update_cron: \"* * * * * *\"\n",
@@ -926,12 +934,9 @@ fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
     std::fs::write(&config, yaml)?;
     let cache = dir.join("cache");
     let cache = cache.to_str().context("cache path is not UTF-8")?;
-    let (mut child, stderr) = spawn_json_run(
-        &scale_bin(),
-        &config,
-        &[],
-        &[("SENTINELA_CACHE_DIR", cache)],
-    )?;
+    let mut envs = vec![("SENTINELA_CACHE_DIR", cache)];
+    envs.extend(postgres.map(|url| ("SENTINELA_DATABASE_URL", url)));
+    let (mut child, stderr) = spawn_json_run(&scale_bin(), &config, &[], &envs)?;
     let measuring = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicU64::new(0));
     let lags = Arc::new(Mutex::new(Vec::new()));
@@ -990,19 +995,34 @@ fn scale_run(scratch: &Path, n: usize) -> Result<ScaleRun> {
 }
 
 fn scale(scratch: &Path, report: &mut Report) -> Result<()> {
-    for n in SCALE_MONITORS {
-        eprintln!("  {n} monitors ...");
-        let run = scale_run(scratch, n)?;
+    let postgres = std::env::var("SENTINELA_BENCH_DATABASE_URL").ok();
+    let runs = SCALE_MONITORS
+        .iter()
+        .map(|n| (*n, None))
+        .chain(postgres.iter().flat_map(|url| {
+            SCALE_MONITORS_POSTGRES
+                .iter()
+                .map(|n| (*n, Some(url.as_str())))
+        }));
+    for (n, postgres) in runs {
+        let store = if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        eprintln!("  {n} monitors, {store} ...");
+        let run = scale_run(scratch, n, postgres)?;
         let needed = 2.0 * n as f64;
+        let n = format!("{n} monitors, {store}");
         report.row(
-            format!("scale, {n} monitors at 1 Hz (search + update): tasks/s done / needed"),
+            format!("scale, {n}, at 1 Hz (search + update): tasks/s done / needed"),
             format!("{:.0} / {needed:.0}", run.tasks_per_s),
             "",
             "keeps up (≥ 98 %)",
             Some(run.tasks_per_s >= 0.98 * needed),
         );
         report.row(
-            format!("scale, {n} monitors: host CPU per task; share of one core"),
+            format!("scale, {n}: host CPU per task; share of one core"),
             format!(
                 "{:.0} µs; {:.0} %",
                 run.cpu_per_task_us,
@@ -1013,7 +1033,7 @@ fn scale(scratch: &Path, report: &mut Report) -> Result<()> {
             None,
         );
         report.row(
-            format!("scale, {n} monitors: RSS"),
+            format!("scale, {n}: RSS"),
             format!("{:.1} MiB", run.rss_mib),
             "",
             "< 100 MB",
@@ -1025,7 +1045,7 @@ fn scale(scratch: &Path, report: &mut Report) -> Result<()> {
             (quantile(&run.lag_ms, 0.5), quantile(&run.lag_ms, 0.99))
         };
         report.row(
-            format!("scale, {n} monitors: schedule lag p50 / p99 (trigger due → search start)"),
+            format!("scale, {n}: schedule lag p50 / p99 (trigger due → search start)"),
             format!("{p50:.1} ms / {p99:.1} ms"),
             "",
             "p99 < 50 ms",
@@ -1033,7 +1053,7 @@ fn scale(scratch: &Path, report: &mut Report) -> Result<()> {
         );
     }
     report.note(
-        "scale: `sentinela run` (SQLite store, in-process queue, concurrency 10) with N `steady` \
+        "scale: `sentinela run` (SQLite or PostgreSQL store, in-process queue, concurrency 10) with N `steady` \
          monitors whose search and update crons fire every second (`controller.spread` 1 s, the \
          default); 15 s of warm-up, then 30 s measured from its JSON log (`lag_ms`) and /proc.",
     );
