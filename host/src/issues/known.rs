@@ -93,12 +93,10 @@ impl Known {
     /// Replaces what is known of the monitor with its active issues as read at `version` (or
     /// later: newer issues under an older version are read again at the next look, never the
     /// other way round).
-    pub fn replace(&self, monitor: &str, version: i64, issues: impl Iterator<Item = Issue>) {
+    pub fn replace(&self, monitor: &str, version: i64, issues: &[Issue]) {
         let issues = issues
-            .map(|issue| {
-                let data = KnownData::of(&issue.data);
-                (issue.id, data)
-            })
+            .iter()
+            .map(|issue| (issue.id.clone(), KnownData::of(&issue.data)))
             .collect();
         self.lock()
             .insert(monitor.to_owned(), KnownIssues { version, issues });
@@ -190,7 +188,7 @@ mod tests {
     fn short_data_is_served_long_data_is_compared_by_digest() {
         let known = Known::default();
         let long = format!("\"{}\"", "x".repeat(KEPT_TEXT_BYTES));
-        known.replace("m", 3, [issue("b", "{}"), issue("a", "1")].into_iter());
+        known.replace("m", 3, &[issue("b", "{}"), issue("a", "1")]);
         assert!(known.is_current("m", 3) && !known.is_current("m", 4));
         let active = known.active("m").unwrap();
         assert_eq!(
@@ -210,7 +208,7 @@ mod tests {
     #[test]
     fn the_active_limit_counts_distinct_new_ids() {
         let known = Known::default();
-        known.replace("m", 1, [issue("a", "1")].into_iter());
+        known.replace("m", 1, &[issue("a", "1")]);
         assert!(
             known
                 .check_active_limit("m", ["a", "b", "b"].into_iter(), 2)

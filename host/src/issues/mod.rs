@@ -451,8 +451,9 @@ impl IssueStore {
     }
 
     /// Makes what this process knows of the monitor's active issues current: one read of its
-    /// version, and, when another process changed them since, one read of the issues.
-    async fn refresh_known(&self, monitor: &str) -> Result<()> {
+    /// version, and, when another process changed them since, one read of the issues, which
+    /// are returned (in id order) so a caller that wants them does not read them again.
+    async fn refresh_known(&self, monitor: &str) -> Result<Option<Vec<Issue>>> {
         let (reply, version) = tokio::sync::oneshot::channel();
         let stopped = || anyhow::anyhow!("store: the version reader has stopped");
         self.version_reads
@@ -466,13 +467,13 @@ impl IssueStore {
             .map_err(|_| stopped())?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if self.known.is_current(monitor, version) {
-            return Ok(());
+            return Ok(None);
         }
         // Read after the version: a change in between makes the issues newer than the
         // version says, and the next refresh reads them again. Never the other way round.
         let issues = self.read_active(monitor).await?;
-        self.known.replace(monitor, version, issues.into_iter());
-        Ok(())
+        self.known.replace(monitor, version, &issues);
+        Ok(Some(issues))
     }
 
     /// Records issues `search` found: new ids are created, active ids get the new data. A
@@ -825,7 +826,9 @@ impl IssueStore {
     /// the database's collation): from memory when this process knows them all as they are
     /// stored (after one batched read of the monitor's version), else read.
     pub async fn active(&self, monitor: &str) -> Result<Vec<Issue>> {
-        self.refresh_known(monitor).await?;
+        if let Some(read) = self.refresh_known(monitor).await? {
+            return Ok(read);
+        }
         match self.known.active(monitor) {
             Some(issues) => Ok(issues),
             None => self.read_active(monitor).await,

@@ -49,12 +49,11 @@ impl Runtime {
         &self,
         monitor: &ScheduledMonitor,
         tasks: &[Task],
-        triggered_at: Option<SystemTime>,
+        mut triggered_at: Option<SystemTime>,
     ) {
         // One verdict per message: a search that hit its deadline is not forgiven by an
         // update that had nothing to do.
         let mut hit_deadline = false;
-        let mut triggered_at = triggered_at;
         for task in tasks {
             let lag = triggered_at
                 .take()
