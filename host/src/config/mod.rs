@@ -10,7 +10,7 @@
 mod shape;
 pub mod values;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -174,9 +174,25 @@ pub struct MonitorConfig {
     /// `settings:`: plain values the monitor reads through `wasi:config/store`.
     #[serde(default)]
     pub settings: Settings,
-    /// The entry as written, for telling whether a reloaded config changed this monitor.
+    /// The entry as written, digested, for telling whether a reloaded config changed this
+    /// monitor.
     #[serde(skip)]
-    pub entry: serde_yaml::Value,
+    pub entry: EntryDigest,
+}
+
+/// The SHA-256 of a monitor's entry as written (its YAML, in its key order): what a reload
+/// compares, in 32 bytes rather than the parsed entry kept for every monitor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryDigest([u8; 32]);
+
+impl EntryDigest {
+    fn of(entry: &serde_yaml::Value) -> EntryDigest {
+        use sha2::Digest;
+        // A parsed value always serializes; the empty text would only make a reload load
+        // this monitor again.
+        let text = serde_yaml::to_string(entry).unwrap_or_default();
+        EntryDigest(sha2::Sha256::digest(text.as_bytes()).into())
+    }
 }
 
 /// The monitor list; names must be unique.
@@ -200,7 +216,14 @@ impl<'de> Deserialize<'de> for Monitors {
                 let mut monitors: Vec<MonitorConfig> = Vec::new();
                 let mut names = HashSet::new();
                 let mut ids = BTreeMap::new();
-                while let Some(monitor) = seq.next_element::<MonitorConfig>()? {
+                let mut schedules = HashMap::new();
+                while let Some(mut monitor) = seq.next_element::<MonitorConfig>()? {
+                    for cron in [&mut monitor.search_cron, &mut monitor.update_cron]
+                        .into_iter()
+                        .flatten()
+                    {
+                        cron.share(&mut schedules);
+                    }
                     if !names.insert(monitor.name.clone()) {
                         return Err(de::Error::custom(format!(
                             "duplicate monitor name '{}'",
@@ -274,7 +297,7 @@ impl Config {
         };
         if let Some(serde_yaml::Value::Sequence(entries)) = host_sections.remove("monitors") {
             for (monitor, entry) in raw.monitors.0.iter_mut().zip(entries) {
-                monitor.entry = entry;
+                monitor.entry = EntryDigest::of(&entry);
             }
         }
 

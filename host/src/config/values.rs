@@ -3,9 +3,11 @@
 //! reports a bad value with its key path and line.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -75,30 +77,43 @@ impl<'de> Deserialize<'de> for MonitorName {
 }
 
 /// A cron expression: 5 fields (minute precision, as Sentinela) or 6 with leading seconds.
+/// Clones share the parsed expression.
 #[derive(Clone)]
-pub struct Schedule {
+pub struct Schedule(Arc<ParsedSchedule>);
+
+struct ParsedSchedule {
     expression: String,
     cron: croner::Cron,
 }
 
 impl Schedule {
+    /// Makes this schedule share the parsed expression of an equal one in `seen`, or adds it
+    /// there: monitors of one config that share an expression keep one parse of it (about
+    /// 1.6 KiB: 10,000 monitors on two expressions hold two, not 20,000).
+    pub fn share(&mut self, seen: &mut HashMap<String, Schedule>) {
+        let shared = seen
+            .entry(self.0.expression.clone())
+            .or_insert_with(|| self.clone());
+        *self = shared.clone();
+    }
+
     /// The first time strictly after `after` that matches.
     pub fn next_after(
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
+        self.0.cron.find_next_occurrence(&after, false).ok()
     }
 
     /// The cron expression as written in the config, for display.
     pub fn expression(&self) -> &str {
-        &self.expression
+        &self.0.expression
     }
 }
 
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Schedule({:?})", self.expression)
+        write!(f, "Schedule({:?})", self.0.expression)
     }
 }
 
@@ -117,10 +132,10 @@ impl FromStr for Schedule {
         {
             return Err(format!("cron expression '{s}' never fires"));
         }
-        Ok(Schedule {
+        Ok(Schedule(Arc::new(ParsedSchedule {
             expression: s.to_owned(),
             cron,
-        })
+        })))
     }
 }
 
@@ -375,5 +390,21 @@ mod tests {
         assert!("*/10 * * * * *".parse::<Schedule>().is_ok());
         assert!("61 * * * *".parse::<Schedule>().is_err());
         assert!("every minute".parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn equal_schedules_share_one_parse() {
+        let mut seen = HashMap::new();
+        let mut first: Schedule = "* * * * * *".parse().unwrap();
+        let mut second: Schedule = "* * * * * *".parse().unwrap();
+        let mut other: Schedule = "*/5 * * * *".parse().unwrap();
+        assert!(!Arc::ptr_eq(&first.0, &second.0));
+        for schedule in [&mut first, &mut second, &mut other] {
+            schedule.share(&mut seen);
+        }
+        assert!(Arc::ptr_eq(&first.0, &second.0));
+        assert!(!Arc::ptr_eq(&first.0, &other.0));
+        assert_eq!(other.expression(), "*/5 * * * *");
+        assert_eq!(seen.len(), 2);
     }
 }

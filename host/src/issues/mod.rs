@@ -296,7 +296,7 @@ impl IssueStore {
             .map_err(cannot_open)?;
         let sqlite = config.kind == StoreKind::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(connections)
+            .max_connections(connections + HELD_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
             // A ping before each use is a network check for a server; for an SQLite file it
             // is one more round trip to the connection's thread per query, and finds nothing.
@@ -320,13 +320,17 @@ impl IssueStore {
         let known: Arc<Known> = Arc::default();
         let (writes, queued) = tokio::sync::mpsc::unbounded_channel();
         let writer = Writer {
+            connection: HeldConnection::new(pool.clone()),
             pool: pool.clone(),
             events: events.clone(),
             known: known.clone(),
         };
         tokio::spawn(writer.run(queued));
         let (version_reads, asked) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(VersionReader { pool: pool.clone() }.run(asked));
+        let version_reader = VersionReader {
+            connection: HeldConnection::new(pool.clone()),
+        };
+        tokio::spawn(version_reader.run(asked));
         let store = IssueStore {
             pool,
             kind: config.kind,
@@ -571,7 +575,7 @@ impl IssueStore {
     /// between processes. Returns the change and, for a change, its event and the monitor's
     /// new version.
     async fn write_one(
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         write: &PendingWrite,
         now: i64,
     ) -> Result<(Change, Option<(IssueEvent, i64)>)> {
@@ -582,7 +586,7 @@ impl IssueStore {
             create,
             ..
         } = write;
-        let update = async |tx: &mut sqlx::Transaction<'static, sqlx::Any>| {
+        let update = async |tx: &mut sqlx::AnyConnection| {
             let updated = sqlx::query(
                 "UPDATE sentinela_issues SET data = $1, updated_at = $2
                  WHERE monitor = $3 AND issue_id = $4 AND status = 'active' AND data <> $1",
@@ -591,7 +595,7 @@ impl IssueStore {
             .bind(now)
             .bind(monitor)
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             anyhow::Ok(updated.rows_affected() == 1)
         };
@@ -617,7 +621,7 @@ impl IssueStore {
             .bind(id)
             .bind(text)
             .bind(now)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 1 {
                 Change::Created
@@ -638,7 +642,7 @@ impl IssueStore {
     /// Writes a change's event into the outbox and bumps the monitor's version, in the
     /// change's transaction; returns the event and the monitor's new version.
     async fn add_event(
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         monitor: &str,
         id: &str,
         change: Change,
@@ -651,7 +655,7 @@ impl IssueStore {
              RETURNING version",
         )
         .bind(monitor)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
         let row = sqlx::query(
@@ -663,7 +667,7 @@ impl IssueStore {
         .bind(change.event())
         .bind(data.as_deref())
         .bind(at)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
         let event = IssueEvent {
             event_id: row.try_get(0)?,
@@ -676,18 +680,14 @@ impl IssueStore {
         Ok((event, version))
     }
 
-    async fn is_active(
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        monitor: &str,
-        id: &str,
-    ) -> Result<bool> {
+    async fn is_active(tx: &mut sqlx::AnyConnection, monitor: &str, id: &str) -> Result<bool> {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM sentinela_issues
              WHERE monitor = $1 AND issue_id = $2 AND status = 'active'",
         )
         .bind(monitor)
         .bind(id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
@@ -829,6 +829,14 @@ impl IssueStore {
         if let Some(read) = self.refresh_known(monitor).await? {
             return Ok(read);
         }
+        self.active_as_known(monitor).await
+    }
+
+    /// The monitor's active issues as this process knows them, without reading the version:
+    /// for a task that read them a moment ago ([`IssueStore::active`]), they are what it read
+    /// with its own changes since (a change by another process in between is seen at its next
+    /// read). Read from the store when memory holds only digests or forgot the monitor.
+    pub async fn active_as_known(&self, monitor: &str) -> Result<Vec<Issue>> {
         match self.known.active(monitor) {
             Some(issues) => Ok(issues),
             None => self.read_active(monitor).await,
@@ -1027,6 +1035,8 @@ struct PendingWrite {
 
 /// The store's batch writer: one task, so a batch's writes commit together and in order.
 struct Writer {
+    connection: HeldConnection,
+    /// For publishing the events (out of the outbox).
     pool: AnyPool,
     events: Option<EventQueue>,
     known: Arc<Known>,
@@ -1034,7 +1044,7 @@ struct Writer {
 
 impl Writer {
     /// Writes what is queued, a batch at a time, until the store is dropped.
-    async fn run(self, mut queued: tokio::sync::mpsc::UnboundedReceiver<PendingWrite>) {
+    async fn run(mut self, mut queued: tokio::sync::mpsc::UnboundedReceiver<PendingWrite>) {
         while let Some(batch) = next_batch(&mut queued, MAX_BATCH).await {
             self.write(batch).await;
         }
@@ -1042,7 +1052,7 @@ impl Writer {
 
     /// Commits `batch` in one transaction; if that fails, each write in its own, so one bad
     /// write fails alone. Then tells each writer, and publishes the events in order.
-    async fn write(&self, batch: Vec<PendingWrite>) {
+    async fn write(&mut self, batch: Vec<PendingWrite>) {
         let outcomes = match self.commit(&batch).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) if batch.len() == 1 => vec![Err(format!("{e:#}"))],
@@ -1083,20 +1093,23 @@ impl Writer {
 
     /// One transaction for `writes`, in order.
     async fn commit(
-        &self,
+        &mut self,
         writes: &[PendingWrite],
     ) -> Result<Vec<(Change, Option<(IssueEvent, i64)>)>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            outcomes.push(IssueStore::write_one(&mut tx, write, now).await?);
-            if writes.len() > 1 {
-                test_fault("kill-mid-batch");
+        let committed = async |connection: &mut sqlx::AnyConnection| {
+            let mut tx = connection.begin().await?;
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for write in writes {
+                outcomes.push(IssueStore::write_one(&mut tx, write, now).await?);
+                if writes.len() > 1 {
+                    test_fault("kill-mid-batch");
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+            tx.commit().await?;
+            Ok(outcomes)
+        };
+        self.connection.run(committed).await
     }
 }
 
@@ -1114,11 +1127,11 @@ struct VersionRead {
 /// one round trip each is most of the store's cost. One task answers what queued up while it
 /// answered the previous ones with one `IN (…)` query.
 struct VersionReader {
-    pool: AnyPool,
+    connection: HeldConnection,
 }
 
 impl VersionReader {
-    async fn run(self, mut asked: tokio::sync::mpsc::UnboundedReceiver<VersionRead>) {
+    async fn run(mut self, mut asked: tokio::sync::mpsc::UnboundedReceiver<VersionRead>) {
         while let Some(batch) = next_batch(&mut asked, MAX_VERSION_READS).await {
             let versions = self.read(&batch).await.map_err(|e| format!("{e:#}"));
             for read in batch {
@@ -1131,7 +1144,7 @@ impl VersionReader {
         }
     }
 
-    async fn read(&self, batch: &[VersionRead]) -> Result<HashMap<String, i64>> {
+    async fn read(&mut self, batch: &[VersionRead]) -> Result<HashMap<String, i64>> {
         let mut monitors: Vec<&str> = batch.iter().map(|r| r.monitor.as_str()).collect();
         monitors.sort_unstable();
         monitors.dedup();
@@ -1144,11 +1157,50 @@ impl VersionReader {
         for monitor in &monitors {
             query = query.bind(*monitor);
         }
+        let rows = self
+            .connection
+            .run(async |connection| Ok(query.fetch_all(connection).await?))
+            .await?;
         let mut versions = HashMap::with_capacity(monitors.len());
-        for row in query.fetch_all(&self.pool).await? {
+        for row in rows {
             versions.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
         }
         Ok(versions)
+    }
+}
+
+/// How many connections the batching tasks (the writer and the version reader) keep, on
+/// top of `store.pool_size`.
+pub const HELD_CONNECTIONS: u32 = 2;
+
+/// A connection a batching task keeps for itself: every return of a connection to sqlx's
+/// pool pings it (one more round trip, through a task spawned for it), which at thousands of
+/// queries a second was a tenth of the host's CPU. After a failed query it goes back to the
+/// pool (which closes it if it is broken), and the next query takes another.
+struct HeldConnection {
+    pool: AnyPool,
+    held: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl HeldConnection {
+    fn new(pool: AnyPool) -> HeldConnection {
+        HeldConnection { pool, held: None }
+    }
+
+    /// Runs `work` on the kept connection (taking one from the pool if needed).
+    async fn run<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        let connection = match &mut self.held {
+            Some(connection) => connection,
+            None => self.held.insert(self.pool.acquire().await?),
+        };
+        let outcome = work(connection).await;
+        if outcome.is_err() {
+            self.held = None;
+        }
+        outcome
     }
 }
 

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::MonitorConfig;
-use crate::config::values::Schedule;
 use crate::monitor::MonitorPlugin;
 
 use super::lock;
@@ -78,14 +77,21 @@ impl ScheduledMonitor {
         self.config().id
     }
 
-    /// When `search` (`Task::Search`) or `update` runs; `None`: only on request.
-    pub fn cron(&self, search: bool) -> Option<Schedule> {
-        let config = self.config();
-        if search {
-            config.search_cron.clone()
+    /// The first cron time of `search` (`Task::Search`) or `update` strictly after `after`;
+    /// `None` when it runs only on request.
+    pub fn next_cron_time(
+        &self,
+        search: bool,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let config = &current.1;
+        let cron = if search {
+            &config.search_cron
         } else {
-            config.update_cron.clone()
-        }
+            &config.update_cron
+        };
+        cron.as_ref()?.next_after(after)
     }
 
     /// Swaps in a new version of the plugin file, loaded for `config`: calls that start from

@@ -141,8 +141,7 @@ fn next_due(
     spread: Spread,
 ) -> Option<DateTime<Utc>> {
     let phase = spread.phase(monitor.name());
-    let cron = monitor.cron(task == Task::Search)?;
-    Some(cron.next_after(now - phase)? + phase)
+    Some(monitor.next_cron_time(task == Task::Search, now - phase)? + phase)
 }
 
 /// Each scheduled task's monitor, by monitor name and task, and the next trigger times in a

@@ -142,7 +142,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// `update` with the active issues, then `is-solved` for each of them.
+    /// `update` with the active issues, then `is-solved` for each of them: the active issues
+    /// read at the task's start, with what `update` changed (one read of the store's version
+    /// per task, not one per step: a change another executor makes meanwhile is seen by the
+    /// next task, as it would be a moment later anyway).
     async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
         let active = self.stored(self.issues.active(&plugin.name)).await?;
         if active.is_empty() {
@@ -159,7 +162,9 @@ impl Runtime {
             self.stored(self.issues.record_updated(&plugin.name, updated))
                 .await?;
         }
-        let active = self.stored(self.issues.active(&plugin.name)).await?;
+        let active = self
+            .stored(self.issues.active_as_known(&plugin.name))
+            .await?;
         for issue in active {
             let id = issue.id.clone();
             match plugin.call(Call::IsSolved(issue)).await {
