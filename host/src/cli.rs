@@ -217,7 +217,13 @@ fn init_tracing(format: LogFormat) {
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            // `spans` holds the innermost span too; writing it again cost ~5 % of the CPU
+            // at 10,000 tasks a second.
+            .with_current_span(false)
+            .init(),
     }
 }
 

@@ -482,7 +482,8 @@ impl IssueStore {
 
     /// Records issues `search` found: new ids are created, active ids get the new data. A
     /// result that would take the monitor over `active_limit` active issues is refused whole
-    /// ([`OverActiveLimit`]).
+    /// ([`OverActiveLimit`]). Returns one change per valid issue; a result with any read the
+    /// monitor's version first, so what this process knows of it is current after.
     pub async fn record_found(
         &self,
         monitor: &str,

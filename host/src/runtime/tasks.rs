@@ -54,23 +54,31 @@ impl Runtime {
         // One verdict per message: a search that hit its deadline is not forgiven by an
         // update that had nothing to do.
         let mut hit_deadline = false;
+        let mut known_current = false;
         for task in tasks {
             let lag = triggered_at
                 .take()
                 .map(|at| SystemTime::now().duration_since(at).unwrap_or_default());
             let span = tracing::info_span!("task", monitor = monitor.name(), task = ?task);
-            hit_deadline |= self.run_task(monitor, *task, lag).instrument(span).await;
+            let ended = self
+                .run_task(monitor, *task, lag, known_current)
+                .instrument(span)
+                .await;
+            hit_deadline |= ended.hit_deadline;
+            known_current = ended.known_current;
         }
         monitor.record_outcome(hit_deadline);
     }
 
-    /// Runs one task and logs how it ended; true if it hit the monitor's deadline.
+    /// Runs one task and logs how it ended. `known_current`: what this process knows of the
+    /// monitor's active issues was made current by the message's previous task a moment ago.
     async fn run_task(
         &self,
         monitor: &ScheduledMonitor,
         task: Task,
         lag: Option<Duration>,
-    ) -> bool {
+        known_current: bool,
+    ) -> TaskEnd {
         if let Some(lag) = lag {
             METRICS.schedule_lag.observe(lag.as_secs_f64());
         }
@@ -78,12 +86,15 @@ impl Runtime {
         let started = Instant::now();
         let outcome = match task {
             Task::Search => self.search(&monitor.plugin()).await,
-            Task::Update => self.update(&monitor.plugin()).await,
+            Task::Update => self
+                .update(&monitor.plugin(), known_current)
+                .await
+                .map(|()| false),
         };
         let took = started.elapsed();
         let elapsed_ms = took.as_secs_f64() * 1e3;
         match &outcome {
-            Ok(()) => tracing::info!(elapsed_ms, lag_ms, "task finished"),
+            Ok(_) => tracing::info!(elapsed_ms, lag_ms, "task finished"),
             Err(e) => tracing::error!(elapsed_ms, lag_ms, "task failed: {e}"),
         }
         let hit_deadline = matches!(
@@ -91,7 +102,7 @@ impl Runtime {
             Err(TaskError::Call(e)) if matches!(e.kind, CallErrorKind::Deadline(_))
         );
         let result = match (&outcome, hit_deadline) {
-            (Ok(()), _) => "ok",
+            (Ok(_), _) => "ok",
             (Err(_), true) => "deadline",
             (Err(_), false) => "failed",
         };
@@ -104,7 +115,10 @@ impl Runtime {
             monitor.name(),
             crate::issues::LastRun::now(task_name, result),
         );
-        hit_deadline
+        TaskEnd {
+            hit_deadline,
+            known_current: matches!(outcome, Ok(true)),
+        }
     }
 
     /// A store call of a task: a warning when it hangs; its error, explained, as
@@ -122,7 +136,11 @@ impl Runtime {
         }
     }
 
-    async fn search(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
+    /// `search`, and records what it found; true when that made what this process knows of
+    /// the monitor's active issues current (it found some, and recording them read the
+    /// store's version).
+    async fn search(&self, plugin: &MonitorPlugin) -> Result<bool, TaskError> {
+        let mut known_current = false;
         if let Reply::Issues(found) = plugin.call(Call::Search).await? {
             let limits = &plugin.limits;
             crate::issues::check_issue_count(
@@ -132,22 +150,30 @@ impl Runtime {
                 limits.issues_per_call,
             )
             .map_err(TaskError::Limit)?;
-            self.stored(self.issues.record_found(
-                &plugin.name,
-                found,
-                limits.active_issues as usize,
-            ))
-            .await?;
+            let changes = self
+                .stored(self.issues.record_found(
+                    &plugin.name,
+                    found,
+                    limits.active_issues as usize,
+                ))
+                .await?;
+            known_current = !changes.is_empty();
         }
-        Ok(())
+        Ok(known_current)
     }
 
     /// `update` with the active issues, then `is-solved` for each of them: the active issues
-    /// read at the task's start, with what `update` changed (one read of the store's version
-    /// per task, not one per step: a change another executor makes meanwhile is seen by the
-    /// next task, as it would be a moment later anyway).
-    async fn update(&self, plugin: &MonitorPlugin) -> Result<(), TaskError> {
-        let active = self.stored(self.issues.active(&plugin.name)).await?;
+    /// read at the task's start (or by the message's search just before, `known_current`),
+    /// with what `update` changed. One read of the store's version per message, not one per
+    /// step: a change another executor makes meanwhile is seen by the next message, as it
+    /// would be a moment later anyway.
+    async fn update(&self, plugin: &MonitorPlugin, known_current: bool) -> Result<(), TaskError> {
+        let active = if known_current {
+            self.stored(self.issues.active_as_known(&plugin.name))
+                .await?
+        } else {
+            self.stored(self.issues.active(&plugin.name)).await?
+        };
         if active.is_empty() {
             return Ok(());
         }
@@ -177,6 +203,14 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// How a task ended, for the message's next task and its verdict.
+struct TaskEnd {
+    /// It hit the monitor's deadline.
+    hit_deadline: bool,
+    /// It left what this process knows of the monitor's active issues current.
+    known_current: bool,
 }
 
 /// Why a task failed.
