@@ -644,3 +644,59 @@ fn unchanged_issues_are_not_written_and_another_process_s_change_is_seen() {
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
 }
+
+/// The server closes every connection of the host (as a restart, an idle timeout or a proxy
+/// would), including the ones the store's writer and version reader keep for themselves: no
+/// task fails for it.
+#[test]
+fn connections_the_postgres_server_closes_cost_no_task() {
+    let database = postgres_database("closed_connections");
+    let dir = scratch_dir("store-closed-connections");
+    let config = TestConfig::new()
+        .set("store.type", "postgres")
+        .monitor(
+            Monitor::new("steady", "steady")
+                .search_every_second()
+                .update_every_second(),
+        )
+        .write(&dir);
+    let run = Running::start(&config, &[("SENTINELA_DATABASE_URL", database.as_str())]);
+    let timeout = Duration::from_secs(60);
+    let finished = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| field(e, "message") == "task finished")
+            .count()
+    };
+    run.wait_until("four tasks", timeout, |events| finished(events) >= 4);
+
+    let closed = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::postgres::PgConnection::connect(&database)
+            .await
+            .unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap()
+        .len()
+    });
+    assert!(
+        closed >= 2,
+        "the host's kept connections were open: {closed}"
+    );
+    let before = finished(&run.events());
+    run.wait_until("six more tasks", timeout, |events| {
+        finished(events) >= before + 6
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| field(e, "level") == "ERROR" || field(e, "message").starts_with("task failed"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}

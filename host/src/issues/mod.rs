@@ -1098,19 +1098,35 @@ impl Writer {
         writes: &[PendingWrite],
     ) -> Result<Vec<(Change, Option<(IssueEvent, i64)>)>> {
         let now = now_ms();
-        let committed = async |connection: &mut sqlx::AnyConnection| {
-            let mut tx = connection.begin().await?;
-            let mut outcomes = Vec::with_capacity(writes.len());
-            for write in writes {
-                outcomes.push(IssueStore::write_one(&mut tx, write, now).await?);
-                if writes.len() > 1 {
-                    test_fault("kill-mid-batch");
+        loop {
+            let (connection, kept) = self.connection.get().await?;
+            match Self::commit_on(connection, writes, now).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(e) => {
+                    self.connection.failed();
+                    if !kept {
+                        return Err(e);
+                    }
                 }
             }
-            tx.commit().await?;
-            Ok(outcomes)
-        };
-        self.connection.run(committed).await
+        }
+    }
+
+    async fn commit_on(
+        connection: &mut sqlx::AnyConnection,
+        writes: &[PendingWrite],
+        now: i64,
+    ) -> Result<Vec<(Change, Option<(IssueEvent, i64)>)>> {
+        let mut tx = connection.begin().await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(IssueStore::write_one(&mut tx, write, now).await?);
+            if writes.len() > 1 {
+                test_fault("kill-mid-batch");
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
 }
 
@@ -1154,14 +1170,22 @@ impl VersionReader {
             "SELECT monitor, version FROM sentinela_issue_versions WHERE monitor IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql);
-        for monitor in &monitors {
-            query = query.bind(*monitor);
-        }
-        let rows = self
-            .connection
-            .run(async |connection| Ok(query.fetch_all(connection).await?))
-            .await?;
+        let rows = loop {
+            let (connection, kept) = self.connection.get().await?;
+            let mut query = sqlx::query(&sql);
+            for monitor in &monitors {
+                query = query.bind(*monitor);
+            }
+            match query.fetch_all(connection).await {
+                Ok(rows) => break rows,
+                Err(e) => {
+                    self.connection.failed();
+                    if !kept {
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
         let mut versions = HashMap::with_capacity(monitors.len());
         for row in rows {
             versions.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
@@ -1176,8 +1200,10 @@ pub const HELD_CONNECTIONS: u32 = 2;
 
 /// A connection a batching task keeps for itself: every return of a connection to sqlx's
 /// pool pings it (one more round trip, through a task spawned for it), which at thousands of
-/// queries a second was a tenth of the host's CPU. After a failed query it goes back to the
-/// pool (which closes it if it is broken), and the next query takes another.
+/// queries a second was a tenth of the host's CPU. A kept connection that fails goes back to
+/// the pool (which closes it if it is broken) and the work is tried once more on one taken
+/// fresh from the pool (which checks a PostgreSQL connection before handing it out): a
+/// server or proxy that closed an idle connection costs no task.
 struct HeldConnection {
     pool: AnyPool,
     held: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
@@ -1188,20 +1214,23 @@ impl HeldConnection {
         HeldConnection { pool, held: None }
     }
 
-    /// Runs `work` on the kept connection (taking one from the pool if needed).
-    async fn run<T>(
-        &mut self,
-        work: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T>,
-    ) -> Result<T> {
-        let connection = match &mut self.held {
-            Some(connection) => connection,
-            None => self.held.insert(self.pool.acquire().await?),
-        };
-        let outcome = work(connection).await;
-        if outcome.is_err() {
-            self.held = None;
+    /// The kept connection, or one taken from the pool; `true` when it was kept from before
+    /// (a failure on it is worth one more try, on a fresh one).
+    async fn get(&mut self) -> Result<(&mut sqlx::AnyConnection, bool)> {
+        let kept = self.held.is_some();
+        if !kept {
+            self.held = Some(self.pool.acquire().await?);
         }
-        outcome
+        let connection = self
+            .held
+            .as_deref_mut()
+            .context("a connection was just taken")?;
+        Ok((connection, kept))
+    }
+
+    /// After a failure: the connection goes back to the pool, which closes it if it is broken.
+    fn failed(&mut self) {
+        self.held = None;
     }
 }
 
