@@ -188,9 +188,9 @@ pub struct EntryDigest([u8; 32]);
 impl EntryDigest {
     fn of(entry: &serde_yaml::Value) -> EntryDigest {
         use sha2::Digest;
-        // A parsed value always serializes; the empty text would only make a reload load
-        // this monitor again.
-        let text = serde_yaml::to_string(entry).unwrap_or_default();
+        // A parsed value always serializes; were it not to, its debug form still tells
+        // entries apart.
+        let text = serde_yaml::to_string(entry).unwrap_or_else(|_| format!("{entry:?}"));
         EntryDigest(sha2::Sha256::digest(text.as_bytes()).into())
     }
 }
