@@ -608,19 +608,29 @@ fn spawn_run(
     envs: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Child> {
-    let (child, stderr) = spawn_json_run(BIN, config, args, envs)?;
+    let (child, stderr) = spawn_json_run(config, args, envs)?;
     wait_for_line(stderr, "sentinela running", timeout)?;
     Ok(child)
 }
 
 /// `BIN --log-format json run CONFIG ARGS...` with `envs`: the child and its JSON log.
 fn spawn_json_run(
-    bin: &str,
     config: &Path,
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> Result<(Child, ChildStderr)> {
-    let mut child = Command::new(bin)
+    let mut child = json_run(BIN, config, args, envs)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    Ok((child, stderr))
+}
+
+/// The command `bin --log-format json run CONFIG ARGS...` with `envs` (stdin and stdout
+/// closed); its caller says where the JSON log goes.
+fn json_run(bin: &str, config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(bin);
+    command
         .args(["--log-format", "json", "run"])
         .arg(config)
         .args(args)
@@ -628,11 +638,8 @@ fn spawn_json_run(
         .env("RUST_LIB_BACKTRACE", "0")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    Ok((child, stderr))
+        .stdout(Stdio::null());
+    command
 }
 
 /// `sentinela run CONFIG` until it logs "sentinela running": the wall time, and the child.
@@ -811,7 +818,7 @@ fn neighbour_run(scratch: &Path, name: &str, neighbours: &str) -> Result<Neighbo
     std::fs::write(&config, yaml)?;
     let cache = scratch.join("cache-hostile");
     let cache = cache.to_str().context("cache path is not UTF-8")?;
-    let (mut child, stderr) = spawn_json_run(BIN, &config, &[], &[("SENTINELA_CACHE_DIR", cache)])?;
+    let (mut child, stderr) = spawn_json_run(&config, &[], &[("SENTINELA_CACHE_DIR", cache)])?;
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let (mut bytes, mut steady) = (0usize, 0usize);
@@ -937,14 +944,7 @@ fn scale_run(scratch: &Path, n: usize, postgres: Option<&str>) -> Result<ScaleRu
     // beside the host would take a share of the same two cores from it.
     let log_path = dir.join("scale.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(scale_bin())
-        .args(["--log-format", "json", "run"])
-        .arg(&config)
-        .envs(envs.iter().copied())
-        .env("RUST_LIB_BACKTRACE", "0")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut child = json_run(&scale_bin(), &config, &[], &envs)
         .stderr(log)
         .spawn()?;
     let started = Instant::now();

@@ -1217,15 +1217,10 @@ impl HeldConnection {
     /// The kept connection, or one taken from the pool; `true` when it was kept from before
     /// (a failure on it is worth one more try, on a fresh one).
     async fn get(&mut self) -> Result<(&mut sqlx::AnyConnection, bool)> {
-        let kept = self.held.is_some();
-        if !kept {
-            self.held = Some(self.pool.acquire().await?);
+        match &mut self.held {
+            Some(kept) => Ok((kept, true)),
+            held @ None => Ok((held.insert(self.pool.acquire().await?), false)),
         }
-        let connection = self
-            .held
-            .as_deref_mut()
-            .context("a connection was just taken")?;
-        Ok((connection, kept))
     }
 
     /// After a failure: the connection goes back to the pool, which closes it if it is broken.
