@@ -647,7 +647,7 @@ fn unchanged_issues_are_not_written_and_another_process_s_change_is_seen() {
 
 /// The server closes every connection of the host (as a restart, an idle timeout or a proxy
 /// would), including the ones the store's writer and version reader keep for themselves: no
-/// task fails for it.
+/// task fails for it. `steady` reads versions only; `blink` writes at every task.
 #[test]
 fn connections_the_postgres_server_closes_cost_no_task() {
     let database = postgres_database("closed_connections");
@@ -656,6 +656,11 @@ fn connections_the_postgres_server_closes_cost_no_task() {
         .set("store.type", "postgres")
         .monitor(
             Monitor::new("steady", "steady")
+                .search_every_second()
+                .update_every_second(),
+        )
+        .monitor(
+            Monitor::new("blink", "blink")
                 .search_every_second()
                 .update_every_second(),
         )
