@@ -23,6 +23,8 @@ pub struct ScheduledMonitor {
     /// them: a monitor that keeps spinning to its deadline cannot keep the executor's slots
     /// from the others.
     pub(super) backoff: Mutex<Backoff>,
+    /// Its task counters and durations in the metrics.
+    pub(super) task_series: crate::telemetry::TaskSeries,
 }
 
 /// A monitor's deadline backoff: after the n-th deadline in a row it is not run for
@@ -45,6 +47,7 @@ impl ScheduledMonitor {
             current: RwLock::new((plugin, config)),
             busy: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
+            task_series: Default::default(),
         }
     }
 

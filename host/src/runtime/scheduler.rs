@@ -133,25 +133,31 @@ impl<'de> Deserialize<'de> for Spread {
     }
 }
 
-/// When a monitor's task is next due after `now`: its next cron time plus its phase.
-fn next_due(
-    monitor: &ScheduledMonitor,
-    task: Task,
-    now: DateTime<Utc>,
-    spread: Spread,
-) -> Option<DateTime<Utc>> {
-    let phase = spread.phase(monitor.name());
-    Some(monitor.next_cron_time(task == Task::Search, now - phase)? + phase)
-}
-
-/// Each scheduled task's monitor, by monitor name and task, and the next trigger times in a
+/// Each scheduled task (a monitor's search or update) and the next trigger times in a
 /// min-heap: a wake-up looks at the due tasks only, and the time to sleep until is the
 /// heap's top (with 10,000 monitors, scanning every trigger at each wake-up was a fifth of
-/// the process's CPU).
+/// the process's CPU). The heap holds indices, so a trigger clones no name.
 struct Triggers {
-    monitors: HashMap<(String, Task), Arc<ScheduledMonitor>>,
-    times: BinaryHeap<Reverse<(DateTime<Utc>, String, Task)>>,
-    spread: Spread,
+    scheduled: Vec<ScheduledTask>,
+    times: BinaryHeap<Reverse<(DateTime<Utc>, usize)>>,
+}
+
+/// A monitor's task on the schedule.
+struct ScheduledTask {
+    monitor: Arc<ScheduledMonitor>,
+    /// The monitor's place in the set: its search and update share it.
+    monitor_index: usize,
+    task: Task,
+    /// The monitor's phase under `controller.spread`.
+    phase: chrono::Duration,
+}
+
+impl ScheduledTask {
+    /// When it is next due after `now`: its next cron time plus the monitor's phase.
+    fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let search = self.task == Task::Search;
+        Some(self.monitor.next_cron_time(search, now - self.phase)? + self.phase)
+    }
 }
 
 /// A monitor's tasks due at one wake-up, and when the first of them was due.
@@ -162,62 +168,73 @@ struct Due {
 }
 
 impl Triggers {
+    /// Each scheduled task's next trigger. Cron times are absolute and phases fixed, so
+    /// computing them again after a config reload moves no trigger of an unchanged monitor.
+    fn new(monitors: &MonitorSet, spread: Spread) -> Triggers {
+        let now = Utc::now();
+        let mut triggers = Triggers {
+            scheduled: Vec::with_capacity(2 * monitors.len()),
+            times: BinaryHeap::new(),
+        };
+        for (monitor_index, monitor) in monitors.iter().enumerate() {
+            let phase = spread.phase(monitor.name());
+            for task in [Task::Search, Task::Update] {
+                let scheduled = ScheduledTask {
+                    monitor: monitor.clone(),
+                    monitor_index,
+                    task,
+                    phase,
+                };
+                if let Some(at) = scheduled.next_due(now) {
+                    triggers.times.push(Reverse((at, triggers.scheduled.len())));
+                    triggers.scheduled.push(scheduled);
+                }
+            }
+        }
+        triggers
+    }
+
     /// The next trigger's time.
     fn next_at(&self) -> Option<DateTime<Utc>> {
-        self.times.peek().map(|Reverse((at, _, _))| *at)
+        self.times.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Takes the tasks due at `now`, by monitor, and schedules each one's next trigger.
-    fn take_due(&mut self, now: DateTime<Utc>) -> HashMap<String, Due> {
-        let mut due: HashMap<String, Due> = HashMap::new();
-        while self.next_at().is_some_and(|at| at <= now) {
-            let Some(Reverse((at, name, task))) = self.times.pop() else {
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Due> {
+        let mut due: Vec<Due> = Vec::new();
+        // Each monitor's place in `due`.
+        let mut of_monitor: HashMap<usize, usize> = HashMap::new();
+        while let Some(&Reverse((at, index))) = self.times.peek() {
+            if at > now {
                 break;
-            };
-            let Some(monitor) = self.monitors.get(&(name.clone(), task)) else {
-                continue;
-            };
-            let monitor = monitor.clone();
-            if let Some(next) = next_due(&monitor, task, now, self.spread) {
-                self.times.push(Reverse((next, name.clone(), task)));
             }
-            let due = due.entry(name).or_insert_with(|| Due {
-                monitor,
-                tasks: Vec::new(),
-                at,
-            });
-            due.tasks.push(task);
+            self.times.pop();
+            let scheduled = &self.scheduled[index];
+            if let Some(next) = scheduled.next_due(now) {
+                self.times.push(Reverse((next, index)));
+            }
+            let place = *of_monitor
+                .entry(scheduled.monitor_index)
+                .or_insert_with(|| {
+                    due.push(Due {
+                        monitor: scheduled.monitor.clone(),
+                        tasks: Vec::with_capacity(2),
+                        at,
+                    });
+                    due.len() - 1
+                });
+            let due = &mut due[place];
+            due.tasks.push(scheduled.task);
             due.at = due.at.min(at);
         }
         due
     }
 }
 
-/// Each scheduled task's next trigger. Cron times are absolute and phases fixed, so computing
-/// them again after a config reload moves no trigger of an unchanged monitor.
-fn next_triggers(monitors: &MonitorSet, spread: Spread) -> Triggers {
-    let now = Utc::now();
-    let mut next = Triggers {
-        monitors: HashMap::new(),
-        times: BinaryHeap::new(),
-        spread,
-    };
-    for monitor in monitors.iter() {
-        for task in [Task::Search, Task::Update] {
-            if let Some(at) = next_due(monitor, task, now, spread) {
-                let name = monitor.name().to_owned();
-                next.times.push(Reverse((at, name.clone(), task)));
-                next.monitors.insert((name, task), monitor.clone());
-            }
-        }
-    }
-    next
-}
-
 impl Runtime {
     pub(super) async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut changed = self.monitors_changed();
-        let mut next = next_triggers(&self.monitors(), self.options.spread);
+        let mut next = Triggers::new(&self.monitors(), self.options.spread);
         let mut sends: JoinSet<Option<(Arc<ScheduledMonitor>, String)>> = JoinSet::new();
         let mut unsent = UnsentTicks::default();
         let mut reports = tokio::time::interval(REPORT_EVERY);
@@ -229,7 +246,7 @@ impl Runtime {
             tokio::select! {
                 _ = stop.changed() => break,
                 Ok(()) = changed.changed() => {
-                    next = next_triggers(&self.monitors(), self.options.spread);
+                    next = Triggers::new(&self.monitors(), self.options.spread);
                     continue;
                 }
                 _ = tokio::time::sleep(sleep), if wake.is_some() => {}
@@ -244,7 +261,7 @@ impl Runtime {
                     continue;
                 }
             }
-            for (_, mut due) in next.take_due(Utc::now()) {
+            for mut due in next.take_due(Utc::now()) {
                 due.tasks.sort_by_key(|t| *t == Task::Update);
                 if let Some(send) = self.clone().trigger(due) {
                     sends.spawn(send);
