@@ -44,10 +44,10 @@ impl ScheduledMonitor {
     pub fn new(plugin: Arc<MonitorPlugin>, config: Arc<MonitorConfig>) -> Self {
         ScheduledMonitor {
             name: plugin.name.clone(),
+            task_series: crate::telemetry::TaskSeries::new(plugin.name.clone()),
             current: RwLock::new((plugin, config)),
             busy: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
-            task_series: Default::default(),
         }
     }
 

@@ -110,9 +110,7 @@ impl Runtime {
             Task::Search => "search",
             Task::Update => "update",
         };
-        monitor
-            .task_series
-            .record(monitor.name(), task_name, result, took);
+        monitor.task_series.record(task_name, result, took);
         self.note_run(
             monitor.name(),
             crate::issues::LastRun::now(task_name, result),

@@ -12,7 +12,7 @@ mod server;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -249,27 +249,36 @@ const OUTCOMES: [&str; 3] = ["ok", "failed", "deadline"];
 /// One monitor's task series of [`METRICS`], each looked up in its family once, at first
 /// use: a lookup builds and hashes its label set, and a task made two (40,000 a second at
 /// 10,000 monitors). Series of outcomes that never happen are not created.
-#[derive(Default)]
 pub struct TaskSeries {
+    monitor: Arc<str>,
     counts: [[OnceLock<Counter>; OUTCOMES.len()]; TASKS.len()],
     seconds: [OnceLock<Histogram>; TASKS.len()],
 }
 
 impl TaskSeries {
-    /// Counts a finished task of `monitor` (`task`: `search` or `update`; `outcome`: `ok`,
-    /// `failed` or `deadline`), as [`Metrics::task`] does.
-    pub fn record(&self, monitor: &str, task: &str, outcome: &'static str, took: Duration) {
+    /// The series of the monitor of that config name.
+    pub fn new(monitor: Arc<str>) -> TaskSeries {
+        TaskSeries {
+            monitor,
+            counts: Default::default(),
+            seconds: Default::default(),
+        }
+    }
+
+    /// Counts a finished task (`task`: `search` or `update`; `outcome`: `ok`, `failed` or
+    /// `deadline`), as [`Metrics::task`] does.
+    pub fn record(&self, task: &str, outcome: &'static str, took: Duration) {
         let t = TASKS.iter().position(|known| *known == task);
         let o = OUTCOMES.iter().position(|known| *known == outcome);
         let (Some(t), Some(o)) = (t, o) else {
-            return METRICS.task(monitor, task, outcome, took);
+            return METRICS.task(&self.monitor, task, outcome, took);
         };
         self.counts[t][o]
             .get_or_init(|| {
                 METRICS
                     .tasks
                     .get_or_create(&vec![
-                        ("monitor", monitor.to_owned()),
+                        ("monitor", self.monitor.to_string()),
                         ("task", task.to_owned()),
                         ("outcome", outcome.to_owned()),
                     ])
@@ -281,7 +290,7 @@ impl TaskSeries {
                 METRICS
                     .task_seconds
                     .get_or_create(&vec![
-                        ("monitor", monitor.to_owned()),
+                        ("monitor", self.monitor.to_string()),
                         ("task", task.to_owned()),
                     ])
                     .clone()
@@ -330,5 +339,36 @@ mod tests {
             .count();
         assert!(lines <= MAX_OPERATIONS + 1, "{lines} lines");
         assert!(text.contains(r#"operation="other""#));
+    }
+
+    #[test]
+    fn a_monitors_own_series_are_the_families_series() {
+        let series = TaskSeries::new("series-test".into());
+        series.record("search", "ok", Duration::from_millis(3));
+        series.record("search", "ok", Duration::from_millis(5));
+        METRICS.task("series-test", "search", "ok", Duration::from_millis(4));
+        series.record("update", "deadline", Duration::from_secs(2));
+        let text = METRICS.encode();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .to_owned()
+        };
+        assert!(
+            line(r#"sentinela_tasks_total{monitor="series-test",task="search",outcome="ok"}"#)
+                .ends_with(" 3")
+        );
+        assert!(
+            line(
+                r#"sentinela_tasks_total{monitor="series-test",task="update",outcome="deadline"}"#
+            )
+            .ends_with(" 1")
+        );
+        assert!(
+            line(r#"sentinela_task_duration_seconds_count{monitor="series-test",task="search"}"#)
+                .ends_with(" 3")
+        );
+        assert!(!text.contains(r#"monitor="series-test",task="search",outcome="failed""#));
     }
 }
