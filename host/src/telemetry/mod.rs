@@ -177,19 +177,30 @@ impl Metrics {
     /// Counts a finished task. A monitor's own [`TaskSeries`] does the same without a
     /// lookup per task.
     pub fn task(&self, monitor: &str, task: &str, outcome: &'static str, took: Duration) {
+        self.task_count(monitor, task, outcome).inc();
+        self.task_duration(monitor, task)
+            .observe(took.as_secs_f64());
+    }
+
+    /// The `sentinela_tasks_total` series of a monitor's task and outcome.
+    fn task_count(&self, monitor: &str, task: &str, outcome: &str) -> Counter {
         self.tasks
             .get_or_create(&vec![
                 ("monitor", monitor.to_owned()),
                 ("task", task.to_owned()),
                 ("outcome", outcome.to_owned()),
             ])
-            .inc();
+            .clone()
+    }
+
+    /// The `sentinela_task_duration_seconds` series of a monitor's task.
+    fn task_duration(&self, monitor: &str, task: &str) -> Histogram {
         self.task_seconds
             .get_or_create(&vec![
                 ("monitor", monitor.to_owned()),
                 ("task", task.to_owned()),
             ])
-            .observe(took.as_secs_f64());
+            .clone()
     }
 
     /// Counts `count` audited uses of a credential or secret.
@@ -274,27 +285,10 @@ impl TaskSeries {
             return METRICS.task(&self.monitor, task, outcome, took);
         };
         self.counts[t][o]
-            .get_or_init(|| {
-                METRICS
-                    .tasks
-                    .get_or_create(&vec![
-                        ("monitor", self.monitor.to_string()),
-                        ("task", task.to_owned()),
-                        ("outcome", outcome.to_owned()),
-                    ])
-                    .clone()
-            })
+            .get_or_init(|| METRICS.task_count(&self.monitor, task, outcome))
             .inc();
         self.seconds[t]
-            .get_or_init(|| {
-                METRICS
-                    .task_seconds
-                    .get_or_create(&vec![
-                        ("monitor", self.monitor.to_string()),
-                        ("task", task.to_owned()),
-                    ])
-                    .clone()
-            })
+            .get_or_init(|| METRICS.task_duration(&self.monitor, task))
             .observe(took.as_secs_f64());
     }
 }
