@@ -473,3 +473,92 @@ fn entry_files_others_can_write_or_symlinks_are_refused() {
         assert_recompiled(&config, &cache, "is owned by uid 65534");
     }
 }
+
+/// A plugin's bytes are read once per load: a file flipped between two plugins while the host
+/// loads it, many times, never runs the other plugin under the pin, and never gets it cached
+/// under the pinned hash (the next start, with the pinned file back, runs the pinned plugin).
+#[test]
+fn a_pinned_plugin_flipped_during_loads_never_runs_or_caches_the_other() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = scratch_dir("swap-race");
+    let cache = dir.join("cache");
+    let plugin = dir.join("plugin.wasm");
+    let pinned = std::fs::read(guest("steady")).unwrap();
+    let other = std::fs::read(guest("blink")).unwrap();
+    let pin: String = Sha256::digest(&pinned)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(&plugin, &pinned).unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: pinned\n    plugin: {}\n    sha256: {pin}\n",
+            plugin.display()
+        ),
+    );
+
+    // Flips the file between the two plugins, each time a whole file renamed over it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flips = Arc::new(AtomicUsize::new(0));
+    let flipper = {
+        let (stop, flips, plugin, dir) = (stop.clone(), flips.clone(), plugin.clone(), dir.clone());
+        let (pinned, other) = (pinned.clone(), other.clone());
+        std::thread::spawn(move || {
+            let staged = dir.join("staged.wasm");
+            while !stop.load(Ordering::Relaxed) {
+                let n = flips.fetch_add(1, Ordering::Relaxed);
+                let bytes = if n % 2 == 0 { &other } else { &pinned };
+                std::fs::write(&staged, bytes).unwrap();
+                std::fs::rename(&staged, &plugin).unwrap();
+            }
+        })
+    };
+    let invoke = || {
+        output(
+            sentinela(&["invoke", config.to_str().unwrap(), "pinned", "search"])
+                .env("SENTINELA_CACHE_DIR", &cache),
+        )
+    };
+    let (mut ran, mut refused) = (0, 0);
+    for _ in 0..20 {
+        let (status, stdout, stderr) = invoke();
+        if status.success() {
+            // The pinned plugin's issue, never the other's.
+            assert!(stdout.contains("\"steady\""), "{stdout}\n{stderr}");
+            ran += 1;
+        } else {
+            assert!(
+                stderr.contains(&format!("but the config pins {pin}")),
+                "{stdout}\n{stderr}"
+            );
+            refused += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert!(
+        flips.load(Ordering::Relaxed) > 20,
+        "the file was not flipped"
+    );
+    eprintln!("{ran} loads ran the pinned plugin, {refused} were refused");
+
+    // Only the pinned plugin's code was ever compiled and cached.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".cwasm") || name.ends_with(".check") {
+            assert!(
+                name.starts_with(&pin),
+                "{name} cached beside the pinned {pin}"
+            );
+        }
+    }
+    std::fs::write(&plugin, &pinned).unwrap();
+    let (status, stdout, stderr) = invoke();
+    assert!(
+        status.success() && stdout.contains("\"steady\""),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -113,21 +113,18 @@ impl App {
             }
         };
         // Each file is loaded and prepared once, however many monitors run it.
-        let mut files: HashMap<PathBuf, Result<Arc<PreparedPlugin>, String>> = HashMap::new();
+        // The pin is checked against the bytes that are compiled (read once).
+        type Loaded = Result<Arc<PreparedPlugin>, String>;
+        let mut files: HashMap<(PathBuf, Option<String>), Loaded> = HashMap::new();
         monitors
             .iter()
             .map(|&monitor| {
                 let path = &monitor.plugin.0;
-                // Before anything reads the file as a component.
-                if let Some(pinned) = &monitor.sha256
-                    && let Err(e) = check_pinned(monitor.name.as_str(), path, &pinned.0)
-                {
-                    return (monitor, Err(e));
-                }
+                let pin = monitor.sha256.as_ref().map(|p| p.0.clone());
                 let file = files
-                    .entry(path.clone())
+                    .entry((path.clone(), pin.clone()))
                     .or_insert_with(|| {
-                        PluginFile::load(&self.engine, &self.cache, path)
+                        PluginFile::load(&self.engine, &self.cache, path, pin.as_deref())
                             .and_then(|file| PreparedPlugin::new(file, &linker, &self.host_plugins))
                             .map(Arc::new)
                             .map_err(|e| format!("{e:#}"))
@@ -283,20 +280,6 @@ impl App {
         }
         report
     }
-}
-
-/// Refuses a plugin file whose SHA-256 is not the one the config pins (`sha256:`).
-fn check_pinned(monitor: &str, path: &std::path::Path, pinned: &str) -> Result<()> {
-    let actual = crate::compile_cache::file_sha256(path)
-        .with_context(|| format!("monitor '{monitor}': cannot read {}", path.display()))?;
-    if actual != pinned {
-        anyhow::bail!(
-            "monitor '{monitor}': plugin {} has SHA-256 {actual}, but the config pins {pinned} \
-             (monitors[].sha256); refused",
-            path.display()
-        );
-    }
-    Ok(())
 }
 
 /// What [`App::startup_problems`] found.

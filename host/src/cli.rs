@@ -731,6 +731,11 @@ fn check(configs: &[PathBuf], connect: bool) -> Result<ExitCode> {
                 list_or_none(&aws),
                 list_or_none(&grants.queues)
             );
+            for grant in &grants.aws {
+                if let Some(note) = grant.sensitive_note() {
+                    println!("    note: {note}");
+                }
+            }
             for (name, source) in &monitor.secrets {
                 println!("    secret {name}: {source}");
             }
@@ -803,9 +808,10 @@ fn inspect(path: &Path) -> Result<ExitCode> {
     let engine = Engine::new(&EngineSettings::default())?;
     let compiler = crate::compiler::Compiler::for_this_process(&Default::default());
     let cache = CompileCache::locate(None).with_compiler(compiler);
-    let file = PluginFile::load(&engine, &cache, path)?;
+    let file = PluginFile::load(&engine, &cache, path, None)?;
     println!("plugin:  {}", path.display());
     println!("size:    {} bytes", file.size);
+    println!("sha256:  {}", file.sha256);
     println!("world:   {}", file.world());
     println!("imports:");
     for name in &file.imports {

@@ -168,11 +168,15 @@ impl CompileCache {
         &self,
         engine: &wasmtime::Engine,
         path: &Path,
+        wasm: &[u8],
         label: &str,
         note: &str,
     ) -> Result<Component> {
         let started = Instant::now();
-        let component = self.compiler.compile(engine, path)?;
+        let component = self
+            .compiler
+            .compile(engine, path, wasm)
+            .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
         crate::telemetry::METRICS.compile_cache("miss");
         tracing::info!(
             plugin = label,
@@ -183,18 +187,34 @@ impl CompileCache {
         Ok(component)
     }
 
+    /// Reads the plugin at `path` once and checks those bytes: a component, with the pinned
+    /// SHA-256 if there is a pin. Returns them with their hash.
+    fn read_checked(&self, path: &Path, pin: Option<&str>) -> Result<(Vec<u8>, String)> {
+        let wasm = self.compiler.read(path)?;
+        check_component_header(&wasm).with_context(|| format!("plugin {}", path.display()))?;
+        let hash = hex(&Sha256::digest(&wasm));
+        check_pin(path, &hash, pin)?;
+        Ok((wasm, hash))
+    }
+
     /// The compiled component for the plugin at `path`, from the cache when a valid entry
-    /// exists. `label` names the plugin in log events.
+    /// exists, with the SHA-256 of the bytes it was compiled from. The file is read at most
+    /// once: those bytes are hashed, checked against `pin` (`monitors[].sha256`), used as the
+    /// cache key and compiled, and an artifact is stored only under the hash of the bytes it
+    /// was compiled from. `label` names the plugin in log events.
     pub fn load_or_compile(
         &self,
         engine: &wasmtime::Engine,
         path: &Path,
         label: &str,
-    ) -> Result<Component> {
+        pin: Option<&str>,
+    ) -> Result<LoadedPlugin> {
         // The size cap comes before the plugin is hashed or read.
         self.compiler.check_size(path)?;
         let Some(dir) = &self.dir else {
-            return self.compile(engine, path, label, "");
+            let (wasm, sha256) = self.read_checked(path, pin)?;
+            let component = self.compile(engine, path, &wasm, label, "")?;
+            return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
         };
         let started = Instant::now();
         // Checked at every load, not once: a long-running host sees a directory that became
@@ -211,15 +231,36 @@ impl CompileCache {
                         dir.display()
                     );
                 }
-                return self.compile(engine, path, label, " (compile cache bypassed)");
+                let (wasm, sha256) = self.read_checked(path, pin)?;
+                let note = " (compile cache bypassed)";
+                let component = self.compile(engine, path, &wasm, label, note)?;
+                return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
             }
         };
-        let key = format!(
-            "{}-{}",
-            cache.wasm_hash(path, label)?,
-            &hex(&engine_hash(engine))[..16]
-        );
-        let entry = Entry::new(dir, key);
+        let engine_key = hex(&engine_hash(engine));
+        // The index's hash of an unchanged file names an artifact compiled from bytes with
+        // that hash (only such artifacts are stored): a hit runs exactly that code, whatever
+        // the file holds now, so it needs no read of the file.
+        if let Some(sha256) = cache.indexed_hash(path, label)
+            && pin.is_none_or(|p| p == sha256)
+        {
+            let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
+            if let Ok(Some(component)) = entry.load(&cache, engine) {
+                crate::telemetry::METRICS.compile_cache("hit");
+                tracing::info!(
+                    plugin = label,
+                    cache = "hit",
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "loaded compiled plugin from the compile cache"
+                );
+                let size = fs::metadata(path).map(|m| m.len() as usize).unwrap_or(0);
+                return Ok(LoadedPlugin::new(component, sha256, size));
+            }
+        }
+        let stamp = fs::metadata(path).ok().and_then(|m| file_stamp(&m));
+        let (wasm, sha256) = self.read_checked(path, pin)?;
+        cache.record_hash(path, stamp, &sha256);
+        let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
         match entry.load(&cache, engine) {
             Ok(Some(component)) => {
                 crate::telemetry::METRICS.compile_cache("hit");
@@ -229,7 +270,7 @@ impl CompileCache {
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     "loaded compiled plugin from the compile cache"
                 );
-                return Ok(component);
+                return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
             }
             Ok(None) => {}
             Err(reason) => {
@@ -242,12 +283,57 @@ impl CompileCache {
                 );
             }
         }
-        let component = self.compile(engine, path, label, "")?;
+        let component = self.compile(engine, path, &wasm, label, "")?;
         if let Err(e) = entry.store(&cache, &component.serialize()?) {
             tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
         }
-        Ok(component)
+        Ok(LoadedPlugin::new(component, sha256, wasm.len()))
     }
+}
+
+/// A plugin's compiled component, and what it was compiled from.
+pub struct LoadedPlugin {
+    /// The compiled component.
+    pub component: Component,
+    /// The SHA-256 (lowercase hex) of the bytes it was compiled from.
+    pub sha256: String,
+    /// The size of those bytes.
+    pub size: usize,
+}
+
+impl LoadedPlugin {
+    fn new(component: Component, sha256: String, size: usize) -> LoadedPlugin {
+        LoadedPlugin {
+            component,
+            sha256,
+            size,
+        }
+    }
+}
+
+/// Refuses bytes whose SHA-256 is not the pinned one (`monitors[].sha256`).
+fn check_pin(path: &Path, actual: &str, pin: Option<&str>) -> Result<()> {
+    match pin {
+        Some(pinned) if pinned != actual => bail!(
+            "plugin {} has SHA-256 {actual}, but the config pins {pinned} (monitors[].sha256); \
+             refused",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that `wasm` is a component (not a core module, not something else).
+pub fn check_component_header(wasm: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        bail!("not a WebAssembly file");
+    }
+    // Bytes 4..8 are the version (core modules: 1) and the layer (components: 1).
+    if wasm[6..8] == [0, 0] {
+        bail!("a core WebAssembly module, not a component: build it with `--target wasm32-wasip2`");
+    }
+    Ok(())
 }
 
 fn engine_hash(engine: &wasmtime::Engine) -> Vec<u8> {
@@ -278,39 +364,45 @@ impl<'a> Cache<'a> {
         Ok(Cache { dir, key })
     }
 
-    /// The SHA-256 of the plugin file, in hex: from the index when the file's stat is the one
-    /// recorded with it (and the record's MAC holds), else computed (and recorded, best
-    /// effort).
-    fn wasm_hash(&self, path: &Path, label: &str) -> Result<String> {
-        let cannot_read = || format!("cannot read {}", path.display());
-        let current_stamp = || fs::metadata(path).map(|m| file_stamp(&m));
-        let before = current_stamp().with_context(cannot_read)?;
-        let canonical = fs::canonicalize(path).with_context(cannot_read)?;
+    /// The SHA-256 the index records for the plugin file, when the file's stat is the one
+    /// recorded with it and the record's MAC holds.
+    fn indexed_hash(&self, path: &Path, label: &str) -> Option<String> {
+        let stamp = fs::metadata(path).ok().and_then(|m| file_stamp(&m))?;
+        let canonical = fs::canonicalize(path).ok()?;
         let canonical = canonical.as_os_str().as_encoded_bytes();
         let index = self.dir.join("index").join(hex(&Sha256::digest(canonical)));
-        if let Some(stamp) = &before {
-            match self.read_index(&index, canonical) {
-                Ok(Some((recorded_stamp, hash))) if recorded_stamp == *stamp => return Ok(hash),
-                // No record, or one of an older version of the file.
-                Ok(_) => {}
-                Err(reason) => tracing::warn!(
+        match self.read_index(&index, canonical) {
+            Ok(Some((recorded_stamp, hash))) if recorded_stamp == stamp => Some(hash),
+            // No record, or one of an older version of the file.
+            Ok(_) => None,
+            Err(reason) => {
+                tracing::warn!(
                     plugin = label,
                     cache = "invalid",
                     entry = %index.display(),
                     "ignoring compile cache index record ({reason:#}); hashing the plugin again"
-                ),
+                );
+                None
             }
         }
-        let hash = file_sha256(path).with_context(cannot_read)?;
-        // Record it only if the file did not change while it was read.
-        if let Some(stamp) = before
-            && current_stamp().ok().flatten().as_ref() == Some(&stamp)
-        {
-            let body = format!("{INDEX_MAGIC}\n{stamp}\n{hash}\n");
-            let mac = self.key.index_mac(canonical, &body);
-            let _ = write_atomically(&index, format!("{body}{}\n", hex(&mac)).as_bytes());
+    }
+
+    /// Records `hash` for the plugin file, read when its stat was `before`: only if the file
+    /// did not change while it was read (best effort).
+    fn record_hash(&self, path: &Path, before: Option<String>, hash: &str) {
+        let Some(stamp) = before else { return };
+        let now = fs::metadata(path).ok().and_then(|m| file_stamp(&m));
+        let Ok(canonical) = fs::canonicalize(path) else {
+            return;
+        };
+        if now.as_ref() != Some(&stamp) {
+            return;
         }
-        Ok(hash)
+        let canonical = canonical.as_os_str().as_encoded_bytes();
+        let index = self.dir.join("index").join(hex(&Sha256::digest(canonical)));
+        let body = format!("{INDEX_MAGIC}\n{stamp}\n{hash}\n");
+        let mac = self.key.index_mac(canonical, &body);
+        let _ = write_atomically(&index, format!("{body}{}\n", hex(&mac)).as_bytes());
     }
 
     /// The `(stamp, hash)` an index record holds. `Ok(None)`: no record. `Err`: a record that

@@ -92,6 +92,10 @@ impl Compiler {
         let size = std::fs::metadata(path)
             .with_context(|| format!("cannot read {}", path.display()))?
             .len();
+        self.check_len(path, size)
+    }
+
+    fn check_len(&self, path: &Path, size: u64) -> Result<()> {
         let max = self.max_plugin_bytes();
         if size > max {
             bail!(
@@ -103,16 +107,34 @@ impl Compiler {
         Ok(())
     }
 
-    /// Compiles the plugin at `path` for `engine`.
-    pub fn compile(&self, engine: &wasmtime::Engine, path: &Path) -> Result<Component> {
+    /// Reads the plugin at `path` into memory, once: the bytes that are hashed, checked
+    /// against a pin, used as the cache key and compiled. At most `max_plugin_bytes` are read,
+    /// whatever the file grows to meanwhile.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        use std::io::Read;
         self.check_size(path)?;
+        let cannot_read = || format!("cannot read {}", path.display());
+        let file = std::fs::File::open(path).with_context(cannot_read)?;
+        let max = self.max_plugin_bytes();
+        let mut bytes = Vec::new();
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .with_context(cannot_read)?;
+        self.check_len(path, bytes.len() as u64)?;
+        Ok(bytes)
+    }
+
+    /// Compiles the plugin bytes `wasm` (read from `path`, which names it in errors).
+    pub fn compile(
+        &self,
+        engine: &wasmtime::Engine,
+        path: &Path,
+        wasm: &[u8],
+    ) -> Result<Component> {
+        self.check_len(path, wasm.len() as u64)?;
         match self {
-            Compiler::InProcess { .. } => {
-                let wasm = std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                Ok(Component::new(engine, &wasm)?)
-            }
-            Compiler::Isolated { exe, limits } => compile_in_child(engine, exe, limits, path),
+            Compiler::InProcess { .. } => Ok(Component::new(engine, wasm)?),
+            Compiler::Isolated { exe, limits } => compile_in_child(engine, exe, limits, path, wasm),
         }
     }
 }
@@ -122,19 +144,22 @@ fn compile_in_child(
     exe: &Path,
     limits: &CompileLimits,
     path: &Path,
+    wasm: &[u8],
 ) -> Result<Component> {
     let dir = private_temp_dir()?;
     let out = dir.join("plugin.cwasm");
     let mut command = Command::new(exe);
+    // The child compiles the bytes it is given on stdin (the ones the parent hashed), never
+    // the file, which may have changed since.
     command
         .arg("compile-plugin")
-        .arg(path)
+        .arg("-")
         .arg(&out)
         // The compiler reads untrusted input: it gets none of the host's environment, where
         // the AWS keys are.
         .env_clear()
         .env("RUST_LIB_BACKTRACE", "0")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     limit_memory(&mut command, limits.memory);
@@ -142,6 +167,15 @@ fn compile_in_child(
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start the compiler ({})", exe.display()))?;
+    // Written from a thread of its own: a child that stops reading (it crashed, or was
+    // killed at the timeout) must not block the parent, which would then never see it end.
+    let feeder = child.stdin.take().map(|mut stdin| {
+        let wasm = wasm.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&wasm);
+        })
+    });
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -158,6 +192,9 @@ fn compile_in_child(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         use std::io::Read;
@@ -225,10 +262,19 @@ fn limit_memory(command: &mut Command, bytes: u64) {
 #[cfg(not(unix))]
 fn limit_memory(_command: &mut Command, _bytes: u64) {}
 
-/// The child's side: `sentinela compile-plugin WASM OUT`.
+/// The child's side: `sentinela compile-plugin WASM OUT` (`-`: the bytes on stdin).
 pub fn compile_plugin_command(wasm: &Path, out: &Path) -> Result<()> {
     let engine = Engine::for_compiling()?;
-    let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    let bytes = if wasm == Path::new("-") {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the plugin from stdin")?;
+        bytes
+    } else {
+        std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?
+    };
     let component = Component::new(&engine, &bytes)?;
     std::fs::write(out, component.serialize()?)
         .with_context(|| format!("cannot write {}", out.display()))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use wasmtime::Store;
 use wasmtime::Trap;
 use wasmtime::component::{Component, Linker};
@@ -29,6 +29,8 @@ pub struct PluginFile {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// The SHA-256 (lowercase hex) of the bytes it was compiled from.
+    pub sha256: String,
     /// The interfaces it imports, as `package/interface@version`.
     pub imports: Vec<String>,
     /// The interfaces it exports.
@@ -37,13 +39,18 @@ pub struct PluginFile {
 }
 
 impl PluginFile {
-    /// Reads and compiles (or loads from the compile cache) the component at `path`.
-    pub fn load(engine: &Engine, cache: &CompileCache, path: &Path) -> Result<PluginFile> {
-        let size = read_header(path)?;
+    /// Reads and compiles (or loads from the compile cache) the component at `path`, whose
+    /// bytes must have the SHA-256 `pin` when there is one: the file is read once, and what
+    /// is checked is what runs.
+    pub fn load(
+        engine: &Engine,
+        cache: &CompileCache,
+        path: &Path,
+        pin: Option<&str>,
+    ) -> Result<PluginFile> {
         let label = path.display().to_string();
-        let component = cache
-            .load_or_compile(engine.wasmtime(), path, &label)
-            .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
+        let loaded = cache.load_or_compile(engine.wasmtime(), path, &label, pin)?;
+        let component = loaded.component;
         let ty = component.component_type();
         let imports = ty
             .imports(engine.wasmtime())
@@ -55,7 +62,8 @@ impl PluginFile {
             .collect();
         Ok(PluginFile {
             path: path.to_path_buf(),
-            size,
+            size: loaded.size as u64,
+            sha256: loaded.sha256,
             imports,
             exports,
             component,
@@ -114,33 +122,6 @@ impl PluginFile {
         );
         problems
     }
-}
-
-/// Checks that `path` holds a component (not a core module, not something else) before it is
-/// hashed or compiled; returns its size.
-fn read_header(path: &Path) -> Result<u64> {
-    use std::io::Read;
-    let cannot_read = || format!("cannot read plugin {}", path.display());
-    let file = std::fs::File::open(path).with_context(cannot_read)?;
-    let size = file.metadata().with_context(cannot_read)?.len();
-    let mut header = Vec::with_capacity(8);
-    file.take(8)
-        .read_to_end(&mut header)
-        .with_context(cannot_read)?;
-    check_header(&header).with_context(|| format!("plugin {}", path.display()))?;
-    Ok(size)
-}
-
-fn check_header(wasm: &[u8]) -> Result<()> {
-    const MAGIC: &[u8] = b"\0asm";
-    if wasm.len() < 8 || &wasm[..4] != MAGIC {
-        bail!("not a WebAssembly file");
-    }
-    // Bytes 4..8 are the version (core modules: 1) and the layer (components: 1).
-    if wasm[6..8] == [0, 0] {
-        bail!("a core WebAssembly module, not a component: build it with `--target wasm32-wasip2`");
-    }
-    Ok(())
 }
 
 /// A plugin file checked against what this host provides and pre-instantiated with its

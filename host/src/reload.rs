@@ -190,6 +190,8 @@ async fn reload(
     };
     match loaded {
         Ok(Ok(plugin)) => {
+            // The hash of the bytes that were compiled, which the file may no longer hold.
+            let new_hash = plugin.file().sha256.clone();
             // A config reload may have changed the monitor meanwhile: its own load wins.
             if !scheduled.replace(Arc::new(plugin), &config) {
                 return;

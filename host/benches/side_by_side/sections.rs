@@ -106,7 +106,7 @@ fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
 /// A guest component loaded as the host loads a monitor, with default limits.
 fn load_monitor(engine: &Engine, component: &str) -> Result<MonitorPlugin> {
     let plugins = HostPlugins::default();
-    let file = PluginFile::load(engine, &CompileCache::disabled(), &guest(component))?;
+    let file = PluginFile::load(engine, &CompileCache::disabled(), &guest(component), None)?;
     let linker = instance::linker(engine.wasmtime())?;
     let plugin = PreparedPlugin::new(file, &linker, &plugins)?;
     Ok(MonitorPlugin::new(
