@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,191 @@ def wheel_path(argv):
 
 def rust_str(text):
     return json.dumps(text)  # JSON string escapes are valid Rust string escapes for ASCII
+
+
+# What an answer can hold, read from the output shapes:
+# - an AWS key (the secret key or session token next to an AccessKeyId) anywhere: never
+#   grantable;
+# - another credential, never grantable, when it is what the operation hands out (a member
+#   in the answer's top two structure levels): a member the model marks `sensitive` whose name
+#   says token, password, private key, client/shared secret, API key or key material (not in a
+#   list of resources: RDS's DescribeDBInstances lists a masked MasterUserPassword), a
+#   plaintext next to its ciphertext (KMS's GenerateDataKey; Decrypt's Plaintext is only
+#   sensitive), or a member named as a bearer credential even where the model does not mark
+#   it (ECR's authorizationToken, SSM's session TokenValue, SageMaker's AuthorizedUrl);
+#   or the `value` of a structure named as one (API Gateway's ApiKey);
+# - any other member marked `sensitive`: the operation is granted by name only.
+AWS_KEY = re.compile(r"(?i)(secret_?access_?key|secret_?key|session_?token)")
+CREDENTIAL = re.compile(
+    r"(?i).*(token|password|passwd|private_?key|client_?secret|shared_?secret|secret|api_?key"
+    r"|key_?material|(embed|authorized|presigned|login|sign_?in|streaming)_?url)"
+    r"(_?(data|value|base64|string))?")
+BEARER = re.compile(
+    r"(?i)((authorization|access|refresh|id|bearer|auth|security|web_?identity)_?token|token_?value"
+    r"|authorized_?url|key_?material|private_?key)(_?(data|value|base64|string))?")
+NOT_CREDENTIAL = re.compile(
+    r"(?i).*((next|continuation|pagination|page|block)_?token|token_?(type|id|arn|expir\w*|status"
+    r"|name|count|url|endpoint\w*)|(credentials?|secret|password|key)_?(parameter|arn|id|type"
+    r"|provider|name|status|url|endpoint\w*))")
+SCALARS = {"string": "$s", "boolean": "$b", "integer": "$i", "long": "$i", "float": "$f",
+           "double": "$f", "timestamp": "$t", "blob": "$B", "document": "$d"}
+
+
+def answer_holds(shapes, output):
+    """(kind, member path) of the first credential in an output shape, else of the first
+    other sensitive member; kind is "key", "credential" or "sensitive"; None if neither."""
+    found = {"key": None, "credential": None, "sensitive": None}
+    seen = set()
+
+    def walk(name, path, sensitive, depth, in_list):
+        shape = shapes[name]
+        sensitive = sensitive or shape.get("sensitive", False)
+        if (name, sensitive, in_list, min(depth, 3)) in seen:
+            return
+        seen.add((name, sensitive, in_list, min(depth, 3)))
+        kind = shape["type"]
+        if kind == "structure":
+            for member, spec in shape.get("members", {}).items():
+                target = shapes[spec["shape"]]
+                marked = sensitive or spec.get("sensitive", False) or target.get("sensitive", False)
+                at = f"{path}.{member}" if path else member
+                scalar = target["type"] in SCALARS
+                plain = scalar and "enum" not in target
+                ciphertext = any(m.endswith("CiphertextBlob") for m in shape["members"])
+                if AWS_KEY.fullmatch(member) and scalar:
+                    found["key"] = found["key"] or at
+                elif member.lower().endswith("plaintext") and marked and scalar:
+                    kind_ = "credential" if ciphertext and depth < 2 else "sensitive"
+                    found[kind_] = found[kind_] or at
+                elif (marked and scalar and depth < 2 and not in_list
+                      and CREDENTIAL.fullmatch(member) and not NOT_CREDENTIAL.fullmatch(member)):
+                    found["credential"] = found["credential"] or at
+                elif plain and depth < 2 and (BEARER.fullmatch(member) or (
+                        member.lower() == "value" and CREDENTIAL.fullmatch(name)
+                        and not NOT_CREDENTIAL.fullmatch(name))):
+                    # ...or the value of a structure named as one (API Gateway's ApiKey.value).
+                    found["credential"] = found["credential"] or at
+                elif marked and scalar:
+                    found["sensitive"] = found["sensitive"] or at
+                walk(spec["shape"], at, marked, depth + 1, in_list)
+        elif kind == "list":
+            walk(shape["member"]["shape"], path + "[]", sensitive, depth, True)
+        elif kind == "map":
+            walk(shape["value"]["shape"], path + "{}", sensitive, depth, True)
+
+    walk(output, "", False, 0, False)
+    for kind in ("key", "credential", "sensitive"):
+        if found[kind]:
+            return kind, found[kind]
+    return None
+
+
+def capitalize(name):
+    return name[:1].upper() + name[1:]
+
+
+def input_shapes(model, protocol):
+    """The input shapes of every operation, one line each (see `aws/shapes.rs` for the
+    format), and one `@Operation InputShape` line per operation that has an input."""
+    shapes = model["shapes"]
+    lines, seen = [], set()
+
+    def ref(name):
+        shape = shapes[name]
+        if shape["type"] in SCALARS:
+            return SCALARS[shape["type"]] + name  # the type, then the name: `$sTableArn`
+        walk(name)
+        return name
+
+    def wire(member, spec):
+        if protocol == "ec2":
+            return spec.get("queryName") or capitalize(spec.get("locationName") or member)
+        return spec.get("locationName") or member
+
+    def walk(name):
+        if name in seen:
+            return
+        seen.add(name)
+        shape = shapes[name]
+        kind = shape["type"]
+        if kind == "structure":
+            payload = shape.get("payload")
+            members = []
+            for member, spec in shape.get("members", {}).items():
+                location = {"header": "h", "headers": "H", "querystring": "q", "uri": "p",
+                            "statusCode": "c"}.get(spec.get("location"), "")
+                if member == payload:
+                    location = "P"
+                field = f"{member}:{ref(spec['shape'])}"
+                name_on_wire = wire(member, spec)
+                if location or name_on_wire != member:
+                    field += f":{location}"
+                if name_on_wire != member:
+                    field += f":{name_on_wire}"
+                members.append(field)
+            lines.append(" ".join([name, "S"] + members))
+        elif kind == "list":
+            member = shape["member"]
+            lines.append(" ".join([name, "L", ref(member["shape"]),
+                                   member.get("locationName") or "-",
+                                   "f" if shape.get("flattened") else "-"]))
+        elif kind == "map":
+            key, value = shape["key"], shape["value"]
+            lines.append(" ".join([name, "M", ref(key["shape"]), ref(value["shape"]),
+                                   key.get("locationName") or "key",
+                                   value.get("locationName") or "value",
+                                   "f" if shape.get("flattened") else "-"]))
+
+    for op_name, op in sorted(model["operations"].items()):
+        if "input" in op:
+            lines.append(f"@{op_name} {ref(op['input']['shape'])}")
+    return "\n".join(lines)
+
+
+def write_answers_doc(rows):
+    """docs/aws-answers.md: what the table says each operation's answer holds."""
+    never, sensitive = [], []
+    for row in sorted(rows):
+        alias, answers = row[0], row[7]
+        if alias in ALIASES:
+            continue  # a second name of a service listed under its own
+        for op_name, kind, path in answers:
+            entry = f"| `{alias}:{op_name}` | `{path}` |"
+            (sensitive if kind == "sensitive" else never).append((kind, entry))
+    keys = sum(1 for kind, _ in never if kind == "key")
+    doc = [
+        "# What AWS answers hold: never grantable, and granted by name only",
+        "",
+        f"@generated by `scripts/gen-aws-models.py` from botocore {BOTOCORE_VERSION}'s models, "
+        "with `host/src/aws/models.rs`; do not edit. To refresh both, set the botocore release in "
+        "the script and run it (`python3 scripts/gen-aws-models.py`).",
+        "",
+        "The generator walks each operation's output shape. An operation whose answer holds "
+        "AWS keys (a secret access key or session token, anywhere in the answer) or another "
+        "credential it hands out (a member the model marks `sensitive` named as a token, "
+        "password, private key, client or shared secret, API key or key material, in the "
+        "answer's top two levels and not in a list of resources; a plaintext next to its "
+        "ciphertext; a member named as a bearer credential even where the model does not mark "
+        "it) is **never grantable**: `check` refuses it naming the member, `service:*` and "
+        "method entries never cover it, and a call is `denied`. An operation whose answer "
+        "holds any other member the model marks `sensitive` is granted **by name only**.",
+        "",
+        f"## Never grantable ({len(never)} operations; {keys} of them answer with AWS keys)",
+        "",
+        "| operation | member |",
+        "|---|---|",
+        *[entry for _, entry in never],
+        "",
+        f"## Granted by name only ({len(sensitive)} operations)",
+        "",
+        "| operation | sensitive member |",
+        "|---|---|",
+        *[entry for _, entry in sensitive],
+        "",
+    ]
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "aws-answers.md")
+    with open(path, "w") as out:
+        out.write("\n".join(doc))
 
 
 def main(argv):
@@ -136,6 +322,13 @@ def main(argv):
             }[protocol]
         operations = []
         routes = {}
+        answers = []
+        for op_name, op in sorted(model["operations"].items()):
+            if "output" in op:
+                holds = answer_holds(model["shapes"], op["output"]["shape"])
+                if holds:
+                    answers.append((op_name, holds[0], holds[1]))
+        shapes_text = input_shapes(model, protocol)
         for op_name, op in sorted(model["operations"].items()):
             if not protocol.startswith("rest"):
                 operations.append(op_name)
@@ -194,13 +387,14 @@ def main(argv):
                 service_endpoints.append((pid, VARIANTS[tags], host, None))
         for alias in [name] + [a for a, target in ALIASES.items() if target == name]:
             rows.append((alias, signing, prefix, version, rust_protocol, service_endpoints,
-                         operations))
+                         operations, answers, shapes_text))
 
     lines += [
         f"/// Every service of botocore {BOTOCORE_VERSION} whose protocol `aws-call` speaks, by name.",
         "pub const SERVICES: &[Service] = &[",
     ]
-    for alias, signing, prefix, version, rust_protocol, service_endpoints, operations in sorted(rows):
+    for (alias, signing, prefix, version, rust_protocol, service_endpoints, operations, answers,
+         shapes_text) in sorted(rows):
         lines.append("    Service {")
         lines.append(f"        name: {rust_str(alias)},")
         lines.append(f"        signing_name: {rust_str(signing)},")
@@ -218,11 +412,19 @@ def main(argv):
         else:
             lines.append("        endpoints: &[],")
         lines.append(f"        operations: {rust_str(chr(10).join(operations))},")
+        kinds = {"key": "Holds::AwsKey", "credential": "Holds::Credential",
+                 "sensitive": "Holds::Sensitive"}
+        lines.append("        answers: &[")
+        for op_name, kind, path in answers:
+            lines.append(f"            ({rust_str(op_name)}, {kinds[kind]}, {rust_str(path)}),")
+        lines.append("        ],")
+        lines.append(f"        inputs: {rust_str(shapes_text)},")
         lines.append("    },")
     lines += ["];", ""]
     lines.insert(4, "// Not generated (no protocol aws-call speaks): " + "; ".join(skipped) + ".")
     with open(OUT, "w") as out:
         out.write("\n".join(lines))
+    write_answers_doc(rows)
     print(f"{OUT}: {len(rows)} services, {len(partitions)} partitions; skipped {len(skipped)}")
 
 

@@ -306,6 +306,7 @@ fn side_paths_around_the_trust_model_are_closed_and_audited() {
     let allowed = create(format!("trust-allowed-{pid}"));
     let forbidden = create(format!("trust-forbidden-{pid}"));
     let outbox = create(format!("trust-outbox-{pid}"));
+    let events_queue = create(format!("trust-events-{pid}"));
 
     let dir = scratch_dir("trust-abuse");
     let config = write_config(
@@ -314,7 +315,7 @@ fn side_paths_around_the_trust_model_are_closed_and_audited() {
             r#"executor:
   concurrency: 3
 store:
-  events_queue: outbox
+  events_queue: events
 monitors:
   - name: trust-abuse
     plugin: {abuse}
@@ -343,6 +344,9 @@ queues:
   outbox:
     url: {outbox}
     credential: MONITORING
+  events:
+    url: {events_queue}
+    credential: MONITORING
 "#,
             abuse = guest("hostile_trust_abuse").display(),
             backlog = guest("sqs_backlog").display(),
@@ -366,17 +370,21 @@ queues:
         ("GetSessionToken", "GetSessionToken"),
         ("GetFederationToken", "GetFederationToken"),
         ("AssumeRole", "AssumeRole"),
-        ("assumerole lowercase", "assumerole"),
     ] {
         expect(
             name,
-            &format!("denied: sts:{op} answers with temporary credentials; no grant allows it"),
+            &format!("denied: sts:{op} answers with AWS keys; no grant allows it"),
         );
     }
+    // The model's exact name, or nothing is sent.
+    expect(
+        "assumerole lowercase",
+        "invalid: sts has no operation 'assumerole'; did you mean AssumeRole",
+    );
     expect("GetCallerIdentity", "ok: <GetCallerIdentityResponse");
     expect(
         "CreateAccessKey",
-        "denied: iam:CreateAccessKey answers with a new secret access key",
+        "denied: iam:CreateAccessKey answers with AWS keys",
     );
     expect(
         "GetSecretValue",
@@ -388,14 +396,17 @@ queues:
     );
     expect(
         "GetParameter duplicate key",
-        "denied: ssm:GetParameter reads a secret value",
+        "invalid: input is not JSON: key 'WithDecryption' is given more than once",
     );
     expect("queue in resources", "ok: ");
     let outside = format!(
         "denied: sqs:GetQueueAttributes on 'arn:aws:sqs:us-east-1:123456789012:trust-forbidden-{pid}' is outside the resources granted"
     );
     expect("queue outside resources", &outside);
-    expect("queue duplicate key", &outside);
+    expect(
+        "queue duplicate key",
+        "invalid: input is not JSON: key 'QueueUrl' is given more than once",
+    );
     expect(
         "SendMessage not granted",
         "denied: sqs:SendMessage is not granted to monitor 'trust-abuse': add \"sqs:SendMessage\" to its grants.aws",
@@ -444,7 +455,7 @@ queues:
             .any(|e| field(e, "actor") == "host"
                 && field(e, "credential") == "MONITORING"
                 && field(e, "operation") == "SendMessage"
-                && field(e, "resource").contains("trust-outbox")),
+                && field(e, "resource").contains("trust-events")),
         "the host's issue-event sends are not audited:\n{}",
         dump(&events)
     );
@@ -462,21 +473,23 @@ queues:
         "key material reached the guest"
     );
     let mut queued = String::new();
-    for _ in 0..10 {
-        let received = runtime
-            .block_on(
-                sqs.receive_message()
-                    .queue_url(&outbox)
-                    .max_number_of_messages(10)
-                    .send(),
-            )
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for message in messages {
-            queued.push_str(message.body.as_deref().unwrap_or(""));
+    for queue in [&outbox, &events_queue] {
+        for _ in 0..10 {
+            let received = runtime
+                .block_on(
+                    sqs.receive_message()
+                        .queue_url(queue)
+                        .max_number_of_messages(10)
+                        .send(),
+                )
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                queued.push_str(message.body.as_deref().unwrap_or(""));
+            }
         }
     }
     assert!(
@@ -485,7 +498,7 @@ queues:
     );
     assert_no_secrets(&queued);
     assert!(!queued.contains(SECRET_MARKER) && !queued.contains("SecretAccessKey"));
-    for url in [allowed, forbidden, outbox] {
+    for url in [allowed, forbidden, outbox, events_queue] {
         runtime
             .block_on(sqs.delete_queue().queue_url(&url).send())
             .unwrap();
@@ -504,8 +517,18 @@ fn invoke_calls_with(
     calls: &Value,
     env: &[(&str, &str)],
 ) -> (BTreeMap<String, Value>, String) {
+    invoke_calls_granted(name, &serde_json::json!(grants), calls, env)
+}
+
+/// [`invoke_calls_with`] with `grants.aws` given as JSON (resource-scoped entries too).
+fn invoke_calls_granted(
+    name: &str,
+    grants: &Value,
+    calls: &Value,
+    env: &[(&str, &str)],
+) -> (BTreeMap<String, Value>, String) {
     let dir = scratch_dir(name);
-    let grants = serde_json::to_string(grants).unwrap();
+    let grants = grants.to_string();
     let config = write_config(
         &dir,
         &format!(
@@ -916,4 +939,280 @@ fn an_ses_raw_email_with_an_attachment_reaches_ses() {
         mime.replace(['\r', '\n'], "").contains(&encoded),
         "the attachment's bytes are not in the message"
     );
+}
+
+/// A fake AWS endpoint that records every request it receives (its request line) and answers
+/// each with a body holding credentials.
+struct Recorder {
+    url: String,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const FAKE_SECRET: &str = "recordedFAKEsecretKEY0042";
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut length = 0usize;
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    header.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                recorded.lock().unwrap().push(line.trim().to_owned());
+                let answer = format!(
+                    "{{\"Credentials\":{{\"AccessKeyId\":\"AKIAFAKE\",\"SecretAccessKey\":\"{FAKE_SECRET}\",\"SessionToken\":\"{FAKE_SECRET}\"}}}}"
+                );
+                let mut stream = &stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        Recorder { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Issue 32: every trust decision reads AWS's models. Against a recording endpoint that
+/// answers every request with keys, operations whose answer holds credentials are refused
+/// however they are reached (a REST method grant, `service:*`, a request the model does not
+/// resolve), nothing of them is sent, and an answer that carries keys anyway is withheld.
+#[test]
+fn the_grant_means_what_aws_will_do() {
+    let recorder = Recorder::start();
+    let calls = serde_json::json!([
+        {"id": "codeartifact", "fn": "signed", "service": "codeartifact", "method": "POST",
+         "path": "/v1/authorization-token", "query": [["domain", "d"]]},
+        {"id": "s3-session", "fn": "signed", "service": "s3", "method": "GET", "path": "/bucket",
+         "query": [["session", ""]]},
+        {"id": "iot-keys", "fn": "signed", "service": "iot", "method": "POST",
+         "path": "/keys-and-certificate"},
+        {"id": "sso", "fn": "signed", "service": "sso", "method": "GET",
+         "path": "/federation/credentials",
+         "query": [["role_name", "r"], ["account_id", "123456789012"]],
+         "headers": [["x-amz-sso_bearer_token", "t"]]},
+        {"id": "ssm-token", "fn": "json", "service": "ssm", "operation": "GetAccessToken",
+         "input": {"AccessRequestId": "x"}},
+        {"id": "eks-auth", "fn": "signed", "service": "eks-auth", "method": "POST",
+         "path": "/clusters/c/assume-role-for-pod-identity", "body": "{\"token\":\"t\"}"},
+        {"id": "quicksight", "fn": "signed", "service": "quicksight", "method": "POST",
+         "path": "/accounts/123456789012/embed-url/anonymous-user", "body": "{}"},
+        {"id": "unresolved", "fn": "signed", "service": "route53", "method": "GET",
+         "path": "/nowhere/at/all"},
+        {"id": "lowercase", "fn": "query", "service": "sts", "action": "assumerole",
+         "params": {"RoleArn": "arn:aws:iam::123456789012:role/x", "RoleSessionName": "x"}},
+        {"id": "presign-expires", "fn": "presign", "service": "s3", "method": "GET",
+         "path": "/b/k", "query": [["X-Amz-Expires", "604800"]]},
+        {"id": "presign-date", "fn": "presign", "service": "s3", "method": "GET",
+         "path": "/b/k", "query": [["x-amz-date", "20300101T000000Z"]]},
+        {"id": "answer-json", "fn": "json", "service": "sqs", "operation": "ListQueues",
+         "input": {}},
+        {"id": "answer-query", "fn": "query", "service": "sts", "action": "GetCallerIdentity"},
+    ]);
+    let grants = serde_json::json!([
+        "codeartifact:*",
+        "codeartifact:POST",
+        "s3:GET",
+        "s3:presign:*",
+        "iot:*",
+        "sso:*",
+        "ssm:*",
+        "eks-auth:*",
+        "quicksight:*",
+        "quicksight:POST",
+        "route53:*",
+        "sts:*",
+        "sqs:ListQueues",
+    ]);
+    let env = [("AWS_ENDPOINT_URL", recorder.url.as_str())];
+    let (calls, stderr) = invoke_calls_granted("grant-means", &grants, &calls, &env);
+    let error = |id: &str| calls[id]["error"].as_str().unwrap_or("").to_owned();
+    for (id, operation) in [
+        ("codeartifact", "codeartifact:GetAuthorizationToken"),
+        ("s3-session", "s3:CreateSession"),
+        ("iot-keys", "iot:CreateKeysAndCertificate"),
+        ("sso", "sso:GetRoleCredentials"),
+        ("ssm-token", "ssm:GetAccessToken"),
+        ("eks-auth", "eks-auth:AssumeRoleForPodIdentity"),
+        ("quicksight", "quicksight:GenerateEmbedUrlForAnonymousUser"),
+    ] {
+        let got = error(id);
+        assert!(
+            got.starts_with(&format!("denied: {operation} answers with")),
+            "{id}: {:?}",
+            calls[id]
+        );
+    }
+    assert!(
+        error("unresolved").starts_with("invalid: GET /nowhere/at/all is no operation of route53"),
+        "{:?}",
+        calls["unresolved"]
+    );
+    assert!(
+        error("lowercase").contains("did you mean AssumeRole"),
+        "{:?}",
+        calls["lowercase"]
+    );
+    for id in ["presign-expires", "presign-date"] {
+        assert!(
+            error(id).contains("belongs to the host's signature"),
+            "{id}: {:?}",
+            calls[id]
+        );
+    }
+    for id in ["answer-json", "answer-query"] {
+        assert!(
+            error(id).starts_with("denied: the answer of") && error(id).contains("SecretAccessKey"),
+            "{id}: {:?}",
+            calls[id]
+        );
+    }
+    // Only the two calls whose operations answer with no credentials were sent.
+    let requests = recorder.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // Nothing of the answers reached the guest or the log, and the audit names the member.
+    let everything = format!("{calls:?}{stderr}");
+    assert!(!everything.contains(FAKE_SECRET), "{everything}");
+    assert!(
+        stderr.contains("aws-call answer withheld") && stderr.contains("withheld=SecretAccessKey"),
+        "{stderr}"
+    );
+}
+
+/// Issue 32, against moto: inputs are read the way AWS reads them (types, member names,
+/// every table and log group a request names), and a `kms:*` grant cannot compose a data key.
+#[test]
+fn requests_are_read_as_aws_reads_them() {
+    let calls = serde_json::json!([
+        {"id": "flag-number", "fn": "json", "service": "ssm", "operation": "GetParameter",
+         "input": {"Name": "x", "WithDecryption": 1}},
+        {"id": "flag-text", "fn": "json", "service": "ssm", "operation": "GetParameter",
+         "input": {"Name": "x", "WithDecryption": "True"}},
+        {"id": "flag-case", "fn": "json", "service": "ssm", "operation": "GetParameter",
+         "input": {"Name": "x", "withDecryption": true}},
+        {"id": "decoy", "fn": "json", "service": "dynamodb", "operation": "BatchGetItem",
+         "input": {"TableName": "orders",
+                   "RequestItems": {"payments": {"Keys": [{"id": {"S": "1"}}]}}}},
+        {"id": "batch-other", "fn": "json", "service": "dynamodb", "operation": "BatchGetItem",
+         "input": {"RequestItems": {"payments": {"Keys": [{"id": {"S": "1"}}]}}}},
+        {"id": "batch-orders", "fn": "json", "service": "dynamodb", "operation": "BatchGetItem",
+         "input": {"RequestItems": {"orders": {"Keys": [{"id": {"S": "1"}}]}}}},
+        {"id": "transact", "fn": "json", "service": "dynamodb", "operation": "TransactGetItems",
+         "input": {"TransactItems": [{"Get": {"TableName": "orders", "Key": {"id": {"S": "1"}}}},
+                                     {"Get": {"TableName": "payments", "Key": {"id": {"S": "1"}}}}]}},
+        {"id": "statement", "fn": "json", "service": "dynamodb", "operation": "ExecuteStatement",
+         "input": {"Statement": "SELECT * FROM payments"}},
+        {"id": "log-groups", "fn": "json", "service": "logs", "operation": "StartQuery",
+         "input": {"logGroupNames": ["/orders", "/payments"], "startTime": 0, "endTime": 1,
+                   "queryString": "fields @message"}},
+        {"id": "decrypt", "fn": "json", "service": "kms", "operation": "Decrypt",
+         "input": {"CiphertextBlob": "AAAA"}},
+        {"id": "data-key", "fn": "json", "service": "kms", "operation": "GenerateDataKey",
+         "input": {"KeyId": "alias/x"}},
+        {"id": "list-keys", "fn": "json", "service": "kms", "operation": "ListKeys", "input": {}},
+        {"id": "query-type", "fn": "query", "service": "cloudwatch", "action": "ListMetrics",
+         "params": {"RecentlyActive": "PT3H", "Bogus": "1"}},
+    ]);
+    let orders = serde_json::json!(["arn:aws:dynamodb:*:*:table/orders"]);
+    let grants = serde_json::json!([
+        "ssm:GetParameter",
+        "kms:*",
+        "cloudwatch:ListMetrics",
+        {"op": "dynamodb:BatchGetItem", "resources": orders},
+        {"op": "dynamodb:TransactGetItems", "resources": orders},
+        {"op": "dynamodb:ExecuteStatement", "resources": orders},
+        {"op": "logs:StartQuery", "resources": ["arn:aws:logs:*:*:log-group:/orders"]},
+    ]);
+    let (calls, stderr) = invoke_calls_granted("read-as-aws", &grants, &calls, &[]);
+    let error = |id: &str| calls[id]["error"].as_str().unwrap_or("").to_owned();
+    let expect = |id: &str, prefix: &str| {
+        assert!(
+            error(id).starts_with(prefix),
+            "{id}: expected {prefix}…, got {:?}",
+            calls[id]
+        );
+    };
+    expect(
+        "flag-number",
+        "invalid: ssm:GetParameter: 'WithDecryption' must be a JSON boolean",
+    );
+    expect(
+        "flag-text",
+        "invalid: ssm:GetParameter: 'WithDecryption' must be a JSON boolean",
+    );
+    expect(
+        "flag-case",
+        "invalid: ssm:GetParameter: 'withDecryption' is not a member",
+    );
+    expect(
+        "decoy",
+        "invalid: dynamodb:BatchGetItem: 'TableName' is not a member",
+    );
+    expect(
+        "batch-other",
+        "denied: dynamodb:BatchGetItem on 'arn:aws:dynamodb:us-east-1::table/payments' is outside",
+    );
+    expect(
+        "transact",
+        "denied: dynamodb:TransactGetItems on 'arn:aws:dynamodb:us-east-1::table/payments' is outside",
+    );
+    expect(
+        "statement",
+        "denied: dynamodb:ExecuteStatement is granted to monitor 'calls' for some resources only",
+    );
+    expect(
+        "log-groups",
+        "denied: logs:StartQuery is granted to monitor 'calls' for some resources only",
+    );
+    expect("decrypt", "denied: kms:Decrypt is not granted");
+    assert!(
+        error("decrypt").contains("Plaintext"),
+        "{:?}",
+        calls["decrypt"]
+    );
+    expect(
+        "data-key",
+        "denied: kms:GenerateDataKey answers with a credential",
+    );
+    expect(
+        "query-type",
+        "invalid: cloudwatch:ListMetrics: 'Bogus' is not a member",
+    );
+    // What the grants allow reached moto: the orders table is read (moto has none), and
+    // kms:* still covers ListKeys.
+    let sent = &calls["batch-orders"];
+    assert!(
+        sent["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ResourceNotFound"))
+            || sent["ok"].is_object(),
+        "{sent:?}"
+    );
+    assert!(
+        calls["list-keys"]["ok"]["Keys"].is_array(),
+        "{:?}",
+        calls["list-keys"]
+    );
+    assert_no_secrets(&stderr);
 }

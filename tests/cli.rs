@@ -362,27 +362,33 @@ fn trust_model_refusals_name_file_line_and_key() {
     let blink = blink.to_str().unwrap();
     let aws = [("SENTINELA_PLUGINS", "aws")];
 
-    // Credential-minting operations cannot be granted, in any case.
+    // Operations whose answer holds credentials (by AWS's models) cannot be granted; the
+    // refusal names the member of the answer.
     for (name, grant, why) in [
         (
             "mint-sts",
             "sts:GetSessionToken",
-            "answers with temporary credentials",
+            "answers with AWS keys (its answer's Credentials.SecretAccessKey",
         ),
         (
-            "mint-assume",
-            "sts:assumerole",
-            "answers with temporary credentials",
+            "mint-s3",
+            "s3:CreateSession",
+            "answers with AWS keys (its answer's Credentials.SecretAccessKey",
         ),
         (
             "mint-iam",
             "iam:CreateAccessKey",
-            "answers with a new secret access key",
+            "answers with AWS keys (its answer's AccessKey.SecretAccessKey",
         ),
         (
             "mint-ecr",
             "ecr:GetAuthorizationToken",
-            "answers with a registry password",
+            "answers with a credential (its answer's authorizationData[].authorizationToken",
+        ),
+        (
+            "mint-kms",
+            "kms:GenerateDataKey",
+            "answers with a credential (its answer's Plaintext",
         ),
     ] {
         let yaml = monitor_yaml(
@@ -398,6 +404,58 @@ fn trust_model_refusals_name_file_line_and_key() {
                 && out.contains(why)
                 && out.contains("can never be granted to a monitor")
                 && out.contains("at line 6"),
+            "{name}: {out}"
+        );
+    }
+
+    // A name AWS's model does not have is refused, in any case.
+    let yaml = monitor_yaml(
+        blink,
+        "    grants:\n      credentials: [MONITORING]\n      aws: [\"sts:assumerole\"]\n",
+    );
+    let out = check_fails("mint-lowercase", &yaml, &aws);
+    assert!(out.contains("did you mean AssumeRole"), "{out}");
+
+    // An operation whose answer AWS marks sensitive is granted by name, and `check` says what
+    // the monitor receives with it.
+    let yaml = monitor_yaml(
+        blink,
+        "    grants:\n      credentials: [MONITORING]\n      aws: [\"kms:Decrypt\"]\n",
+    );
+    let dir = scratch_dir("sensitive-note");
+    let config = write_config(&dir, &yaml);
+    let (_, stdout, stderr) = output(sentinela(&["check", config.to_str().unwrap()]).envs(aws));
+    assert!(
+        stdout.contains("note: kms:Decrypt returns Plaintext, which AWS's model marks sensitive"),
+        "{stdout}{stderr}"
+    );
+
+    // The host's own queues are never a monitor's.
+    for (name, queues) in [
+        ("events-queue", "store:\n  events_queue: events\n"),
+        (
+            "application-queue",
+            "application_queue:\n  type: plugin.aws.sqs\n  name: sentinela-app\n",
+        ),
+    ] {
+        let yaml = format!(
+            "{queues}queues:\n  events:\n    url: http://127.0.0.1:1/123456789012/sentinela-events\n    credential: MONITORING\n  app:\n    url: http://127.0.0.1:1/123456789012/sentinela-app\n    credential: MONITORING\n{}",
+            monitor_yaml(
+                blink,
+                &format!(
+                    "    grants:\n      credentials: [MONITORING]\n      queues: [{}]\n",
+                    if name == "events-queue" {
+                        "events"
+                    } else {
+                        "app"
+                    }
+                ),
+            )
+        );
+        let out = check_fails(name, &yaml, &aws);
+        assert!(
+            out.contains("grants.queues")
+                && out.contains("the host's own queues are never granted"),
             "{name}: {out}"
         );
     }

@@ -52,7 +52,7 @@ monitors:
     plugin: {hostile}
     grants:
       credentials: [MONITORING]
-      aws: [\"sts:*\", \"iam:*\", \"secretsmanager:*\", \"ssm:*\"]
+      aws: [\"sts:*\", \"iam:*\", \"secretsmanager:*\", \"ssm:*\", \"ssm:GetParameter\", \"s3:GET\", \"kms:*\"]
   - name: steady
     plugin: {steady}
     search_cron: \"* * * * * *\"
@@ -166,11 +166,17 @@ fn a_hostile_python_guest_is_held_to_the_same_grants_and_limits() {
         "the host let key material or a secret through: {stdout}\n{stderr}"
     );
     for refused in [
-        "GetSessionToken: denied: sts:GetSessionToken answers with temporary credentials",
-        "AssumeRole: denied: sts:AssumeRole answers with temporary credentials",
-        "CreateAccessKey: denied: iam:CreateAccessKey answers with a new secret access key",
+        "GetSessionToken: denied: sts:GetSessionToken answers with AWS keys",
+        "AssumeRole: denied: sts:AssumeRole answers with AWS keys",
+        "CreateAccessKey: denied: iam:CreateAccessKey answers with AWS keys",
         "GetSecretValue: denied: secretsmanager:GetSecretValue reads a secret value",
         "GetParameter: denied: ssm:GetParameter reads a secret value",
+        "WithDecryption 1: invalid: ssm:GetParameter: 'WithDecryption' must be a JSON boolean",
+        "WithDecryption text: invalid: ssm:GetParameter: 'WithDecryption' must be a JSON boolean",
+        "withDecryption: invalid: ssm:GetParameter: 'withDecryption' is not a member",
+        "CreateSession: denied: s3:CreateSession answers with AWS keys",
+        "GetDelegatedAccessToken: denied: sts:GetDelegatedAccessToken answers with AWS keys",
+        "Decrypt: denied: kms:Decrypt is not granted",
     ] {
         assert!(stderr.contains(refused), "{refused} missing:\n{stderr}");
     }

@@ -58,6 +58,7 @@ pub struct AuditEvent<'a> {
     operation: String,
     resource: Option<String>,
     started: Instant,
+    withheld: Option<&'static str>,
 }
 
 impl std::fmt::Debug for AuditEvent<'_> {
@@ -89,7 +90,14 @@ impl<'a> AuditEvent<'a> {
             operation: shorten(operation),
             resource: None,
             started: Instant::now(),
+            withheld: None,
         }
+    }
+
+    /// The answer held a credential-shaped member (`SecretAccessKey`, a PEM private key) and
+    /// was withheld from the monitor: the event names it.
+    pub fn set_withheld(&mut self, member: &'static str) {
+        self.withheld = Some(member);
     }
 
     /// Calls refused before any request was sent are counted here instead of written one by
@@ -157,6 +165,20 @@ impl<'a> AuditEvent<'a> {
         let resource = self.resource.as_deref().unwrap_or("");
         let status = status.unwrap_or(0);
         match self.actor {
+            Actor::Monitor(monitor) if self.withheld.is_some() => tracing::warn!(
+                target: TARGET,
+                actor = "monitor",
+                monitor,
+                credential = self.credential.as_str(),
+                service = self.service.as_str(),
+                operation = self.operation.as_str(),
+                resource,
+                status,
+                outcome,
+                withheld = self.withheld,
+                latency_ms,
+                "aws-call answer withheld: it holds a credential"
+            ),
             Actor::Monitor(monitor) => tracing::info!(
                 target: TARGET,
                 actor = "monitor",

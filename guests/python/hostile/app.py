@@ -4,7 +4,9 @@
 - `update` allocates without bound (the memory limit must stop it),
 - `is_solved` signs with credentials it was not granted (the host must deny every one), or,
   for the issue `mint`, asks a granted credential for key material and secret values through
-  `aws-call` (the host must deny every one, whatever `sts:*`-style grants say).
+  `aws-call` (the host must deny or refuse every one, whatever `sts:*`-style grants say),
+  including through a REST method grant, a flag spelled as AWS would also read it, and a
+  `kms:*` grant (Decrypt is granted by name only).
 """
 
 from sentinela_monitor import Aws, HostError, Monitor, export, log
@@ -48,6 +50,19 @@ class Hostile(Monitor):
             "CreateAccessKey": lambda: aws.query("iam", "CreateAccessKey", {"UserName": "x"}),
             "GetSecretValue": lambda: aws.json("secretsmanager", "GetSecretValue", {"SecretId": "x"}),
             "GetParameter": lambda: aws.json("ssm", "GetParameter", {"Name": "x", "WithDecryption": True}),
+            # The flag as AWS would also read it: a number, a string, another case.
+            "WithDecryption 1": lambda: aws.json("ssm", "GetParameter", {"Name": "x", "WithDecryption": 1}),
+            "WithDecryption text": lambda: aws.json(
+                "ssm", "GetParameter", {"Name": "x", "WithDecryption": "true"}
+            ),
+            "withDecryption": lambda: aws.json("ssm", "GetParameter", {"Name": "x", "withDecryption": True}),
+            # Keys through a REST method grant: `GET /bucket?session` is s3:CreateSession.
+            "CreateSession": lambda: aws.signed("s3", "GET", "/bucket", query=[("session", "")]),
+            "GetDelegatedAccessToken": lambda: aws.query(
+                "sts", "GetDelegatedAccessToken", {"TradeInToken": "x"}
+            ),
+            # A plaintext data key by composition: the key's ciphertext, then Decrypt.
+            "Decrypt": lambda: aws.json("kms", "Decrypt", {"CiphertextBlob": "AAAA"}),
         }
         refused = []
         for name, attempt in attempts.items():

@@ -3,10 +3,12 @@
 //! (`aws-call`, `queue`, secrets from Secrets Manager and SSM) live in
 //! [`crate::capabilities`]; the SQS application queue in [`crate::queue`].
 
+pub mod answers;
 pub mod connectors;
 pub mod credentials;
 pub mod resources;
 pub mod services;
+pub mod shapes;
 pub mod sns;
 pub mod transport;
 

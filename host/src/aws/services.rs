@@ -140,6 +140,24 @@ pub struct Service {
     pub endpoints: &'static [ServiceEndpoint],
     /// One operation per line: its name, and for REST services ` METHOD /uri{?query}`.
     pub operations: &'static str,
+    /// Operations whose answers hold credentials or members the model marks sensitive, by
+    /// name, with the member path (`Credentials.SecretAccessKey`).
+    pub answers: &'static [(&'static str, Holds, &'static str)],
+    /// The operations' input shapes, as text (see [`super::shapes`]).
+    pub inputs: &'static str,
+}
+
+/// What an operation's answer holds, as the generator read it from the output shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// An AWS secret access key or session token: never grantable.
+    AwsKey,
+    /// Another credential handed out (a private key, password, token, client secret, API key
+    /// value, plaintext data key): never grantable.
+    Credential,
+    /// A member the model marks sensitive: granted by name only, never by `service:*` or a
+    /// method entry.
+    Sensitive,
 }
 
 /// Where one request goes.
@@ -289,6 +307,43 @@ impl Service {
                 near.join(", ")
             ),
         }
+    }
+
+    /// What the answer of `operation` holds, if credentials or sensitive members, and where.
+    pub fn answer(&self, operation: &str) -> Option<(Holds, &'static str)> {
+        self.answers
+            .binary_search_by(|(name, _, _)| (*name).cmp(operation))
+            .ok()
+            .map(|i| (self.answers[i].1, self.answers[i].2))
+    }
+
+    /// The operations whose route has HTTP method `method` (what a method entry `s3:GET`
+    /// stands for).
+    pub fn operations_of_method(&self, method: &str) -> impl Iterator<Item = &'static str> {
+        self.operations
+            .lines()
+            .filter_map(RestRoute::parse)
+            .filter(move |route| route.method == method)
+            .map(|route| route.name)
+    }
+
+    /// The HTTP method of a REST operation's route.
+    pub fn method_of(&self, operation: &str) -> Option<&'static str> {
+        self.operations
+            .lines()
+            .filter_map(RestRoute::parse)
+            .find(|route| route.name == operation)
+            .map(|route| route.method)
+    }
+
+    /// The query keys a REST operation's route fixes (`?list-type=2`, `?acl`).
+    pub fn route_query_keys(&self, operation: &str) -> Vec<&'static str> {
+        self.operations
+            .lines()
+            .filter_map(RestRoute::parse)
+            .find(|route| route.name == operation)
+            .map(|route| route.query.iter().map(|(k, _)| *k).collect())
+            .unwrap_or_default()
     }
 
     /// Whether requests are plain HTTP on resource paths (`aws-call.signed`).

@@ -15,9 +15,11 @@ use super::guest_error::guest_error;
 use super::log::GuestLog;
 use crate::audit::{AuditEvent, shorten};
 use crate::aws::AwsProvider;
+use crate::aws::answers;
 use crate::aws::credentials::Credential;
-use crate::aws::resources;
+use crate::aws::resources::{self, Resources};
 use crate::aws::services::{Protocol, Service, valid_operation};
+use crate::aws::shapes::{self, Location};
 use crate::aws::sns::SnsError;
 use crate::aws::transport::{self, Answer, Destination, Outgoing, Transport, TransportError};
 use crate::bindings::sentinela::plugin::aws_call::{self, Request, Response};
@@ -128,6 +130,29 @@ fn text(answer: Answer) -> Result<String, Error> {
     answer.text().map_err(guest_error)
 }
 
+/// Withholds an answer that carries a credential-shaped member (defence in depth: the models
+/// said the operation's answer holds none): the call fails with `denied` and the audit event
+/// names the member; nothing of the answer goes further.
+fn withhold_credentials(
+    audit: &mut AuditEvent<'_>,
+    service: &Service,
+    operation: &str,
+    answer: Result<Answer, Error>,
+) -> Result<Answer, Error> {
+    if let Ok(received) = &answer
+        && let Some(member) = answers::credential_in(&received.body)
+    {
+        audit.set_withheld(member);
+        return Err(Error::Denied(format!(
+            "the answer of {}:{} holds {member}; monitors never receive credentials, so none \
+             of it was handed over",
+            service.name,
+            shorten(operation)
+        )));
+    }
+    answer
+}
+
 impl AwsCallInstance {
     /// Checks the credential, service and operation names and returns where the call goes.
     /// Whether the operation is granted is decided by [`AwsCallInstance::check_grant`], once
@@ -196,7 +221,7 @@ impl AwsCallInstance {
         grants::authorize(
             &self.monitor,
             &self.grants.operations,
-            service,
+            target.service,
             operation,
             input,
             resources,
@@ -244,7 +269,7 @@ impl AwsCallInstance {
             let target = self.authorize(credential, service, region, |s| {
                 matches!(s.protocol, Protocol::Json { .. })
             })?;
-            checked_operation(operation)?;
+            modelled_operation(target.service, operation)?;
             let limit = self.aws.transport.limits.request_bytes_for(target.service);
             if input.len() > limit {
                 return Err(Error::Limit(format!(
@@ -252,11 +277,17 @@ impl AwsCallInstance {
                     input.len()
                 )));
             }
-            // What is checked is what is sent: the parsed input, encoded again, so duplicate
-            // keys cannot show the grant check one queue and AWS another.
-            let parsed: serde_json::Value = serde_json::from_str(input)
-                .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
-            let resources = resources::of_json(target.service.name, &target.region, &parsed);
+            // The input is read as AWS reads it: one value per key (a repeated key is
+            // refused), every member and type as the operation's input shape has them. What
+            // is checked is what is sent: the parsed input, encoded again.
+            let parsed = shapes::parse_json_strict(input).map_err(Error::Invalid)?;
+            let model = target.service.input_model();
+            let mut resources = Resources::new(target.service.name, &target.region);
+            shapes::check_json(model, model.input(operation), &parsed, &mut |s| {
+                resources.see(s)
+            })
+            .map_err(|e| invalid_input(target.service, operation, e))?;
+            let resources = resources.finish();
             audit.set_resource(resources.first());
             self.check_grant(&target, operation, Some(&parsed), &resources)?;
             let canonical = parsed.to_string();
@@ -265,6 +296,7 @@ impl AwsCallInstance {
             let transport = &self.aws.transport;
             let outgoing = transport::json_request(target.service, operation, &canonical);
             let (answer, status) = send_to(transport, &target, outgoing).await;
+            let answer = withhold_credentials(audit, target.service, operation, answer);
             Ok::<_, Error>((answer.and_then(text), status))
         })
         .await
@@ -283,7 +315,7 @@ impl AwsCallInstance {
             let target = self.authorize(credential, service, region, |s| {
                 matches!(s.protocol, Protocol::Query | Protocol::Ec2)
             })?;
-            checked_operation(action)?;
+            modelled_operation(target.service, action)?;
             let limit = self.aws.transport.limits.request_bytes_for(target.service);
             if params.len() > MAX_QUERY_PARAMS || pair_bytes(params) > limit {
                 return Err(Error::Limit(format!(
@@ -308,7 +340,13 @@ impl AwsCallInstance {
                     shorten(pair[0])
                 )));
             }
-            let resources = resources::of_query(target.service.name, params);
+            let model = target.service.input_model();
+            let mut resources = Resources::new(target.service.name, &target.region);
+            let members = model.input(action);
+            let protocol = target.service.protocol;
+            shapes::check_query(model, protocol, members, params, &mut |s| resources.see(s))
+                .map_err(|e| invalid_input(target.service, action, e))?;
+            let resources = resources.finish();
             audit.set_resource(resources.first());
             self.check_grant(&target, action, None, &resources)?;
             self.log.take_aws_request()?;
@@ -316,6 +354,7 @@ impl AwsCallInstance {
             let transport = &self.aws.transport;
             let outgoing = transport::query_request(target.service, action, params);
             let (answer, status) = send_to(transport, &target, outgoing).await;
+            let answer = withhold_credentials(audit, target.service, action, answer);
             Ok::<_, Error>((answer.and_then(text), status))
         })
         .await
@@ -361,10 +400,25 @@ impl AwsCallInstance {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let header_names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
-        let operation =
-            target
-                .service
-                .rest_operation(method.as_str(), &path_and_query, &query, &header_names);
+        let operation = target
+            .service
+            .rest_operation(method.as_str(), &path_and_query, &query, &header_names)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} {} is no operation of {}'s model (or could be two of them); nothing \
+                     was sent",
+                    method,
+                    shorten(&path_and_query),
+                    target.service.name
+                ))
+            })?;
+        check_rest_input(
+            target.service,
+            operation,
+            &request.query,
+            &headers,
+            &request.body,
+        )?;
         for (i, (key, value)) in request.query.iter().enumerate() {
             path_and_query.push(if i == 0 { '?' } else { '&' });
             path_and_query.push_str(&transport::encode(key));
@@ -382,8 +436,8 @@ impl AwsCallInstance {
         })
     }
 
-    /// Whether the grants allow a REST call: its operation (`s3:GetObject`), or for a grant
-    /// written with the method (`s3:GET`), every operation of that method. `prefix` is
+    /// Whether the grants allow a REST call: the operation the model resolved it to
+    /// (`s3:GetObject`), which a method entry (`s3:GET`) may stand for. `prefix` is
     /// `presign:` for a presigned URL, granted only as such.
     fn check_rest_grant(
         &self,
@@ -391,24 +445,7 @@ impl AwsCallInstance {
         call: &RestCall,
         prefix: &str,
     ) -> Result<(), Error> {
-        let method = format!("{prefix}{}", call.method);
-        let Some(operation) = call.operation else {
-            return self.check_grant(target, &method, None, &call.resources);
-        };
-        // A method grant allows it quietly; only when neither allows it is the refusal (of
-        // the operation, the entry to add) logged and returned.
-        let by_method = grants::authorize(
-            &self.monitor,
-            &self.grants.operations,
-            target.service.name,
-            &method,
-            None,
-            &call.resources,
-        );
-        if by_method.is_ok() {
-            return Ok(());
-        }
-        let operation = format!("{prefix}{operation}");
+        let operation = format!("{prefix}{}", call.operation);
         self.check_grant(target, &operation, None, &call.resources)
     }
 
@@ -425,7 +462,7 @@ impl AwsCallInstance {
         self.audited(credential, service, &method, async |audit| {
             let target = self.authorize(credential, service, region, Service::is_rest)?;
             let call = self.rest_call(&target, &request)?;
-            audit.set_operation(call.operation.unwrap_or(call.method.as_str()));
+            audit.set_operation(call.operation);
             audit.set_resource(call.resources.first());
             self.check_rest_grant(&target, &call, "")?;
             let outgoing = Outgoing {
@@ -438,6 +475,7 @@ impl AwsCallInstance {
             audit.mark_sent();
             let transport = &self.aws.transport;
             let (answer, status) = send_to(transport, &target, Ok(outgoing)).await;
+            let answer = withhold_credentials(audit, target.service, call.operation, answer);
             let response = answer.map(|answer| Response {
                 status: answer.status,
                 headers: answer
@@ -465,8 +503,7 @@ impl AwsCallInstance {
         self.audited(credential, service, "presign", async |audit| {
             let target = self.authorize(credential, service, region, Service::is_rest)?;
             let call = self.rest_call(&target, &request)?;
-            let operation = call.operation.unwrap_or(call.method.as_str());
-            audit.set_operation(&format!("presign:{operation}"));
+            audit.set_operation(&format!("presign:{}", call.operation));
             audit.set_resource(call.resources.first());
             let cap = self.aws.transport.limits.max_presign_expiry;
             let expires = Duration::from_secs(expires_seconds.into());
@@ -531,8 +568,8 @@ struct RestCall {
     /// The path, then the encoded query.
     path_and_query: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// The operation the service's model maps the request to, if it maps one.
-    operation: Option<&'static str>,
+    /// The operation the service's model maps the request to.
+    operation: &'static str,
     resources: RequestResources,
 }
 
@@ -546,6 +583,116 @@ fn checked_operation(operation: &str) -> Result<(), Error> {
             shorten(operation)
         )))
     }
+}
+
+/// An operation of the service's model, by its exact name: nothing else is sent or checked.
+fn modelled_operation(service: &Service, operation: &str) -> Result<(), Error> {
+    checked_operation(operation)?;
+    if service.has_operation(operation) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(service.unknown_operation(operation)))
+    }
+}
+
+fn invalid_input(service: &Service, operation: &str, why: String) -> Error {
+    Error::Invalid(format!(
+        "{}:{operation}: {why}; nothing was sent",
+        service.name
+    ))
+}
+
+/// Headers a REST request may carry beyond its operation's header members: how the body is
+/// encoded and what answer is wanted.
+const GENERIC_HEADERS: &[&str] = &["content-type", "accept"];
+
+/// Checks a REST request's query keys, headers and (JSON) body against its operation's input
+/// shape: a key, header or member the operation does not have is refused, as is a query
+/// parameter SigV4 itself uses (`X-Amz-Expires`, `X-Amz-Date`...), which only the host sets.
+fn check_rest_input(
+    service: &Service,
+    operation: &str,
+    query: &[(String, String)],
+    headers: &[(HeaderName, HeaderValue)],
+    body: &[u8],
+) -> Result<(), Error> {
+    let model = service.input_model();
+    let members = model.input(operation);
+    let invalid = |why: String| Err(invalid_input(service, operation, why));
+    let mut keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        return invalid(format!(
+            "query parameter '{}' is given more than once",
+            shorten(pair[0])
+        ));
+    }
+    let route_keys = service.route_query_keys(operation);
+    // A map in the query takes any parameter (API Gateway's, S3's none).
+    let free_query = members
+        .iter()
+        .any(|m| m.location == Location::Query && model_is_map(model, m));
+    for key in keys {
+        if key.len() >= 6 && key[..6].eq_ignore_ascii_case("x-amz-") {
+            return Err(Error::Denied(format!(
+                "query parameter '{}' belongs to the host's signature",
+                shorten(key)
+            )));
+        }
+        let known = route_keys.contains(&key)
+            || members
+                .iter()
+                .any(|m| m.location == Location::Query && m.wire == key);
+        if !known && !free_query {
+            return invalid(format!(
+                "query parameter '{}' is not a member of the operation's input",
+                shorten(key)
+            ));
+        }
+    }
+    for (name, _) in headers {
+        let name = name.as_str();
+        let known = GENERIC_HEADERS.contains(&name)
+            || members.iter().any(|m| match m.location {
+                Location::Header => m.wire.eq_ignore_ascii_case(name),
+                Location::HeaderPrefix => {
+                    name.len() >= m.wire.len() && name[..m.wire.len()].eq_ignore_ascii_case(m.wire)
+                }
+                _ => false,
+            });
+        if !known {
+            return invalid(format!(
+                "header '{}' is not a member of the operation's input",
+                shorten(name)
+            ));
+        }
+    }
+    if body.is_empty() || service.protocol != Protocol::RestJson {
+        return Ok(());
+    }
+    // A JSON body: the payload member's structure, or the members that travel in the body.
+    let payload = members.iter().find(|m| m.location == Location::Payload);
+    let body_members: Vec<shapes::Member> = match payload {
+        Some(m) => match m.shape {
+            shapes::ShapeRef::Named(name) => model.structure(name).to_vec(),
+            shapes::ShapeRef::Scalar(..) => return Ok(()), // bytes or a document: as sent
+        },
+        None => members
+            .iter()
+            .filter(|m| m.location == Location::Body)
+            .copied()
+            .collect(),
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|_| invalid_input(service, operation, "the JSON body is not UTF-8".into()))?;
+    let parsed =
+        shapes::parse_json_strict(text).map_err(|e| invalid_input(service, operation, e))?;
+    shapes::check_json(model, &body_members, &parsed, &mut |_| {})
+        .map_err(|e| invalid_input(service, operation, e))
+}
+
+fn model_is_map(model: &shapes::InputModel, member: &shapes::Member) -> bool {
+    matches!(member.shape, shapes::ShapeRef::Named(name) if model.is_map(name))
 }
 
 /// Headers only the host sets, and hop-by-hop headers (RFC 9110 §7.6.1) that belong to one

@@ -392,6 +392,15 @@ impl Config {
                     path.display()
                 );
             }
+            for queue in &monitor.grants.queues {
+                if let Some(why) = host_queue(queue, &raw.queues, &raw.application_queue, &store) {
+                    bail!(
+                        "{}: monitors[{index}].grants.queues: queue '{queue}' {why}: the host's \
+                         own queues are never granted to a monitor",
+                        path.display()
+                    );
+                }
+            }
             for (name, source) in &monitor.secrets {
                 if let SecretSource::Env { var } = source
                     && let Some(why) = crate::grants::host_secret_variable(var, &store.url_env)
@@ -599,4 +608,46 @@ fn line_of_monitor(text: &str, name: &str) -> Option<usize> {
                 .unwrap_or(false)
         })
         .map(|i| i + 1)
+}
+
+/// The queue name at the end of an SQS queue URL (`https://sqs.../ACCOUNT/NAME`).
+fn queue_name_of_url(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
+}
+
+/// Why the queue `queue` of the `queues:` section is one of the host's own (the application
+/// queue, its dead-letter queue, or the issue events queue), if it is one: by name, URL or
+/// the queue name its URL ends in.
+fn host_queue(
+    queue: &str,
+    queues: &BTreeMap<String, QueueDeclaration>,
+    application: &crate::queue::ApplicationQueueConfig,
+    store: &crate::issues::StoreConfig,
+) -> Option<String> {
+    let declared = queues.get(queue)?;
+    let name = queue_name_of_url(&declared.url);
+    if store.events_queue.as_deref() == Some(queue) {
+        return Some("is store.events_queue".into());
+    }
+    if let Some(events) = store.events_queue.as_deref().and_then(|q| queues.get(q))
+        && queue_name_of_url(&events.url) == name
+    {
+        return Some(format!(
+            "has the URL of store.events_queue ({})",
+            events.url
+        ));
+    }
+    if application.kind == crate::queue::QueueKind::Sqs {
+        let own = [
+            application.name.as_deref(),
+            application.url.as_deref().map(queue_name_of_url),
+            application.dead_letter_queue.as_deref(),
+        ];
+        if own.contains(&Some(name)) {
+            return Some(format!(
+                "names SQS queue '{name}', the application queue or its dead-letter queue"
+            ));
+        }
+    }
+    None
 }
