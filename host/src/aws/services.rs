@@ -353,8 +353,8 @@ impl Service {
 
     /// The REST operation a request is, as the model maps its method, path, query keys and
     /// headers (lower-case names) to one: the most specific match; `None` where it maps none,
-    /// or where two operations match equally (`?torrent&tagging`): such a request is checked
-    /// as its method, so it can never pass for the operation a grant names.
+    /// or where two operations match equally (`?torrent&tagging`): such a request is refused,
+    /// so it can never pass for an operation it is not.
     pub fn rest_operation(
         &self,
         method: &str,
