@@ -527,12 +527,23 @@ fn invoke_calls_granted(
     calls: &Value,
     env: &[(&str, &str)],
 ) -> (BTreeMap<String, Value>, String) {
+    invoke_calls_in(name, "", grants, calls, env)
+}
+
+/// [`invoke_calls_granted`] with more top-level config (`extra`, YAML) before `monitors:`.
+fn invoke_calls_in(
+    name: &str,
+    extra: &str,
+    grants: &Value,
+    calls: &Value,
+    env: &[(&str, &str)],
+) -> (BTreeMap<String, Value>, String) {
     let dir = scratch_dir(name);
     let grants = grants.to_string();
     let config = write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: calls\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: {grants}\n    settings:\n      calls: {calls}\n",
+            "{extra}monitors:\n  - name: calls\n    plugin: {}\n    grants:\n      credentials: [MONITORING]\n      aws: {grants}\n    settings:\n      calls: {calls}\n",
             guest("aws_calls").display()
         ),
     );
@@ -1215,5 +1226,39 @@ fn requests_are_read_as_aws_reads_them() {
         "{:?}",
         calls["list-keys"]
     );
+    assert_no_secrets(&stderr);
+}
+
+/// Issue 32: the host's own queues are not reached through `aws-call` either, whatever the
+/// grants and however the queue is named.
+#[test]
+fn the_host_s_queues_are_not_reached_through_aws_call() {
+    let pid = std::process::id();
+    let events = format!("{}/123456789012/host-events-{pid}", moto_endpoint());
+    let extra = format!(
+        "store:\n  events_queue: events\nqueues:\n  events:\n    url: {events}\n    credential: MONITORING\n"
+    );
+    let calls = serde_json::json!([
+        {"id": "send", "fn": "json", "service": "sqs", "operation": "SendMessage",
+         "input": {"QueueUrl": events, "MessageBody": "{\"type\": \"request\"}"}},
+        {"id": "receive", "fn": "json", "service": "sqs", "operation": "ReceiveMessage",
+         "input": {"QueueUrl": format!("{events}?x=1")}},
+        {"id": "url", "fn": "json", "service": "sqs", "operation": "GetQueueUrl",
+         "input": {"QueueName": format!("host-events-{pid}")}},
+        {"id": "other", "fn": "json", "service": "sqs", "operation": "ListQueues", "input": {}},
+    ]);
+    let grants = serde_json::json!(["sqs:*"]);
+    let (calls, stderr) = invoke_calls_in("host-queues", &extra, &grants, &calls, &[]);
+    for id in ["send", "receive", "url"] {
+        let error = calls[id]["error"].as_str().unwrap_or("");
+        assert!(
+            error.starts_with(&format!(
+                "denied: SQS queue 'host-events-{pid}' is the host's own"
+            )),
+            "{id}: {:?}",
+            calls[id]
+        );
+    }
+    assert!(calls["other"]["ok"].is_object(), "{:?}", calls["other"]);
     assert_no_secrets(&stderr);
 }

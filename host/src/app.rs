@@ -150,7 +150,10 @@ impl App {
     fn capabilities_of(&self, monitor: &MonitorConfig) -> MonitorCapabilities {
         MonitorCapabilities {
             aws_call: self.aws.as_ref().map(|aws| {
-                let grants = AwsCallGrants::from(&monitor.grants);
+                let grants = AwsCallGrants {
+                    host_queues: self.config.host_queue_names(),
+                    ..AwsCallGrants::from(&monitor.grants)
+                };
                 (aws.clone(), Arc::new(grants))
             }),
             queue: self

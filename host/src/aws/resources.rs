@@ -9,7 +9,7 @@
 //! | service | read from | ARN |
 //! |---|---|---|
 //! | sqs | `QueueUrl`, `QueueName` (+ `QueueOwnerAWSAccountId`), `SourceArn`, `DestinationArn` | `arn:aws:sqs:REGION:ACCOUNT:NAME` |
-//! | s3 | the path's bucket and key, `x-amz-copy-source` | `arn:aws:s3:::BUCKET[/KEY]` |
+//! | s3 | the path's bucket and key, `x-amz-copy-source`, `x-amz-rename-source` | `arn:aws:s3:::BUCKET[/KEY]` |
 //! | dynamodb | every `TableName` / `TableArn` (`RequestItems` keys, transact items), `ResourceArn`; a PartiQL statement is unreadable | `arn:aws:dynamodb:REGION:ACCOUNT:table/NAME` |
 //! | lambda | the path's function name (name, partial or full ARN) | `arn:aws:lambda:REGION:ACCOUNT:function:NAME` |
 //! | sns | `TopicArn`, `TargetArn`, `ResourceArn` | as given |
@@ -128,7 +128,9 @@ pub fn of_rest(
                 object.trim_end_matches('/')
             )];
             for (name, value) in headers {
-                if name.as_str() == "x-amz-copy-source" {
+                // The object a copy or a rename reads (CopyObject, UploadPartCopy,
+                // RenameObject): the members whose model shapes are CopySource and RenameSource.
+                if ["x-amz-copy-source", "x-amz-rename-source"].contains(&name.as_str()) {
                     let Ok(source) = value.to_str() else {
                         return RequestResources::Unknown;
                     };
@@ -351,6 +353,17 @@ mod tests {
         assert_eq!(
             arns(of_rest("s3", "r", "/bucket/k", &copy)),
             ["arn:aws:s3:::bucket/k", "arn:aws:s3:::other/key"]
+        );
+        let rename = [(
+            HeaderName::from_static("x-amz-rename-source"),
+            HeaderValue::from_static("/bucket/secret/key"),
+        )];
+        assert_eq!(
+            arns(of_rest("s3", "r", "/bucket/public/k", &rename)),
+            [
+                "arn:aws:s3:::bucket/public/k",
+                "arn:aws:s3:::bucket/secret/key"
+            ]
         );
         assert_eq!(
             arns(of_rest(

@@ -259,6 +259,13 @@ enum At<'a> {
     Index(&'a At<'a>, usize),
 }
 
+impl At<'_> {
+    /// The path for an error text: each name shortened, the whole at most 256 characters.
+    fn shown(&self) -> String {
+        crate::guest_text::shortened(&self.to_string(), 256)
+    }
+}
+
 impl std::fmt::Display for At<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -326,7 +333,7 @@ fn unknown_member(members: &[Member], at: &At<'_>, key: &str) -> ShapeError {
             .take(3)
             .collect()
     };
-    let path = At::Member(at, key);
+    let path = At::Member(at, key).shown();
     match near.as_slice() {
         [] => format!("'{path}' is not a member of the operation's input"),
         near => format!(
@@ -346,7 +353,7 @@ fn check_value<'v>(
     seen: &mut dyn FnMut(Scalars<'v>),
 ) -> Result<(), ShapeError> {
     if depth > MAX_DEPTH {
-        return Err(format!("'{at}' is nested too deeply"));
+        return Err(format!("'{}' is nested too deeply", at.shown()));
     }
     if value.is_null() {
         // AWS's JSON readers take null as "not given".
@@ -354,7 +361,8 @@ fn check_value<'v>(
     }
     let wrong = |expected: &str| {
         Err(format!(
-            "'{at}' must be {expected}, not {}",
+            "'{}' must be {expected}, not {}",
+            at.shown(),
             json_kind(value)
         ))
     };
@@ -394,7 +402,7 @@ fn check_value<'v>(
                     Ok(())
                 }
                 (Some(Shape::Map { .. }), _) => wrong("an object"),
-                (None, _) => Err(format!("'{at}' has no shape in the model")),
+                (None, _) => Err(format!("'{}' has no shape in the model", at.shown())),
             };
         }
     };

@@ -79,6 +79,9 @@ pub struct AwsCallGrants {
     pub credentials: Vec<CredentialName>,
     /// The `grants.aws` entries; empty: no operation (deny by default).
     pub operations: Vec<AwsOperationGrant>,
+    /// The host's own SQS queues (application, dead-letter, issue events), by name: never
+    /// reached through `aws-call`, whatever the grants say.
+    pub host_queues: Vec<String>,
 }
 
 impl From<&grants::Grants> for AwsCallGrants {
@@ -86,7 +89,27 @@ impl From<&grants::Grants> for AwsCallGrants {
         AwsCallGrants {
             credentials: grants.credentials.clone(),
             operations: grants.aws.clone(),
+            host_queues: Vec::new(),
         }
+    }
+}
+
+impl AwsCallGrants {
+    /// The host's own queue an SQS request names, if any: a queue name, URL or ARN (a
+    /// message-move task's source or destination) with one of its names as a segment, so a
+    /// URL the resource reader cannot parse does not slip past either.
+    fn host_queue_in(&self, input: &serde_json::Value) -> Option<&str> {
+        let named = ["QueueUrl", "QueueName", "SourceArn", "DestinationArn"]
+            .into_iter()
+            .filter_map(|member| input.get(member)?.as_str());
+        for text in named {
+            for segment in text.split(['/', ':', '?', '&', '=', '#']) {
+                if let Some(queue) = self.host_queues.iter().find(|q| *q == segment) {
+                    return Some(queue);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -292,6 +315,17 @@ impl AwsCallInstance {
             .map_err(|e| invalid_input(target.service, operation, e))?;
             let resources = resources.finish();
             audit.set_resource(resources.first());
+            if target.service.name == "sqs"
+                && let Some(queue) = self.grants.host_queue_in(&parsed)
+            {
+                if self.log.allow_refusal_line() {
+                    tracing::warn!(queue, "refused: a monitor named one of the host's queues");
+                }
+                return Err(Error::Denied(format!(
+                    "SQS queue '{queue}' is the host's own (application or issue events queue); \
+                     no monitor reaches it"
+                )));
+            }
             self.check_grant(&target, operation, Some(&parsed), &resources)?;
             let canonical = parsed.to_string();
             self.log.take_aws_request()?;

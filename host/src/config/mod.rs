@@ -540,6 +540,15 @@ impl Config {
         Ok(plugins)
     }
 
+    /// The SQS queue names that are the host's own (the application queue, its dead-letter
+    /// queue, the issue events queue): no monitor reaches them through `aws-call` either.
+    pub fn host_queue_names(&self) -> Vec<String> {
+        host_queue_names(&self.queues, &self.application_queue, &self.store)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
     /// Every credential the config grants to monitors or uses for queues and secrets.
     pub fn credential_names(&self) -> impl Iterator<Item = &CredentialName> {
         let monitors = self.monitors.iter();
@@ -615,9 +624,39 @@ fn queue_name_of_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
-/// Why the queue `queue` of the `queues:` section is one of the host's own (the application
-/// queue, its dead-letter queue, or the issue events queue), if it is one: by name, URL or
-/// the queue name its URL ends in.
+/// The SQS queue names that are the host's own: the application queue and its dead-letter
+/// queue (when the application queue is SQS) and the issue events queue (`store.events_queue`,
+/// by the name its declared URL ends in). No monitor reaches them, through `queue` or
+/// `aws-call`.
+fn host_queue_names(
+    queues: &BTreeMap<String, QueueDeclaration>,
+    application: &crate::queue::ApplicationQueueConfig,
+    store: &crate::issues::StoreConfig,
+) -> Vec<(String, &'static str)> {
+    let mut names = Vec::new();
+    if application.kind == crate::queue::QueueKind::Sqs {
+        let own = [
+            application.name.as_deref(),
+            application.url.as_deref().map(queue_name_of_url),
+        ];
+        for name in own.into_iter().flatten() {
+            names.push((name.to_owned(), "the application queue"));
+        }
+        if let Some(name) = &application.dead_letter_queue {
+            names.push((name.clone(), "the application queue's dead-letter queue"));
+        }
+    }
+    if let Some(events) = store.events_queue.as_deref().and_then(|q| queues.get(q)) {
+        names.push((
+            queue_name_of_url(&events.url).to_owned(),
+            "store.events_queue",
+        ));
+    }
+    names
+}
+
+/// Why the queue `queue` of the `queues:` section is one of the host's own, if it is one: by
+/// its name in the section, or the queue name its URL ends in.
 fn host_queue(
     queue: &str,
     queues: &BTreeMap<String, QueueDeclaration>,
@@ -625,29 +664,12 @@ fn host_queue(
     store: &crate::issues::StoreConfig,
 ) -> Option<String> {
     let declared = queues.get(queue)?;
-    let name = queue_name_of_url(&declared.url);
     if store.events_queue.as_deref() == Some(queue) {
         return Some("is store.events_queue".into());
     }
-    if let Some(events) = store.events_queue.as_deref().and_then(|q| queues.get(q))
-        && queue_name_of_url(&events.url) == name
-    {
-        return Some(format!(
-            "has the URL of store.events_queue ({})",
-            events.url
-        ));
-    }
-    if application.kind == crate::queue::QueueKind::Sqs {
-        let own = [
-            application.name.as_deref(),
-            application.url.as_deref().map(queue_name_of_url),
-            application.dead_letter_queue.as_deref(),
-        ];
-        if own.contains(&Some(name)) {
-            return Some(format!(
-                "names SQS queue '{name}', the application queue or its dead-letter queue"
-            ));
-        }
-    }
-    None
+    let name = queue_name_of_url(&declared.url);
+    host_queue_names(queues, application, store)
+        .into_iter()
+        .find(|(own, _)| own == name)
+        .map(|(_, what)| format!("names SQS queue '{name}', {what}"))
 }
