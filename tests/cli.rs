@@ -453,12 +453,29 @@ fn trust_model_refusals_name_file_line_and_key() {
             )
         );
         let out = check_fails(name, &yaml, &aws);
-        assert!(
-            out.contains("grants.queues")
-                && out.contains("the host's own queues are never granted"),
-            "{name}: {out}"
-        );
+        let (key, says) = if name == "events-queue" {
+            (
+                "monitors[0].grants.queues",
+                "the host's own queues are never granted",
+            )
+        } else {
+            (
+                "queues.app.url",
+                "the application queue: the host's own queues are never",
+            )
+        };
+        assert!(out.contains(key) && out.contains(says), "{name}: {out}");
     }
+    // A second entry for the events queue's URL is refused too, granted or not.
+    let yaml = format!(
+        "store:\n  events_queue: events\nqueues:\n  events:\n    url: http://127.0.0.1:1/123456789012/sentinela-events\n    credential: MONITORING\n  alias:\n    url: https://sqs.us-east-1.amazonaws.com/123456789012/sentinela-events\n    credential: MONITORING\n{}",
+        monitor_yaml(blink, "")
+    );
+    let out = check_fails("events-alias", &yaml, &aws);
+    assert!(
+        out.contains("queues.alias.url") && out.contains("store.events_queue"),
+        "{out}"
+    );
 
     // Secret values have one path: `secrets`.
     let yaml = monitor_yaml(

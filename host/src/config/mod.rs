@@ -379,6 +379,17 @@ impl Config {
                     queue.url
                 );
             }
+            // The one entry store.events_queue names is the host's, and is granted to no
+            // monitor (checked below); any other entry for one of the host's queues is refused.
+            if store.events_queue.as_deref() != Some(name.as_str())
+                && let Some(why) = host_queue(name, &raw.queues, &raw.application_queue, &store)
+            {
+                bail!(
+                    "{}: queues.{name}.url: {why}: the host's own queues are never a \
+                     monitor's",
+                    path.display()
+                );
+            }
         }
         for (index, monitor) in raw.monitors.0.iter().enumerate() {
             if let Some(queue) = monitor
