@@ -1262,3 +1262,58 @@ fn the_host_s_queues_are_not_reached_through_aws_call() {
     assert!(calls["other"]["ok"].is_object(), "{:?}", calls["other"]);
     assert_no_secrets(&stderr);
 }
+
+/// `sentinela grants MONITOR --from-audit LOG`: a monitor run with broad grants leaves audit
+/// events from which the command prints the smallest block, resources included, that the
+/// config accepts and that lets the monitor make the same calls with nothing denied.
+#[test]
+fn grants_from_audit_cover_what_the_monitor_called() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sqs = sqs(&runtime);
+    let name = format!("from-audit-{}", std::process::id());
+    let url = runtime
+        .block_on(sqs.create_queue().queue_name(&name).send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let calls = serde_json::json!([
+        {"id": "list", "fn": "json", "service": "sqs", "operation": "ListQueues", "input": {}},
+        {"id": "attributes", "fn": "json", "service": "sqs", "operation": "GetQueueAttributes",
+         "input": {"QueueUrl": url, "AttributeNames": ["All"]}},
+        {"id": "whoami", "fn": "query", "service": "sts", "action": "GetCallerIdentity"},
+    ]);
+    let broad = serde_json::json!(["sqs:*", "sts:*"]);
+    let (first, stderr) = invoke_calls_granted("from-audit", &broad, &calls, &[]);
+    assert!(first.values().all(|c| c["ok"] != Value::Null), "{first:?}");
+    let dir = scratch_dir("from-audit-log");
+    let log = dir.join("audit.log");
+    std::fs::write(&log, &stderr).unwrap();
+    let (status, block, errors) = output(&mut sentinela(&[
+        "grants",
+        "calls",
+        "--from-audit",
+        log.to_str().unwrap(),
+    ]));
+    assert!(status.success(), "{errors}");
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    assert!(
+        block.contains("credentials: [\"MONITORING\"]")
+            && block.contains("- \"sqs:ListQueues\"")
+            && block.contains("- op: \"sqs:GetQueueAttributes\"")
+            && block.contains(&format!("resources: [\"{arn}\"]"))
+            && block.contains("- \"sts:GetCallerIdentity\"")
+            && !block.contains("sqs:*"),
+        "{block}"
+    );
+    // The block, as the monitor's grants: the same calls go through, nothing is denied.
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&block).unwrap();
+    let aws: Value = serde_yaml::from_value(yaml["grants"]["aws"].clone()).unwrap();
+    let (again, stderr) = invoke_calls_granted("from-audit-again", &aws, &calls, &[]);
+    for (id, call) in &again {
+        assert!(call["ok"] != Value::Null, "{id}: {call:?}\n{stderr}");
+    }
+    assert!(!stderr.contains("outcome=\"denied\""), "{stderr}");
+    runtime
+        .block_on(sqs.delete_queue().queue_url(&url).send())
+        .unwrap();
+}

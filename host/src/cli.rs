@@ -17,9 +17,11 @@ use crate::queue::ApplicationQueue;
 use crate::runtime::{Role, Runtime, RuntimeOptions, ScheduledMonitor};
 
 mod check;
+mod grants;
 mod store;
 
 use check::{check, inspect, list_or_none};
+use grants::grants_from_audit;
 use store::{list_issues, monitors, open_store};
 
 #[derive(Parser)]
@@ -90,6 +92,15 @@ enum Command {
         /// Overrides (or adds) one of the monitor's `settings:` for this call; repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+    },
+    /// Print the smallest `grants:` block that covers what MONITOR called, read from the
+    /// host's audit events in LOG (a text or JSON log of `run` or `invoke`), resources
+    /// included.
+    Grants {
+        monitor: String,
+        /// The log to read.
+        #[arg(long = "from-audit", value_name = "LOG")]
+        from_audit: PathBuf,
     },
     /// Compile one plugin to OUT (run by `sentinela` itself, in a child process under the
     /// `compile:` limits).
@@ -174,6 +185,10 @@ pub fn main() -> ExitCode {
             input.as_deref(),
             &set,
         )),
+        Command::Grants {
+            monitor,
+            from_audit,
+        } => grants_from_audit(&monitor, &from_audit),
         Command::CompilePlugin { wasm, out } => {
             crate::compiler::compile_plugin_command(&wasm, &out).map(|()| ExitCode::SUCCESS)
         }
