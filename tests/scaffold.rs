@@ -1,5 +1,6 @@
-//! `sentinela new`: Rust, Python and JavaScript projects created outside the checkout build
-//! with the command the scaffold prints, pass `check`, and `invoke` returns their sample issue.
+//! `sentinela new`: Rust, Python and JavaScript projects created outside the checkout stand
+//! alone (no file names the checkout: the SDK and WIT are written into them), build with the
+//! command the scaffold prints, pass `check`, and `invoke` returns their sample issue.
 
 mod common;
 
@@ -23,6 +24,34 @@ fn scaffold(parent: &Path, args: &[&str]) -> (PathBuf, String) {
     let (cd, command) = build.split_once(" && ").unwrap();
     let dir = parent.join(cd.strip_prefix("cd ").unwrap());
     (dir, command.to_owned())
+}
+
+/// The project stands alone: no file of it names the checkout the binary was built from.
+fn assert_standalone(dir: &Path) {
+    let checkout = repo_root();
+    let checkout = checkout.to_str().unwrap();
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if ["target", "node_modules", ".venv"].contains(&name) {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                assert!(
+                    !text.contains(checkout),
+                    "{} names {checkout}",
+                    path.display()
+                );
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 4, "{files} files in {}", dir.display());
 }
 
 fn run_shell(dir: &Path, command: &str) {
@@ -69,6 +98,8 @@ fn a_new_rust_monitor_builds_checks_and_runs() {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("first-monitor-target");
     std::fs::create_dir_all(&target).unwrap();
     std::os::unix::fs::symlink(&target, dir.join("target")).unwrap();
+    assert_standalone(&dir);
+    assert!(dir.join("sentinela-monitor/wit/sentinela.wit").is_file());
     run_shell(&dir, &build);
     check_and_invoke(&dir, "disk-check");
     let _ = std::fs::remove_dir_all(&parent);
@@ -78,6 +109,8 @@ fn a_new_rust_monitor_builds_checks_and_runs() {
 fn a_new_python_monitor_builds_checks_and_runs_without_the_aws_plugin() {
     let parent = outside_checkout("new-python");
     let (dir, build) = scaffold(&parent, &["disk-check-py", "--lang", "python"]);
+    assert_standalone(&dir);
+    assert!(build.contains("componentize-py=="), "{build}");
     run_shell(&dir, &build);
     check_and_invoke(&dir, "disk-check-py");
     let _ = std::fs::remove_dir_all(&parent);
@@ -87,6 +120,8 @@ fn a_new_python_monitor_builds_checks_and_runs_without_the_aws_plugin() {
 fn a_new_js_monitor_builds_checks_and_runs_without_the_aws_plugin() {
     let parent = outside_checkout("new-js");
     let (dir, build) = scaffold(&parent, &["disk-check-js", "--lang", "js"]);
+    assert_standalone(&dir);
+    assert!(build.starts_with("npm install"), "{build}");
     run_shell(&dir, &build);
     check_and_invoke(&dir, "disk-check-js");
     let _ = std::fs::remove_dir_all(&parent);

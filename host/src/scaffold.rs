@@ -1,10 +1,11 @@
 //! `sentinela new NAME`: a monitor project that builds with one command, with a config that
 //! `check` accepts and `invoke` runs, and a README that says what to do next.
 //!
-//! The templates live in `host/templates/` and are compiled into the binary. A Rust project
-//! depends on the published `sentinela-monitor` crate; when this binary was built from a
-//! checkout that still exists, a `[patch.crates-io]` entry points at the checkout's SDK, so the
-//! project builds against the same WIT as the host.
+//! A project stands alone: the SDK of its language (the Rust crate, the Python or JavaScript
+//! module) and the WIT it binds are compiled into this binary and written into the project,
+//! and the build line fetches only the language's published tools (crates.io, PyPI's
+//! componentize-py, npm's componentize-js, at the versions this host is tested with). Nothing
+//! points into the checkout the binary was built from.
 
 use std::path::{Path, PathBuf};
 
@@ -23,12 +24,85 @@ pub enum Language {
     Js,
 }
 
-/// The checkout this binary was built from, if it is still there.
-fn checkout() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    root.join("guests/sdk/Cargo.toml")
-        .is_file()
-        .then(|| root.to_path_buf())
+/// The WIT every SDK binds: the host's own (`wit/`), by path under `wit/`.
+const WIT: &[(&str, &str)] = &[
+    ("sentinela.wit", include_str!("../../wit/sentinela.wit")),
+    (
+        "deps/config/world.wit",
+        include_str!("../../wit/deps/config/world.wit"),
+    ),
+    (
+        "deps/config/store.wit",
+        include_str!("../../wit/deps/config/store.wit"),
+    ),
+];
+
+/// The Rust SDK crate's files, and the guest workspace its manifest inherits from.
+const RUST_SDK_LIB: &str = include_str!("../../guests/sdk/src/lib.rs");
+const RUST_SDK_README: &str = include_str!("../../guests/sdk/README.md");
+const RUST_SDK_MANIFEST: &str = include_str!("../../guests/sdk/Cargo.toml");
+const GUEST_WORKSPACE: &str = include_str!("../../guests/Cargo.toml");
+
+/// The Python and JavaScript SDK modules.
+const PYTHON_SDK: &str = include_str!("../../guests/python/sdk/sentinela_monitor.py");
+const JS_SDK: &str = include_str!("../../guests/js/sdk/sentinela_monitor.js");
+
+/// Where the test script pins the guest toolchains: componentize-py's version, and
+/// componentize-js with what it needs at run time.
+const TOOL_VERSIONS: &str = include_str!("../../scripts/lib.sh");
+const JS_TOOLCHAIN: &str = include_str!("../../guests/js/package.json");
+
+/// The SDK crate's manifest with what it inherits from the guest workspace written out
+/// (`version.workspace = true` → `version = "0.1.0"`), so it builds on its own.
+fn standalone_manifest(manifest: &str, workspace: &str) -> String {
+    let mut section = "";
+    let mut inherited: Vec<(String, String)> = Vec::new();
+    for line in workspace.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        if !matches!(section, "[workspace.package]" | "[workspace.dependencies]") {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(" = ") {
+            inherited.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    manifest
+        .lines()
+        .map(|line| {
+            let key = line.strip_suffix(".workspace = true").map(str::trim);
+            match key.and_then(|key| inherited.iter().find(|(k, _)| k == key)) {
+                Some((key, value)) => format!("{key} = {value}"),
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The componentize-py version the test script installs.
+fn componentize_py_version() -> &'static str {
+    TOOL_VERSIONS
+        .lines()
+        .find_map(|line| line.strip_prefix("COMPONENTIZE_PY_VERSION="))
+        .map(|v| v.trim_matches('"'))
+        .unwrap_or("0.25.1")
+}
+
+/// A JavaScript project's `package.json`: the toolchain the guests are built with.
+fn js_package(name: &str) -> String {
+    let pinned: serde_json::Value = serde_json::from_str(JS_TOOLCHAIN).unwrap_or_default();
+    let package = serde_json::json!({
+        "name": name,
+        "private": true,
+        "description": "A Sentinela monitor; `npm install` brings componentize-js, which builds it",
+        "dependencies": pinned["dependencies"],
+    });
+    serde_json::to_string_pretty(&package).unwrap_or_default() + "\n"
 }
 
 /// `disk-check` → `DiskCheck`.
@@ -68,34 +142,33 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
             dir.display()
         );
     }
-    let checkout = checkout();
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
             .replace("{{type_name}}", &type_name(name))
     };
-    let mut files: Vec<(&str, String)> = Vec::new();
+    let mut files: Vec<(String, String)> = Vec::new();
     let (plugin, build) = match language {
         Language::Rust => {
-            let patch = match &checkout {
-                Some(root) => format!(
-                    "\n# This host was built from a checkout: build against its SDK (and so its WIT).\n\
-                     # Remove these lines to use the published crate.\n\
-                     [patch.crates-io]\n\
-                     sentinela-monitor = {{ path = {:?} }}\n",
-                    root.join("guests/sdk")
-                ),
-                None => String::new(),
-            };
             files.push((
-                "Cargo.toml",
-                fill(include_str!("../templates/rust/Cargo.toml")).replace("{{patch}}", &patch),
+                "Cargo.toml".into(),
+                fill(include_str!("../templates/rust/Cargo.toml")),
             ));
             files.push((
-                "src/lib.rs",
+                "src/lib.rs".into(),
                 fill(include_str!("../templates/rust/src/lib.rs")),
             ));
-            files.push((".gitignore", "/target\n".to_owned()));
+            let sdk = "sentinela-monitor";
+            files.push((
+                format!("{sdk}/Cargo.toml"),
+                standalone_manifest(RUST_SDK_MANIFEST, GUEST_WORKSPACE),
+            ));
+            files.push((format!("{sdk}/src/lib.rs"), RUST_SDK_LIB.to_owned()));
+            files.push((format!("{sdk}/README.md"), RUST_SDK_README.to_owned()));
+            for (path, text) in WIT {
+                files.push((format!("{sdk}/wit/{path}"), (*text).to_owned()));
+            }
+            files.push((".gitignore".into(), "/target\n".to_owned()));
             (
                 format!(
                     "target/wasm32-wasip2/release/{}.wasm",
@@ -105,32 +178,51 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
                     .to_owned(),
             )
         }
-        Language::Python | Language::Js => {
-            let (file, template, script) = match language {
-                Language::Python => (
-                    "app/app.py",
-                    include_str!("../templates/python/app.py"),
-                    "guests/python/build.sh",
-                ),
-                _ => (
-                    "app/app.js",
-                    include_str!("../templates/js/app.js"),
-                    "guests/js/build.sh",
-                ),
-            };
-            files.push((file, fill(template)));
-            let script = checkout.as_ref().map_or_else(
-                || format!("SENTINELA_CHECKOUT/{script}"),
-                |root| root.join(script).display().to_string(),
-            );
+        Language::Python => {
+            files.push((
+                "app/app.py".into(),
+                fill(include_str!("../templates/python/app.py")),
+            ));
+            files.push(("sdk/sentinela_monitor.py".into(), PYTHON_SDK.to_owned()));
+            for (path, text) in WIT {
+                files.push((format!("wit/{path}"), (*text).to_owned()));
+            }
+            files.push((".gitignore".into(), "/.venv\n*.wasm\n".to_owned()));
             (
                 format!("{name}.wasm"),
-                format!("{script} app -o {name}.wasm"),
+                format!(
+                    "python3 -m venv .venv && .venv/bin/pip install --quiet \
+                     componentize-py=={} && .venv/bin/componentize-py -d wit -w monitor \
+                     componentize app -p app -p sdk -o {name}.wasm",
+                    componentize_py_version()
+                ),
+            )
+        }
+        Language::Js => {
+            files.push((
+                "app/app.js".into(),
+                fill(include_str!("../templates/js/app.js")),
+            ));
+            // Next to the app, where its `import … from './sentinela_monitor.js'` looks.
+            files.push(("app/sentinela_monitor.js".into(), JS_SDK.to_owned()));
+            for (path, text) in WIT {
+                files.push((format!("wit/{path}"), (*text).to_owned()));
+            }
+            files.push(("package.json".into(), js_package(name)));
+            files.push((".gitignore".into(), "/node_modules\n*.wasm\n".to_owned()));
+            (
+                format!("{name}.wasm"),
+                // wasi:http is never offered to monitors: the component must not import it.
+                format!(
+                    "npm install --no-audit --no-fund --loglevel=error && npx componentize-js \
+                     app/app.js --wit wit --world-name monitor --disable http fetch-event -o \
+                     {name}.wasm"
+                ),
             )
         }
     };
     files.push((
-        "sentinela.yaml",
+        "sentinela.yaml".into(),
         format!(
             "# The monitor's entry; copy it into your host's config.\n\
              # Try it: sentinela check sentinela.yaml && sentinela invoke sentinela.yaml {name} search\n\
@@ -138,7 +230,7 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
              update_cron: \"* * * * *\"\n    settings:\n      threshold: 90\n"
         ),
     ));
-    files.push(("README.md", readme(name, language, &build)));
+    files.push(("README.md".into(), readme(name, language, &build)));
     for (path, text) in &files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -178,6 +270,38 @@ fn readme(name: &str, language: Language, build: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_wit_is_all_of_the_host_s() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(&root).unwrap().to_str().unwrap();
+                    on_disk.push(relative.to_owned());
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = WIT.iter().map(|(p, _)| (*p).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "add the new WIT files to scaffold::WIT");
+    }
+
+    #[test]
+    fn the_sdk_manifest_stands_alone() {
+        let manifest = standalone_manifest(RUST_SDK_MANIFEST, GUEST_WORKSPACE);
+        assert!(!manifest.contains(".workspace"), "{manifest}");
+        assert!(manifest.contains("version = \"0.1.0\""), "{manifest}");
+        assert!(manifest.contains("wit-bindgen = \"0.61\""), "{manifest}");
+        assert!(componentize_py_version().starts_with("0."));
+        assert!(js_package("m").contains("@bytecodealliance/componentize-js"));
+    }
 
     #[test]
     fn type_names_are_camel_case() {
