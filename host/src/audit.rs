@@ -165,20 +165,6 @@ impl<'a> AuditEvent<'a> {
         let resource = self.resource.as_deref().unwrap_or("");
         let status = status.unwrap_or(0);
         match self.actor {
-            Actor::Monitor(monitor) if self.withheld.is_some() => tracing::warn!(
-                target: TARGET,
-                actor = "monitor",
-                monitor,
-                credential = self.credential.as_str(),
-                service = self.service.as_str(),
-                operation = self.operation.as_str(),
-                resource,
-                status,
-                outcome,
-                withheld = self.withheld,
-                latency_ms,
-                "aws-call answer withheld: it holds a credential"
-            ),
             Actor::Monitor(monitor) => tracing::info!(
                 target: TARGET,
                 actor = "monitor",
@@ -189,6 +175,8 @@ impl<'a> AuditEvent<'a> {
                 resource,
                 status,
                 outcome,
+                // Recorded only when set: the member an answer was withheld for.
+                withheld = self.withheld,
                 latency_ms,
                 "aws-call"
             ),

@@ -246,13 +246,7 @@ impl CompileCache {
         {
             let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
             if let Ok(Some(component)) = entry.load(&cache, engine) {
-                crate::telemetry::METRICS.compile_cache("hit");
-                tracing::info!(
-                    plugin = label,
-                    cache = "hit",
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "loaded compiled plugin from the compile cache"
-                );
+                log_hit(label, started);
                 let size = fs::metadata(path).map(|m| m.len() as usize).unwrap_or(0);
                 return Ok(LoadedPlugin::new(component, sha256, size));
             }
@@ -263,13 +257,7 @@ impl CompileCache {
         let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
         match entry.load(&cache, engine) {
             Ok(Some(component)) => {
-                crate::telemetry::METRICS.compile_cache("hit");
-                tracing::info!(
-                    plugin = label,
-                    cache = "hit",
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "loaded compiled plugin from the compile cache"
-                );
+                log_hit(label, started);
                 return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
             }
             Ok(None) => {}
@@ -289,6 +277,17 @@ impl CompileCache {
         }
         Ok(LoadedPlugin::new(component, sha256, wasm.len()))
     }
+}
+
+/// Counts and logs a load from the cache.
+fn log_hit(label: &str, started: Instant) {
+    crate::telemetry::METRICS.compile_cache("hit");
+    tracing::info!(
+        plugin = label,
+        cache = "hit",
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "loaded compiled plugin from the compile cache"
+    );
 }
 
 /// A plugin's compiled component, and what it was compiled from.

@@ -84,6 +84,13 @@ fn standalone_manifest(manifest: &str, workspace: &str) -> String {
         + "\n"
 }
 
+/// Adds the host's WIT to a project's files, under `{prefix}wit/`.
+fn with_wit(files: &mut Vec<(String, String)>, prefix: &str) {
+    for (path, text) in WIT {
+        files.push((format!("{prefix}wit/{path}"), (*text).to_owned()));
+    }
+}
+
 /// The componentize-py version the test script installs.
 fn componentize_py_version() -> &'static str {
     TOOL_VERSIONS
@@ -165,9 +172,7 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
             ));
             files.push((format!("{sdk}/src/lib.rs"), RUST_SDK_LIB.to_owned()));
             files.push((format!("{sdk}/README.md"), RUST_SDK_README.to_owned()));
-            for (path, text) in WIT {
-                files.push((format!("{sdk}/wit/{path}"), (*text).to_owned()));
-            }
+            with_wit(&mut files, &format!("{sdk}/"));
             files.push((".gitignore".into(), "/target\n".to_owned()));
             (
                 format!(
@@ -184,9 +189,7 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
                 fill(include_str!("../templates/python/app.py")),
             ));
             files.push(("sdk/sentinela_monitor.py".into(), PYTHON_SDK.to_owned()));
-            for (path, text) in WIT {
-                files.push((format!("wit/{path}"), (*text).to_owned()));
-            }
+            with_wit(&mut files, "");
             files.push((".gitignore".into(), "/.venv\n*.wasm\n".to_owned()));
             (
                 format!("{name}.wasm"),
@@ -205,9 +208,7 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
             ));
             // Next to the app, where its `import … from './sentinela_monitor.js'` looks.
             files.push(("app/sentinela_monitor.js".into(), JS_SDK.to_owned()));
-            for (path, text) in WIT {
-                files.push((format!("wit/{path}"), (*text).to_owned()));
-            }
+            with_wit(&mut files, "");
             files.push(("package.json".into(), js_package(name)));
             files.push((".gitignore".into(), "/node_modules\n*.wasm\n".to_owned()));
             (

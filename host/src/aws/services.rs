@@ -317,31 +317,23 @@ impl Service {
             .map(|i| (self.answers[i].1, self.answers[i].2))
     }
 
-    /// The operations whose route has HTTP method `method` (what a method entry `s3:GET`
-    /// stands for).
-    pub fn operations_of_method(&self, method: &str) -> impl Iterator<Item = &'static str> {
-        self.operations
-            .lines()
-            .filter_map(RestRoute::parse)
-            .filter(move |route| route.method == method)
-            .map(|route| route.name)
-    }
-
-    /// The HTTP method of a REST operation's route.
-    pub fn method_of(&self, operation: &str) -> Option<&'static str> {
+    /// The route of a REST operation, as the model maps it.
+    fn route(&self, operation: &str) -> Option<RestRoute<'static>> {
         self.operations
             .lines()
             .filter_map(RestRoute::parse)
             .find(|route| route.name == operation)
-            .map(|route| route.method)
+    }
+
+    /// The HTTP method of a REST operation's route (a method entry `s3:GET` stands for the
+    /// operations whose route has that method).
+    pub fn method_of(&self, operation: &str) -> Option<&'static str> {
+        self.route(operation).map(|route| route.method)
     }
 
     /// The query keys a REST operation's route fixes (`?list-type=2`, `?acl`).
     pub fn route_query_keys(&self, operation: &str) -> Vec<&'static str> {
-        self.operations
-            .lines()
-            .filter_map(RestRoute::parse)
-            .find(|route| route.name == operation)
+        self.route(operation)
             .map(|route| route.query.iter().map(|(k, _)| *k).collect())
             .unwrap_or_default()
     }

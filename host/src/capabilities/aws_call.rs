@@ -160,6 +160,7 @@ fn text(answer: Answer) -> Result<String, Error> {
 /// said the operation's answer holds none): the call fails with `denied` and the audit event
 /// names the member; nothing of the answer goes further.
 fn withhold_credentials(
+    log: &GuestLog,
     audit: &mut AuditEvent<'_>,
     service: &Service,
     operation: &str,
@@ -168,6 +169,12 @@ fn withhold_credentials(
     if let Ok(received) = &answer
         && let Some(member) = answers::credential_in(&received.body)
     {
+        if log.allow_refusal_line() {
+            tracing::warn!(
+                withheld = member,
+                "aws-call answer withheld: it holds a credential"
+            );
+        }
         audit.set_withheld(member);
         return Err(Error::Denied(format!(
             "the answer of {}:{} holds {member}; monitors never receive credentials, so none \
@@ -333,7 +340,7 @@ impl AwsCallInstance {
             let transport = &self.aws.transport;
             let outgoing = transport::json_request(target.service, operation, &canonical);
             let (answer, status) = send_to(transport, &target, outgoing).await;
-            let answer = withhold_credentials(audit, target.service, operation, answer);
+            let answer = withhold_credentials(&self.log, audit, target.service, operation, answer);
             Ok::<_, Error>((answer.and_then(text), status))
         })
         .await
@@ -391,7 +398,7 @@ impl AwsCallInstance {
             let transport = &self.aws.transport;
             let outgoing = transport::query_request(target.service, action, params);
             let (answer, status) = send_to(transport, &target, outgoing).await;
-            let answer = withhold_credentials(audit, target.service, action, answer);
+            let answer = withhold_credentials(&self.log, audit, target.service, action, answer);
             Ok::<_, Error>((answer.and_then(text), status))
         })
         .await
@@ -512,7 +519,8 @@ impl AwsCallInstance {
             audit.mark_sent();
             let transport = &self.aws.transport;
             let (answer, status) = send_to(transport, &target, Ok(outgoing)).await;
-            let answer = withhold_credentials(audit, target.service, call.operation, answer);
+            let answer =
+                withhold_credentials(&self.log, audit, target.service, call.operation, answer);
             let response = answer.map(|answer| Response {
                 status: answer.status,
                 headers: answer
