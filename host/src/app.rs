@@ -58,7 +58,10 @@ impl App {
             let provider =
                 AwsProvider::new(config.credential_names(), &config.credentials, &config.aws)
                     .context("the aws host plugin")?;
-            Some(Arc::new(provider))
+            Some(Arc::new(AwsProvider {
+                host_queues: config.host_queue_names(),
+                ..provider
+            }))
         } else {
             None
         };
@@ -150,10 +153,7 @@ impl App {
     fn capabilities_of(&self, monitor: &MonitorConfig) -> MonitorCapabilities {
         MonitorCapabilities {
             aws_call: self.aws.as_ref().map(|aws| {
-                let grants = AwsCallGrants {
-                    host_queues: self.config.host_queue_names(),
-                    ..AwsCallGrants::from(&monitor.grants)
-                };
+                let grants = AwsCallGrants::from(&monitor.grants);
                 (aws.clone(), Arc::new(grants))
             }),
             queue: self

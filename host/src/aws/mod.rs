@@ -66,6 +66,9 @@ pub struct AwsProvider {
     pub transport: Arc<Transport>,
     /// SNS signing certificates fetched so far, for `verify-sns-message`.
     pub sns: sns::SnsVerifier,
+    /// The host's own SQS queues (application, dead-letter, issue events), by name: no
+    /// monitor reaches them through `aws-call`, whatever its grants.
+    pub host_queues: Vec<String>,
 }
 
 impl AwsProvider {
@@ -84,6 +87,7 @@ impl AwsProvider {
             credentials: CredentialRegistry::new(names, connectors, &transport),
             transport,
             sns: sns::SnsVerifier::default(),
+            host_queues: Vec::new(),
         })
     }
 

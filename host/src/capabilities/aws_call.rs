@@ -79,9 +79,6 @@ pub struct AwsCallGrants {
     pub credentials: Vec<CredentialName>,
     /// The `grants.aws` entries; empty: no operation (deny by default).
     pub operations: Vec<AwsOperationGrant>,
-    /// The host's own SQS queues (application, dead-letter, issue events), by name: never
-    /// reached through `aws-call`, whatever the grants say.
-    pub host_queues: Vec<String>,
 }
 
 impl From<&grants::Grants> for AwsCallGrants {
@@ -89,28 +86,25 @@ impl From<&grants::Grants> for AwsCallGrants {
         AwsCallGrants {
             credentials: grants.credentials.clone(),
             operations: grants.aws.clone(),
-            host_queues: Vec::new(),
         }
     }
 }
 
-impl AwsCallGrants {
-    /// The host's own queue an SQS request names, if any: a queue name, URL or ARN (a
-    /// message-move task's source or destination) with one of its names as a segment, so a
-    /// URL the resource reader cannot parse does not slip past either.
-    fn host_queue_in(&self, input: &serde_json::Value) -> Option<&str> {
-        let named = ["QueueUrl", "QueueName", "SourceArn", "DestinationArn"]
-            .into_iter()
-            .filter_map(|member| input.get(member)?.as_str());
-        for text in named {
-            for segment in text.split(['/', ':', '?', '&', '=', '#']) {
-                if let Some(queue) = self.host_queues.iter().find(|q| *q == segment) {
-                    return Some(queue);
-                }
+/// The host's own queue (of `host_queues`) an SQS request names, if any: a queue name, URL
+/// or ARN (a message-move task's source or destination) with one of its names as a segment,
+/// so a URL the resource reader cannot parse does not slip past either.
+fn host_queue_in<'q>(host_queues: &'q [String], input: &serde_json::Value) -> Option<&'q str> {
+    let named = ["QueueUrl", "QueueName", "SourceArn", "DestinationArn"]
+        .into_iter()
+        .filter_map(|member| input.get(member)?.as_str());
+    for text in named {
+        for segment in text.split(['/', ':', '?', '&', '=', '#']) {
+            if let Some(queue) = host_queues.iter().find(|q| *q == segment) {
+                return Some(queue);
             }
         }
-        None
     }
+    None
 }
 
 /// One invocation's `aws-call` state: the monitor's grants and the shared provider.
@@ -323,7 +317,7 @@ impl AwsCallInstance {
             let resources = resources.finish();
             audit.set_resource(resources.first());
             if target.service.name == "sqs"
-                && let Some(queue) = self.grants.host_queue_in(&parsed)
+                && let Some(queue) = host_queue_in(&self.aws.host_queues, &parsed)
             {
                 if self.log.allow_refusal_line() {
                     tracing::warn!(queue, "refused: a monitor named one of the host's queues");
