@@ -10,7 +10,7 @@
 //! process, with the size cap only.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -108,11 +108,10 @@ impl Compiler {
     }
 
     /// Reads the plugin at `path` into memory, once: the bytes that are hashed, checked
-    /// against a pin, used as the cache key and compiled. At most `max_plugin_bytes` are read,
-    /// whatever the file grows to meanwhile.
+    /// against a pin, used as the cache key and compiled. At most `max_plugin_bytes` + 1 are
+    /// read, whatever the file grows to after [`Compiler::check_size`]: one more is over the cap.
     pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
         use std::io::Read;
-        self.check_size(path)?;
         let cannot_read = || format!("cannot read {}", path.display());
         let file = std::fs::File::open(path).with_context(cannot_read)?;
         let max = self.max_plugin_bytes();
@@ -167,34 +166,19 @@ fn compile_in_child(
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start the compiler ({})", exe.display()))?;
-    // Written from a thread of its own: a child that stops reading (it crashed, or was
-    // killed at the timeout) must not block the parent, which would then never see it end.
-    let feeder = child.stdin.take().map(|mut stdin| {
-        let wasm = wasm.to_vec();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(&wasm);
-        })
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+    let stdin = child.stdin.take();
+    let status = std::thread::scope(|scope| {
+        // Written from a thread of its own: a child that stops reading (it crashed, or was
+        // killed at the timeout) must not block the parent, which would then never see it
+        // end. Closing the pipe when written tells the child it has the whole plugin.
+        if let Some(mut stdin) = stdin {
+            scope.spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(wasm);
+            });
         }
-        if started.elapsed() > limits.timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&dir);
-            bail!(
-                "compiling plugin {} took longer than {:?} (compile.timeout); it was stopped",
-                path.display(),
-                limits.timeout
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if let Some(feeder) = feeder {
-        let _ = feeder.join();
-    }
+        wait_for_compiler(&mut child, started, &dir, limits, path)
+    })?;
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         use std::io::Read;
@@ -222,6 +206,38 @@ fn compile_in_child(
     let _ = std::fs::remove_dir_all(&dir);
     component
         .map_err(|e| anyhow::anyhow!("the compiled plugin {} did not load: {e}", path.display()))
+}
+
+/// Waits for the compiler child, killing it (and removing `dir`) past `compile.timeout`.
+fn wait_for_compiler(
+    child: &mut Child,
+    started: Instant,
+    dir: &Path,
+    limits: &CompileLimits,
+    path: &Path,
+) -> Result<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) => {}
+            // Stopped, so the thread writing its stdin cannot block on it.
+            Err(e) => {
+                let _ = child.kill();
+                return Err(e.into());
+            }
+        }
+        if started.elapsed() > limits.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+            bail!(
+                "compiling plugin {} took longer than {:?} (compile.timeout); it was stopped",
+                path.display(),
+                limits.timeout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A fresh directory only this user can enter.
