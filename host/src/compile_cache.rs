@@ -70,21 +70,23 @@
 //!
 //! # Index
 //!
-//! Files are hashed and checked as they are read, in chunks: a warm start never holds a whole
-//! plugin or artifact in memory. A plugin's hash is also remembered in `index/`, by its path
-//! and its stat (device, inode, size, mtime, ctime), so a warm start does not hash an
-//! unchanged 18 MB plugin again; any write to the file changes its ctime (git's index works
-//! the same way). An index record is four lines of text: `sentinela-index2`, the stamp, the
+//! A warm start never holds a whole plugin or artifact in memory: a plugin's hash is
+//! remembered in `index/`, by its path and its stat (device, inode, size, mtime, ctime), so an
+//! unchanged 18 MB plugin is neither read nor hashed again (any write to the file changes its
+//! ctime; git's index works the same way), and the artifact is mapped. A miss reads the plugin
+//! into memory once: those bytes are hashed, checked against the pin, compiled, and the
+//! artifact is stored under their hash only, so an index hit always runs code compiled from
+//! bytes with the hash it names. An index record is four lines of text: `sentinela-index2`, the stamp, the
 //! SHA-256 in hex, and `HMAC(key, "sentinela-index2\0" ‖ canonical plugin path ‖ "\0" ‖ the
 //! three lines above)` in hex. A forged record, or another plugin's copied over it, cannot
 //! point a plugin at another plugin's entry: it is invalid, and the plugin is hashed again.
 
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -93,6 +95,15 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use crate::compiler::Compiler;
+
+mod key;
+mod private_files;
+
+use key::Key;
+
+use private_files::{
+    check_private_dir, create_private_dir, open_entry_file, read_entry_file, write_atomically,
+};
 
 /// Starts every check file; a new format gets a new magic, so old entries read as invalid.
 const MAGIC: &[u8; 16] = b"sentinela-cwasm3";
@@ -103,8 +114,6 @@ const ARTIFACT_DOMAIN: &[u8] = b"sentinela-cwasm3 artifact\0";
 const CHECK_DOMAIN: &[u8] = b"sentinela-cwasm3 check\0";
 const KEY_LEN: usize = 32;
 const MAC_LEN: usize = 32;
-/// Check files, index records and keys are small: anything larger is not ours.
-const SMALL_FILE_MAX: u64 = 4096;
 const CHUNK: usize = 1 << 20;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -435,108 +444,6 @@ impl<'a> Cache<'a> {
     }
 }
 
-/// The cache's MAC key, ready to authenticate each kind of file.
-struct Key {
-    /// HMAC-SHA256 keyed with the key and nothing hashed yet; cloned for each MAC.
-    keyed: HmacSha256,
-}
-
-impl Key {
-    fn new(bytes: &[u8; KEY_LEN]) -> Result<Key> {
-        let keyed = <HmacSha256 as Mac>::new_from_slice(bytes)
-            .map_err(|_| anyhow!("HMAC-SHA256 refused a {KEY_LEN}-byte key"))?;
-        Ok(Key { keyed })
-    }
-
-    /// Reads the key at `path`, else creates it. `Err`: a key that cannot be trusted or
-    /// created, which bypasses the cache.
-    fn load_or_create(path: &Path) -> Result<Key> {
-        if let Some(key) = Self::read(path)? {
-            return Ok(key);
-        }
-        let mut bytes = [0; KEY_LEN];
-        random_bytes(&mut bytes).context("cannot read random bytes for the compile cache key")?;
-        // Written in full under a temporary name, then linked into place: `link`, unlike
-        // `rename`, fails when the key exists, so of two processes racing here the loser
-        // reads the winner's complete key rather than replacing it.
-        let (tmp, _) = write_private_file(path, &bytes)?;
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Key::new(&bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::read(path)?
-                .with_context(|| format!("{} vanished after it was created", path.display())),
-            // A filesystem without hard links: create the key in place, exclusively. A process
-            // that reads it before the 32 bytes are written bypasses the cache once.
-            Err(_) => {
-                let mut file = new_private_file(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                file.write_all(&bytes)
-                    .and_then(|()| file.sync_all())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                Key::new(&bytes)
-            }
-        }
-    }
-
-    /// `Ok(None)`: no key yet.
-    fn read(path: &Path) -> Result<Option<Key>> {
-        let Some((file, meta)) = open_entry_file(path)? else {
-            return Ok(None);
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            ensure!(
-                meta.mode() & 0o077 == 0,
-                "{} is readable or writable by group or others (mode {:04o})",
-                path.display(),
-                meta.mode() & 0o7777
-            );
-        }
-        #[cfg(not(unix))]
-        let _ = meta;
-        let bytes = read_small(file, path)?;
-        let bytes: &[u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
-            anyhow!(
-                "{} is {} bytes, not {KEY_LEN} (delete it: a new key is made)",
-                path.display(),
-                bytes.len()
-            )
-        })?;
-        Key::new(bytes).map(Some)
-    }
-
-    fn artifact_mac(&self) -> HmacSha256 {
-        self.keyed.clone().chain_update(ARTIFACT_DOMAIN)
-    }
-
-    fn check_mac(&self, entry_name: &str) -> HmacSha256 {
-        self.keyed
-            .clone()
-            .chain_update(CHECK_DOMAIN)
-            .chain_update(entry_name)
-            .chain_update(b"\0")
-    }
-
-    fn index_verifier(&self, canonical: &[u8], body: &str) -> HmacSha256 {
-        self.keyed
-            .clone()
-            .chain_update(INDEX_MAGIC)
-            .chain_update(b"\0")
-            .chain_update(canonical)
-            .chain_update(b"\0")
-            .chain_update(body)
-    }
-
-    fn index_mac(&self, canonical: &[u8], body: &str) -> [u8; MAC_LEN] {
-        self.index_verifier(canonical, body)
-            .finalize()
-            .into_bytes()
-            .into()
-    }
-}
-
 /// What a check file says about its artifact.
 struct CheckFile {
     len: u64,
@@ -734,173 +641,6 @@ fn mapped_path(file: &File, path: &Path) -> PathBuf {
     #[cfg(not(target_os = "linux"))]
     let _ = file;
     path.to_path_buf()
-}
-
-/// Creates `path` and its missing parents with mode 0700.
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
-}
-
-fn check_private_dir(path: &Path, meta: std::io::Result<fs::Metadata>) -> Result<()> {
-    let meta = meta.with_context(|| format!("cannot read {}", path.display()))?;
-    ensure!(meta.is_dir(), "{} is not a directory", path.display());
-    check_owner(path, &meta)
-}
-
-/// Owned by the user the host runs as (effective uid), and not writable by anyone else.
-#[cfg(unix)]
-fn check_owner(path: &Path, meta: &fs::Metadata) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let euid = rustix::process::geteuid().as_raw();
-    ensure!(
-        meta.uid() == euid,
-        "{} is owned by uid {}, not by the running user (uid {euid})",
-        path.display(),
-        meta.uid()
-    );
-    ensure!(
-        meta.mode() & 0o022 == 0,
-        "{} is writable by group or others (mode {:04o})",
-        path.display(),
-        meta.mode() & 0o7777
-    );
-    Ok(())
-}
-
-/// No owners or modes to check here: only a symlink is refused (by `open_entry_file`).
-#[cfg(not(unix))]
-fn check_owner(_path: &Path, _meta: &fs::Metadata) -> Result<()> {
-    Ok(())
-}
-
-/// Opens a file of the cache for reading, refusing anything the host may not have written
-/// itself: a symlink (never followed), anything but a regular file, a file of another user or
-/// one that others may write. `Ok(None)`: no such file.
-fn open_entry_file(path: &Path) -> Result<Option<(File, fs::Metadata)>> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // O_NONBLOCK: opening a planted FIFO must not hang the host (no effect on a file).
-        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        options.custom_flags(flags.bits() as i32);
-    }
-    #[cfg(not(unix))]
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        bail!("{} is a symbolic link (not followed)", path.display());
-    }
-    let file = match options.open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
-            bail!("{} is a symbolic link (not followed)", path.display())
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
-    };
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    ensure!(meta.is_file(), "{} is not a regular file", path.display());
-    check_owner(path, &meta)?;
-    Ok(Some((file, meta)))
-}
-
-/// A small file of the cache (check file, index record), checked as `open_entry_file` does.
-fn read_entry_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    match open_entry_file(path)? {
-        Some((file, _)) => read_small(file, path).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn read_small(file: File, path: &Path) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    file.take(SMALL_FILE_MAX + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    ensure!(
-        bytes.len() as u64 <= SMALL_FILE_MAX,
-        "{} is larger than {SMALL_FILE_MAX} bytes: not a cache file",
-        path.display()
-    );
-    Ok(bytes)
-}
-
-/// Replaces `path` with a new private file holding `bytes`; returns the file, now at `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<File> {
-    let (tmp, file) = write_private_file(path, bytes)?;
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot rename {} into place", tmp.display()));
-    }
-    Ok(file)
-}
-
-/// Writes `bytes` to a new file (mode 0600) next to `path`, synced; returns its name and the
-/// file. Never writes through an existing file or symlink.
-fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(PathBuf, File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().context("cache file has no directory")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let cannot_write = || format!("cannot write {}", tmp.display());
-    let mut file = match new_private_file(&tmp) {
-        // Left by a process that had this id and stopped before its rename.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = fs::remove_file(&tmp);
-            new_private_file(&tmp)
-        }
-        result => result,
-    }
-    .with_context(cannot_write)?;
-    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(cannot_write);
-    }
-    Ok((tmp, file))
-}
-
-/// `O_CREAT | O_EXCL`, mode 0600: fails on any existing file or symlink.
-fn new_private_file(path: &Path) -> std::io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-#[cfg(unix)]
-fn random_bytes(bytes: &mut [u8; KEY_LEN]) -> std::io::Result<()> {
-    File::open("/dev/urandom")?.read_exact(bytes)
-}
-
-/// No `/dev/urandom`: std seeds each thread's `RandomState` keys (128 bits) from the system's
-/// random source; SHA-256 spreads them over the key.
-#[cfg(not(unix))]
-fn random_bytes(bytes: &mut [u8; KEY_LEN]) -> std::io::Result<()> {
-    use std::hash::BuildHasher;
-    let mut sha = Sha256::new();
-    for i in 0..4u8 {
-        let state = std::collections::hash_map::RandomState::new();
-        sha.update(state.hash_one(i).to_le_bytes());
-    }
-    bytes.copy_from_slice(&sha.finalize());
-    Ok(())
 }
 
 /// Feeds a `len`-byte file to `mac`, through a private read-only mapping: the kernel hands
