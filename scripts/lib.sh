@@ -120,3 +120,87 @@ stop_postgres() {
     rm -rf "$PG_DIR"
   fi
 }
+
+# OCI registries for the plugin-registry tests: Debian's docker-registry package (the CNCF
+# distribution server), installed if missing with apache2-utils (htpasswd), on free loopback
+# ports, plain HTTP. One is open; one wants a login (basic auth, htpasswd file).
+ensure_registry() {
+  if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends docker-registry apache2-utils >/dev/null
+  fi
+}
+
+# Starts one registry in $REGISTRY_DIR/NAME on a free port; prints the port. $3: an htpasswd
+# file to require a login from (optional).
+start_one_registry() {
+  local name="$1" port="$2" htpasswd="${3:-}"
+  local dir="$REGISTRY_DIR/$name"
+  mkdir -p "$dir/data"
+  {
+    echo "version: 0.1"
+    echo "log: {level: warn}"
+    echo "storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}"
+    echo "http: {addr: 127.0.0.1:$port}"
+    if [[ -n "$htpasswd" ]]; then
+      echo "auth: {htpasswd: {realm: sentinela-tests, path: $htpasswd}}"
+    fi
+  } > "$dir/config.yml"
+  docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 &
+  echo $! > "$dir/pid"
+  for _ in $(seq 600); do
+    local code
+    code=$(python3 -c "
+import urllib.request, urllib.error, sys
+try:
+    print(urllib.request.urlopen('http://127.0.0.1:$port/v2/', timeout=1).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print(0)")
+    if [[ "$code" == 200 || "$code" == 401 ]]; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+      echo "the $name registry exited at start; its log:" >&2
+      cat "$dir/registry.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "the $name registry did not answer on port $port within 60 s" >&2
+  return 1
+}
+
+# Exports SENTINELA_TEST_REGISTRY (open) and SENTINELA_TEST_AUTH_REGISTRY (login
+# SENTINELA_TEST_REGISTRY_USER / SENTINELA_TEST_REGISTRY_PASSWORD), both host:port, and
+# SENTINELA_TEST_REGISTRY_DATA (the open one's storage, for tests that tamper with a blob).
+start_registries() {
+  ensure_registry
+  REGISTRY_DIR="$(mktemp -d /tmp/sentinela-registry.XXXXXX)"
+  local open_port auth_port
+  open_port=$(free_port)
+  start_one_registry open "$open_port"
+  export SENTINELA_TEST_REGISTRY_USER="sentinela"
+  export SENTINELA_TEST_REGISTRY_PASSWORD="test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  htpasswd -Bbc "$REGISTRY_DIR/htpasswd" "$SENTINELA_TEST_REGISTRY_USER" "$SENTINELA_TEST_REGISTRY_PASSWORD" 2>/dev/null
+  auth_port=$(free_port)
+  start_one_registry auth "$auth_port" "$REGISTRY_DIR/htpasswd"
+  export SENTINELA_TEST_REGISTRY="127.0.0.1:${open_port}"
+  export SENTINELA_TEST_AUTH_REGISTRY="127.0.0.1:${auth_port}"
+  export SENTINELA_TEST_REGISTRY_DATA="$REGISTRY_DIR/open/data"
+}
+
+stop_registries() {
+  if [[ -n "${REGISTRY_DIR:-}" && -d "$REGISTRY_DIR" ]]; then
+    local pid
+    for pid in "$REGISTRY_DIR"/*/pid; do
+      [[ -f "$pid" ]] || continue
+      kill "$(cat "$pid")" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$REGISTRY_DIR"
+  fi
+}

@@ -16,11 +16,14 @@ use crate::capabilities::secrets::SecretStore;
 use crate::compile_cache::CompileCache;
 use crate::compiler::Compiler;
 use crate::config::values::CredentialName;
+use crate::config::values::PluginLocation;
 use crate::config::{Config, MonitorConfig};
 use crate::engine::{Engine, EngineSettings};
 use crate::instance::{self, MonitorCapabilities};
 use crate::issues::StoreKind;
 use crate::monitor::{MonitorPlugin, PluginFile, PreparedPlugin};
+use crate::oci::lock::LockFile;
+use crate::oci::{OciReference, Resolver, Source};
 use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 use crate::queue::QueueKind;
 
@@ -42,12 +45,20 @@ pub struct App {
     pub queues: Option<Arc<MonitorQueues>>,
     /// Secrets for every monitor, cached.
     pub secrets: Arc<SecretStore>,
+    /// `--locked`: a reloaded config's OCI tags must be in the lock file already.
+    pub locked: bool,
 }
 
 impl App {
     /// Loads the config and sizes the engine for its monitors. Plugins are not loaded yet.
     pub fn open(config_path: &Path) -> Result<App> {
-        let config = Config::load(config_path)?;
+        App::open_with(config_path, false)
+    }
+
+    /// [`App::open`]; `locked`: the lock file may not change (`--locked`).
+    pub fn open_with(config_path: &Path, locked: bool) -> Result<App> {
+        let mut config = Config::load(config_path)?;
+        resolve_oci_plugins(&mut config, locked)?;
         let env = std::env::var(PLUGINS_ENV).ok();
         let host_plugins = config.host_plugins(env.as_deref())?;
         let engine_settings = engine_settings(&config);
@@ -81,6 +92,7 @@ impl App {
             engine,
             engine_settings,
             cache,
+            locked,
         })
     }
 
@@ -122,15 +134,35 @@ impl App {
         monitors
             .iter()
             .map(|&monitor| {
-                let path = &monitor.plugin.0;
-                let pin = monitor.sha256.as_ref().map(|p| p.0.clone());
+                let path = match monitor.plugin.file() {
+                    Ok(path) => path.to_path_buf(),
+                    Err(e) => {
+                        return (
+                            monitor,
+                            Err(anyhow::anyhow!("monitor '{}': {e:#}", monitor.name)),
+                        );
+                    }
+                };
+                // A pulled component is pinned to its layer digest (checked again as it is
+                // read, so a store changed on disk is refused).
+                let pin = match &monitor.plugin {
+                    PluginLocation::Oci {
+                        resolved: Some(Ok(resolved)),
+                        ..
+                    } => Some(resolved.sha256_hex().to_owned()),
+                    _ => monitor.sha256.as_ref().map(|p| p.0.clone()),
+                };
+                let reference = monitor.plugin.reference();
                 let file = files
                     .entry((path.clone(), pin.clone()))
                     .or_insert_with(|| {
-                        PluginFile::load(&self.engine, &self.cache, path, pin.as_deref())
+                        PluginFile::load(&self.engine, &self.cache, &path, pin.as_deref())
                             .and_then(|file| PreparedPlugin::new(file, &linker, &self.host_plugins))
                             .map(Arc::new)
-                            .map_err(|e| format!("{e:#}"))
+                            .map_err(|e| match reference {
+                                Some(reference) => format!("{reference}: {e:#}"),
+                                None => format!("{e:#}"),
+                            })
                     })
                     .clone();
                 let loaded = file
@@ -309,4 +341,73 @@ fn engine_settings(config: &Config) -> EngineSettings {
             .unwrap_or(defaults.max_table_elements),
         ..defaults
     }
+}
+
+/// Resolves the config's `oci://` plugins to components in the local store (pulling what it
+/// does not hold) and checks their tags against the lock file beside the config, recording new
+/// ones unless `locked`. A reference that cannot be resolved fails its monitors only; a tag
+/// that now resolves elsewhere than the lock file says fails the whole config.
+pub fn resolve_oci_plugins(config: &mut Config, locked: bool) -> Result<()> {
+    let mut references: Vec<OciReference> = Vec::new();
+    for monitor in &config.monitors {
+        if let Some(reference) = monitor.plugin.reference()
+            && !references.contains(reference)
+        {
+            references.push(reference.clone());
+        }
+    }
+    if references.is_empty() {
+        return Ok(());
+    }
+    let cache = CompileCache::locate(config.cache_dir.as_deref());
+    let resolver = Resolver::new(cache.dir(), config.compile.max_plugin_bytes);
+    let results = resolver.resolve_all(&references, false);
+    let mut lock = LockFile::read(&config.path)?;
+    let mut resolutions = HashMap::new();
+    for (reference, (result, source)) in references.iter().zip(results) {
+        if let Ok(resolved) = &result {
+            let from = match source {
+                Source::Store => "the local store",
+                Source::Registry => "the registry",
+            };
+            tracing::info!(
+                plugin = %reference,
+                manifest = resolved.manifest_digest.as_str(),
+                layer = resolved.layer_digest.as_str(),
+                "resolved from {from}"
+            );
+            if reference.tag().is_some() {
+                lock.check(reference, &resolved.manifest_digest, locked)
+                    .with_context(|| format!("{}", config.path.display()))?;
+            }
+        }
+        resolutions.insert(reference.clone(), result.map_err(|e| format!("{e:#}")));
+    }
+    if lock.write_if_changed()? {
+        tracing::info!(lock = %lock.path().display(), "recorded resolved OCI tags");
+    }
+    for monitor in &mut config.monitors {
+        let pin = monitor.sha256.as_ref().map(|p| p.0.clone());
+        if let PluginLocation::Oci {
+            reference,
+            resolved,
+        } = &mut monitor.plugin
+        {
+            let mut result = resolutions
+                .get(reference)
+                .cloned()
+                .unwrap_or_else(|| Err(format!("{reference} was not resolved")));
+            if let (Some(pin), Ok(found)) = (&pin, &result)
+                && pin != found.sha256_hex()
+            {
+                result = Err(format!(
+                    "{reference}: its component's SHA-256 is {}, not the sha256: {pin} the \
+                     config pins",
+                    found.sha256_hex()
+                ));
+            }
+            *resolved = Some(result);
+        }
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ use crate::runtime::{Role, Runtime, RuntimeOptions, ScheduledMonitor};
 
 mod check;
 mod grants;
+mod oci;
 mod store;
 
 use check::{check, inspect, list_or_none};
@@ -53,6 +54,11 @@ enum Command {
         /// share work through an SQS application queue.
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
+        /// Refuse to start when an `oci://` tag is not in the lock file beside the config
+        /// (`NAME.lock`), and never write it. Without it, new tags are recorded; a tag that
+        /// now resolves elsewhere than the lock file says is refused either way.
+        #[arg(long)]
+        locked: bool,
     },
     /// Validate configs and every plugin they name; print each monitor's imports and grants.
     Check {
@@ -62,9 +68,20 @@ enum Command {
         /// ask STS who each credential is (GetCallerIdentity), reporting each result.
         #[arg(long)]
         connect: bool,
+        /// As for `run`: `oci://` tags must be in the lock file, which is never written.
+        #[arg(long)]
+        locked: bool,
     },
-    /// Show a plugin's world, imports, exports and size.
-    Inspect { plugin: PathBuf },
+    /// Show a plugin's world, imports, exports and size; PLUGIN is a file or an `oci://`
+    /// reference (pulled into the local store if it is not there).
+    Inspect { plugin: String },
+    /// Publish a component at an OCI reference (`oci://registry/repository:tag`) in the Wasm
+    /// OCI artifact layout; prints the manifest digest to pin. Registry logins come from
+    /// $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+    Push { file: PathBuf, reference: String },
+    /// Fetch an `oci://` reference into the local store (resolving a tag again), so that a
+    /// start needs no registry.
+    Pull { reference: String },
     /// Create a monitor project: source, a config entry and a README; prints the one command
     /// that builds it.
     New {
@@ -166,9 +183,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Run { config, role } => with_runtime(run(&config, role)),
-        Command::Check { configs, connect } => check(&configs, connect),
+        Command::Run {
+            config,
+            role,
+            locked,
+        } => with_runtime(run(&config, role, locked)),
+        Command::Check {
+            configs,
+            connect,
+            locked,
+        } => check(&configs, connect, locked),
         Command::Inspect { plugin } => inspect(&plugin),
+        Command::Push { file, reference } => oci::push(&file, &reference),
+        Command::Pull { reference } => oci::pull(&reference),
         Command::New { name, lang, dir } => new_project(&name, lang, dir.as_deref()),
         Command::Invoke {
             config,
@@ -251,8 +278,8 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Res
     result
 }
 
-async fn run(config: &Path, role: Role) -> Result<ExitCode> {
-    let host = Arc::new(App::open(config)?);
+async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
+    let host = Arc::new(App::open_with(config, locked)?);
     // The same start-up checks as `check`, with the same words.
     let problems = host.startup_problems();
     for warning in &problems.warnings {

@@ -34,6 +34,7 @@ pub mod instance;
 pub mod issues;
 pub mod message;
 pub mod monitor;
+pub mod oci;
 pub mod providers;
 pub mod queue;
 pub mod reload;

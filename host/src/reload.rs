@@ -99,7 +99,11 @@ impl Watched {
         let plugins: Vec<(String, PathBuf)> = runtime
             .monitors()
             .iter()
-            .map(|m| (m.name().to_owned(), m.config().plugin.0.clone()))
+            .filter_map(|m| {
+                let config = m.config();
+                let file = config.plugin.file().ok()?.to_path_buf();
+                Some((m.name().to_owned(), file))
+            })
             .collect();
         // Resolving and hashing every file is file system work: not on an executor worker.
         let followed = tokio::task::spawn_blocking(move || {
@@ -329,7 +333,8 @@ struct Plan {
 /// Reads, checks and loads the new config; nothing running is touched.
 fn prepare(app: &App, runtime: &Runtime) -> anyhow::Result<Plan> {
     let path = &app.config.path;
-    let config = Config::load(path)?;
+    let mut config = Config::load(path)?;
+    crate::app::resolve_oci_plugins(&mut config, app.locked)?;
     let mut keys: Vec<String> = config
         .host_sections
         .iter()

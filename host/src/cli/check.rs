@@ -1,6 +1,6 @@
 //! `check` and `inspect`: what a config and its plugins are, and what `run` would refuse.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -28,11 +28,11 @@ fn describe_store(store: &crate::issues::StoreConfig) -> String {
     }
 }
 
-pub(super) fn check(configs: &[PathBuf], connect: bool) -> Result<ExitCode> {
+pub(super) fn check(configs: &[PathBuf], connect: bool, locked: bool) -> Result<ExitCode> {
     let mut failures = 0;
     for path in configs {
         println!("{}", path.display());
-        let host = match App::open(path) {
+        let host = match App::open_with(path, locked) {
             Ok(host) => host,
             Err(e) => {
                 println!("  error: {e:#}");
@@ -77,7 +77,17 @@ pub(super) fn check(configs: &[PathBuf], connect: bool) -> Result<ExitCode> {
         }
         for (monitor, loaded) in host.load_monitors() {
             println!("  monitor {}", monitor.name);
-            println!("    plugin: {}", monitor.plugin.0.display());
+            println!("    plugin: {}", monitor.plugin);
+            if let crate::config::values::PluginLocation::Oci {
+                resolved: Some(Ok(resolved)),
+                ..
+            } = &monitor.plugin
+            {
+                println!(
+                    "    resolved: {} (layer {})",
+                    resolved.manifest_digest, resolved.layer_digest
+                );
+            }
             let schedule = |c: &Option<crate::config::values::Schedule>| {
                 c.as_ref()
                     .map(|c| c.expression().to_owned())
@@ -170,11 +180,29 @@ pub(super) fn list_or_none(items: &[impl AsRef<str>]) -> String {
     }
 }
 
-pub(super) fn inspect(path: &Path) -> Result<ExitCode> {
+pub(super) fn inspect(plugin: &str) -> Result<ExitCode> {
     let engine = Engine::new(&EngineSettings::default())?;
     let compiler = crate::compiler::Compiler::for_this_process(&Default::default());
     let cache = CompileCache::locate(None).with_compiler(compiler);
-    let file = PluginFile::load(&engine, &cache, path, None)?;
+    let (path, pin) = if plugin.starts_with(crate::oci::SCHEME) {
+        let reference = crate::oci::OciReference::parse(plugin)?;
+        let resolver = crate::oci::Resolver::new(
+            cache.dir(),
+            crate::compiler::CompileLimits::default().max_plugin_bytes,
+        );
+        let (result, _) = resolver
+            .resolve_all(std::slice::from_ref(&reference), false)
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("{reference} was not resolved"))?;
+        let resolved = result?;
+        println!("reference: {reference}");
+        println!("manifest:  {}", resolved.manifest_digest);
+        let pin = resolved.sha256_hex().to_owned();
+        (resolved.file, Some(pin))
+    } else {
+        (PathBuf::from(plugin), None)
+    };
+    let file = PluginFile::load(&engine, &cache, &path, pin.as_deref())?;
     println!("plugin:  {}", path.display());
     println!("size:    {} bytes", file.size);
     println!("sha256:  {}", file.sha256);

@@ -32,7 +32,9 @@ use crate::providers::{HostPlugin, HostPlugins, PLUGINS_ENV};
 use crate::queue::{ApplicationQueueConfig, QueueKind};
 use crate::runtime::{ControllerConfig, ExecutorConfig};
 use crate::telemetry::HttpConfig;
-use values::{ByteSize, ConfigDuration, ConfigPath, CredentialName, MonitorName, Schedule};
+use values::{
+    ByteSize, ConfigDuration, ConfigPath, CredentialName, MonitorName, PluginLocation, Schedule,
+};
 
 /// The longest config error shown: a value quoted in it may be huge.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -151,9 +153,10 @@ pub struct MonitorConfig {
     /// `sha256`: the plugin file's SHA-256 (hex); a file with another hash is refused.
     #[serde(default)]
     pub sha256: Option<values::Sha256Hex>,
-    /// `plugin`: the WebAssembly component file, relative to the config file's directory; checked
-    /// to exist at load.
-    pub plugin: ConfigPath,
+    /// `plugin`: the WebAssembly component file, relative to the config file's directory
+    /// (checked to exist at load), or an `oci://` reference (resolved by
+    /// [`crate::app::resolve_oci_plugins`]).
+    pub plugin: PluginLocation,
     /// `search_cron`: when `search` runs; `None`: never on a schedule (a `monitor_refresh` request
     /// can still run it).
     #[serde(default)]
@@ -429,14 +432,16 @@ impl Config {
             if let Some((key, why)) = monitor.limits.out_of_range() {
                 bail!("{}: monitors[{index}].limits.{key}: {why}", path.display());
             }
-            if !monitor.plugin.0.is_file() {
+            if let PluginLocation::File(plugin) = &monitor.plugin
+                && !plugin.is_file()
+            {
                 let line = line_of_monitor(text, monitor.name.as_str())
                     .map(|l| format!(" (monitor declared at line {l})"))
                     .unwrap_or_default();
                 bail!(
                     "{}: monitors[{index}].plugin: plugin file {} not found{line}",
                     path.display(),
-                    monitor.plugin.0.display()
+                    plugin.display()
                 );
             }
         }

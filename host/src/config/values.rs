@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::oci::{OciReference, Resolved};
 use serde::de::{self, Deserializer};
 
 /// A SHA-256 digest written as 64 hex digits (any case), kept lowercase.
@@ -351,6 +353,75 @@ impl<'de> Deserialize<'de> for ConfigPath {
             _ => raw,
         });
         Ok(ConfigPath(resolved))
+    }
+}
+
+/// `plugin:`: a component file, relative to the config file's directory, or an OCI reference
+/// (`oci://registry/repository:tag` or `...@sha256:<digest>`), which the host resolves to a
+/// file in its local store before loading (see [`crate::oci`]).
+#[derive(Debug, Clone)]
+pub enum PluginLocation {
+    /// A component file.
+    File(PathBuf),
+    /// A component in a registry.
+    Oci {
+        /// The reference as written.
+        reference: OciReference,
+        /// What the reference resolved to, once resolved; `Err` says why it could not be.
+        resolved: Option<Result<Resolved, String>>,
+    },
+}
+
+impl PluginLocation {
+    /// The component file to load: the file, or the pulled component in the local store.
+    pub fn file(&self) -> anyhow::Result<&Path> {
+        match self {
+            PluginLocation::File(path) => Ok(path),
+            PluginLocation::Oci {
+                resolved: Some(Ok(resolved)),
+                ..
+            } => Ok(&resolved.file),
+            PluginLocation::Oci {
+                resolved: Some(Err(e)),
+                ..
+            } => Err(anyhow::anyhow!("{e}")),
+            PluginLocation::Oci { reference, .. } => {
+                Err(anyhow::anyhow!("{reference} was not resolved"))
+            }
+        }
+    }
+
+    /// The OCI reference, for a plugin from a registry.
+    pub fn reference(&self) -> Option<&OciReference> {
+        match self {
+            PluginLocation::Oci { reference, .. } => Some(reference),
+            PluginLocation::File(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for PluginLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginLocation::File(path) => write!(f, "{}", path.display()),
+            PluginLocation::Oci { reference, .. } => write!(f, "{reference}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginLocation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.starts_with(crate::oci::SCHEME) {
+            let reference =
+                OciReference::parse(&text).map_err(|e| de::Error::custom(format!("{e:#}")))?;
+            return Ok(PluginLocation::Oci {
+                reference,
+                resolved: None,
+            });
+        }
+        let path = ConfigPath::deserialize(de::value::StringDeserializer::<D::Error>::new(text))?;
+        Ok(PluginLocation::File(path.0))
     }
 }
 

@@ -1,0 +1,310 @@
+//! Plugins from OCI registries: `plugin: oci://registry/team/monitor:1.2.0` (or `@sha256:…`).
+//!
+//! A reference is pulled once in the Wasm OCI artifact layout (a
+//! `application/vnd.wasm.config.v0+json` config and one `application/wasm` layer, as `wkg`,
+//! Spin and wasmCloud push it), the layer's digest is verified, and the component is kept in a
+//! local content-addressed store ([`store`]) beside the compile cache. From then on it is a
+//! file like any other: the layer digest is its `sha256:` pin, it goes through the same
+//! compile cache and limits, and a start needs no network. A tag is resolved once per store
+//! (`sentinela pull` resolves it again); the lock file beside the config ([`lock`]) records
+//! what each tag resolved to, and a start refuses a tag that now resolves elsewhere.
+//!
+//! The registry protocol is `oci-client`'s; registry credentials come from the operator's
+//! auth files ([`credentials`]), never from a monitor's.
+
+pub mod credentials;
+pub mod lock;
+pub mod registry;
+pub mod store;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use registry::Registry;
+use store::{PluginStore, Record};
+
+/// Where a config's `plugin:` value says a component is an OCI artifact.
+pub const SCHEME: &str = "oci://";
+
+/// The config media type of the Wasm OCI artifact layout.
+pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+/// The media type of its one layer: the component's bytes.
+pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+
+/// An `oci://` reference: a registry, a repository and a tag or a digest.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct OciReference(oci_client::Reference);
+
+impl OciReference {
+    /// Parses `oci://registry/repository[:tag][@sha256:digest]` (without the scheme too).
+    /// A reference with neither a tag nor a digest means the tag `latest`.
+    pub fn parse(text: &str) -> Result<OciReference> {
+        let rest = text.strip_prefix(SCHEME).unwrap_or(text);
+        let shown = crate::guest_text::shortened(text, 200);
+        if rest.len() > 1024 {
+            bail!("OCI reference {shown} is longer than 1024 characters");
+        }
+        if !rest.contains('/') {
+            bail!(
+                "OCI reference {shown} names no registry: write oci://REGISTRY/REPOSITORY:TAG \
+                 (for example oci://ghcr.io/team/monitor:1.0.0)"
+            );
+        }
+        let reference: oci_client::Reference = rest
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid OCI reference {shown}: {e}"))?;
+        if let Some(digest) = reference.digest()
+            && !is_sha256_digest(digest)
+        {
+            bail!("OCI reference {shown}: the digest must be sha256:<64 hex digits>");
+        }
+        Ok(OciReference(reference))
+    }
+
+    /// The reference with the given manifest digest (and no tag).
+    pub fn with_digest(&self, digest: &str) -> OciReference {
+        OciReference(self.0.clone_with_digest(digest.to_owned()))
+    }
+
+    /// The tag, when the reference names one and no digest: what a lock file pins.
+    pub fn tag(&self) -> Option<&str> {
+        match self.0.digest() {
+            Some(_) => None,
+            None => Some(self.0.tag().unwrap_or("latest")),
+        }
+    }
+
+    /// The manifest digest the reference names, if any.
+    pub fn digest(&self) -> Option<&str> {
+        self.0.digest()
+    }
+
+    /// The registry's host (and port).
+    pub fn registry(&self) -> &str {
+        self.0.resolve_registry()
+    }
+
+    pub(crate) fn inner(&self) -> &oci_client::Reference {
+        &self.0
+    }
+}
+
+impl fmt::Display for OciReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SCHEME}{}", self.0.whole())
+    }
+}
+
+impl fmt::Debug for OciReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// What a reference resolved to, and the component's file in the local store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The manifest's digest (`sha256:…`): what a tag resolved to.
+    pub manifest_digest: String,
+    /// The layer's digest (`sha256:…`): the component's SHA-256, its pin.
+    pub layer_digest: String,
+    /// The component in the local store.
+    pub file: PathBuf,
+}
+
+impl Resolved {
+    /// The layer digest's hex: the component file's SHA-256, as a `sha256:` pin holds it.
+    pub fn sha256_hex(&self) -> &str {
+        self.layer_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&self.layer_digest)
+    }
+}
+
+/// Resolves references to components in the local store, pulling what it does not hold.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    store: Option<PluginStore>,
+    max_layer_bytes: u64,
+}
+
+impl Resolver {
+    /// A resolver keeping components in `cache_dir`'s store, refusing layers over
+    /// `max_layer_bytes` (`compile.max_plugin_bytes`).
+    pub fn new(cache_dir: Option<&Path>, max_layer_bytes: u64) -> Resolver {
+        Resolver {
+            store: cache_dir.map(PluginStore::in_cache_dir),
+            max_layer_bytes,
+        }
+    }
+
+    /// Resolves each reference: from the store when it holds it (no network) unless
+    /// `refresh`, else from its registry, keeping what is pulled. Registry work runs on a
+    /// thread of its own, so this may be called from anywhere (a tokio worker included).
+    pub fn resolve_all(
+        &self,
+        references: &[OciReference],
+        refresh: bool,
+    ) -> Vec<(Result<Resolved>, Source)> {
+        let held: Vec<Option<Resolved>> = references
+            .iter()
+            .map(|r| if refresh { None } else { self.held(r) })
+            .collect();
+        let missing: Vec<&OciReference> = references
+            .iter()
+            .zip(&held)
+            .filter(|(_, held)| held.is_none())
+            .map(|(r, _)| r)
+            .collect();
+        let mut pulled = if missing.is_empty() {
+            Vec::new()
+        } else {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| -> Result<Vec<Result<Resolved>>> {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .context("starting the registry client's runtime")?;
+                        Ok(runtime.block_on(async {
+                            let mut pulled = Vec::new();
+                            for reference in &missing {
+                                pulled.push(self.pull(reference).await);
+                            }
+                            pulled
+                        }))
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the registry client panicked")))
+            })
+            .unwrap_or_else(|e| {
+                let message = format!("{e:#}");
+                missing
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!("{message}")))
+                    .collect()
+            })
+        }
+        .into_iter();
+        held.into_iter()
+            .map(|held| match held {
+                Some(resolved) => (Ok(resolved), Source::Store),
+                None => (
+                    pulled
+                        .next()
+                        .unwrap_or_else(|| Err(anyhow::anyhow!("not pulled"))),
+                    Source::Registry,
+                ),
+            })
+            .collect()
+    }
+
+    fn store(&self) -> Result<&PluginStore> {
+        self.store.as_ref().context(
+            "no directory for the local plugin store: set SENTINELA_CACHE_DIR, the config's \
+             cache_dir, XDG_CACHE_HOME or HOME",
+        )
+    }
+
+    fn held(&self, reference: &OciReference) -> Option<Resolved> {
+        let store = self.store.as_ref()?;
+        let record = store.record(reference)?;
+        Some(Resolved {
+            file: store.blob_path(&record.layer_digest).ok()?,
+            manifest_digest: record.manifest_digest,
+            layer_digest: record.layer_digest,
+        })
+    }
+
+    async fn pull(&self, reference: &OciReference) -> Result<Resolved> {
+        let store = self.store()?;
+        let pulled = Registry::for_reference(reference)?
+            .pull(reference, self.max_layer_bytes)
+            .await?;
+        let keep = |digest: &str, bytes: &[u8]| {
+            store
+                .put_blob(digest, bytes)
+                .with_context(|| format!("{reference}: keeping it in the local store"))
+        };
+        keep(&pulled.config_digest, &pulled.config)?;
+        let file = keep(&pulled.layer_digest, &pulled.layer)?;
+        let record = Record {
+            reference: reference.to_string(),
+            manifest_digest: pulled.manifest_digest.clone(),
+            layer_digest: pulled.layer_digest.clone(),
+            config_digest: pulled.config_digest,
+        };
+        store
+            .put_record(reference, &record)
+            .with_context(|| format!("{reference}: recording it in the local store"))?;
+        Ok(Resolved {
+            manifest_digest: pulled.manifest_digest,
+            layer_digest: pulled.layer_digest,
+            file,
+        })
+    }
+}
+
+/// Where a resolved component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The local store: no network.
+    Store,
+    /// The registry, just now.
+    Registry,
+}
+
+/// `sha256:` followed by 64 lowercase hex digits.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(bytes);
+    let mut text = String::with_capacity(71);
+    text.push_str("sha256:");
+    for byte in hash {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_parse_with_their_tag_or_digest() {
+        let tagged = OciReference::parse("oci://127.0.0.1:5000/team/depth:1.2.0").unwrap();
+        assert_eq!(tagged.registry(), "127.0.0.1:5000");
+        assert_eq!(tagged.tag(), Some("1.2.0"));
+        assert_eq!(tagged.to_string(), "oci://127.0.0.1:5000/team/depth:1.2.0");
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let pinned = OciReference::parse(&format!("oci://ghcr.io/team/depth@{digest}")).unwrap();
+        assert_eq!(pinned.tag(), None);
+        assert_eq!(pinned.digest(), Some(digest.as_str()));
+        assert_eq!(
+            OciReference::parse("oci://ghcr.io/team/depth")
+                .unwrap()
+                .tag(),
+            Some("latest")
+        );
+        for bad in [
+            "oci://depth",
+            "oci://ghcr.io/Team/depth:1",
+            "oci://ghcr.io/team/depth@sha256:abc",
+            "oci://ghcr.io/team/depth@md5:0123",
+        ] {
+            assert!(OciReference::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
