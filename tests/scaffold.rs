@@ -102,6 +102,19 @@ fn a_new_rust_monitor_builds_checks_and_runs() {
     assert!(dir.join("sentinela-monitor/wit/sentinela.wit").is_file());
     run_shell(&dir, &build);
     check_and_invoke(&dir, "disk-check");
+
+    // Its declaration written into it, `check` holds the config to it.
+    let plugin = "target/wasm32-wasip2/release/disk_check.wasm";
+    let (status, stdout, stderr) =
+        output(sentinela(&["declare", plugin, "declaration.yaml"]).current_dir(&dir));
+    assert!(status.success(), "{stdout}{stderr}");
+    check_and_invoke(&dir, "disk-check");
+    let config = dir.join("sentinela.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("threshold: 90", "treshold: 90")).unwrap();
+    let (status, stdout, _) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
+    assert!(!status.success(), "{stdout}");
+    assert!(stdout.contains("did you mean 'threshold'"), "{stdout}");
     let _ = std::fs::remove_dir_all(&parent);
 }
 

@@ -363,3 +363,137 @@ fn a_new_users_rust_and_python_monitors_read_settings_and_run_against_moto() {
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The settings probe with `declaration` (YAML) written into it by `sentinela declare`.
+fn declared_probe(dir: &Path, declaration: &str) -> PathBuf {
+    let source = dir.join("declaration.yaml");
+    std::fs::write(&source, declaration).unwrap();
+    let plugin = dir.join("declared_probe.wasm");
+    let (status, stdout, stderr) = output(&mut sentinela(&[
+        "declare",
+        guest("settings_probe").to_str().unwrap(),
+        source.to_str().unwrap(),
+        "--output",
+        plugin.to_str().unwrap(),
+    ]));
+    assert!(status.success(), "{stdout}{stderr}");
+    plugin
+}
+
+const DECLARATION: &str = "\
+settings:
+  threshold: {type: integer, default: 5, description: messages before an issue}
+  queue: {type: string}
+aws: [\"sqs:GetQueueAttributes\"]
+queues: [alerts]
+";
+
+fn check(config: &Path) -> (bool, String) {
+    let (status, stdout, stderr) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
+    (status.success(), format!("{stdout}{stderr}"))
+}
+
+#[test]
+fn check_holds_settings_and_grants_to_what_the_plugin_declares() {
+    let dir = scratch_dir("settings-declared");
+    let plugin = declared_probe(&dir, DECLARATION);
+    let config_with = |settings: &str, grants: &str| {
+        TestConfig::new()
+            .set_yaml("plugins", "[aws]")
+            .set_yaml("queues", "{alerts: {url: 'https://sqs.eu-west-1.amazonaws.com/1/alerts', credential: MONITORING}, other: {url: 'https://sqs.eu-west-1.amazonaws.com/1/other', credential: MONITORING}}")
+            .monitor(
+                Monitor::with_plugin("declared", &plugin)
+                    .set_yaml("settings", settings)
+                    .set_yaml("grants", grants),
+            )
+            .monitor(Monitor::new("plain", "settings_probe").set_yaml("settings", "{anything: 1}"))
+            .write(&dir)
+    };
+    let granted = "{credentials: [MONITORING], aws: [sqs:GetQueueAttributes], queues: [alerts]}";
+
+    // A typo in a key: refused, with the declared name it meant.
+    let (ok, text) = check(&config_with("{treshold: 5}", granted));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("settings.treshold") && text.contains("did you mean 'threshold'"),
+        "{text}"
+    );
+    // A value of the wrong type: refused, naming the type.
+    let (ok, text) = check(&config_with("{threshold: five}", granted));
+    assert!(!ok, "{text}");
+    assert!(text.contains("not of type integer"), "{text}");
+    // `invoke` (and `run`) refuse it too: the monitor would run on its default.
+    let config = config_with("{threshold: five}", granted);
+    let (status, _, stderr) = output(&mut sentinela(&[
+        "invoke",
+        config.to_str().unwrap(),
+        "declared",
+        "search",
+    ]));
+    assert!(
+        !status.success() && stderr.contains("not of type integer"),
+        "{stderr}"
+    );
+
+    // Right settings, every grant declared: no warning about either.
+    let (ok, text) = check(&config_with("{threshold: 7, queue: orders}", granted));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("declares: settings: queue (string), threshold (integer)"),
+        "{text}"
+    );
+    assert!(!text.contains("unused"), "{text}");
+
+    // Grants it never declared are named (least privilege); declared needs left ungranted too.
+    let (ok, text) = check(&config_with(
+        "{threshold: 7}",
+        "{credentials: [MONITORING], aws: [sqs:ListQueues], queues: [other]}",
+    ));
+    assert!(ok, "{text}");
+    for expected in [
+        "'sqs:ListQueues' covers nothing the plugin declares",
+        "declares it calls sqs:GetQueueAttributes, which no grants.aws entry covers",
+        "'other' is not a queue the plugin declares",
+        "declares it uses queue 'alerts', which is not granted",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+
+    let (status, stdout, stderr) = output(&mut sentinela(&["inspect", plugin.to_str().unwrap()]));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("setting threshold (integer, default 5): messages before an issue")
+            && stdout.contains("aws sqs:GetQueueAttributes"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_malformed_declaration_is_refused_naming_the_plugin_and_others_still_load() {
+    let dir = scratch_dir("settings-bad-declaration");
+    let probe = std::fs::read(guest("settings_probe")).unwrap();
+    // A hostile declaration: not JSON, with a terminal escape in it.
+    let mut plugin = probe[..8].to_vec();
+    wasm_encoder::Section::append_to(
+        &wasm_encoder::CustomSection {
+            name: "sentinela-declaration".into(),
+            data: b"{\"settings\": \x1b[31m".as_slice().into(),
+        },
+        &mut plugin,
+    );
+    plugin.extend_from_slice(&probe[8..]);
+    let path = dir.join("bad.wasm");
+    std::fs::write(&path, &plugin).unwrap();
+    let config = TestConfig::new()
+        .monitor(Monitor::with_plugin("bad", &path))
+        .monitor(Monitor::new("good", "settings_probe"))
+        .write(&dir);
+    let (ok, text) = check(&config);
+    assert!(!ok);
+    assert!(
+        text.contains("bad.wasm") && text.contains("sentinela-declaration section is not valid"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("monitor good"), "{text}");
+}

@@ -167,14 +167,22 @@ impl App {
                     .clone();
                 let loaded = file
                     .map_err(|e| anyhow::anyhow!("monitor '{}': {e}", monitor.name))
-                    .map(|plugin| {
-                        MonitorPlugin::new(
+                    .and_then(|plugin| {
+                        // A setting the plugin does not declare, or of the wrong type, is a
+                        // typo the monitor would silently run past on its default.
+                        if let Some(declaration) = &plugin.file.declaration {
+                            let errors = declaration.settings_errors(&monitor.settings);
+                            if !errors.is_empty() {
+                                anyhow::bail!("monitor '{}': {}", monitor.name, errors.join("; "));
+                            }
+                        }
+                        Ok(MonitorPlugin::new(
                             monitor.name.as_str(),
                             plugin,
                             monitor.limits.clone(),
                             &self.engine,
                             self.capabilities_of(monitor),
-                        )
+                        ))
                     });
                 (monitor, loaded)
             })

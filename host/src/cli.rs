@@ -82,6 +82,16 @@ enum Command {
     /// Fetch an `oci://` reference into the local store (resolving a tag again), so that a
     /// start needs no registry.
     Pull { reference: String },
+    /// Write what a component needs (DECLARATION: a YAML or JSON file of `settings`, `aws`,
+    /// `queues` and `secrets`) into it, as its first custom section; `check` then holds
+    /// configs to it.
+    Declare {
+        component: PathBuf,
+        declaration: PathBuf,
+        /// Write the declared component here instead of replacing COMPONENT.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Create a monitor project: source, a config entry and a README; prints the one command
     /// that builds it.
     New {
@@ -196,6 +206,11 @@ pub fn main() -> ExitCode {
         Command::Inspect { plugin } => inspect(&plugin),
         Command::Push { file, reference } => oci::push(&file, &reference),
         Command::Pull { reference } => oci::pull(&reference),
+        Command::Declare {
+            component,
+            declaration,
+            output,
+        } => oci::declare(&component, &declaration, output.as_deref()),
         Command::New { name, lang, dir } => new_project(&name, lang, dir.as_deref()),
         Command::Invoke {
             config,
@@ -307,6 +322,11 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
                 for warning in plugin.file().warnings(&host.host_plugins) {
                     tracing::warn!(monitor = cfg.name.as_str(), "{warning}");
                 }
+                if let Some(declaration) = &plugin.file().declaration {
+                    for warning in declaration.grant_warnings(&cfg.grants, &cfg.secrets) {
+                        tracing::warn!(monitor = cfg.name.as_str(), "{warning}");
+                    }
+                }
                 monitors.push(ScheduledMonitor::new(
                     Arc::new(plugin),
                     Arc::new(cfg.clone()),
@@ -416,6 +436,15 @@ fn new_project(
     let dir = created.dir.display();
     println!("created {dir}");
     println!("build it:  cd {dir} && {}", created.build);
+    // The binary that ran `new`, which may not be on PATH: printed, never written into the
+    // project.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "sentinela".into());
+    println!(
+        "declare:   {exe} declare {} declaration.yaml",
+        created.plugin
+    );
     println!(
         "try it:    sentinela check sentinela.yaml && sentinela invoke sentinela.yaml {name} search"
     );

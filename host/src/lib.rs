@@ -27,6 +27,7 @@ pub mod cli;
 pub mod compile_cache;
 pub mod compiler;
 pub mod config;
+pub mod declaration;
 pub mod engine;
 pub mod grants;
 pub mod guest_text;

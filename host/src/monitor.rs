@@ -17,6 +17,7 @@ use crate::bindings::sentinela::plugin::types::Issue;
 use crate::capabilities::log::GuestLog;
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
+use crate::declaration::Declaration;
 use crate::engine::Engine;
 use crate::guest_text::escape;
 use crate::instance::{InstanceState, Limits, MonitorCapabilities};
@@ -35,6 +36,8 @@ pub struct PluginFile {
     pub imports: Vec<String>,
     /// The interfaces it exports.
     pub exports: Vec<String>,
+    /// What it declares it needs, if it carries a declaration.
+    pub declaration: Option<Declaration>,
     component: Component,
 }
 
@@ -60,12 +63,15 @@ impl PluginFile {
             .exports(engine.wasmtime())
             .map(|(name, _)| name.to_owned())
             .collect();
+        // Read from the file's first bytes; it informs checks, it grants nothing.
+        let declaration = Declaration::read(path)?;
         Ok(PluginFile {
             path: path.to_path_buf(),
             size: loaded.size as u64,
             sha256: loaded.sha256,
             imports,
             exports,
+            declaration,
             component,
         })
     }

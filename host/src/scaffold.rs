@@ -131,7 +131,22 @@ pub struct Created {
     pub dir: PathBuf,
     /// Run in `dir`: builds the component the config's `plugin:` names.
     pub build: String,
+    /// The component the build writes, relative to `dir`.
+    pub plugin: String,
 }
+
+/// What every sample monitor declares: the one setting it reads.
+const DECLARATION: &str = "\
+# What this monitor needs. `sentinela declare COMPONENT declaration.yaml` writes it into the
+# built component; `sentinela check` then refuses a setting it does not declare (or of the
+# wrong type) and names grants it never uses. Add `aws: [\"service:Operation\"]`,
+# `queues: [name]` and `secrets: [name]` for what it calls.
+settings:
+  threshold:
+    type: integer
+    default: 90
+    description: percent of the disk used above which the monitor raises an issue
+";
 
 /// Creates the project `name` in `dir` (default `./NAME`), which must not exist or be empty.
 pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Created> {
@@ -231,7 +246,8 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
              update_cron: \"* * * * *\"\n    settings:\n      threshold: 90\n"
         ),
     ));
-    files.push(("README.md".into(), readme(name, language, &build)));
+    files.push(("declaration.yaml".into(), DECLARATION.to_owned()));
+    files.push(("README.md".into(), readme(name, language, &build, &plugin)));
     for (path, text) in &files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -240,10 +256,10 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(Created { dir, build })
+    Ok(Created { dir, build, plugin })
 }
 
-fn readme(name: &str, language: Language, build: &str) -> String {
+fn readme(name: &str, language: Language, build: &str, plugin: &str) -> String {
     let (what, source) = match language {
         Language::Rust => ("Rust", "`src/lib.rs`"),
         Language::Python => ("Python", "`app/app.py`"),
@@ -255,6 +271,8 @@ fn readme(name: &str, language: Language, build: &str) -> String {
          ```sh\n\
          # build the component\n\
          {build}\n\
+         # write what it needs (declaration.yaml) into it\n\
+         sentinela declare {plugin} declaration.yaml\n\
          # check the config, the plugin, its imports and grants\n\
          sentinela check sentinela.yaml\n\
          # one call; its issues as JSON\n\

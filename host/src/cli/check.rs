@@ -112,6 +112,12 @@ pub(super) fn check(configs: &[PathBuf], connect: bool, locked: bool) -> Result<
                 ) {
                     println!("    warning: {warning}");
                 }
+                if let Some(declaration) = &plugin.file().declaration {
+                    println!("    declares: {}", describe_declaration(declaration));
+                    for warning in declaration.grant_warnings(&monitor.grants, &monitor.secrets) {
+                        println!("    warning: {warning}");
+                    }
+                }
             }
             let grants = &monitor.grants;
             let credentials: Vec<_> = grants.credentials.iter().map(|c| c.to_string()).collect();
@@ -204,6 +210,37 @@ pub(super) fn inspect(plugin: &str) -> Result<ExitCode> {
     };
     let file = PluginFile::load(&engine, &cache, &path, pin.as_deref())?;
     println!("plugin:  {}", path.display());
+    match &file.declaration {
+        Some(declaration) => {
+            println!("declares:");
+            for (name, setting) in &declaration.settings {
+                let default = setting
+                    .default
+                    .as_ref()
+                    .map(|d| format!(", default {}", shortened(&d.to_string(), 80)))
+                    .unwrap_or_default();
+                let description = setting
+                    .description
+                    .as_deref()
+                    .map(|d| format!(": {}", shortened(d, 200)))
+                    .unwrap_or_default();
+                println!("  setting {name} ({}{default}){description}", setting.kind);
+            }
+            for (what, entries) in [
+                ("aws", &declaration.aws),
+                ("queue", &declaration.queues),
+                ("secret", &declaration.secrets),
+            ] {
+                for entry in entries {
+                    println!("  {what} {}", shortened(entry, 200));
+                }
+            }
+        }
+        None => println!(
+            "declares: nothing (no {} section)",
+            crate::declaration::SECTION
+        ),
+    }
     println!("size:    {} bytes", file.size);
     println!("sha256:  {}", file.sha256);
     println!("world:   {}", file.world());
@@ -216,4 +253,22 @@ pub(super) fn inspect(plugin: &str) -> Result<ExitCode> {
         println!("  {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A declaration on one line: its settings with their types, then what it calls and uses.
+fn describe_declaration(declaration: &crate::declaration::Declaration) -> String {
+    let settings: Vec<String> = declaration
+        .settings
+        .iter()
+        .map(|(name, setting)| format!("{name} ({})", setting.kind))
+        .collect();
+    let shown =
+        |entries: &[String]| -> Vec<String> { entries.iter().map(|e| shortened(e, 100)).collect() };
+    format!(
+        "settings: {}; aws: {}; queues: {}; secrets: {}",
+        list_or_none(&settings),
+        list_or_none(&shown(&declaration.aws)),
+        list_or_none(&shown(&declaration.queues)),
+        list_or_none(&shown(&declaration.secrets))
+    )
 }

@@ -1,4 +1,5 @@
-//! `push` and `pull`: components to and from OCI registries, in the Wasm OCI artifact layout.
+//! `push`, `pull` and `declare`: publishing a component (to and from OCI registries, in the Wasm
+//! OCI artifact layout) and writing what it needs into it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::compile_cache::CompileCache;
 use crate::compiler::CompileLimits;
+use crate::declaration::{self, Declaration};
 use crate::oci::registry::Registry;
 use crate::oci::{OciReference, Resolver, sha256_digest};
 
@@ -37,6 +39,13 @@ pub(super) fn push(file: &Path, reference: &str) -> Result<ExitCode> {
         annotations.insert(
             "org.opencontainers.image.version".to_owned(),
             tag.to_owned(),
+        );
+    }
+    // The declaration travels in the manifest too, for tools that read it without the layer.
+    if let Some(declaration) = Declaration::read(file)? {
+        annotations.insert(
+            crate::declaration::ANNOTATION.to_owned(),
+            declaration.to_json(),
         );
     }
     let registry = Registry::for_reference(&reference)?;
@@ -91,4 +100,36 @@ fn current_thread() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the registry client's runtime")
+}
+
+/// `sentinela declare COMPONENT DECLARATION [-o OUT]`: writes the declaration into the
+/// component as its first custom section.
+pub(super) fn declare(component: &Path, source: &Path, output: Option<&Path>) -> Result<ExitCode> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(source)
+        .and_then(|file| {
+            file.take(declaration::MAX_BYTES as u64 + 1)
+                .read_to_end(&mut text)
+        })
+        .with_context(|| format!("reading {}", source.display()))?;
+    let declared = Declaration::parse(&text)
+        .with_context(|| format!("{}: not a valid declaration", source.display()))?;
+    let bytes = read_component(component, CompileLimits::default().max_plugin_bytes)?;
+    let embedded = declaration::embed(&bytes, &declared)
+        .with_context(|| format!("{}: cannot declare it", component.display()))?;
+    let target = output.unwrap_or(component);
+    let temporary = target.with_extension("wasm.declare-tmp");
+    std::fs::write(&temporary, &embedded)
+        .and_then(|()| std::fs::rename(&temporary, target))
+        .with_context(|| format!("writing {}", target.display()))?;
+    println!(
+        "{}: declares {} setting(s), {} AWS operation(s), {} queue(s), {} secret(s)",
+        target.display(),
+        declared.settings.len(),
+        declared.aws.len(),
+        declared.queues.len(),
+        declared.secrets.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
