@@ -436,15 +436,6 @@ fn new_project(
     let dir = created.dir.display();
     println!("created {dir}");
     println!("build it:  cd {dir} && {}", created.build);
-    // The binary that ran `new`, which may not be on PATH: printed, never written into the
-    // project.
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "sentinela".into());
-    println!(
-        "declare:   {exe} declare {} declaration.yaml",
-        created.plugin
-    );
     println!(
         "try it:    sentinela check sentinela.yaml && sentinela invoke sentinela.yaml {name} search"
     );

@@ -97,7 +97,7 @@ use wasmtime::component::Component;
 use crate::compiler::Compiler;
 
 mod key;
-mod private_files;
+pub(crate) mod private_files;
 
 use key::Key;
 

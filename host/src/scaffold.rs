@@ -129,10 +129,9 @@ fn type_name(name: &str) -> String {
 pub struct Created {
     /// The project's directory.
     pub dir: PathBuf,
-    /// Run in `dir`: builds the component the config's `plugin:` names.
+    /// Run in `dir`: builds the component the config's `plugin:` names and writes its
+    /// declaration into it.
     pub build: String,
-    /// The component the build writes, relative to `dir`.
-    pub plugin: String,
 }
 
 /// What every sample monitor declares: the one setting it reads.
@@ -170,7 +169,7 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
             .replace("{{type_name}}", &type_name(name))
     };
     let mut files: Vec<(String, String)> = Vec::new();
-    let (plugin, build) = match language {
+    let (plugin, compile) = match language {
         Language::Rust => {
             files.push((
                 "Cargo.toml".into(),
@@ -246,8 +245,13 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
              update_cron: \"* * * * *\"\n    settings:\n      threshold: 90\n"
         ),
     ));
+    // The build ends by writing the declaration into the component.
+    let build = format!(
+        "{compile} && {} declare {plugin} declaration.yaml",
+        sentinela_command()
+    );
     files.push(("declaration.yaml".into(), DECLARATION.to_owned()));
-    files.push(("README.md".into(), readme(name, language, &build, &plugin)));
+    files.push(("README.md".into(), readme(name, language, &build)));
     for (path, text) in &files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -256,10 +260,37 @@ pub fn create(name: &str, language: Language, dir: Option<&Path>) -> Result<Crea
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(Created { dir, build, plugin })
+    Ok(Created { dir, build })
 }
 
-fn readme(name: &str, language: Language, build: &str, plugin: &str) -> String {
+/// How the build line runs this `sentinela`: by name when that is the binary PATH finds, else
+/// by its path (quoted for the shell), so the line works from an installed binary that is not
+/// on PATH.
+fn sentinela_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "sentinela".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("sentinela")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    let text = exe.to_string_lossy();
+    if on_path {
+        "sentinela".into()
+    } else if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b))
+    {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+fn readme(name: &str, language: Language, build: &str) -> String {
     let (what, source) = match language {
         Language::Rust => ("Rust", "`src/lib.rs`"),
         Language::Python => ("Python", "`app/app.py`"),
@@ -269,10 +300,8 @@ fn readme(name: &str, language: Language, build: &str, plugin: &str) -> String {
         "# {name}\n\n\
          A Sentinela monitor in {what}: {source} holds its `search` and `is_solved`.\n\n\
          ```sh\n\
-         # build the component\n\
+         # build the component, then write what it needs (declaration.yaml) into it\n\
          {build}\n\
-         # write what it needs (declaration.yaml) into it\n\
-         sentinela declare {plugin} declaration.yaml\n\
          # check the config, the plugin, its imports and grants\n\
          sentinela check sentinela.yaml\n\
          # one call; its issues as JSON\n\

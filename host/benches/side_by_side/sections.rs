@@ -21,6 +21,10 @@ use wasmtime::component::Component;
 use crate::bare::Bare;
 use crate::report::{Report, quantile, sorted};
 
+mod start;
+
+use start::{memory, start};
+
 const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
 
 /// The `sentinela` the scale section runs: this build's, or `SENTINELA_BENCH_BIN` (another
@@ -585,21 +589,7 @@ async fn queue_peer(sqs: &aws_sdk_sqs::Client, endpoint: &str) -> Result<QueueRu
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Start time and 5. memory
-
-/// A config of `plugins` monitors that never come due on their own.
-fn write_config(path: &Path, plugins: &[&str]) -> Result<()> {
-    let mut yaml = String::from("plugins: [aws]\nmonitors:\n");
-    for plugin in plugins {
-        yaml += &format!(
-            "  - name: {}\n    plugin: {}\n    search_cron: \"0 0 1 1 *\"\n",
-            plugin.replace('_', "-"),
-            guest(plugin).display()
-        );
-    }
-    std::fs::write(path, yaml)?;
-    Ok(())
-}
+// Running `sentinela run`: shared by the start, memory, hostile and scale sections
 
 /// `sentinela run CONFIG ARGS...` with `envs`, once it has logged "sentinela running".
 fn spawn_run(
@@ -642,100 +632,6 @@ fn json_run(bin: &str, config: &Path, args: &[&str], envs: &[(&str, &str)]) -> C
     command
 }
 
-/// `sentinela run CONFIG` until it logs "sentinela running": the wall time, and the child.
-fn start_run(config: &Path, cache: &Path) -> Result<(f64, Child)> {
-    let started = Instant::now();
-    let cache = cache.to_str().context("cache path is not UTF-8")?;
-    let child = spawn_run(
-        config,
-        &[],
-        &[("SENTINELA_CACHE_DIR", cache)],
-        Duration::from_secs(300),
-    )?;
-    Ok((started.elapsed().as_secs_f64(), child))
-}
-
-fn time_start(config: &Path, cache: &Path, cold: bool, runs: usize) -> Result<f64> {
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        if cold {
-            let _ = std::fs::remove_dir_all(cache);
-        }
-        let (elapsed, mut child) = start_run(config, cache)?;
-        terminate(&mut child)?;
-        times.push(elapsed);
-    }
-    Ok(quantile(&sorted(times), 0.5))
-}
-
-/// Start time with one big (Python or JavaScript) plugin, cold and warm compile cache.
-fn start_one_plugin(
-    scratch: &Path,
-    report: &mut Report,
-    language: &str,
-    component: &str,
-) -> Result<()> {
-    let config = scratch.join(format!("{component}.yaml"));
-    write_config(&config, &[component])?;
-    let cache = scratch.join(format!("cache-{component}"));
-    let cold = time_start(&config, &cache, true, 1)?;
-    let warm = time_start(&config, &cache, false, 10)?;
-    let size = std::fs::metadata(guest(component))?.len();
-    report.row(
-        format!(
-            "start, the {language} plugin ({:.1} MB), cold compile cache",
-            size as f64 / 1e6
-        ),
-        ms(cold),
-        "",
-        "",
-        None,
-    );
-    report.row(
-        format!("start, the {language} plugin, warm compile cache (median of 10)"),
-        ms(warm),
-        "",
-        "< 50 ms",
-        Some(warm < 0.05),
-    );
-    Ok(())
-}
-
-fn start(scratch: &Path, report: &mut Report) -> Result<()> {
-    let ten = scratch.join("ten.yaml");
-    write_config(&ten, &TEN_PLUGINS)?;
-    let cache = scratch.join("cache-ten");
-    let cold = time_start(&ten, &cache, true, 3)?;
-    time_start(&ten, &cache, false, 1)?;
-    let warm = time_start(&ten, &cache, false, 10)?;
-    report.row(
-        "start, 10 Rust plugins, cold compile cache (median of 3)",
-        ms(cold),
-        "",
-        "",
-        None,
-    );
-    report.row(
-        "start, 10 Rust plugins, warm compile cache (median of 10)",
-        ms(warm),
-        "",
-        "< 100 ms",
-        Some(warm < 0.1),
-    );
-
-    for (language, component) in [
-        ("Python", "sqs_backlog_py"),
-        ("JavaScript", "sqs_backlog_js"),
-    ] {
-        start_one_plugin(scratch, report, language, component)?;
-    }
-    report.note(
-        "start: wall time from spawning `sentinela run` to its \"sentinela running\" log line \
-         (config read, engine, plugins loaded and pre-instantiated, runtime started)",
-    );
-    Ok(())
-}
-
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
@@ -747,26 +643,6 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .nth(1)
         .context("malformed VmRSS")?
         .parse()?)
-}
-
-fn memory(scratch: &Path, report: &mut Report) -> Result<()> {
-    let ten = scratch.join("ten.yaml");
-    write_config(&ten, &TEN_PLUGINS)?;
-    let cache = scratch.join("cache-ten");
-    time_start(&ten, &cache, false, 1)?; // fill the cache
-    let (_, mut child) = start_run(&ten, &cache)?;
-    // Idle means: started, nothing due. Give the runtime a moment to settle, then read.
-    std::thread::sleep(Duration::from_secs(2));
-    let rss = rss_kib(child.id())? as f64 / 1024.0;
-    terminate(&mut child)?;
-    report.row(
-        "idle RSS, `sentinela run` with 10 plugins loaded",
-        format!("{rss:.1} MiB"),
-        "",
-        "< 50 MB",
-        Some(rss * 1.048_576 < 50.0),
-    );
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,14 +23,23 @@ pub(super) fn push(file: &Path, reference: &str) -> Result<ExitCode> {
     let component = read_component(file, max)?;
     let layer_digest = sha256_digest(&component);
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    // The Wasm OCI artifact config (CNCF TAG Runtime's layout, as wkg writes it).
-    let config = serde_json::to_vec(&serde_json::json!({
+    let declaration = Declaration::read(file)?;
+    // The Wasm OCI artifact config (CNCF TAG Runtime's layout, as wkg writes it), with the
+    // declaration beside its fields, for tools that read it without the layer.
+    let mut config = serde_json::json!({
         "created": created,
         "architecture": "wasm",
         "os": "wasip2",
         "layerDigests": [layer_digest],
-    }))?;
+    });
+    if let Some(declaration) = &declaration {
+        config[declaration::ANNOTATION] = serde_json::to_value(declaration)?;
+    }
+    let config = serde_json::to_vec(&config)?;
     let mut annotations = BTreeMap::new();
+    if let Some(declaration) = &declaration {
+        annotations.insert(declaration::ANNOTATION.to_owned(), declaration.to_json());
+    }
     annotations.insert("org.opencontainers.image.created".to_owned(), created);
     if let Some(name) = file.file_name().and_then(|n| n.to_str()) {
         annotations.insert("org.opencontainers.image.title".to_owned(), name.to_owned());
@@ -39,13 +48,6 @@ pub(super) fn push(file: &Path, reference: &str) -> Result<ExitCode> {
         annotations.insert(
             "org.opencontainers.image.version".to_owned(),
             tag.to_owned(),
-        );
-    }
-    // The declaration travels in the manifest too, for tools that read it without the layer.
-    if let Some(declaration) = Declaration::read(file)? {
-        annotations.insert(
-            crate::declaration::ANNOTATION.to_owned(),
-            declaration.to_json(),
         );
     }
     let registry = Registry::for_reference(&reference)?;

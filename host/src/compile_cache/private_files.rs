@@ -1,4 +1,5 @@
-//! Files of the compile cache that only the running user can have written: private
+//! Files of the compile cache (and of the plugin store beside it, [`crate::oci::store`]) that
+//! only the running user can have written: private
 //! directories and files (mode 0700 / 0600, created never through an existing file or
 //! symlink, replaced by rename), and the checks a file read from the cache must pass (no
 //! symlink, a regular file of this user that nobody else may write).
@@ -14,7 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 const SMALL_FILE_MAX: u64 = 4096;
 
 /// Creates `path` and its missing parents with mode 0700.
-pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -60,7 +61,7 @@ fn check_owner(_path: &Path, _meta: &fs::Metadata) -> Result<()> {
 /// Opens a file of the cache for reading, refusing anything the host may not have written
 /// itself: a symlink (never followed), anything but a regular file, a file of another user or
 /// one that others may write. `Ok(None)`: no such file.
-pub(super) fn open_entry_file(path: &Path) -> Result<Option<(File, fs::Metadata)>> {
+pub(crate) fn open_entry_file(path: &Path) -> Result<Option<(File, fs::Metadata)>> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -91,7 +92,7 @@ pub(super) fn open_entry_file(path: &Path) -> Result<Option<(File, fs::Metadata)
 }
 
 /// A small file of the cache (check file, index record), checked as `open_entry_file` does.
-pub(super) fn read_entry_file(path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_entry_file(path: &Path) -> Result<Option<Vec<u8>>> {
     match open_entry_file(path)? {
         Some((file, _)) => read_small(file, path).map(Some),
         None => Ok(None),
@@ -112,7 +113,7 @@ pub(super) fn read_small(file: File, path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Replaces `path` with a new private file holding `bytes`; returns the file, now at `path`.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<File> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<File> {
     let (tmp, file) = write_private_file(path, bytes)?;
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);

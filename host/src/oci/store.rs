@@ -4,20 +4,20 @@
 //! - `refs/<sha256 of the reference>.json`: what a reference resolved to (manifest, layer and
 //!   config digests), so that a start with everything pulled needs no registry.
 //!
-//! A blob is written to a temporary file and renamed into place, so a reader sees it whole or
-//! not at all; its hash is checked again when it is loaded (it is the plugin's `sha256:` pin),
-//! so a blob changed on disk is refused, not run.
+//! Its directories and files are private to the user, as the compile cache's are
+//! ([`crate::compile_cache::private_files`]): a blob or record is written to a new 0600 file
+//! and renamed into place, so a reader sees it whole or not at all, and a record is read only
+//! from a regular file of this user that nobody else may write. A blob's hash is checked again
+//! when it is loaded (it is the plugin's `sha256:` pin), so a blob changed on disk is refused,
+//! not run.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{OciReference, is_sha256_digest, sha256_digest};
-
-/// The largest record read.
-const MAX_RECORD_BYTES: u64 = 64 << 10;
+use crate::compile_cache::private_files::{create_private_dir, read_entry_file, write_atomically};
 
 /// The store under one directory.
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ impl PluginStore {
         if actual != digest {
             bail!("content hashes to {actual}, not {digest}");
         }
-        write_atomically(&path, bytes)?;
+        write_into_place(&path, bytes)?;
         Ok(path)
     }
 
@@ -103,13 +103,8 @@ impl PluginStore {
     /// its blobs are still here. A record that cannot be read counts as absent (it is pulled
     /// again).
     pub fn record(&self, reference: &OciReference) -> Option<Record> {
-        use std::io::Read;
-        let path = self.record_path(reference);
-        let mut text = String::new();
-        std::fs::File::open(&path)
-            .and_then(|file| file.take(MAX_RECORD_BYTES).read_to_string(&mut text))
-            .ok()?;
-        let record: Record = serde_json::from_str(&text).ok()?;
+        let text = read_entry_file(&self.record_path(reference)).ok()??;
+        let record: Record = serde_json::from_slice(&text).ok()?;
         let valid = record.reference == reference.to_string()
             && [
                 &record.manifest_digest,
@@ -127,8 +122,8 @@ impl PluginStore {
 
     /// Records what `reference` resolved to.
     pub fn put_record(&self, reference: &OciReference, record: &Record) -> Result<()> {
-        let text = serde_json::to_vec_pretty(record)?;
-        write_atomically(&self.record_path(reference), &text)
+        let text = serde_json::to_vec(record)?;
+        write_into_place(&self.record_path(reference), &text)
     }
 
     fn record_path(&self, reference: &OciReference) -> PathBuf {
@@ -137,26 +132,11 @@ impl PluginStore {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it into place.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a new private file renamed to `path`, creating its directory private.
+fn write_into_place(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("a store path has a parent")?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let temporary = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
-        std::process::id()
-    ));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, path)) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
+    create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomically(path, bytes)?;
     Ok(())
 }
 
