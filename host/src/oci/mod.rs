@@ -142,7 +142,9 @@ impl Resolver {
 
     /// Resolves each reference: from the store when it holds it (no network) unless
     /// `refresh`, else from its registry, keeping what is pulled. Registry work runs on a
-    /// thread of its own, so this may be called from anywhere (a tokio worker included).
+    /// runtime of its own on a thread of its own, so this may be called from inside a tokio
+    /// runtime; it blocks the calling thread (`run` calls it at start, a reload on a blocking
+    /// thread).
     pub fn resolve_all(
         &self,
         references: &[OciReference],
