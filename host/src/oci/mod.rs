@@ -40,6 +40,12 @@ pub struct OciReference(oci_client::Reference);
 impl OciReference {
     /// Parses `oci://registry/repository[:tag][@sha256:digest]` (without the scheme too).
     /// A reference with neither a tag nor a digest means the tag `latest`.
+    ///
+    /// The grammar is the distribution spec's, read with an ASCII-only expression of ours:
+    /// `oci_client`'s own parser compiles a Unicode expression that costs ~40 ms per process,
+    /// a third of a warm start. Names are split into registry and repository as Docker does
+    /// (`docker.io` when the first part is not a host, `library/` for its one-part names),
+    /// so the result is the `Reference` `oci_client` would build (a test compares them).
     pub fn parse(text: &str) -> Result<OciReference> {
         let rest = text.strip_prefix(SCHEME).unwrap_or(text);
         let shown = crate::guest_text::shortened(text, 200);
@@ -52,14 +58,33 @@ impl OciReference {
                  (for example oci://ghcr.io/team/monitor:1.0.0)"
             );
         }
-        let reference: oci_client::Reference = rest
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid OCI reference {shown}: {e}"))?;
-        if let Some(digest) = reference.digest()
+        let captures = reference_grammar().captures(rest).with_context(|| {
+            format!(
+                "invalid OCI reference {shown}: a registry host[:port], a repository of \
+                 lowercase path parts, then :TAG and/or @sha256:DIGEST"
+            )
+        })?;
+        let (registry, repository) = split_domain(&captures["name"]);
+        if repository.len() > 255 {
+            bail!("invalid OCI reference {shown}: the repository is longer than 255 characters");
+        }
+        let tag = captures.name("tag").map(|m| m.as_str().to_owned());
+        let digest = captures.name("digest").map(|m| m.as_str().to_owned());
+        if let Some(digest) = &digest
             && !is_sha256_digest(digest)
         {
             bail!("OCI reference {shown}: the digest must be sha256:<64 hex digits>");
         }
+        let reference = match (tag, digest) {
+            (None, None) => oci_client::Reference::with_tag(registry, repository, "latest".into()),
+            (Some(tag), None) => oci_client::Reference::with_tag(registry, repository, tag),
+            (None, Some(digest)) => {
+                oci_client::Reference::with_digest(registry, repository, digest)
+            }
+            (Some(tag), Some(digest)) => {
+                oci_client::Reference::with_tag_and_digest(registry, repository, tag, digest)
+            }
+        };
         Ok(OciReference(reference))
     }
 
@@ -101,6 +126,44 @@ impl fmt::Debug for OciReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
     }
+}
+
+/// The distribution spec's reference grammar, ASCII only: `name[:tag][@digest]`, the name
+/// an optional `host[:port]/` and lowercase path components (the digest is checked after).
+fn reference_grammar() -> &'static regex::Regex {
+    static GRAMMAR: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    GRAMMAR.get_or_init(|| {
+        const HOST_PART: &str = "[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?";
+        const PATH_PART: &str = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+        let pattern = format!(
+            "^(?P<name>(?:{HOST_PART}(?:\\.{HOST_PART})*(?::[0-9]+)?/)?{PATH_PART}(?:/{PATH_PART})*)\
+             (?::(?P<tag>[a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}))?\
+             (?:@(?P<digest>.+))?$"
+        );
+        regex::Regex::new(&pattern).expect("the reference grammar is a valid expression")
+    })
+}
+
+/// Splits a name into registry and repository as Docker's `normalize.go` does: the first
+/// part is the registry when it has a `.` or `:` or is `localhost`, else it is Docker Hub's.
+fn split_domain(name: &str) -> (String, String) {
+    let (registry, repository) = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (first, rest.to_owned())
+        }
+        _ => ("docker.io", name.to_owned()),
+    };
+    let registry = if registry == "index.docker.io" {
+        "docker.io"
+    } else {
+        registry
+    };
+    let repository = if registry == "docker.io" && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository
+    };
+    (registry.to_owned(), repository)
 }
 
 /// What a reference resolved to, and the component's file in the local store.
@@ -307,6 +370,58 @@ mod tests {
             "oci://ghcr.io/team/depth@md5:0123",
         ] {
             assert!(OciReference::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Our grammar builds the `Reference` `oci_client`'s own parser builds, and refuses what it
+    /// refuses (we refuse more: no registry part, a digest that is not sha256, Unicode tags).
+    #[test]
+    fn references_agree_with_oci_client() {
+        let digest = format!("sha256:{}", "0a".repeat(32));
+        let long_tag = "t".repeat(128);
+        let too_long_tag = "t".repeat(129);
+        let long_repository = format!("ghcr.io/{}", "a".repeat(256));
+        let cases = [
+            "ghcr.io/team/depth:1.2.0".to_owned(),
+            "ghcr.io/team/depth".to_owned(),
+            format!("ghcr.io/team/depth@{digest}"),
+            format!("ghcr.io/team/depth:1.0@{digest}"),
+            "127.0.0.1:5000/team/sub/depth:v1_2-3".to_owned(),
+            "localhost/depth:1".to_owned(),
+            "localhost:5000/a__b/c--d/e.f:latest".to_owned(),
+            "docker.io/depth:1".to_owned(),
+            "index.docker.io/depth:1".to_owned(),
+            "team/depth:1".to_owned(),
+            "registry-1.example.com/x/y/z:_tag.X-1".to_owned(),
+            format!("ghcr.io/team/depth:{long_tag}"),
+            format!("ghcr.io/team/depth:{too_long_tag}"),
+            long_repository,
+            "ghcr.io/Team/depth:1".to_owned(),
+            "ghcr.io/team/depth:.tag".to_owned(),
+            "ghcr.io/team/-depth:1".to_owned(),
+            "ghcr.io/team/depth_:1".to_owned(),
+            "ghcr.io/team//depth:1".to_owned(),
+            "-ghcr.io/team/depth:1".to_owned(),
+            "ghcr.io:port/team/depth:1".to_owned(),
+            "ghcr.io/team/depth:1:2".to_owned(),
+            "ghcr.io/team/depth@sha256:ABC".to_owned(),
+            "ghcr.io/team/dépth:1".to_owned(),
+            "ghcr.io/team/depth:tägé".to_owned(),
+            "ghcr.io/team/depth:1 ".to_owned(),
+            "ghcr.io/team/depth:1\n".to_owned(),
+            "".to_owned(),
+        ];
+        for case in &cases {
+            let ours = OciReference::parse(&format!("oci://{case}"));
+            let theirs = case.parse::<oci_client::Reference>();
+            match (&ours, &theirs) {
+                (Ok(ours), Ok(theirs)) => assert_eq!(ours.inner(), theirs, "{case}"),
+                (Ok(ours), Err(e)) => panic!("{case}: we accept {ours}, oci_client says {e}"),
+                (Err(_), _) => {}
+            }
+            if theirs.is_ok() && case.contains('/') && !case.contains('@') {
+                assert!(ours.is_ok(), "{case}: {:#}", ours.unwrap_err());
+            }
         }
     }
 }
