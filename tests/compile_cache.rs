@@ -7,6 +7,7 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::*;
 use sha2::{Digest, Sha256};
@@ -34,7 +35,7 @@ fn config_for(dir: &Path, name: &str, plugin: &Path) -> PathBuf {
     write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: {name}\n    plugin: {}\n",
+            "compile:\n  first_tier: optimized\nmonitors:\n  - name: {name}\n    plugin: {}\n",
             plugin.display()
         ),
     )
@@ -144,7 +145,7 @@ fn second_start_loads_from_cache_and_corrupt_entries_are_recompiled() {
     let config = write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: blink\n    plugin: {}\n",
+            "compile:\n  first_tier: optimized\nmonitors:\n  - name: blink\n    plugin: {}\n",
             guest("blink").display()
         ),
     );
@@ -215,7 +216,7 @@ fn an_entry_from_another_wasm_is_never_used() {
     let config = write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: blink\n    plugin: {}\n",
+            "compile:\n  first_tier: optimized\nmonitors:\n  - name: blink\n    plugin: {}\n",
             guest("blink").display()
         ),
     );
@@ -223,7 +224,10 @@ fn an_entry_from_another_wasm_is_never_used() {
     // Same file name, different bytes: a new key, so a miss.
     let plugin = dir.join("blink.wasm");
     std::fs::copy(guest("steady"), &plugin).unwrap();
-    let moved = write_config(&dir, "monitors:\n  - name: blink\n    plugin: blink.wasm\n");
+    let moved = write_config(
+        &dir,
+        "compile:\n  first_tier: optimized\nmonitors:\n  - name: blink\n    plugin: blink.wasm\n",
+    );
     let stderr = check(&moved, &cache);
     assert!(stderr.contains("\"cache\":\"miss\""), "{stderr}");
     assert!(check(&moved, &cache).contains("\"cache\":\"hit\""));
@@ -252,7 +256,7 @@ fn a_cache_dir_others_can_write_is_never_used() {
     let config = write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: blink\n    plugin: {}\n  - name: steady\n    plugin: {}\n",
+            "compile:\n  first_tier: optimized\nmonitors:\n  - name: blink\n    plugin: {}\n  - name: steady\n    plugin: {}\n",
             guest("blink").display(),
             guest("steady").display()
         ),
@@ -495,7 +499,7 @@ fn a_pinned_plugin_flipped_during_loads_never_runs_or_caches_the_other() {
     let config = write_config(
         &dir,
         &format!(
-            "monitors:\n  - name: pinned\n    plugin: {}\n    sha256: {pin}\n",
+            "compile:\n  first_tier: optimized\nmonitors:\n  - name: pinned\n    plugin: {}\n    sha256: {pin}\n",
             plugin.display()
         ),
     );
@@ -560,5 +564,144 @@ fn a_pinned_plugin_flipped_during_loads_never_runs_or_caches_the_other() {
     assert!(
         status.success() && stdout.contains("\"steady\""),
         "{stdout}\n{stderr}"
+    );
+}
+
+/// A plugin the cache lacks runs on the baseline tier (Winch) at once, is compiled with
+/// Cranelift in the background and swapped in while the monitor keeps its schedule; the cache
+/// then holds the optimized code, which the next start loads.
+#[test]
+fn a_plugin_the_cache_lacks_runs_on_the_baseline_tier_then_tiers_up() {
+    let dir = scratch_dir("tier-up");
+    let cache = dir.join("cache");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: steady\n    plugin: {}\n    search_cron: \"* * * * * *\"\n",
+            guest("steady").display()
+        ),
+    );
+    let (status, stdout, stderr) =
+        output(sentinela(&["check", config.to_str().unwrap()]).env("SENTINELA_CACHE_DIR", &cache));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("tier: baseline (Winch)"), "{stdout}");
+    let artifacts = |cache: &Path| {
+        std::fs::read_dir(cache)
+            .map(|entries| {
+                entries
+                    .filter(|e| {
+                        e.as_ref()
+                            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(artifacts(&cache), 0, "baseline code is not cached");
+
+    let run = Running::start(&config, &[("SENTINELA_CACHE_DIR", cache.to_str().unwrap())]);
+    let tiered = run.wait_for("the tier-up", Duration::from_secs(120), |e| {
+        field(e, "monitor") == "steady"
+            && field(e, "message") == "plugin tiered up: optimized code from now on"
+    });
+    assert_eq!(field(&tiered, "tier"), "optimized", "{tiered}");
+    run.wait_until(
+        "a task on the optimized code",
+        Duration::from_secs(30),
+        |events| {
+            events
+                .iter()
+                .skip_while(|e| {
+                    field(e, "message") != "plugin tiered up: optimized code from now on"
+                })
+                .any(|e| field(e, "monitor") == "steady" && field(e, "message") == "task finished")
+        },
+    );
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    assert_eq!(artifacts(&cache), 1, "the optimized code is cached");
+
+    let (_, stdout, _) =
+        output(sentinela(&["check", config.to_str().unwrap()]).env("SENTINELA_CACHE_DIR", &cache));
+    assert!(stdout.contains("tier: optimized (Cranelift)"), "{stdout}");
+}
+
+/// A background compile does not hold the host's exit: SIGTERM stops it.
+#[test]
+fn a_background_compile_stops_with_the_host() {
+    let dir = scratch_dir("tier-up-stop");
+    let cache = dir.join("cache");
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: python\n    plugin: {}\n",
+            guest("sqs_backlog_py").display()
+        ),
+    );
+    let run = Running::start(&config, &[("SENTINELA_CACHE_DIR", cache.to_str().unwrap())]);
+    run.wait_for("the start", Duration::from_secs(120), |e| {
+        field(e, "message") == "sentinela running"
+    });
+    let stopped = Instant::now();
+    let (status, events) = run.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{}", dump(&events));
+    // Cranelift takes far longer than this for the 19 MB Python component in a debug build.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "exit took {:?}:\n{}",
+        stopped.elapsed(),
+        dump(&events)
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| field(e, "message").starts_with("plugin tiered up")),
+        "{}",
+        dump(&events)
+    );
+}
+
+/// A component the baseline compiler cannot take (here: a tail call, which Winch does not
+/// support) goes straight to Cranelift, with one info line saying why.
+#[test]
+fn a_component_winch_cannot_compile_goes_to_cranelift() {
+    let dir = scratch_dir("tier-fallback");
+    let cache = dir.join("cache");
+    let component = wat::parse_str(
+        r#"(component
+             (core module $m
+               (func $f (result i32) (return_call $g))
+               (func $g (result i32) i32.const 1)
+               (export "f" (func $f)))
+             (core instance (instantiate $m)))"#,
+    )
+    .unwrap();
+    let plugin = dir.join("tail_call.wasm");
+    std::fs::write(&plugin, component).unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "monitors:\n  - name: tail\n    plugin: {}\n",
+            plugin.display()
+        ),
+    );
+    let (status, stdout, stderr) = output(
+        sentinela(&["--log-format", "json", "check", config.to_str().unwrap()])
+            .env("SENTINELA_CACHE_DIR", &cache),
+    );
+    // It compiles (with Cranelift), then fails as what it is: not a monitor.
+    assert!(!status.success());
+    assert!(stdout.contains("does not export"), "{stdout}");
+    let fallback: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot run on the baseline tier"))
+        .collect();
+    assert_eq!(fallback.len(), 1, "{stderr}");
+    assert!(fallback[0].contains("tail call"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("\"cache\":\"miss\"") && l.contains("\"tier\":\"optimized\"")),
+        "{stderr}"
     );
 }

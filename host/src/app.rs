@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use wasmtime::component::Linker;
 
 use crate::aws::AwsProvider;
 use crate::aws::credentials::Credential;
@@ -18,8 +19,8 @@ use crate::compiler::Compiler;
 use crate::config::values::CredentialName;
 use crate::config::values::PluginLocation;
 use crate::config::{Config, MonitorConfig};
-use crate::engine::{Engine, EngineSettings};
-use crate::instance::{self, MonitorCapabilities};
+use crate::engine::{Engine, EngineSettings, Tier};
+use crate::instance::{self, InstanceState, MonitorCapabilities};
 use crate::issues::StoreKind;
 use crate::monitor::{MonitorPlugin, PluginFile, PreparedPlugin};
 use crate::oci::lock::LockFile;
@@ -47,6 +48,8 @@ pub struct App {
     pub secrets: Arc<SecretStore>,
     /// `--locked`: a reloaded config's OCI tags must be in the lock file already.
     pub locked: bool,
+    /// Background compiles (tier-up) at once: one per core.
+    pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -93,39 +96,56 @@ impl App {
             engine_settings,
             cache,
             locked,
+            compile_slots: crate::tier_up::compile_slots(),
         })
     }
 
     /// Loads every monitor's plugin; each entry is the monitor or why it cannot run. A plugin
-    /// file used by several monitors is compiled once.
+    /// file used by several monitors is compiled once; one the compile cache lacks is
+    /// compiled on `compile.first_tier`.
     pub fn load_monitors(&self) -> Vec<(&MonitorConfig, Result<MonitorPlugin>)> {
-        self.load(&self.config.monitors.iter().collect::<Vec<_>>())
+        self.load(
+            &self.config.monitors.iter().collect::<Vec<_>>(),
+            self.config.first_tier,
+        )
     }
 
-    /// Loads one monitor's plugin.
+    /// Loads one monitor's plugin (on `compile.first_tier` if the cache lacks it).
     pub fn load_monitor(&self, monitor: &MonitorConfig) -> Result<MonitorPlugin> {
-        let (_, loaded) = self.load(&[monitor]).pop().context("no monitor to load")?;
+        let (_, loaded) = self
+            .load(&[monitor], self.config.first_tier)
+            .pop()
+            .context("no monitor to load")?;
         loaded
+    }
+
+    /// Loads these monitors' plugins with optimized code, compiling (and caching) what the
+    /// compile cache lacks: the tier-up of plugins that started on the baseline tier.
+    pub fn load_optimized<'a>(
+        &self,
+        monitors: &[&'a MonitorConfig],
+    ) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
+        self.load(monitors, Tier::Optimized)
     }
 
     fn load<'a>(
         &self,
         monitors: &[&'a MonitorConfig],
+        first_tier: Tier,
     ) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
-        let linker = match instance::linker(self.engine.wasmtime()) {
-            Ok(linker) => linker,
-            Err(e) => {
-                let message = format!("{e:#}");
-                return monitors
-                    .iter()
-                    .map(|m| {
-                        (
-                            *m,
-                            Err(anyhow::anyhow!("linking host capabilities: {message}")),
-                        )
-                    })
-                    .collect();
-            }
+        // A linker is of one engine: one per tier, made when a plugin of that tier needs it.
+        let linkers: [std::cell::OnceCell<Result<Linker<InstanceState>, String>>; 2] =
+            Default::default();
+        let linker = |tier: Tier| -> Result<&Linker<InstanceState>> {
+            let cell = &linkers[usize::from(tier == Tier::Baseline)];
+            cell.get_or_init(|| {
+                self.engine
+                    .for_tier(tier)
+                    .and_then(instance::linker)
+                    .map_err(|e| format!("linking host capabilities: {e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
         };
         // Each file is loaded and prepared once, however many monitors run it.
         // The pin is checked against the bytes that are compiled (read once).
@@ -156,13 +176,22 @@ impl App {
                 let file = files
                     .entry((path.clone(), pin.clone()))
                     .or_insert_with(|| {
-                        PluginFile::load(&self.engine, &self.cache, &path, pin.as_deref())
-                            .and_then(|file| PreparedPlugin::new(file, &linker, &self.host_plugins))
-                            .map(Arc::new)
-                            .map_err(|e| match reference {
-                                Some(reference) => format!("{reference}: {e:#}"),
-                                None => format!("{e:#}"),
-                            })
+                        PluginFile::load(
+                            &self.engine,
+                            &self.cache,
+                            &path,
+                            pin.as_deref(),
+                            first_tier,
+                        )
+                        .and_then(|file| {
+                            let linker = linker(file.tier)?;
+                            PreparedPlugin::new(file, linker, &self.host_plugins)
+                        })
+                        .map(Arc::new)
+                        .map_err(|e| match reference {
+                            Some(reference) => format!("{reference}: {e:#}"),
+                            None => format!("{e:#}"),
+                        })
                     })
                     .clone();
                 let loaded = file

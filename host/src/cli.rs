@@ -132,7 +132,13 @@ enum Command {
     /// Compile one plugin to OUT (run by `sentinela` itself, in a child process under the
     /// `compile:` limits).
     #[command(hide = true)]
-    CompilePlugin { wasm: PathBuf, out: PathBuf },
+    CompilePlugin {
+        /// The compiler: `optimized` (Cranelift) or `baseline` (Winch).
+        #[arg(long, value_enum, default_value = "optimized")]
+        tier: CompileTier,
+        wasm: PathBuf,
+        out: PathBuf,
+    },
     /// List the config's monitors with their id and whether they are switched on; switch one
     /// off or on for every process sharing the store (`disable NAME`, `enable NAME`); or run
     /// its search and update now (`refresh NAME`).
@@ -180,6 +186,13 @@ enum Function {
     Update,
     IsSolved,
     Handle,
+}
+
+/// `compile-plugin --tier`.
+#[derive(Clone, Copy, ValueEnum)]
+enum CompileTier {
+    Baseline,
+    Optimized,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -231,8 +244,12 @@ pub fn main() -> ExitCode {
             monitor,
             from_audit,
         } => grants_from_audit(&monitor, &from_audit),
-        Command::CompilePlugin { wasm, out } => {
-            crate::compiler::compile_plugin_command(&wasm, &out).map(|()| ExitCode::SUCCESS)
+        Command::CompilePlugin { tier, wasm, out } => {
+            let tier = match tier {
+                CompileTier::Baseline => crate::engine::Tier::Baseline,
+                CompileTier::Optimized => crate::engine::Tier::Optimized,
+            };
+            crate::compiler::compile_plugin_command(&wasm, &out, tier).map(|()| ExitCode::SUCCESS)
         }
         Command::Issues {
             config,
@@ -372,6 +389,7 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
     };
     crate::telemetry::set_not_loaded(not_loaded);
     let runtime = Arc::new(Runtime::new(monitors, queue, issues, options));
+    crate::tier_up::spawn(host.clone(), runtime.monitors().iter().cloned().collect());
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = listener {
         let address = listener.local_addr()?;
@@ -391,7 +409,10 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
         host.clone(),
         runtime.clone(),
     ));
-    runtime.run(shutdown_signal()).await?;
+    let ran = runtime.run(shutdown_signal()).await;
+    // A background compile stops with the host instead of holding its exit.
+    crate::compiler::stop_compiling();
+    ran?;
     #[cfg(unix)]
     sighup.abort();
     let _ = stop_http.send(true);

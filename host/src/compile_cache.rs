@@ -95,6 +95,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use crate::compiler::Compiler;
+use crate::engine::{Engine, Tier};
 
 mod key;
 pub(crate) mod private_files;
@@ -172,28 +173,58 @@ impl CompileCache {
         self.dir.as_deref()
     }
 
-    /// Compiles with the configured compiler; `note` ends the log message.
+    /// Compiles with the configured compiler for `tier`; `note` ends the log message.
     fn compile(
         &self,
-        engine: &wasmtime::Engine,
+        engine: &Engine,
+        tier: Tier,
         path: &Path,
         wasm: &[u8],
         label: &str,
         note: &str,
     ) -> Result<Component> {
         let started = Instant::now();
-        let component = self
-            .compiler
-            .compile(engine, path, wasm)
+        let component = engine
+            .for_tier(tier)
+            .and_then(|wasmtime| self.compiler.compile(wasmtime, tier, path, wasm))
             .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
         crate::telemetry::METRICS.compile_cache("miss");
         tracing::info!(
             plugin = label,
             cache = "miss",
+            tier = tier.name(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "compiled plugin{note}"
         );
         Ok(component)
+    }
+
+    /// Compiles a plugin the cache does not hold: on `first_tier`, or on the optimizing tier
+    /// when the baseline compiler cannot take it (one info line says why).
+    fn compile_miss(
+        &self,
+        engine: &Engine,
+        first_tier: Tier,
+        path: &Path,
+        wasm: &[u8],
+        label: &str,
+        note: &str,
+    ) -> Result<(Component, Tier)> {
+        if first_tier == Tier::Baseline {
+            match self.compile(engine, Tier::Baseline, path, wasm, label, note) {
+                Ok(component) => return Ok((component, Tier::Baseline)),
+                Err(e) if e.downcast_ref::<crate::compiler::OverLimit>().is_some() => {
+                    return Err(e);
+                }
+                Err(e) => tracing::info!(
+                    plugin = label,
+                    "plugin cannot run on the baseline tier ({}); compiling it with Cranelift",
+                    crate::guest_text::shortened(&format!("{e:#}"), 300)
+                ),
+            }
+        }
+        let component = self.compile(engine, Tier::Optimized, path, wasm, label, note)?;
+        Ok((component, Tier::Optimized))
     }
 
     /// Reads the plugin at `path` once and checks those bytes: a component, with the pinned
@@ -211,19 +242,25 @@ impl CompileCache {
     /// once: those bytes are hashed, checked against `pin` (`monitors[].sha256`), used as the
     /// cache key and compiled, and an artifact is stored only under the hash of the bytes it
     /// was compiled from. `label` names the plugin in log events.
+    ///
+    /// The cache holds optimized code only. A miss is compiled on `first_tier`: with
+    /// [`Tier::Baseline`] the plugin can run in a second or two and is not stored (the caller
+    /// compiles it again on [`Tier::Optimized`] in the background, which stores it).
     pub fn load_or_compile(
         &self,
-        engine: &wasmtime::Engine,
+        engine: &Engine,
         path: &Path,
         label: &str,
         pin: Option<&str>,
+        first_tier: Tier,
     ) -> Result<LoadedPlugin> {
         // The size cap comes before the plugin is hashed or read.
         self.compiler.check_size(path)?;
         let Some(dir) = &self.dir else {
             let (wasm, sha256) = self.read_checked(path, pin)?;
-            let component = self.compile(engine, path, &wasm, label, "")?;
-            return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
+            let (component, tier) =
+                self.compile_miss(engine, first_tier, path, &wasm, label, "")?;
+            return Ok(LoadedPlugin::new(component, tier, sha256, wasm.len()));
         };
         let started = Instant::now();
         // Checked at every load, not once: a long-running host sees a directory that became
@@ -242,11 +279,13 @@ impl CompileCache {
                 }
                 let (wasm, sha256) = self.read_checked(path, pin)?;
                 let note = " (compile cache bypassed)";
-                let component = self.compile(engine, path, &wasm, label, note)?;
-                return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
+                let (component, tier) =
+                    self.compile_miss(engine, first_tier, path, &wasm, label, note)?;
+                return Ok(LoadedPlugin::new(component, tier, sha256, wasm.len()));
             }
         };
-        let engine_key = hex(&engine_hash(engine));
+        let optimizing = engine.wasmtime();
+        let engine_key = hex(&engine_hash(optimizing));
         // The index's hash of an unchanged file names an artifact compiled from bytes with
         // that hash (only such artifacts are stored): a hit runs exactly that code, whatever
         // the file holds now, so it needs no read of the file.
@@ -254,20 +293,25 @@ impl CompileCache {
             && pin.is_none_or(|p| p == sha256)
         {
             let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
-            if let Ok(Some(component)) = entry.load(&cache, engine) {
+            if let Ok(Some(component)) = entry.load(&cache, optimizing) {
                 log_hit(label, started);
                 let size = fs::metadata(path).map(|m| m.len() as usize).unwrap_or(0);
-                return Ok(LoadedPlugin::new(component, sha256, size));
+                return Ok(LoadedPlugin::new(component, Tier::Optimized, sha256, size));
             }
         }
         let stamp = fs::metadata(path).ok().and_then(|m| file_stamp(&m));
         let (wasm, sha256) = self.read_checked(path, pin)?;
         cache.record_hash(path, stamp, &sha256);
         let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
-        match entry.load(&cache, engine) {
+        match entry.load(&cache, optimizing) {
             Ok(Some(component)) => {
                 log_hit(label, started);
-                return Ok(LoadedPlugin::new(component, sha256, wasm.len()));
+                return Ok(LoadedPlugin::new(
+                    component,
+                    Tier::Optimized,
+                    sha256,
+                    wasm.len(),
+                ));
             }
             Ok(None) => {}
             Err(reason) => {
@@ -280,11 +324,13 @@ impl CompileCache {
                 );
             }
         }
-        let component = self.compile(engine, path, &wasm, label, "")?;
-        if let Err(e) = entry.store(&cache, &component.serialize()?) {
+        let (component, tier) = self.compile_miss(engine, first_tier, path, &wasm, label, "")?;
+        if tier == Tier::Optimized
+            && let Err(e) = entry.store(&cache, &component.serialize()?)
+        {
             tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
         }
-        Ok(LoadedPlugin::new(component, sha256, wasm.len()))
+        Ok(LoadedPlugin::new(component, tier, sha256, wasm.len()))
     }
 }
 
@@ -303,6 +349,8 @@ fn log_hit(label: &str, started: Instant) {
 pub struct LoadedPlugin {
     /// The compiled component.
     pub component: Component,
+    /// Which compiler made it (the cache holds optimized code only).
+    pub tier: Tier,
     /// The SHA-256 (lowercase hex) of the bytes it was compiled from.
     pub sha256: String,
     /// The size of those bytes.
@@ -310,9 +358,10 @@ pub struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    fn new(component: Component, sha256: String, size: usize) -> LoadedPlugin {
+    fn new(component: Component, tier: Tier, sha256: String, size: usize) -> LoadedPlugin {
         LoadedPlugin {
             component,
+            tier,
             sha256,
             size,
         }

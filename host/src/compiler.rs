@@ -1,4 +1,4 @@
-//! Compiling a plugin with Cranelift, under limits. A plugin is untrusted input to the
+//! Compiling a plugin with Cranelift or Winch ([`Tier`]), under limits. A plugin is untrusted input to the
 //! compiler too: a 30 MB component of huge functions took 19 s and 2.8 GB to compile. So
 //! `sentinela` compiles in a child process of its own (`sentinela compile-plugin`, hidden),
 //! with a cap on the plugin's size checked before anything is read, a wall-clock limit (the
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use wasmtime::component::Component;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Tier};
 
 /// Limits on compiling one plugin (`compile:` in the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,12 @@ impl Default for CompileLimits {
         }
     }
 }
+
+/// A compile stopped by one of the `compile:` limits: no other tier is tried (Cranelift
+/// needs more time and memory than Winch, not less).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OverLimit(String);
 
 /// How plugins are compiled.
 #[derive(Debug, Clone)]
@@ -123,23 +129,37 @@ impl Compiler {
         Ok(bytes)
     }
 
-    /// Compiles the plugin bytes `wasm` (read from `path`, which names it in errors).
+    /// Compiles the plugin bytes `wasm` (read from `path`, which names it in errors) for
+    /// `engine`, the running engine of `tier`.
     pub fn compile(
         &self,
         engine: &wasmtime::Engine,
+        tier: Tier,
         path: &Path,
         wasm: &[u8],
     ) -> Result<Component> {
         self.check_len(path, wasm.len() as u64)?;
         match self {
             Compiler::InProcess { .. } => Ok(Component::new(engine, wasm)?),
-            Compiler::Isolated { exe, limits } => compile_in_child(engine, exe, limits, path, wasm),
+            Compiler::Isolated { exe, limits } => {
+                compile_in_child(engine, tier, exe, limits, path, wasm)
+            }
         }
     }
 }
 
+/// Set when the host stops: compiles under way are stopped rather than waited for.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops every compile under way in a child process (and any started after): the host is
+/// shutting down, and a background compile must not hold its exit.
+pub fn stop_compiling() {
+    STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn compile_in_child(
     engine: &wasmtime::Engine,
+    tier: Tier,
     exe: &Path,
     limits: &CompileLimits,
     path: &Path,
@@ -152,6 +172,8 @@ fn compile_in_child(
     // the file, which may have changed since.
     command
         .arg("compile-plugin")
+        .arg("--tier")
+        .arg(tier.name())
         .arg("-")
         .arg(&out)
         // The compiler reads untrusted input: it gets none of the host's environment, where
@@ -188,11 +210,12 @@ fn compile_in_child(
         let _ = std::fs::remove_dir_all(&dir);
         let stderr = crate::guest_text::escape(stderr.trim());
         if stderr.contains("memory allocation") || stderr.contains("out of memory") {
-            bail!(
+            return Err(OverLimit(format!(
                 "compiling plugin {} needed more than {} bytes of memory (compile.memory)",
                 path.display(),
                 limits.memory
-            );
+            ))
+            .into());
         }
         bail!(
             "compiling plugin {} failed ({status}): {stderr}",
@@ -226,15 +249,25 @@ fn wait_for_compiler(
                 return Err(e.into());
             }
         }
-        if started.elapsed() > limits.timeout {
+        if STOPPING.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(dir);
             bail!(
+                "compiling plugin {} was stopped: the host is shutting down",
+                path.display()
+            );
+        }
+        if started.elapsed() > limits.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+            return Err(OverLimit(format!(
                 "compiling plugin {} took longer than {:?} (compile.timeout); it was stopped",
                 path.display(),
                 limits.timeout
-            );
+            ))
+            .into());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -258,11 +291,13 @@ fn private_temp_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Limits the child's memory, and lowers its CPU priority: a compile (most of all a
+/// background tier-up) must not take the cores from monitors that are ready to run.
 #[cfg(unix)]
 fn limit_memory(command: &mut Command, bytes: u64) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec the closure only makes the setrlimit system call, which
-    // is async-signal-safe, and allocates nothing.
+    // SAFETY: between fork and exec the closure only makes the setrlimit and nice system
+    // calls, which are async-signal-safe, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             let limit = rustix::process::Rlimit {
@@ -270,7 +305,10 @@ fn limit_memory(command: &mut Command, bytes: u64) {
                 maximum: Some(bytes),
             };
             rustix::process::setrlimit(rustix::process::Resource::Data, limit)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            // Best effort: a lower priority is a courtesy, not a limit.
+            let _ = rustix::process::nice(10);
+            Ok(())
         });
     }
 }
@@ -278,9 +316,10 @@ fn limit_memory(command: &mut Command, bytes: u64) {
 #[cfg(not(unix))]
 fn limit_memory(_command: &mut Command, _bytes: u64) {}
 
-/// The child's side: `sentinela compile-plugin WASM OUT` (`-`: the bytes on stdin).
-pub fn compile_plugin_command(wasm: &Path, out: &Path) -> Result<()> {
-    let engine = Engine::for_compiling()?;
+/// The child's side: `sentinela compile-plugin --tier TIER WASM OUT` (`-`: the bytes on
+/// stdin).
+pub fn compile_plugin_command(wasm: &Path, out: &Path, tier: Tier) -> Result<()> {
+    let engine = Engine::for_compiling(tier)?;
     let bytes = if wasm == Path::new("-") {
         use std::io::Read;
         let mut bytes = Vec::new();

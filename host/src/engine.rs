@@ -1,7 +1,10 @@
-//! The process's one wasmtime `Engine`: component model, async, epoch interruption and a
-//! pooling allocator tuned for many short invocations.
+//! The process's wasmtime engines: component model, async, epoch interruption. The
+//! optimizing one (Cranelift) runs every plugin the compile cache holds, on a pooling
+//! allocator tuned for many short invocations; the baseline one (Winch) runs a plugin the
+//! cache lacks, compiled in a second or two, until Cranelift's code replaces it.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -12,11 +15,45 @@ use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 /// call's timeout (and shutdown) can stop a runaway guest within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Which compiler made a plugin's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// wasmtime's baseline compiler, Winch: compiles about four times faster than Cranelift,
+    /// runs slower. A plugin the compile cache lacks runs on it until the optimized code is
+    /// ready.
+    Baseline,
+    /// Cranelift, optimizing: what the compile cache keeps and plugins run on.
+    Optimized,
+}
+
+impl Tier {
+    /// The name in logs, metrics and the compiler's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Baseline => "baseline (Winch)",
+            Tier::Optimized => "optimized (Cranelift)",
+        })
+    }
+}
+
 /// Every setting that affects compiled code: one place, so the compiler's child process and
-/// the running engine agree.
-fn compile_config() -> wasmtime::Config {
+/// the running engines agree.
+fn compile_config(tier: Tier) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    if tier == Tier::Baseline {
+        config.strategy(wasmtime::Strategy::Winch);
+    }
     // Monitors are wasip2 components, called one export at a time: without the component
     // model's async machinery, a call is a plain call on a fiber, not a task in a
     // concurrent scheduler (measured: about a twentieth of the host's CPU at 10,000 monitors).
@@ -45,10 +82,14 @@ impl Default for EngineSettings {
     }
 }
 
-/// A cheap handle on the engine; clones share it.
+/// A cheap handle on the engines; clones share them.
 #[derive(Clone)]
 pub struct Engine {
     inner: wasmtime::Engine,
+    /// Made when the first plugin needs it. Instances are allocated on demand, not pooled:
+    /// plugins run on it only until they tier up, and each store's limiter applies the
+    /// monitor's memory and table limits on either engine.
+    baseline: Arc<OnceLock<wasmtime::Engine>>,
     ticker: Arc<Ticker>,
 }
 
@@ -72,26 +113,47 @@ impl Engine {
             .table_keep_resident(64 << 10)
             .pagemap_scan(Enabled::Auto);
 
-        let mut config = compile_config();
+        let mut config = compile_config(Tier::Optimized);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let inner = wasmtime::Engine::new(&config)?;
         let ticker = Arc::new(Ticker::default());
-        start_epoch_ticker(inner.weak(), ticker.clone());
-        Ok(Engine { inner, ticker })
+        let baseline = Arc::new(OnceLock::new());
+        start_epoch_ticker(inner.weak(), baseline.clone(), ticker.clone());
+        Ok(Engine {
+            inner,
+            baseline,
+            ticker,
+        })
     }
 
     /// An engine that only compiles, for the compiler's child process: the same code
-    /// settings as [`Engine::new`] (so its artifacts load there), without the instance pool's
-    /// address-space reservations (pool sizes do not affect code).
-    pub fn for_compiling() -> Result<wasmtime::Engine> {
-        let mut config = compile_config();
+    /// settings as the running engine of `tier` (so its artifacts load there), without the
+    /// instance pool's address-space reservations (pool sizes do not affect code).
+    pub fn for_compiling(tier: Tier) -> Result<wasmtime::Engine> {
+        let mut config = compile_config(tier);
         config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
         Ok(wasmtime::Engine::new(&config)?)
     }
 
-    /// The wasmtime engine, for compiling, linking and instantiating.
+    /// The optimizing (Cranelift) wasmtime engine: what the compile cache's code runs on.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
+    }
+
+    /// The wasmtime engine of `tier`; the baseline one is made on first use, and fails where
+    /// Winch cannot run (a CPU it does not support).
+    pub fn for_tier(&self, tier: Tier) -> Result<&wasmtime::Engine> {
+        match tier {
+            Tier::Optimized => Ok(&self.inner),
+            Tier::Baseline => {
+                if let Some(engine) = self.baseline.get() {
+                    return Ok(engine);
+                }
+                let engine = Self::for_compiling(Tier::Baseline)?;
+                // Two threads may race here: both engines are equal, the first one is kept.
+                Ok(self.baseline.get_or_init(|| engine))
+            }
+        }
     }
 
     /// Keeps the epoch advancing while the returned guard lives: hold one for as long as
@@ -131,11 +193,15 @@ fn lock(running: &Mutex<usize>) -> std::sync::MutexGuard<'_, usize> {
     running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own while guest code
+/// Advances the engines' epoch every [`EPOCH_TICK`] on a thread of its own while guest code
 /// runs, so that it is interrupted even when every tokio worker is busy running guests. The
-/// thread ends when the engine is dropped (at its next tick, or wake-up: it checks every
-/// second while idle).
-fn start_epoch_ticker(engine: wasmtime::EngineWeak, ticker: Arc<Ticker>) {
+/// thread ends when the optimizing engine is dropped (at its next tick, or wake-up: it checks
+/// every second while idle).
+fn start_epoch_ticker(
+    engine: wasmtime::EngineWeak,
+    baseline: Arc<OnceLock<wasmtime::Engine>>,
+    ticker: Arc<Ticker>,
+) {
     thread::Builder::new()
         .name("sentinela-epoch".into())
         .spawn(move || {
@@ -154,6 +220,9 @@ fn start_epoch_ticker(engine: wasmtime::EngineWeak, ticker: Arc<Ticker>) {
                     return;
                 };
                 engine.increment_epoch();
+                if let Some(baseline) = baseline.get() {
+                    baseline.increment_epoch();
+                }
             }
         })
         .expect("spawning the epoch thread");

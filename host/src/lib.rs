@@ -42,6 +42,7 @@ pub mod reload;
 pub mod runtime;
 pub mod scaffold;
 pub mod telemetry;
+pub mod tier_up;
 
 /// Host-side bindings of `wit/sentinela.wit` (generated; the WIT file documents them).
 #[allow(missing_docs)]

@@ -18,7 +18,7 @@ use crate::capabilities::log::GuestLog;
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
 use crate::declaration::Declaration;
-use crate::engine::Engine;
+use crate::engine::{Engine, Tier};
 use crate::guest_text::escape;
 use crate::instance::{InstanceState, Limits, MonitorCapabilities};
 use crate::providers::HostPlugins;
@@ -38,29 +38,32 @@ pub struct PluginFile {
     pub exports: Vec<String>,
     /// What it declares it needs, if it carries a declaration.
     pub declaration: Option<Declaration>,
+    /// Which compiler made the code it runs.
+    pub tier: Tier,
     component: Component,
 }
 
 impl PluginFile {
     /// Reads and compiles (or loads from the compile cache) the component at `path`, whose
     /// bytes must have the SHA-256 `pin` when there is one: the file is read once, and what
-    /// is checked is what runs.
+    /// is checked is what runs. A plugin the cache lacks is compiled on `first_tier`.
     pub fn load(
         engine: &Engine,
         cache: &CompileCache,
         path: &Path,
         pin: Option<&str>,
+        first_tier: Tier,
     ) -> Result<PluginFile> {
         let label = path.display().to_string();
-        let loaded = cache.load_or_compile(engine.wasmtime(), path, &label, pin)?;
+        let loaded = cache.load_or_compile(engine, path, &label, pin, first_tier)?;
         let component = loaded.component;
         let ty = component.component_type();
         let imports = ty
-            .imports(engine.wasmtime())
+            .imports(component.engine())
             .map(|(name, _)| name.to_owned())
             .collect();
         let exports = ty
-            .exports(engine.wasmtime())
+            .exports(component.engine())
             .map(|(name, _)| name.to_owned())
             .collect();
         // Read from the file's first bytes; it informs checks, it grants nothing.
@@ -72,6 +75,7 @@ impl PluginFile {
             imports,
             exports,
             declaration,
+            tier: loaded.tier,
             component,
         })
     }
@@ -141,7 +145,7 @@ pub struct PreparedPlugin {
 
 impl PreparedPlugin {
     /// Checks the component's imports against the enabled host plugins and pre-instantiates
-    /// it with the linker; no guest code runs yet.
+    /// it with the linker, which must be of the component's engine; no guest code runs yet.
     pub fn new(
         file: PluginFile,
         linker: &Linker<InstanceState>,
@@ -211,8 +215,9 @@ impl MonitorPlugin {
         // Declared before the store, so dropped after it (the instance's stdout/stderr flush
         // their last partial line then), also when the call is cancelled at shutdown.
         let _finish_log = FinishLog(log.clone());
+        // The engine of the component's tier (Winch's or Cranelift's).
         let mut store = Store::new(
-            self.engine.wasmtime(),
+            self.plugin.file.component.engine(),
             InstanceState::new(
                 self.name.clone(),
                 &self.limits,

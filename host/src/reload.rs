@@ -200,6 +200,7 @@ async fn reload(
             if !scheduled.replace(Arc::new(plugin), &config) {
                 return;
             }
+            crate::tier_up::spawn(app.clone(), vec![scheduled.clone()]);
             set_plugin_info(name, Some(&old_hash), &new_hash);
             hashes.insert(name.to_owned(), new_hash.clone());
             tracing::info!(
@@ -306,7 +307,14 @@ pub async fn reload_config(app: &Arc<App>, runtime: &Arc<Runtime>) {
         }
     }
     let total = plan.monitors.len();
+    let loaded_now: Vec<Arc<ScheduledMonitor>> = plan
+        .monitors
+        .iter()
+        .filter(|(_, change)| !matches!(change, Change::Unchanged))
+        .map(|(monitor, _)| monitor.clone())
+        .collect();
     runtime.set_monitors(MonitorSet::new(plan.monitors.into_iter().map(|(m, _)| m)));
+    crate::tier_up::spawn(app.clone(), loaded_now);
     crate::telemetry::set_not_loaded(Vec::new());
     tracing::info!(
         monitors = total,

@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use sentinela_host::app::App;
 use sentinela_host::bindings::exports::sentinela::plugin::checks::MessageKind;
 use sentinela_host::compile_cache::CompileCache;
-use sentinela_host::engine::{Engine, EngineSettings};
+use sentinela_host::engine::{Engine, EngineSettings, Tier};
 use sentinela_host::instance::{self, Limits};
 use sentinela_host::monitor::{Call, MonitorPlugin, PluginFile, PreparedPlugin};
 use sentinela_host::providers::HostPlugins;
@@ -109,9 +109,15 @@ fn steady_monitor(engine: &Engine) -> Result<MonitorPlugin> {
 
 /// A guest component loaded as the host loads a monitor, with default limits.
 fn load_monitor(engine: &Engine, component: &str) -> Result<MonitorPlugin> {
+    load_monitor_on(engine, component, Tier::Optimized)
+}
+
+/// A guest component compiled on `tier` and loaded as the host loads a monitor.
+fn load_monitor_on(engine: &Engine, component: &str, tier: Tier) -> Result<MonitorPlugin> {
     let plugins = HostPlugins::default();
-    let file = PluginFile::load(engine, &CompileCache::disabled(), &guest(component), None)?;
-    let linker = instance::linker(engine.wasmtime())?;
+    let cache = CompileCache::disabled();
+    let file = PluginFile::load(engine, &cache, &guest(component), None, tier)?;
+    let linker = instance::linker(engine.for_tier(file.tier)?)?;
     let plugin = PreparedPlugin::new(file, &linker, &plugins)?;
     Ok(MonitorPlugin::new(
         component,
@@ -162,6 +168,30 @@ fn languages(report: &mut Report) -> Result<()> {
                 format!("{b:.1} µs bare wasmtime"),
                 "≤ 1.1× bare",
                 Some(o <= 1.1 * b),
+            );
+            // The same calls on the first tier: what a plugin costs until it tiers up.
+            let baseline = load_monitor_on(&engine, component, Tier::Baseline)?;
+            let mut first_tier = Vec::with_capacity(CALLS);
+            for round in 0..CALLS + 20 {
+                let started = Instant::now();
+                baseline
+                    .call(Call::Search)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if round >= 20 {
+                    first_tier.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            let w = quantile(&sorted(first_tier), 0.5);
+            report.row(
+                format!(
+                    "invocation, `steady` in {language} on the baseline tier (Winch), median of \
+                     {CALLS}"
+                ),
+                format!("{w:.1} µs ({:.2}× optimized)", w / o),
+                format!("{o:.1} µs optimized"),
+                "",
+                None,
             );
         }
         anyhow::Ok(())

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::app::App;
 use crate::capabilities::{ImportCheck, Provider};
 use crate::compile_cache::CompileCache;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::{Engine, EngineSettings, Tier};
 use crate::guest_text::shortened;
 use crate::monitor::PluginFile;
 use crate::providers::HostPlugins;
@@ -99,6 +99,7 @@ pub(super) fn check(configs: &[PathBuf], connect: bool, locked: bool) -> Result<
                 schedule(&monitor.update_cron)
             );
             if let Ok(plugin) = &loaded {
+                println!("    tier: {}", describe_tier(plugin.file().tier));
                 let imports = describe_imports(&plugin.file().imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
                 for warning in plugin.file().warnings(&host.host_plugins) {
@@ -208,8 +209,9 @@ pub(super) fn inspect(plugin: &str) -> Result<ExitCode> {
     } else {
         (PathBuf::from(plugin), None)
     };
-    let file = PluginFile::load(&engine, &cache, &path, pin.as_deref())?;
+    let file = PluginFile::load(&engine, &cache, &path, pin.as_deref(), Tier::Baseline)?;
     println!("plugin:  {}", path.display());
+    println!("tier:    {}", describe_tier(file.tier));
     match &file.declaration {
         Some(declaration) => {
             println!("declares:");
@@ -253,6 +255,17 @@ pub(super) fn inspect(plugin: &str) -> Result<ExitCode> {
         println!("  {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which code a plugin runs, and what happens next when it is the baseline's.
+fn describe_tier(tier: Tier) -> String {
+    match tier {
+        Tier::Optimized => format!("{tier}, from the compile cache or compiled now"),
+        Tier::Baseline => format!(
+            "{tier}: not in the compile cache yet; `run` starts it on this tier and compiles \
+             it with Cranelift in the background, which the cache then keeps"
+        ),
+    }
 }
 
 /// A declaration on one line: its settings with their types, then what it calls and uses.

@@ -25,6 +25,7 @@ use crate::capabilities::queue::QueueDeclaration;
 use crate::capabilities::secrets::SecretSource;
 use crate::capabilities::settings::Settings;
 use crate::compiler::CompileLimits;
+use crate::engine::Tier;
 use crate::grants::Grants;
 use crate::instance::Limits;
 use crate::issues::{RawStore, StoreConfig};
@@ -57,6 +58,9 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Limits on compiling one plugin.
     pub compile: CompileLimits,
+    /// The tier a plugin the compile cache lacks starts on (`compile.first_tier`): `baseline`
+    /// (Winch, then Cranelift in the background) or `optimized` (Cranelift before it runs).
+    pub first_tier: Tier,
     /// `aws:`: FIPS or dual-stack endpoints, the longest presigned URL.
     pub aws: AwsConfig,
     /// Credential connectors, by credential name.
@@ -116,6 +120,8 @@ struct RawCompileLimits {
     timeout: ConfigDuration,
     #[serde(default = "default_compile_memory")]
     memory: ByteSize,
+    #[serde(default = "default_first_tier")]
+    first_tier: Tier,
 }
 
 impl Default for RawCompileLimits {
@@ -124,8 +130,13 @@ impl Default for RawCompileLimits {
             max_plugin_bytes: default_max_plugin_bytes(),
             timeout: default_compile_timeout(),
             memory: default_compile_memory(),
+            first_tier: default_first_tier(),
         }
     }
+}
+
+fn default_first_tier() -> Tier {
+    Tier::Baseline
 }
 
 fn default_max_plugin_bytes() -> ByteSize {
@@ -492,6 +503,7 @@ impl Config {
                 timeout: raw.compile.timeout.0,
                 memory: raw.compile.memory.0,
             },
+            first_tier: raw.compile.first_tier,
             queues: raw.queues,
             store,
             http: raw.http,

@@ -108,6 +108,22 @@ impl ScheduledMonitor {
         true
     }
 
+    /// Swaps in the optimized code of the plugin `baseline`, loaded for `config`: false (and
+    /// nothing swapped) if the monitor runs anything else by now (a reload, a changed entry).
+    pub fn tier_up(
+        &self,
+        baseline: &Arc<MonitorPlugin>,
+        optimized: Arc<MonitorPlugin>,
+        config: &Arc<MonitorConfig>,
+    ) -> bool {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current.0, baseline) || !Arc::ptr_eq(&current.1, config) {
+            return false;
+        }
+        current.0 = optimized;
+        true
+    }
+
     /// Swaps in a changed config entry and the plugin loaded for it (new limits, grants,
     /// settings or file), keeping the queued/running flag and the backoff.
     pub fn update(&self, plugin: Arc<MonitorPlugin>, config: Arc<MonitorConfig>) {
