@@ -48,7 +48,7 @@ pub struct App {
     pub secrets: Arc<SecretStore>,
     /// `--locked`: a reloaded config's OCI tags must be in the lock file already.
     pub locked: bool,
-    /// Background compiles (tier-up) at once: one per core.
+    /// Background compiles (`tier_up`) at once: one per core.
     pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -96,7 +96,9 @@ impl App {
             engine_settings,
             cache,
             locked,
-            compile_slots: crate::tier_up::compile_slots(),
+            compile_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         })
     }
 

@@ -14,19 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
 use crate::app::App;
 use crate::config::MonitorConfig;
 use crate::engine::Tier;
 use crate::monitor::MonitorPlugin;
 use crate::runtime::ScheduledMonitor;
-
-/// How many plugins are compiled at once in the background: one per core.
-pub fn compile_slots() -> Arc<Semaphore> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Arc::new(Semaphore::new(cores))
-}
 
 /// A monitor on the baseline tier: the plugin it runs now and the config it was loaded for.
 struct OnBaseline {
