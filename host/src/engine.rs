@@ -140,12 +140,17 @@ impl Engine {
         &self.inner
     }
 
-    /// The wasmtime engine of `tier`; the baseline one is made on first use, and fails where
-    /// Winch cannot run (a CPU it does not support).
+    /// The wasmtime engine of `tier`; the baseline one is made on first use, and fails off
+    /// x86_64 or where Winch cannot run.
     pub fn for_tier(&self, tier: Tier) -> Result<&wasmtime::Engine> {
         match tier {
             Tier::Optimized => Ok(&self.inner),
             Tier::Baseline => {
+                // Winch is one of wasmtime's tier-1 (fully supported, fuzzed) compilers on
+                // x86_64 only: elsewhere a hostile plugin meets Cranelift alone.
+                if !cfg!(target_arch = "x86_64") {
+                    anyhow::bail!("the baseline compiler (Winch) is used on x86_64 only");
+                }
                 if let Some(engine) = self.baseline.get() {
                     return Ok(engine);
                 }
