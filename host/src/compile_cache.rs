@@ -187,7 +187,13 @@ impl CompileCache {
         let component = engine
             .for_tier(tier)
             .and_then(|wasmtime| self.compiler.compile(wasmtime, tier, path, wasm))
-            .with_context(|| format!("plugin {} is not a valid component", path.display()))?;
+            .with_context(|| match tier {
+                Tier::Optimized => format!("plugin {} is not a valid component", path.display()),
+                Tier::Baseline => format!(
+                    "compiling plugin {} on the baseline tier (Winch)",
+                    path.display()
+                ),
+            })?;
         crate::telemetry::METRICS.compile_cache("miss");
         tracing::info!(
             plugin = label,

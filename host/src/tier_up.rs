@@ -83,7 +83,12 @@ pub fn spawn(app: Arc<App>, monitors: Vec<Arc<ScheduledMonitor>>) {
 
 /// Compiles one plugin file's optimized code and swaps it in for each monitor still running
 /// the baseline version.
-async fn tier_up(app: Arc<App>, group: Vec<OnBaseline>) {
+async fn tier_up(app: Arc<App>, mut group: Vec<OnBaseline>) {
+    // A reload may have replaced the plugin while this waited for a compile slot.
+    group.retain(|m| Arc::ptr_eq(&m.monitor.plugin(), &m.plugin));
+    if group.is_empty() {
+        return;
+    }
     let started = Instant::now();
     let configs: Vec<Arc<MonitorConfig>> = group.iter().map(|m| m.config.clone()).collect();
     let loaded = tokio::task::spawn_blocking(move || {
