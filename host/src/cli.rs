@@ -135,7 +135,7 @@ enum Command {
     CompilePlugin {
         /// The compiler: `optimized` (Cranelift) or `baseline` (Winch).
         #[arg(long, value_enum, default_value = "optimized")]
-        tier: CompileTier,
+        tier: crate::engine::Tier,
         wasm: PathBuf,
         out: PathBuf,
     },
@@ -188,13 +188,6 @@ enum Function {
     Handle,
 }
 
-/// `compile-plugin --tier`.
-#[derive(Clone, Copy, ValueEnum)]
-enum CompileTier {
-    Baseline,
-    Optimized,
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum HandleKind {
     Event,
@@ -245,10 +238,6 @@ pub fn main() -> ExitCode {
             from_audit,
         } => grants_from_audit(&monitor, &from_audit),
         Command::CompilePlugin { tier, wasm, out } => {
-            let tier = match tier {
-                CompileTier::Baseline => crate::engine::Tier::Baseline,
-                CompileTier::Optimized => crate::engine::Tier::Optimized,
-            };
             crate::compiler::compile_plugin_command(&wasm, &out, tier).map(|()| ExitCode::SUCCESS)
         }
         Command::Issues {

@@ -1,5 +1,5 @@
-//! Compiling a plugin with Cranelift or Winch ([`Tier`]), under limits. A plugin is untrusted input to the
-//! compiler too: a 30 MB component of huge functions took 19 s and 2.8 GB to compile. So
+//! Compiling a plugin with Cranelift or Winch ([`Tier`]), under limits. A plugin is
+//! untrusted input to the compiler too: a 30 MB component of huge functions took 19 s and 2.8 GB to compile. So
 //! `sentinela` compiles in a child process of its own (`sentinela compile-plugin`, hidden),
 //! with a cap on the plugin's size checked before anything is read, a wall-clock limit (the
 //! child is killed past it) and a memory limit (`RLIMIT_DATA` in the child); the parent loads
@@ -249,19 +249,17 @@ fn wait_for_compiler(
                 return Err(e.into());
             }
         }
-        if STOPPING.load(std::sync::atomic::Ordering::Relaxed) {
+        let stopping = STOPPING.load(std::sync::atomic::Ordering::Relaxed);
+        if stopping || started.elapsed() > limits.timeout {
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(dir);
-            bail!(
-                "compiling plugin {} was stopped: the host is shutting down",
-                path.display()
-            );
-        }
-        if started.elapsed() > limits.timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_dir_all(dir);
+            if stopping {
+                bail!(
+                    "compiling plugin {} was stopped: the host is shutting down",
+                    path.display()
+                );
+            }
             return Err(OverLimit(format!(
                 "compiling plugin {} took longer than {:?} (compile.timeout); it was stopped",
                 path.display(),

@@ -16,7 +16,8 @@ use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Which compiler made a plugin's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+/// `compile.first_tier` and `compile-plugin --tier` name it as [`Tier::name`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// wasmtime's baseline compiler, Winch: compiles about four times faster than Cranelift,
