@@ -705,3 +705,67 @@ fn a_component_winch_cannot_compile_goes_to_cranelift() {
         "{stderr}"
     );
 }
+
+/// A start does not wait on compiles: a monitor whose plugin the cache holds runs at once,
+/// on its schedule, while a plugin the cache lacks compiles in the background; that monitor
+/// joins when its plugin is ready, and `/readyz` says it is still compiling meanwhile.
+#[test]
+fn cached_monitors_run_while_the_others_compile() {
+    let dir = scratch_dir("start-cached-first");
+    let cache = dir.join("cache");
+    let cached_only = config_for(&dir, "steady", &guest("steady"));
+    check(&cached_only, &cache);
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &format!(
+            "http:\n  listen: 127.0.0.1:{port}\nmonitors:\n  - name: steady\n    plugin: {}\n    \
+             search_cron: \"* * * * * *\"\n  - name: python\n    plugin: {}\n    \
+             search_cron: \"* * * * * *\"\n",
+            guest("steady").display(),
+            guest("steady_py").display()
+        ),
+    );
+    let run = Running::start(&config, &[("SENTINELA_CACHE_DIR", cache.to_str().unwrap())]);
+    run.wait_for(
+        "the background compile's start",
+        Duration::from_secs(60),
+        |e| field(e, "message").starts_with("compiling plugins the compile cache lacks"),
+    );
+    let readyz = http_get(port, "/readyz");
+    let python_started = |e: &serde_json::Value| {
+        field(e, "monitor") == "python"
+            && field(e, "message") == "monitor started: its plugin is compiled"
+    };
+    run.wait_until(
+        "the compiled monitor's first task",
+        Duration::from_secs(180),
+        |events| {
+            events
+                .iter()
+                .any(|e| field(e, "monitor") == "python" && field(e, "message") == "task finished")
+        },
+    );
+    let ready_after = http_get(port, "/readyz");
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    let before_python: Vec<_> = events.iter().take_while(|e| !python_started(e)).collect();
+    let steady_tasks = before_python
+        .iter()
+        .filter(|e| field(e, "monitor") == "steady" && field(e, "message") == "task finished")
+        .count();
+    assert!(
+        steady_tasks >= 1,
+        "the cached monitor ran no task before the other's plugin was compiled:\n{}",
+        dump(&events)
+    );
+    let started = events.iter().find(|e| python_started(e)).expect("started");
+    assert_eq!(field(started, "tier"), "baseline", "{started}");
+    // Probed as the compile started (a Winch compile of CPython takes over a second).
+    assert_eq!(readyz.0, 503, "{readyz:?}");
+    assert!(
+        readyz.1.contains("plugins still compiling: python"),
+        "{readyz:?}"
+    );
+    assert_eq!(ready_after.0, 200, "{ready_after:?}");
+}

@@ -112,6 +112,38 @@ impl App {
         )
     }
 
+    /// Splits the monitors for a start that does not wait on compiles: those whose plugin the
+    /// compile cache holds, and those that cannot load at all (their error is known at once),
+    /// are loaded now; the others are returned, to be loaded in the background
+    /// ([`crate::background_load`]).
+    pub fn load_cached_monitors(
+        &self,
+    ) -> (
+        Vec<(&MonitorConfig, Result<MonitorPlugin>)>,
+        Vec<&MonitorConfig>,
+    ) {
+        let mut held: HashMap<(PathBuf, Option<String>), bool> = HashMap::new();
+        let (now, later): (Vec<&MonitorConfig>, Vec<&MonitorConfig>) =
+            self.config.monitors.iter().partition(|monitor| {
+                let Ok(path) = monitor.plugin.file() else {
+                    return true;
+                };
+                let pin = pin_of(monitor);
+                *held
+                    .entry((path.to_path_buf(), pin.clone()))
+                    .or_insert_with(|| self.cache.holds(&self.engine, path, pin.as_deref()))
+            });
+        (self.load(&now, self.config.first_tier), later)
+    }
+
+    /// Loads these monitors' plugins (on `compile.first_tier` where the cache lacks them).
+    pub fn load_some<'a>(
+        &self,
+        monitors: &[&'a MonitorConfig],
+    ) -> Vec<(&'a MonitorConfig, Result<MonitorPlugin>)> {
+        self.load(monitors, self.config.first_tier)
+    }
+
     /// Loads one monitor's plugin (on `compile.first_tier` if the cache lacks it).
     pub fn load_monitor(&self, monitor: &MonitorConfig) -> Result<MonitorPlugin> {
         let (_, loaded) = self
@@ -165,15 +197,7 @@ impl App {
                         );
                     }
                 };
-                // A pulled component is pinned to its layer digest (checked again as it is
-                // read, so a store changed on disk is refused).
-                let pin = match &monitor.plugin {
-                    PluginLocation::Oci {
-                        resolved: Some(Ok(resolved)),
-                        ..
-                    } => Some(resolved.sha256_hex().to_owned()),
-                    _ => monitor.sha256.as_ref().map(|p| p.0.clone()),
-                };
+                let pin = pin_of(monitor);
                 let reference = monitor.plugin.reference();
                 let file = files
                     .entry((path.clone(), pin.clone()))
@@ -363,6 +387,19 @@ pub struct StartupProblems {
     pub errors: Vec<String>,
     /// What it starts with, but probably should not.
     pub warnings: Vec<String>,
+}
+
+/// The SHA-256 the monitor's plugin bytes must have, if any: `sha256:`, or for a pulled
+/// component its layer digest (checked again as it is read, so a store changed on disk is
+/// refused).
+fn pin_of(monitor: &MonitorConfig) -> Option<String> {
+    match &monitor.plugin {
+        PluginLocation::Oci {
+            resolved: Some(Ok(resolved)),
+            ..
+        } => Some(resolved.sha256_hex().to_owned()),
+        _ => monitor.sha256.as_ref().map(|p| p.0.clone()),
+    }
 }
 
 fn engine_settings(config: &Config) -> EngineSettings {

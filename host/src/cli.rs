@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
+use crate::config::MonitorConfig;
 use crate::monitor::{Call, Reply};
 use crate::queue::ApplicationQueue;
 use crate::runtime::{Role, Runtime, RuntimeOptions, ScheduledMonitor};
@@ -318,40 +319,16 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
         );
     }
     // A plugin that cannot be loaded (not a component, over a compile limit, an import the
-    // host does not offer) is not run; the others are.
-    let mut monitors = Vec::new();
-    let mut not_loaded = Vec::new();
+    // host does not offer) is not run; the others are. Plugins the compile cache holds are
+    // loaded now; the others are compiled in the background once the runtime runs.
+    crate::telemetry::set_not_loaded(Vec::new());
     let listen = host.config.http.listen;
-    for (cfg, loaded) in host.load_monitors() {
-        match loaded {
-            Ok(plugin) => {
-                for warning in plugin.file().warnings(&host.host_plugins) {
-                    tracing::warn!(monitor = cfg.name.as_str(), "{warning}");
-                }
-                if let Some(declaration) = &plugin.file().declaration {
-                    for warning in declaration.grant_warnings(&cfg.grants, &cfg.secrets) {
-                        tracing::warn!(monitor = cfg.name.as_str(), "{warning}");
-                    }
-                }
-                monitors.push(ScheduledMonitor::new(
-                    Arc::new(plugin),
-                    Arc::new(cfg.clone()),
-                ))
-            }
-            Err(e) => {
-                crate::telemetry::METRICS
-                    .plugin_load_errors
-                    .get_or_create(&vec![("monitor", cfg.name.as_str().to_owned())])
-                    .inc();
-                not_loaded.push(cfg.name.as_str().to_owned());
-                tracing::error!(
-                    monitor = cfg.name.as_str(),
-                    "monitor not run: {e:#} ({})",
-                    config.display()
-                )
-            }
-        }
-    }
+    let (loaded, compiling) = host.load_cached_monitors();
+    let monitors: Vec<ScheduledMonitor> = loaded
+        .into_iter()
+        .filter_map(|(cfg, loaded)| crate::background_load::admit(&host, cfg, loaded))
+        .collect();
+    let compiling: Vec<MonitorConfig> = compiling.into_iter().cloned().collect();
     // Bound before anything runs: a port already taken is a start-up error naming the key.
     let listener =
         match listen {
@@ -376,9 +353,9 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
         shutdown_grace: host.config.executor.shutdown_grace.0,
         spread: host.config.controller.spread,
     };
-    crate::telemetry::set_not_loaded(not_loaded);
     let runtime = Arc::new(Runtime::new(monitors, queue, issues, options));
     crate::tier_up::spawn(host.clone(), runtime.monitors().iter().cloned().collect());
+    crate::background_load::spawn(host.clone(), runtime.clone(), compiling);
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = listener {
         let address = listener.local_addr()?;

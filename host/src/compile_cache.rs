@@ -233,6 +233,38 @@ impl CompileCache {
         Ok((component, Tier::Optimized))
     }
 
+    /// Whether the cache holds compiled code for the plugin at `path` (with `pin`, if any):
+    /// its load costs a map, not a compile. Best effort: an entry found here may still be
+    /// refused when it is loaded (and then compiled as any miss).
+    pub fn holds(&self, engine: &Engine, path: &Path, pin: Option<&str>) -> bool {
+        let Some(dir) = &self.dir else { return false };
+        if self.compiler.check_size(path).is_err() {
+            return false;
+        }
+        let Ok(cache) = Cache::open(dir) else {
+            return false;
+        };
+        let label = path.display().to_string();
+        let sha256 = match cache.indexed_hash(path, &label) {
+            Some(sha256) => sha256,
+            None => {
+                // Hashed once here and recorded: the load that follows finds it indexed.
+                let stamp = fs::metadata(path).ok().and_then(|m| file_stamp(&m));
+                let Ok((_, sha256)) = self.read_checked(path, None) else {
+                    return false;
+                };
+                cache.record_hash(path, stamp, &sha256);
+                sha256
+            }
+        };
+        if pin.is_some_and(|p| p != sha256) {
+            return false;
+        }
+        let engine_key = hex(&engine_hash(engine.wasmtime()));
+        let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
+        matches!(read_entry_file(&entry.check), Ok(Some(_)))
+    }
+
     /// Reads the plugin at `path` once and checks those bytes: a component, with the pinned
     /// SHA-256 if there is a pin. Returns them with their hash.
     fn read_checked(&self, path: &Path, pin: Option<&str>) -> Result<(Vec<u8>, String)> {

@@ -22,6 +22,7 @@
 pub mod app;
 pub mod audit;
 pub mod aws;
+pub mod background_load;
 pub mod capabilities;
 pub mod cli;
 pub mod compile_cache;

@@ -114,6 +114,9 @@ pub struct Runtime {
     /// Bumped each time the monitor set is replaced: the scheduler and the plugin watcher
     /// follow it.
     monitors_changed: watch::Sender<u64>,
+    /// Bumped (under the set's write lock) each time a config reload replaces the set: a
+    /// monitor loaded after the start is added only to the set it was loaded for.
+    replacements: std::sync::atomic::AtomicU64,
     /// Monitors switched off (`monitor_disable`), as the store said at the last look: read
     /// every [`DISABLED_REFRESH`], and at once when this process switches one.
     disabled: std::sync::RwLock<std::collections::HashSet<String>>,
@@ -141,6 +144,7 @@ impl Runtime {
                 monitors.into_iter().map(Arc::new),
             ))),
             monitors_changed: watch::channel(0).0,
+            replacements: Default::default(),
             last_runs: Mutex::default(),
             disabled: Default::default(),
             queue: Arc::new(queue),
@@ -171,9 +175,40 @@ impl Runtime {
     /// Runs `monitors` from now on (a reloaded config): a monitor left out is no longer
     /// scheduled, and its messages are no longer handled here; its running tasks finish.
     pub fn set_monitors(&self, monitors: MonitorSet) {
-        *self.monitors.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(monitors);
+        let mut set = self.monitors.write().unwrap_or_else(|e| e.into_inner());
+        *set = Arc::new(monitors);
+        self.replacements
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(set);
         self.monitors_changed
             .send_modify(|generation| *generation += 1);
+    }
+
+    /// How many times [`Runtime::set_monitors`] has replaced the set.
+    pub fn replacements(&self) -> u64 {
+        self.replacements.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Adds monitors loaded after the start to the set, unless a config reload replaced the
+    /// set after [`Runtime::replacements`] returned `since` (the reload loaded its monitors
+    /// itself). Monitors whose name is running already are left out. True if the set grew.
+    pub fn add_monitors(&self, monitors: Vec<Arc<ScheduledMonitor>>, since: u64) -> bool {
+        let mut set = self.monitors.write().unwrap_or_else(|e| e.into_inner());
+        if self.replacements() != since {
+            return false;
+        }
+        let new: Vec<_> = monitors
+            .into_iter()
+            .filter(|m| set.get(m.name()).is_none())
+            .collect();
+        if new.is_empty() {
+            return false;
+        }
+        *set = Arc::new(MonitorSet::new(set.iter().cloned().chain(new)));
+        drop(set);
+        self.monitors_changed
+            .send_modify(|generation| *generation += 1);
+        true
     }
 
     /// Wakes when [`Runtime::set_monitors`] replaces the set.

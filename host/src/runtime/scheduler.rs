@@ -170,8 +170,7 @@ struct Due {
 impl Triggers {
     /// Each scheduled task's next trigger. Cron times are absolute and phases fixed, so
     /// computing them again after a config reload moves no trigger of an unchanged monitor.
-    fn new(monitors: &MonitorSet, spread: Spread) -> Triggers {
-        let now = Utc::now();
+    fn new(monitors: &MonitorSet, spread: Spread, now: DateTime<Utc>) -> Triggers {
         let mut triggers = Triggers {
             scheduled: Vec::with_capacity(2 * monitors.len()),
             times: BinaryHeap::new(),
@@ -234,7 +233,7 @@ impl Triggers {
 impl Runtime {
     pub(super) async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut changed = self.monitors_changed();
-        let mut next = Triggers::new(&self.monitors(), self.options.spread);
+        let mut next = Triggers::new(&self.monitors(), self.options.spread, Utc::now());
         let mut sends: JoinSet<Option<(Arc<ScheduledMonitor>, String)>> = JoinSet::new();
         let mut unsent = UnsentTicks::default();
         let mut reports = tokio::time::interval(REPORT_EVERY);
@@ -246,7 +245,17 @@ impl Runtime {
             tokio::select! {
                 _ = stop.changed() => break,
                 Ok(()) = changed.changed() => {
-                    next = Triggers::new(&self.monitors(), self.options.spread);
+                    // What is due by now fires first (for the monitors still in the set): the
+                    // new triggers start after `now`, so a change (a monitor whose compile
+                    // finished, a reload) never costs a running monitor its tick.
+                    let now = Utc::now();
+                    let monitors = self.monitors();
+                    for due in next.take_due(now) {
+                        if monitors.get(due.monitor.name()).is_some() {
+                            self.fire(due, &mut sends);
+                        }
+                    }
+                    next = Triggers::new(&monitors, self.options.spread, now);
                     continue;
                 }
                 _ = tokio::time::sleep(sleep), if wake.is_some() => {}
@@ -261,16 +270,25 @@ impl Runtime {
                     continue;
                 }
             }
-            for mut due in next.take_due(Utc::now()) {
-                due.tasks.sort_by_key(|t| *t == Task::Update);
-                if let Some(send) = self.clone().trigger(due) {
-                    sends.spawn(send);
-                }
+            for due in next.take_due(Utc::now()) {
+                self.fire(due, &mut sends);
             }
         }
         // Ticks still being sent are dropped; they are recomputed at the next start.
         sends.abort_all();
         unsent.report();
+    }
+
+    /// Triggers a monitor's due tasks (its search before its update).
+    fn fire(
+        self: &Arc<Self>,
+        mut due: Due,
+        sends: &mut JoinSet<Option<(Arc<ScheduledMonitor>, String)>>,
+    ) {
+        due.tasks.sort_by_key(|t| *t == Task::Update);
+        if let Some(send) = self.clone().trigger(due) {
+            sends.spawn(send);
+        }
     }
 
     /// The send of a `process_monitor` message, or `None` when the tick is skipped: with the

@@ -306,9 +306,40 @@ pub fn set_not_loaded(monitors: Vec<String>) {
     *NOT_LOADED.lock().unwrap_or_else(|e| e.into_inner()) = monitors;
 }
 
+/// Records one more monitor that could not be loaded (a load finished after the start).
+pub fn add_not_loaded(monitor: &str) {
+    NOT_LOADED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(monitor.to_owned());
+}
+
 /// The monitors that could not be loaded.
 pub fn not_loaded() -> Vec<String> {
     NOT_LOADED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Monitors whose plugin is still being compiled after the start (`/readyz` is not ready
+/// while any is listed: the host does not run its whole config yet).
+static LOADING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records the monitors being loaded in the background; each leaves the list with
+/// [`loaded`].
+pub fn set_loading(monitors: Vec<String>) {
+    *LOADING.lock().unwrap_or_else(|e| e.into_inner()) = monitors;
+}
+
+/// The monitor's background load ended (loaded or not).
+pub fn loaded(monitor: &str) {
+    LOADING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|m| m != monitor);
+}
+
+/// The monitors still being loaded in the background.
+pub fn loading() -> Vec<String> {
+    LOADING.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Records whether the application queue answered.

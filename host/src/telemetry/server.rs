@@ -106,6 +106,10 @@ async fn not_ready(state: &ProbeState) -> Vec<String> {
     if !not_loaded.is_empty() {
         problems.push(format!("plugins not loaded: {}", not_loaded.join(", ")));
     }
+    let loading = super::loading();
+    if !loading.is_empty() {
+        problems.push(format!("plugins still compiling: {}", loading.join(", ")));
+    }
     match tokio::time::timeout(STORE_PROBE, state.issues.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => problems.push(format!("issue store: {e:#}")),
