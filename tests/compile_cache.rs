@@ -769,3 +769,62 @@ fn cached_monitors_run_while_the_others_compile() {
     );
     assert_eq!(ready_after.0, 200, "{ready_after:?}");
 }
+
+/// A fleet shares compiled code through `shared_cache_dir`: what one host compiled, a new host
+/// loads (and keeps in its own cache) without compiling; an entry there that does not
+/// authenticate is never loaded, and a shared directory others can write is not used at all.
+#[test]
+fn a_shared_cache_serves_other_hosts_and_is_authenticated_like_the_local_one() {
+    let dir = scratch_dir("shared-cache");
+    let shared = dir.join("shared");
+    let config = write_config(
+        &dir,
+        &format!(
+            "shared_cache_dir: {}\ncompile:\n  first_tier: optimized\nmonitors:\n  - name: \
+             steady\n    plugin: {}\n",
+            shared.display(),
+            guest("steady").display()
+        ),
+    );
+    let results = |stderr: &str| -> Vec<String> {
+        cache_events(stderr)
+            .iter()
+            .map(|l| {
+                let event: serde_json::Value = serde_json::from_str(l).unwrap();
+                field(&event, "cache").to_owned()
+            })
+            .collect()
+    };
+    // Host A compiles and gives the fleet its code.
+    let first = check(&config, &dir.join("host-a"));
+    assert_eq!(results(&first), ["miss"], "{first}");
+    let (check_file, artifact) = entry_of(&shared, &guest("steady"));
+    assert!(artifact.exists() && check_file.exists());
+    // Host B has never compiled it: it loads A's code and keeps it.
+    let second = check(&config, &dir.join("host-b"));
+    assert_eq!(results(&second), ["shared_hit"], "{second}");
+    let (_, local) = entry_of(&dir.join("host-b"), &guest("steady"));
+    assert!(local.exists());
+    let third = check(&config, &dir.join("host-b"));
+    assert_eq!(results(&third), ["hit"], "{third}");
+
+    // A forged artifact in the shared directory (same size, one byte changed) is refused by
+    // a new host, which compiles its own code.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let forged = artifact.with_extension("forged");
+    std::fs::write(&forged, &bytes).unwrap();
+    chmod(&forged, 0o600);
+    std::fs::rename(&forged, &artifact).unwrap();
+    let fourth = check(&config, &dir.join("host-c"));
+    assert_eq!(results(&fourth), ["invalid", "miss"], "{fourth}");
+    assert!(fourth.contains("does not match its MAC"), "{fourth}");
+
+    // A shared directory others can write is not read at all.
+    chmod(&shared, 0o777);
+    let fifth = check(&config, &dir.join("host-d"));
+    assert!(fifth.contains("shared compile cache not used"), "{fifth}");
+    assert_eq!(results(&fifth), ["bypassed", "miss"], "{fifth}");
+    chmod(&shared, 0o700);
+}

@@ -67,6 +67,7 @@ impl App {
         let engine_settings = engine_settings(&config);
         let engine = Engine::new(&engine_settings).context("creating the wasmtime engine")?;
         let cache = CompileCache::locate(config.cache_dir.as_deref())
+            .with_shared(config.shared_cache_dir.clone())
             .with_compiler(Compiler::for_this_process(&config.compile));
         let aws = if host_plugins.is_enabled(HostPlugin::Aws) {
             let provider =

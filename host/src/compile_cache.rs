@@ -123,8 +123,13 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    /// A cache directory shared by a fleet (`shared_cache_dir`): read on a local miss, given
+    /// what this host compiles.
+    shared: Option<PathBuf>,
     /// The bypass warning is logged once, not once per plugin.
     bypass_logged: Arc<AtomicBool>,
+    /// The same, for the shared directory.
+    shared_bypass_logged: Arc<AtomicBool>,
     /// How a plugin is compiled on a miss, under which limits.
     compiler: Compiler,
 }
@@ -147,7 +152,9 @@ impl CompileCache {
             .or_else(|| env("HOME").map(|d| d.join(".cache").join("sentinela")));
         CompileCache {
             dir,
+            shared: None,
             bypass_logged: Arc::default(),
+            shared_bypass_logged: Arc::default(),
             compiler: Compiler::default(),
         }
     }
@@ -156,7 +163,9 @@ impl CompileCache {
     pub fn disabled() -> CompileCache {
         CompileCache {
             dir: None,
+            shared: None,
             bypass_logged: Arc::default(),
+            shared_bypass_logged: Arc::default(),
             compiler: Compiler::default(),
         }
     }
@@ -164,6 +173,15 @@ impl CompileCache {
     /// Compiles misses with `compiler` (by default: in this process, size cap only).
     pub fn with_compiler(mut self, compiler: Compiler) -> CompileCache {
         self.compiler = compiler;
+        self
+    }
+
+    /// Also reads compiled code from `shared` (`shared_cache_dir`), a cache directory other
+    /// hosts of a fleet write too, on a miss here, and writes there what this host compiles.
+    /// It is trusted exactly as the local directory: private to this user, entries
+    /// authenticated with its own key.
+    pub fn with_shared(mut self, shared: Option<PathBuf>) -> CompileCache {
+        self.shared = shared;
         self
     }
 
@@ -233,8 +251,8 @@ impl CompileCache {
         Ok((component, Tier::Optimized))
     }
 
-    /// Whether the cache holds compiled code for the plugin at `path` (with `pin`, if any):
-    /// its load costs a map, not a compile. Best effort: an entry found here may still be
+    /// Whether the cache (or the shared one) holds compiled code for the plugin at `path`
+    /// (with `pin`, if any): its load costs a map or a copy, not a compile. Best effort: an entry found here may still be
     /// refused when it is loaded (and then compiled as any miss).
     pub fn holds(&self, engine: &Engine, path: &Path, pin: Option<&str>) -> bool {
         let Some(dir) = &self.dir else { return false };
@@ -261,8 +279,17 @@ impl CompileCache {
             return false;
         }
         let engine_key = hex(&engine_hash(engine.wasmtime()));
-        let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
-        matches!(read_entry_file(&entry.check), Ok(Some(_)))
+        let name = format!("{sha256}-{}", &engine_key[..16]);
+        let has_entry = |dir: &Path| {
+            matches!(
+                read_entry_file(&Entry::new(dir, name.clone()).check),
+                Ok(Some(_))
+            )
+        };
+        has_entry(dir)
+            || self
+                .open_shared()
+                .is_some_and(|(shared, _)| has_entry(shared))
     }
 
     /// Reads the plugin at `path` once and checks those bytes: a component, with the pinned
@@ -362,13 +389,82 @@ impl CompileCache {
                 );
             }
         }
+        if let Some(component) = self.load_shared(&entry.name, optimizing, label) {
+            crate::telemetry::METRICS.compile_cache("shared_hit");
+            tracing::info!(
+                plugin = label,
+                cache = "shared_hit",
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "loaded compiled plugin from the shared compile cache"
+            );
+            // Kept here too: the next start needs neither the shared directory nor a compile.
+            if let Err(e) = entry.store(&cache, &component.serialize()?) {
+                tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
+            }
+            return Ok(LoadedPlugin::new(
+                component,
+                Tier::Optimized,
+                sha256,
+                wasm.len(),
+            ));
+        }
         let (component, tier) = self.compile_miss(engine, first_tier, path, &wasm, label, "")?;
-        if tier == Tier::Optimized
-            && let Err(e) = entry.store(&cache, &component.serialize()?)
-        {
-            tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
+        if tier == Tier::Optimized {
+            let artifact = component.serialize()?;
+            if let Err(e) = entry.store(&cache, &artifact) {
+                tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
+            }
+            self.store_shared(&entry.name, &artifact, label);
         }
         Ok(LoadedPlugin::new(component, tier, sha256, wasm.len()))
+    }
+
+    /// The shared directory, when it is configured and passes the same checks as the local
+    /// one; else `None`, with one warning saying why.
+    fn open_shared(&self) -> Option<(&Path, Cache<'_>)> {
+        let dir = self.shared.as_deref()?;
+        match Cache::open(dir) {
+            Ok(cache) => Some((dir, cache)),
+            Err(reason) => {
+                if !self.shared_bypass_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        cache = "bypassed",
+                        dir = %dir.display(),
+                        "shared compile cache not used: {reason:#}"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// The entry `name` of the shared directory, if it holds one that authenticates.
+    fn load_shared(&self, name: &str, engine: &wasmtime::Engine, label: &str) -> Option<Component> {
+        let (dir, shared) = self.open_shared()?;
+        let entry = Entry::new(dir, name.to_owned());
+        match entry.load(&shared, engine) {
+            Ok(component) => component,
+            Err(reason) => {
+                crate::telemetry::METRICS.compile_cache("invalid");
+                tracing::warn!(
+                    plugin = label,
+                    cache = "invalid",
+                    entry = %entry.artifact.display(),
+                    "ignoring shared compile cache entry ({reason:#})"
+                );
+                None
+            }
+        }
+    }
+
+    /// Gives the fleet what this host compiled (best effort: a read-only share is fine).
+    fn store_shared(&self, name: &str, artifact: &[u8], label: &str) {
+        let Some((dir, shared)) = self.open_shared() else {
+            return;
+        };
+        if let Err(e) = Entry::new(dir, name.to_owned()).store(&shared, artifact) {
+            tracing::warn!(plugin = label, dir = %dir.display(), "cannot write shared compile cache entry: {e:#}");
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! ([`reload_config`]).
 //!
 //! The file's directory is watched (`notify`), so a file replaced by a rename is seen too.
-//! Changes are debounced ([`QUIET`] without a new event), then the new file is checked and
+//! Changes are debounced ([`QUIET`] without a new event, [`SETTLED_QUIET`] once the file was
+//! closed after writing or renamed into place), then the new file is checked and
 //! compiled on a blocking thread, off the executor's workers, exactly as at start (pinned
 //! `sha256:`, compile limits, imports). Only a version that loads is swapped in, atomically:
 //! calls already running finish on the version they started with. A file that fails keeps
@@ -30,15 +31,33 @@ use crate::telemetry::METRICS;
 /// not loaded half-written.
 pub const QUIET: Duration = Duration::from_millis(500);
 
+/// The same, once the file is complete by what the kernel said last (written and closed, or
+/// renamed into place): only a burst of events is coalesced.
+pub const SETTLED_QUIET: Duration = Duration::from_millis(50);
+
+/// What an event says about a file: the writer is done with it (closed after writing, or
+/// renamed into place), it changed (more may come), or nothing (a read).
+fn settles(kind: &notify::EventKind) -> Option<bool> {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
+        EventKind::Modify(ModifyKind::Name(_)) => Some(true),
+        EventKind::Access(_) => None,
+        _ => Some(false),
+    }
+}
+
 /// Watches the plugin file of every running monitor until `stop` turns true, following the
 /// monitor set when a config reload changes it.
 pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
-    let (changed, mut changes) = mpsc::unbounded_channel::<PathBuf>();
+    let (changed, mut changes) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
+            if let Ok(event) = event
+                && let Some(settled) = settles(&event.kind)
+            {
                 for path in event.paths {
-                    let _ = changed.send(path);
+                    let _ = changed.send((path, settled));
                 }
             }
         }) {
@@ -51,32 +70,40 @@ pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch
     let mut monitors_changed = runtime.monitors_changed();
     let mut watched = Watched::default();
     watched.follow(&runtime, &mut watcher).await;
-    let mut pending: HashSet<PathBuf> = HashSet::new();
+    // Each changed file and when it is quiet enough to load.
+    let mut pending: HashMap<PathBuf, tokio::time::Instant> = HashMap::new();
     loop {
-        let quiet = tokio::time::sleep(QUIET);
+        let next = pending.values().min().copied();
+        let quiet = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now));
         tokio::select! {
             _ = stop.changed() => return,
             Ok(()) = monitors_changed.changed() => {
                 watched.follow(&runtime, &mut watcher).await;
                 continue;
             }
-            path = changes.recv() => match path {
-                Some(path) => {
+            change = changes.recv() => match change {
+                Some((path, settled)) => {
                     let path = canonical(&path);
                     if watched.monitors_of.contains_key(&path) {
-                        pending.insert(path);
+                        let wait = if settled { SETTLED_QUIET } else { QUIET };
+                        pending.insert(path, tokio::time::Instant::now() + wait);
                     }
                     continue;
                 }
                 None => return,
             },
-            _ = quiet, if !pending.is_empty() => {}
+            _ = quiet, if next.is_some() => {}
         }
-        for path in pending.drain() {
+        let now = tokio::time::Instant::now();
+        let quiet: Vec<PathBuf> = pending
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in quiet {
+            pending.remove(&path);
             let names = watched.monitors_of.get(&path).cloned().unwrap_or_default();
-            for name in names {
-                reload(&app, &runtime, &name, &path, &mut watched.hashes).await;
-            }
+            reload(&app, &runtime, &names, &path, &mut watched.hashes).await;
         }
     }
 }
@@ -153,17 +180,15 @@ impl Watched {
     }
 }
 
-/// Loads the new version of one monitor's plugin and swaps it in if it loads.
+/// Loads the new version of a plugin file (once, however many monitors run it) and swaps
+/// it in for each monitor it loads for.
 async fn reload(
     app: &Arc<App>,
     runtime: &Runtime,
-    name: &str,
+    names: &[String],
     path: &Path,
     hashes: &mut HashMap<String, String>,
 ) {
-    let Some(scheduled) = runtime.monitor(name) else {
-        return; // not running (its plugin failed at start)
-    };
     let hashed = {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || file_sha256(&path)).await
@@ -171,53 +196,81 @@ async fn reload(
     let new_hash = match hashed {
         Ok(Ok(hash)) => hash,
         Err(e) => {
-            tracing::error!(monitor = name, "plugin reload failed: {e}");
+            tracing::error!(plugin = %path.display(), "plugin reload failed: {e}");
             return;
         }
         Ok(Err(e)) => {
             tracing::warn!(
-                monitor = name,
+                monitors = names.join(", "),
                 "plugin file changed but cannot be read; keeping the running version: {e:#}"
             );
             return;
         }
     };
-    let old_hash = hashes.get(name).cloned().unwrap_or_default();
-    if new_hash == old_hash {
+    // Monitors not running (their plugin failed at start) and those already on this
+    // version are left alone.
+    let changed: Vec<(Arc<ScheduledMonitor>, Arc<MonitorConfig>)> = names
+        .iter()
+        .filter(|name| hashes.get(*name) != Some(&new_hash))
+        .filter_map(|name| runtime.monitor(name))
+        .map(|monitor| {
+            let config = monitor.config();
+            (monitor, config)
+        })
+        .collect();
+    if changed.is_empty() {
         return;
     }
-    let config = scheduled.config();
     let loaded = {
         let app = app.clone();
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || app.load_monitor(&config)).await
+        let configs: Vec<Arc<MonitorConfig>> = changed.iter().map(|(_, c)| c.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let configs: Vec<&MonitorConfig> = configs.iter().map(|c| c.as_ref()).collect();
+            app.load_some(&configs)
+                .into_iter()
+                .map(|(_, loaded)| loaded)
+                .collect::<Vec<_>>()
+        })
+        .await
     };
-    match loaded {
-        Ok(Ok(plugin)) => {
-            // The hash of the bytes that were compiled, which the file may no longer hold.
-            let new_hash = plugin.file().sha256.clone();
-            // A config reload may have changed the monitor meanwhile: its own load wins.
-            if !scheduled.replace(Arc::new(plugin), &config) {
-                return;
-            }
-            crate::tier_up::spawn(app.clone(), vec![scheduled.clone()]);
-            set_plugin_info(name, Some(&old_hash), &new_hash);
-            hashes.insert(name.to_owned(), new_hash.clone());
-            tracing::info!(
-                monitor = name,
-                old_sha256 = old_hash.as_str(),
-                new_sha256 = new_hash.as_str(),
-                "plugin reloaded"
-            );
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(monitors = names.join(", "), "plugin reload failed: {e}");
+            return;
         }
-        Ok(Err(e)) => tracing::warn!(
-            monitor = name,
-            new_sha256 = new_hash.as_str(),
-            "plugin file changed but the new version cannot be loaded; keeping the running \
-             version: {e:#}"
-        ),
-        Err(e) => tracing::error!(monitor = name, "plugin reload failed: {e}"),
+    };
+    let mut replaced = Vec::new();
+    for ((scheduled, config), loaded) in changed.into_iter().zip(loaded) {
+        let name = scheduled.name().to_owned();
+        let old_hash = hashes.get(&name).cloned().unwrap_or_default();
+        match loaded {
+            Ok(plugin) => {
+                // The hash of the bytes that were compiled, which the file may no longer hold.
+                let new_hash = plugin.file().sha256.clone();
+                // A config reload may have changed the monitor meanwhile: its own load wins.
+                if !scheduled.replace(Arc::new(plugin), &config) {
+                    continue;
+                }
+                replaced.push(scheduled.clone());
+                set_plugin_info(&name, Some(&old_hash), &new_hash);
+                hashes.insert(name.clone(), new_hash.clone());
+                tracing::info!(
+                    monitor = name.as_str(),
+                    old_sha256 = old_hash.as_str(),
+                    new_sha256 = new_hash.as_str(),
+                    "plugin reloaded"
+                );
+            }
+            Err(e) => tracing::warn!(
+                monitor = name.as_str(),
+                new_sha256 = new_hash.as_str(),
+                "plugin file changed but the new version cannot be loaded; keeping the running \
+                 version: {e:#}"
+            ),
+        }
     }
+    crate::tier_up::spawn(app.clone(), replaced);
 }
 
 /// A path as the watcher reports it: absolute, symlinks resolved where possible.

@@ -56,6 +56,9 @@ pub struct Config {
     pub controller: ControllerConfig,
     /// Where compiled plugin code is cached; `None` means the default location.
     pub cache_dir: Option<PathBuf>,
+    /// A compile cache directory shared by a fleet: read on a local miss, written with what
+    /// this host compiles.
+    pub shared_cache_dir: Option<PathBuf>,
     /// Limits on compiling one plugin.
     pub compile: CompileLimits,
     /// The tier a plugin the compile cache lacks starts on (`compile.first_tier`): `baseline`
@@ -93,6 +96,8 @@ struct RawConfig {
     controller: ControllerConfig,
     #[serde(default)]
     cache_dir: Option<ConfigPath>,
+    #[serde(default)]
+    shared_cache_dir: Option<ConfigPath>,
     #[serde(default)]
     compile: RawCompileLimits,
     #[serde(default)]
@@ -481,15 +486,20 @@ impl Config {
         if raw.secrets_cache_ttl.0 > Duration::from_secs(86_400) {
             bail!("{}: secrets_cache_ttl: at most 24h", path.display());
         }
-        if let Some(dir) = &raw.cache_dir
-            && let Ok(meta) = std::fs::metadata(&dir.0)
-            && !meta.is_dir()
-        {
-            bail!(
-                "{}: cache_dir: {} is not a directory",
-                path.display(),
-                dir.0.display()
-            );
+        for (key, dir) in [
+            ("cache_dir", &raw.cache_dir),
+            ("shared_cache_dir", &raw.shared_cache_dir),
+        ] {
+            if let Some(dir) = dir
+                && let Ok(meta) = std::fs::metadata(&dir.0)
+                && !meta.is_dir()
+            {
+                bail!(
+                    "{}: {key}: {} is not a directory",
+                    path.display(),
+                    dir.0.display()
+                );
+            }
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -498,6 +508,7 @@ impl Config {
             executor: raw.executor,
             controller: raw.controller,
             cache_dir: raw.cache_dir.map(|p| p.0),
+            shared_cache_dir: raw.shared_cache_dir.map(|p| p.0),
             compile: CompileLimits {
                 max_plugin_bytes: raw.compile.max_plugin_bytes.0,
                 timeout: raw.compile.timeout.0,
