@@ -167,6 +167,7 @@ fn a_replaced_plugin_file_is_swapped_in_and_a_corrupt_one_is_not() {
     std::fs::copy(guest("steady"), &plugin).unwrap();
     let config = TestConfig::new()
         .monitor(Monitor::with_plugin("swap", &plugin).search_every_second())
+        .monitor(Monitor::with_plugin("twin", &plugin))
         .write(&dir);
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(60);
@@ -175,13 +176,36 @@ fn a_replaced_plugin_file_is_swapped_in_and_a_corrupt_one_is_not() {
     });
 
     // Replaced by a rename, as deploy tools do.
+    let before = run.events().len();
     std::fs::copy(guest("blink"), &staged).unwrap();
     std::fs::rename(&staged, &plugin).unwrap();
-    let swapped = run.wait_for("the swap", timeout, |e| {
-        field(e, "message") == "plugin reloaded"
+    let reloaded = |e: &serde_json::Value| field(e, "message") == "plugin reloaded";
+    run.wait_until("both monitors' swap", timeout, |events| {
+        events[before..].iter().filter(|e| reloaded(e)).count() == 2
     });
-    assert_eq!(field(&swapped, "old_sha256"), sha256_hex(&guest("steady")));
-    assert_eq!(field(&swapped, "new_sha256"), sha256_hex(&guest("blink")));
+    let events = run.events();
+    let swaps: Vec<&serde_json::Value> = events[before..].iter().filter(|e| reloaded(e)).collect();
+    for swapped in &swaps {
+        assert_eq!(field(swapped, "old_sha256"), sha256_hex(&guest("steady")));
+        assert_eq!(field(swapped, "new_sha256"), sha256_hex(&guest("blink")));
+    }
+    let mut names: Vec<&str> = swaps.iter().map(|e| field(e, "monitor")).collect();
+    names.sort();
+    assert_eq!(names, ["swap", "twin"]);
+    // The new file is loaded once for both.
+    let second_swap = before
+        + events[before..]
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| reloaded(e))
+            .nth(1)
+            .unwrap()
+            .0;
+    let loads = events[before..second_swap]
+        .iter()
+        .filter(|e| !field(e, "cache").is_empty())
+        .count();
+    assert_eq!(loads, 1, "{}", dump(&events[before..=second_swap]));
     run.wait_for("the second version's issue", timeout, |e| {
         field(e, "monitor") == "swap"
             && issue_event(e, "created").is_some_and(|id| id.starts_with("window-"))
