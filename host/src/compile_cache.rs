@@ -397,10 +397,8 @@ impl CompileCache {
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "loaded compiled plugin from the shared compile cache"
             );
-            // Kept here too: the next start needs neither the shared directory nor a compile.
-            if let Err(e) = entry.store(&cache, &component.serialize()?) {
-                tracing::warn!(plugin = label, dir = %dir.display(), "cannot write compile cache entry: {e:#}");
-            }
+            // Mapped from there, not copied here: a copy of each artifact (35 MB for a Python
+            // plugin) would cost a new host more than the compiles it saves time on.
             return Ok(LoadedPlugin::new(
                 component,
                 Tier::Optimized,
