@@ -493,3 +493,105 @@ fn monitors_run_at_fixed_phases_within_the_spread_and_log_their_lag() {
     phases.dedup();
     assert!(phases.len() > 1, "every monitor at one phase: {phases:?}");
 }
+
+/// A reader of stderr that stops reading (a full pipe, a stalled collector) costs log lines,
+/// not tasks: lines are written by a thread of their own, a full queue drops them, and the
+/// drops are counted in `/metrics` and reported once the reader is back. What is queued at a
+/// SIGTERM is written out.
+#[test]
+fn a_stalled_log_reader_costs_lines_not_tasks() {
+    use std::io::Read;
+    let dir = scratch_dir("run-stalled-log");
+    let port = free_port();
+    let config = TestConfig::new()
+        .set_yaml("http", &format!("{{listen: \"127.0.0.1:{port}\"}}"))
+        .monitor(
+            Monitor::new("flood", "hostile_log_flood")
+                .search_every_second()
+                .set("limits.log_lines", 20_000)
+                .set("limits.log_bytes", "32MiB"),
+        )
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
+    // stderr is a pipe nobody reads until the drops are seen.
+    let mut child = sentinela(&["--log-format", "json", "run", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metric = |name: &str, labels: &[(&str, &str)]| {
+        let (status, body) = http_get(port, "/metrics");
+        (status == 200)
+            .then(|| sample(&body, name, labels))
+            .flatten()
+            .unwrap_or(0.0)
+    };
+    let steady_ok = || {
+        metric(
+            "sentinela_tasks_total",
+            &[("monitor", "steady"), ("task", "search"), ("outcome", "ok")],
+        )
+    };
+    poll_until("log lines dropped", Duration::from_secs(60), || {
+        metric("sentinela_log_lines_dropped_total", &[]) > 0.0
+    });
+    let ran = steady_ok();
+    poll_until(
+        "two more searches of the other monitor while stderr is not read",
+        Duration::from_secs(30),
+        || steady_ok() >= ran + 2.0,
+    );
+
+    // The reader is back: the drops are reported.
+    let mut stderr = child.stderr.take().unwrap();
+    let (lines, got) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut chunk = vec![0; 1 << 16];
+        loop {
+            match stderr.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                    let _ = lines.send(text.clone());
+                    text.clear();
+                }
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen.contains("\"message\":\"log lines dropped") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(text) = got.recv_timeout(left) else {
+            panic!("no 'log lines dropped' warning within 60 s");
+        };
+        // Keep only the tail: the flood is large.
+        seen.push_str(&text);
+        keep_tail(&mut seen);
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut tail = String::new();
+    while let Ok(text) = got.recv_timeout(Duration::from_secs(5)) {
+        tail.push_str(&text);
+        keep_tail(&mut tail);
+    }
+    reader.join().unwrap();
+    assert!(
+        tail.contains("\"message\":\"sentinela stopped\""),
+        "the queue was not written out at exit: {}",
+        &tail[tail.floor_char_boundary(tail.len().saturating_sub(2000))..]
+    );
+}
+
+/// Cuts `text` to its last 64 KiB or so once it passes 1 MiB.
+fn keep_tail(text: &mut String) {
+    if text.len() > 1 << 20 {
+        let cut = text.floor_char_boundary(text.len() - (1 << 16));
+        text.drain(..cut);
+    }
+}

@@ -198,7 +198,8 @@ enum HandleKind {
 /// The `sentinela` command: parses the arguments, sets up logging and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Held to the end of `main`: dropping it flushes the lines still queued for stderr.
+    let _log_writer = init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Run {
             config,
@@ -269,13 +270,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr through the non-blocking writer (see [`crate::telemetry::log_writer`]);
+/// the guard flushes it when dropped.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = crate::telemetry::log_writer::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
@@ -287,6 +291,7 @@ fn init_tracing(format: LogFormat) {
             .with_current_span(false)
             .init(),
     }
+    guard
 }
 
 fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode>>) -> Result<ExitCode> {
@@ -365,6 +370,7 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
         tokio::spawn(crate::telemetry::serve(listener, state, http_stopped));
         tracing::info!(%address, "serving /healthz, /readyz and /metrics");
     }
+    let log_drops = tokio::spawn(crate::telemetry::log_writer::report_drops());
     tokio::spawn(crate::reload::watch_plugins(
         host.clone(),
         runtime.clone(),
@@ -378,6 +384,7 @@ async fn run(config: &Path, role: Role, locked: bool) -> Result<ExitCode> {
     let ran = runtime.run(shutdown_signal()).await;
     // A background compile stops with the host instead of holding its exit.
     crate::compiler::stop_compiling();
+    log_drops.abort();
     ran?;
     #[cfg(unix)]
     sighup.abort();

@@ -4,6 +4,7 @@
 //! cache lacks, compiled in a second or two, until Cranelift's code replaces it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -166,9 +167,9 @@ impl Engine {
     /// guest code may run. With no guard alive the ticker thread sleeps, so an idle host
     /// does not wake up 100 times a second.
     pub fn running_guest(&self) -> RunningGuest {
-        let mut running = lock(&self.ticker.running);
-        *running += 1;
-        if *running == 1 {
+        // Two atomic operations per call; the lock is taken only to wake the idle ticker.
+        if self.ticker.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            let _idle = lock(&self.ticker.idle);
             self.ticker.wake.notify_one();
         }
         RunningGuest {
@@ -180,7 +181,10 @@ impl Engine {
 /// How many guest calls are under way, and the ticker thread's alarm clock.
 #[derive(Default)]
 struct Ticker {
-    running: Mutex<usize>,
+    running: AtomicUsize,
+    /// Held by the ticker thread while it checks `running` and goes to sleep, and by the
+    /// call that wakes it: no wake-up is lost between the two.
+    idle: Mutex<()>,
     wake: Condvar,
 }
 
@@ -191,12 +195,12 @@ pub struct RunningGuest {
 
 impl Drop for RunningGuest {
     fn drop(&mut self) {
-        *lock(&self.ticker.running) -= 1;
+        self.ticker.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn lock(running: &Mutex<usize>) -> std::sync::MutexGuard<'_, usize> {
-    running.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(idle: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    idle.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Advances the engines' epoch every [`EPOCH_TICK`] on a thread of its own while guest code
@@ -212,14 +216,14 @@ fn start_epoch_ticker(
         .name("sentinela-epoch".into())
         .spawn(move || {
             loop {
-                let running = lock(&ticker.running);
-                if *running == 0 {
+                let idle = lock(&ticker.idle);
+                if ticker.running.load(Ordering::Acquire) == 0 {
                     let _idle = ticker
                         .wake
-                        .wait_timeout(running, Duration::from_secs(1))
+                        .wait_timeout(idle, Duration::from_secs(1))
                         .unwrap_or_else(|e| e.into_inner());
                 } else {
-                    drop(running);
+                    drop(idle);
                     thread::sleep(EPOCH_TICK);
                 }
                 let Some(engine) = engine.upgrade() else {

@@ -16,6 +16,11 @@ mod bare;
 mod report;
 mod sections;
 
+/// The allocator the `sentinela` binary ships with (host/src/main.rs), for ours and bare
+/// wasmtime alike: the in-process sections measure the host as it runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     // Dropping a store after async calls captures a backtrace when RUST_BACKTRACE is set
     // (7–26 µs per invocation); production runs do not pay that, so neither do we.

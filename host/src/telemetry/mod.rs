@@ -7,6 +7,7 @@
 //! a guest-chosen operation name is a label only among the first [`MAX_OPERATIONS`] seen, so
 //! no monitor can grow the exposition without bound.
 
+pub mod log_writer;
 mod server;
 
 use std::collections::HashSet;
@@ -79,6 +80,8 @@ pub struct Metrics {
     /// (this process knew the store held that data: no statement at all), `unchanged`
     /// (the store was asked and held it) or `written` (a change committed).
     pub issue_records: Family<Labels, Counter>,
+    /// `sentinela_log_lines_dropped_total`: log lines the writer's queue had no room for.
+    pub log_lines_dropped: Counter,
     operations: Mutex<HashSet<(String, String)>>,
     registry: Registry,
 }
@@ -101,6 +104,7 @@ impl Metrics {
             plugin_load_errors: Family::default(),
             plugins: Family::default(),
             issue_records: Family::default(),
+            log_lines_dropped: Counter::default(),
             operations: Mutex::default(),
             registry: Registry::default(),
         };
@@ -155,6 +159,11 @@ impl Metrics {
             "Issues found or updated by tasks, by whether the store was written",
             metrics.issue_records.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer's queue was full",
+            metrics.log_lines_dropped.clone(),
+        );
         let build = Family::<Labels, Gauge>::default();
         build
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -168,6 +177,7 @@ impl Metrics {
 
     /// The exposition, in the Prometheus (OpenMetrics) text format.
     pub fn encode(&self) -> String {
+        log_writer::count_dropped();
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
