@@ -1032,6 +1032,26 @@ impl ScaleRun {
     }
 }
 
+/// Bare wasmtime's CPU per `steady` search, from this process's CPU time over many calls
+/// (the same engine settings and component the scale runs use), in µs.
+fn bare_cpu_per_call() -> Result<f64> {
+    const CALLS: usize = 50_000;
+    runtime()?.block_on(async {
+        let engine = Engine::new(&EngineSettings::default())?;
+        let component = Component::from_file(engine.wasmtime(), guest("steady"))?;
+        let bare = Bare::new(engine.wasmtime(), &component)?;
+        for _ in 0..1000 {
+            bare.search().await?;
+        }
+        let before = process_cpu(std::process::id())?;
+        for _ in 0..CALLS {
+            bare.search().await?;
+        }
+        let cpu = process_cpu(std::process::id())? - before;
+        anyhow::Ok(cpu / CALLS as f64 * 1e6)
+    })
+}
+
 /// The steps in which the largest N that keeps up is searched, on SQLite.
 const SCALE_SEARCH_STEP: usize = 2_500;
 /// Where that search stops, keeping up or not.
@@ -1043,6 +1063,15 @@ fn scale(scratch: &Path, report: &mut Report) -> Result<()> {
         postgres
             .iter()
             .flat_map(|url| SCALE_MONITORS.iter().map(|n| (*n, Some(url.as_str())))),
+    );
+    let bare_us = bare_cpu_per_call()?;
+    report.row(
+        "scale: bare wasmtime's CPU per `steady` search (store + instantiate + call + drop), \
+         the floor of the host's CPU per task",
+        format!("{bare_us:.1} µs"),
+        "",
+        "",
+        None,
     );
     // The largest N that kept up on SQLite, and the smallest that did not.
     let mut kept_up = 0;
