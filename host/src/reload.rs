@@ -119,32 +119,30 @@ struct Watched {
 }
 
 impl Watched {
-    /// Takes in the monitors running now: their files, hashes (read on a blocking thread, not
-    /// on an executor worker) and directories (watched, so a file replaced by a rename is
-    /// seen too).
+    /// Takes in the monitors running now: their files, the hashes of the versions they run
+    /// (known from their loads: no file is read again when the set changes, which it does
+    /// once per monitor joining after the start) and directories (watched, so a file
+    /// replaced by a rename is seen too).
     async fn follow(&mut self, runtime: &Runtime, watcher: &mut impl Watcher) {
-        let plugins: Vec<(String, PathBuf)> = runtime
+        let plugins: Vec<(String, PathBuf, String)> = runtime
             .monitors()
             .iter()
             .filter_map(|m| {
                 let config = m.config();
                 let file = config.plugin.file().ok()?.to_path_buf();
-                Some((m.name().to_owned(), file))
+                Some((m.name().to_owned(), file, m.plugin().file().sha256.clone()))
             })
             .collect();
-        // Resolving and hashing every file is file system work: not on an executor worker.
+        // Resolving paths is file system work: not on an executor worker.
         let followed = tokio::task::spawn_blocking(move || {
             let mut monitors_of: HashMap<PathBuf, Vec<String>> = HashMap::new();
-            for (name, path) in plugins {
-                monitors_of.entry(canonical(&path)).or_default().push(name);
-            }
             let mut hashes = HashMap::new();
-            for (path, names) in &monitors_of {
-                if let Ok(hash) = file_sha256(path) {
-                    for name in names {
-                        hashes.insert(name.clone(), hash.clone());
-                    }
-                }
+            for (name, path, hash) in plugins {
+                monitors_of
+                    .entry(canonical(&path))
+                    .or_default()
+                    .push(name.clone());
+                hashes.insert(name, hash);
             }
             (monitors_of, hashes)
         })

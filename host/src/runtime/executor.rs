@@ -183,6 +183,19 @@ impl Runtime {
         if !known {
             let monitor = crate::guest_text::shortened(&monitor_id, 64);
             if self.queue.is_shared() {
+                // Its plugin is still compiling here (a start that waits on no compile): left
+                // on the queue, it comes back after its visibility timeout, to this process
+                // once the monitor has joined or to another one.
+                if crate::telemetry::loading().contains(&monitor_id) {
+                    tracing::info!(
+                        monitor = monitor.as_str(),
+                        message_id,
+                        receive_count = received.receive_count,
+                        "the monitor's plugin is still compiling in this process; message left \
+                         on the queue"
+                    );
+                    return;
+                }
                 // Perhaps for an executor of a newer config (a rolling deploy): left on the
                 // queue, it goes to one that knows the monitor, or to the dead-letter queue
                 // after `max_receive_count` deliveries.
