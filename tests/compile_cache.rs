@@ -723,7 +723,7 @@ fn cached_monitors_run_while_the_others_compile() {
              search_cron: \"* * * * * *\"\n  - name: python\n    plugin: {}\n    \
              search_cron: \"* * * * * *\"\n",
             guest("steady").display(),
-            guest("steady_py").display()
+            guest("sqs_backlog_py").display()
         ),
     );
     let run = Running::start(&config, &[("SENTINELA_CACHE_DIR", cache.to_str().unwrap())]);
@@ -743,7 +743,7 @@ fn cached_monitors_run_while_the_others_compile() {
         |events| {
             events
                 .iter()
-                .any(|e| field(e, "monitor") == "python" && field(e, "message") == "task finished")
+                .any(|e| field(e, "monitor") == "python" && task_ended(e))
         },
     );
     let ready_after = http_get(port, "/readyz");
@@ -762,6 +762,7 @@ fn cached_monitors_run_while_the_others_compile() {
     let started = events.iter().find(|e| python_started(e)).expect("started");
     assert_eq!(field(started, "tier"), "baseline", "{started}");
     // Probed as the compile started (a Winch compile of CPython takes over a second).
+    // (Its search ends in an error here: no aws host plugin. It ran, which is the point.)
     assert_eq!(readyz.0, 503, "{readyz:?}");
     assert!(
         readyz.1.contains("plugins still compiling: python"),
@@ -823,4 +824,10 @@ fn a_shared_cache_serves_other_hosts_and_is_authenticated_like_the_local_one() {
     assert!(fifth.contains("shared compile cache not used"), "{fifth}");
     assert_eq!(results(&fifth), ["bypassed", "miss"], "{fifth}");
     chmod(&shared, 0o700);
+}
+
+/// A task's last line: it finished, or it failed.
+fn task_ended(event: &serde_json::Value) -> bool {
+    let message = field(event, "message");
+    message == "task finished" || message.starts_with("task failed")
 }
