@@ -42,32 +42,35 @@ pub fn stderr() -> (NonBlocking, WorkerGuard) {
     (writer, guard)
 }
 
-/// Brings `sentinela_log_lines_dropped_total` up to date; returns the lines dropped since
-/// the last call.
-pub fn count_dropped() -> u64 {
-    let Some(dropped) = DROPPED.get() else {
-        return 0;
-    };
-    let total = dropped.dropped_lines() as u64;
-    let counted = METRICS.log_lines_dropped.get();
-    if total <= counted {
-        return 0;
-    }
-    METRICS.log_lines_dropped.inc_by(total - counted);
-    total - counted
+/// Lines dropped since the start.
+fn dropped_total() -> u64 {
+    DROPPED.get().map_or(0, |d| d.dropped_lines() as u64)
 }
 
-/// Reports dropped lines every [`REPORT_EVERY`], with one warning each time some were.
-/// Runs until dropped.
+/// Brings `sentinela_log_lines_dropped_total` up to date (a scrape calls it, and so does the
+/// reporter).
+pub fn count_dropped() {
+    let total = dropped_total();
+    let counted = METRICS.log_lines_dropped.get();
+    if total > counted {
+        METRICS.log_lines_dropped.inc_by(total - counted);
+    }
+}
+
+/// Reports dropped lines every [`REPORT_EVERY`], with one warning each time some were since
+/// the last warning (whoever brought the metric up to date meanwhile). Runs until dropped.
 pub async fn report_drops() {
+    let mut reported = 0;
     loop {
         tokio::time::sleep(REPORT_EVERY).await;
-        let dropped = count_dropped();
-        if dropped > 0 {
+        count_dropped();
+        let total = dropped_total();
+        if total > reported {
             tracing::warn!(
-                dropped,
+                dropped = total - reported,
                 "log lines dropped: the log writer could not keep up (its queue holds {QUEUE_LINES} lines)"
             );
+            reported = total;
         }
     }
 }
