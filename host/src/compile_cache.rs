@@ -368,26 +368,14 @@ impl CompileCache {
         let (wasm, sha256) = self.read_checked(path, pin)?;
         cache.record_hash(path, stamp, &sha256);
         let entry = Entry::new(dir, format!("{sha256}-{}", &engine_key[..16]));
-        match entry.load(&cache, optimizing) {
-            Ok(Some(component)) => {
-                log_hit(label, started);
-                return Ok(LoadedPlugin::new(
-                    component,
-                    Tier::Optimized,
-                    sha256,
-                    wasm.len(),
-                ));
-            }
-            Ok(None) => {}
-            Err(reason) => {
-                crate::telemetry::METRICS.compile_cache("invalid");
-                tracing::warn!(
-                plugin = label,
-                cache = "invalid",
-                entry = %entry.artifact.display(),
-                "ignoring compile cache entry ({reason:#}); recompiling"
-                );
-            }
+        if let Some(component) = entry.load_trusted(&cache, optimizing, label, "compile cache") {
+            log_hit(label, started);
+            return Ok(LoadedPlugin::new(
+                component,
+                Tier::Optimized,
+                sha256,
+                wasm.len(),
+            ));
         }
         if let Some(component) = self.load_shared(&entry.name, optimizing, label) {
             crate::telemetry::METRICS.compile_cache("shared_hit");
@@ -439,20 +427,12 @@ impl CompileCache {
     /// The entry `name` of the shared directory, if it holds one that authenticates.
     fn load_shared(&self, name: &str, engine: &wasmtime::Engine, label: &str) -> Option<Component> {
         let (dir, shared) = self.open_shared()?;
-        let entry = Entry::new(dir, name.to_owned());
-        match entry.load(&shared, engine) {
-            Ok(component) => component,
-            Err(reason) => {
-                crate::telemetry::METRICS.compile_cache("invalid");
-                tracing::warn!(
-                    plugin = label,
-                    cache = "invalid",
-                    entry = %entry.artifact.display(),
-                    "ignoring shared compile cache entry ({reason:#})"
-                );
-                None
-            }
-        }
+        Entry::new(dir, name.to_owned()).load_trusted(
+            &shared,
+            engine,
+            label,
+            "shared compile cache",
+        )
     }
 
     /// Gives the fleet what this host compiled (best effort: a read-only share is fine).
@@ -720,6 +700,30 @@ impl Entry {
             artifact: dir.join(format!("{name}.cwasm")),
             check: dir.join(format!("{name}.check")),
             name,
+        }
+    }
+
+    /// The entry's component, if there is one that can be trusted; one that cannot is
+    /// counted and logged as `invalid` (naming `which` cache) and never loaded.
+    fn load_trusted(
+        &self,
+        cache: &Cache,
+        engine: &wasmtime::Engine,
+        label: &str,
+        which: &str,
+    ) -> Option<Component> {
+        match self.load(cache, engine) {
+            Ok(component) => component,
+            Err(reason) => {
+                crate::telemetry::METRICS.compile_cache("invalid");
+                tracing::warn!(
+                    plugin = label,
+                    cache = "invalid",
+                    entry = %self.artifact.display(),
+                    "ignoring {which} entry ({reason:#})"
+                );
+                None
+            }
         }
     }
 
