@@ -85,6 +85,17 @@ ensure_postgres() {
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 }
 
+# promtool for the alerting-rule tests (tests/monitoring.rs): Debian's prometheus package,
+# installed when missing. Only the tool is used; no Prometheus server is started.
+ensure_promtool() {
+  if ! command -v promtool >/dev/null; then
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+}
+
 # PostgreSQL refuses to run as root: as root, run its tools as the package's `postgres` user.
 as_postgres() {
   if [[ "$(id -u)" == 0 ]]; then

@@ -4,7 +4,8 @@
 #   componentize-js (npm, into guests/js/node_modules), the Rust, Python and JavaScript guest
 #   components,
 #   a moto server, a PostgreSQL server and two OCI registries (Debian's packages, installed if
-#   missing) on free loopback ports, `cargo test`, and their shutdown.
+#   missing) on free loopback ports, promtool (Debian's prometheus package) for the alerting
+#   rules, `cargo test`, and their shutdown.
 # Idempotent. Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ source scripts/lib.sh
 ensure_wasm_target
 ensure_venv
 ensure_componentize_js
+ensure_promtool
 guests/build.sh
 guests/python/build.sh
 guests/js/build.sh

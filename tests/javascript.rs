@@ -224,6 +224,13 @@ fn a_js_monitor_loads_without_the_aws_host_plugin_and_its_aws_calls_are_denied_w
     );
     let (status, stdout, stderr) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
     assert!(status.success(), "{stdout}{stderr}");
+    // Nothing granted: ComponentizeJS's imports of every interface are no warning the user
+    // could act on, only a note.
+    assert!(
+        stdout.contains("note: built with ComponentizeJS, which imports every interface"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("warning:"), "{stdout}");
     let (ok, _, stderr) = invoke(&config, "sqs-backlog-js", "search", None, &[]);
     assert!(!ok);
     assert!(
@@ -232,4 +239,40 @@ fn a_js_monitor_loads_without_the_aws_host_plugin_and_its_aws_calls_are_denied_w
         ),
         "{stderr}"
     );
+}
+
+/// A syntax error in a JavaScript monitor is reported by the build with its file, line,
+/// column and reason, as the Python build does (componentize-js alone names none of them).
+#[test]
+fn a_js_syntax_error_names_its_file_line_and_reason() {
+    let dir = scratch_dir("js-syntax-error");
+    let app = dir.join("broken");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.js"),
+        "import { Issue } from './sentinela_monitor.js';\n\
+         export const checks = {\n\
+         \x20 search() {\n\
+         \x20   return [;\n\
+         \x20 },\n\
+         };\n",
+    )
+    .unwrap();
+    let out = dir.join("broken.wasm");
+    let result = std::process::Command::new("bash")
+        .arg(repo_root().join("guests/js/build.sh"))
+        .arg(&app)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(
+        stderr.contains("broken/app.js:4:13: SyntaxError: Unexpected token ';'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  |     return [;"), "{stderr}");
+    assert!(!out.exists());
 }

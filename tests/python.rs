@@ -246,13 +246,36 @@ fn a_python_monitor_loads_without_the_aws_host_plugin_and_its_aws_calls_are_deni
             guest("sqs_backlog_py").display()
         ),
     );
-    // No SENTINELA_PLUGINS: `sentinela` clears it.
+    // No SENTINELA_PLUGINS: `sentinela` clears it. Nothing granted: componentize-py's
+    // imports of every interface are no warning, only a note that says why.
     let (status, stdout, stderr) = output(&mut sentinela(&["check", config.to_str().unwrap()]));
     assert!(status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("it is not enabled, so every call is denied: set SENTINELA_PLUGINS=aws"),
+        stdout.contains("note: built with componentize-py, which imports every interface"),
         "{stdout}"
     );
+    assert!(!stdout.contains("warning:"), "{stdout}");
+    // Granted AWS: it means to call it, and `check` refuses it with the fix.
+    let granted_dir = dir.join("granted");
+    std::fs::create_dir_all(&granted_dir).unwrap();
+    let granted = write_config(
+        &granted_dir,
+        &format!(
+            "monitors:\n  - name: sqs-backlog-py\n    plugin: {}\n    grants:\n      \
+             credentials: [MONITORING]\n      aws: [\"sqs:ListQueues\"]\n",
+            guest("sqs_backlog_py").display()
+        ),
+    );
+    let (status, stdout, stderr) = output(&mut sentinela(&["check", granted.to_str().unwrap()]));
+    assert!(!status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "its grants need the 'aws' host plugin, which is not enabled; set SENTINELA_PLUGINS=aws"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("imports queue but"), "{stdout}");
+    assert!(!stdout.contains("imports secrets but"), "{stdout}");
     let (status, _, stderr) = output(&mut sentinela(&[
         "invoke",
         config.to_str().unwrap(),

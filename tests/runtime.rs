@@ -129,6 +129,11 @@ fn a_disabled_monitor_is_not_scheduled_until_enabled_again() {
     };
     let run = Running::start(&config, &[]);
     let timeout = Duration::from_secs(60);
+    let switched = |e: &serde_json::Value, state: &str| {
+        field(e, "monitor") == "blink"
+            && field(e, "message") == format!("monitor {state} (switched in the store)")
+    };
+    run.wait_for("blink said disabled", timeout, |e| switched(e, "disabled"));
     run.wait_until("three steady searches", timeout, |events| {
         finished(events, "steady") >= 3
     });
@@ -142,9 +147,62 @@ fn a_disabled_monitor_is_not_scheduled_until_enabled_again() {
     let (status, stdout, stderr) =
         output(&mut sentinela(&["monitors", config_arg, "enable", "blink"]));
     assert!(status.success(), "{stdout}{stderr}");
+    run.wait_for("blink said enabled", timeout, |e| switched(e, "enabled"));
     run.wait_until("blink scheduled again", timeout, |events| {
         finished(events, "blink") >= 1
     });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    // Once each: the state is said when it changes, not at each read of the store.
+    assert_eq!(events.iter().filter(|e| switched(e, "enabled")).count(), 1);
+    assert_eq!(events.iter().filter(|e| switched(e, "disabled")).count(), 1);
+}
+
+/// Idle keep-alive connections held open (more than the listener serves at once) cannot
+/// starve the liveness probe: the longest idle one is closed for the new connection.
+#[test]
+fn idle_connections_cannot_starve_healthz() {
+    use std::io::{Read, Write};
+    let dir = scratch_dir("run-healthz");
+    let port = free_port();
+    let config = TestConfig::new()
+        .set("http.listen", format!("127.0.0.1:{port}"))
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
+    let run = Running::start(&config, &[]);
+    let timeout = Duration::from_secs(60);
+    run.wait_for("the listener", timeout, |e| {
+        field(e, "message") == "serving /healthz, /readyz and /metrics"
+    });
+    // 100 connections, each answered once and then held open, idle.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let _ = stream.read(&mut answer);
+        held.push(stream);
+    }
+    // 25 liveness probes, each on a new connection, all answered at once.
+    for probe in 0..25 {
+        let started = std::time::Instant::now();
+        assert_eq!(
+            http_get(port, "/healthz"),
+            (200, "ok\n".into()),
+            "probe {probe}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "probe {probe} took {:?}",
+            started.elapsed()
+        );
+    }
+    drop(held);
     let (status, events) = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", dump(&events));
 }
@@ -237,6 +295,12 @@ fn a_replaced_plugin_file_is_swapped_in_and_a_corrupt_one_is_not() {
         "{}",
         dump(&events)
     );
+    // The refused version is said once per monitor, not again while it stays in place.
+    let refusals = events
+        .iter()
+        .filter(|e| field(e, "message").contains("cannot be loaded; keeping the running version"))
+        .count();
+    assert_eq!(refusals, 2, "{}", dump(&events));
 }
 
 /// `sentinela monitors CONFIG refresh NAME` with the in-process queue runs the monitor's
@@ -257,9 +321,16 @@ fn a_refresh_from_the_command_line_records_what_the_monitor_finds() {
             .find(|l| l.starts_with("steady "))
             .unwrap()
             .to_owned();
-        row.split("  ").last().unwrap().trim().to_owned()
+        // The columns after the crons: LAST_RUN, then CALLS.
+        let columns: Vec<String> = row
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        columns[columns.len() - 2..].join(" | ")
     };
-    assert_eq!(last_run(), "never");
+    assert_eq!(last_run(), "never | -");
     let (status, stdout, stderr) = output(&mut sentinela(&[
         "monitors", config_arg, "refresh", "steady",
     ]));
@@ -267,7 +338,11 @@ fn a_refresh_from_the_command_line_records_what_the_monitor_finds() {
     assert!(stdout.contains("steady refreshed"), "{stdout}");
     let shown = last_run();
     assert!(
-        shown.starts_with("update ok ") && shown.ends_with("s ago"),
+        shown.starts_with("update ok ") && shown.contains("s ago | "),
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with("| search ok, update ok, is-solved ok"),
         "{shown}"
     );
     let (status, stdout, stderr) = output(&mut sentinela(&["issues", config_arg, "--json"]));
@@ -424,7 +499,7 @@ fn sighup_reloads_the_monitors_all_or_nothing() {
         .lines()
         .find(|l| l.starts_with("beta "))
         .unwrap_or_default();
-    assert!(beta.contains(" ok ") && beta.ends_with(" ago"), "{stdout}");
+    assert!(beta.contains(" ok ") && beta.contains(" ago "), "{stdout}");
     assert!(
         !events[seen..]
             .iter()
@@ -509,6 +584,7 @@ fn a_stalled_log_reader_costs_lines_not_tasks() {
             Monitor::new("flood", "hostile_log_flood")
                 .search_every_second()
                 .set("limits.log_lines", 20_000)
+                .set("limits.log_lines_per_minute", 10_000_000)
                 .set("limits.log_bytes", "32MiB"),
         )
         .monitor(Monitor::new("steady", "steady").search_every_second())
@@ -599,4 +675,112 @@ fn keep_tail(text: &mut String) {
         let cut = text.floor_char_boundary(text.len() - (1 << 16));
         text.drain(..cut);
     }
+}
+
+/// A monitor whose `is-solved` fails on every call is seen failing: its tasks do not say
+/// "task finished", `/metrics` counts its calls by outcome and marks it failing (once, with
+/// one log line), `sentinela monitors` shows it with its last error; the monitor beside it
+/// keeps its schedule.
+#[test]
+fn a_monitor_that_cannot_solve_its_issues_is_seen_failing() {
+    let dir = scratch_dir("run-unsolvable");
+    let port = free_port();
+    let config = TestConfig::new()
+        .set("http.listen", format!("127.0.0.1:{port}"))
+        .monitor(
+            Monitor::new("unsolvable", "unsolvable")
+                .search_every_second()
+                .update_every_second(),
+        )
+        .monitor(Monitor::new("steady", "steady").search_every_second())
+        .write(&dir);
+    let run = Running::start(&config, &[]);
+    let timeout = Duration::from_secs(60);
+    let failing = |e: &serde_json::Value| {
+        field(e, "monitor") == "unsolvable" && field(e, "message").starts_with("monitor failing")
+    };
+    run.wait_for("unsolvable marked failing", timeout, failing);
+    let (status, metrics) = http_get(port, "/metrics");
+    assert_eq!(status, 200);
+    let series = |name: &str, labels: &[(&str, &str)]| sample(&metrics, name, labels);
+    assert_eq!(
+        series("sentinela_monitor_failing", &[("monitor", "unsolvable")]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        series(
+            "sentinela_calls_total",
+            &[
+                ("monitor", "unsolvable"),
+                ("export", "is-solved"),
+                ("outcome", "error")
+            ]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{metrics}"
+    );
+    assert!(
+        series(
+            "sentinela_calls_total",
+            &[
+                ("monitor", "steady"),
+                ("export", "search"),
+                ("outcome", "ok")
+            ]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        series("sentinela_monitor_failing", &[("monitor", "steady")]),
+        None,
+        "{metrics}"
+    );
+    let seen = run.events().len();
+    run.wait_until("two more steady searches", timeout, |events| {
+        events[seen..]
+            .iter()
+            .filter(|e| field(e, "monitor") == "steady" && field(e, "message") == "task finished")
+            .count()
+            >= 2
+    });
+    let (status, events) = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", dump(&events));
+    // Its updates ran, and said their calls failed; "failing" was said once.
+    let update_ends: Vec<&str> = events
+        .iter()
+        .filter(|e| field(e, "monitor") == "unsolvable" && field(e, "task") == "Update")
+        .map(|e| field(e, "message"))
+        .filter(|m| m.starts_with("task "))
+        .collect();
+    // (An update before the first search found the issue had nothing to ask.)
+    let first_failed = update_ends
+        .iter()
+        .position(|m| *m == "task ended with 1 failed call(s)")
+        .unwrap_or_else(|| panic!("{update_ends:?}"));
+    assert!(
+        update_ends[first_failed..]
+            .iter()
+            .all(|m| *m == "task ended with 1 failed call(s)"),
+        "{update_ends:?}"
+    );
+    assert_eq!(events.iter().filter(|e| failing(e)).count(), 1);
+
+    let (status, stdout, stderr) = output(&mut sentinela(&["monitors", config.to_str().unwrap()]));
+    assert!(status.success(), "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("unsolvable "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("FAILING ("), "{stdout}");
+    assert!(row.contains("is-solved error"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "    last error: monitor 'unsolvable': is-solved returned an error: KeyError"
+        ),
+        "{stdout}"
+    );
+    let steady = stdout.lines().find(|l| l.starts_with("steady ")).unwrap();
+    assert!(steady.ends_with("search ok"), "{stdout}");
 }

@@ -35,6 +35,26 @@ if [[ ${#dirs[@]} -eq 0 ]]; then
   done
 fi
 
+# Node's own parser first: componentize-js reports a syntax error without its line ("failed
+# to parse JS source"). Prints "error: FILE:LINE:COLUMN: SyntaxError: ..." and the line.
+check_syntax() {
+  local file="$1" copy out line col reason
+  command -v node >/dev/null 2>&1 || return 0
+  copy="$(mktemp --suffix=.mjs)"
+  cp "$file" "$copy"
+  if out="$(node --check "$copy" 2>&1)"; then
+    rm -f "$copy"
+    return 0
+  fi
+  rm -f "$copy"
+  line="$(printf '%s\n' "$out" | sed -n '1s/.*:\([0-9][0-9]*\)$/\1/p')"
+  col="$(printf '%s\n' "$out" | sed -n '3p' | awk '{ print index($0, "^") }')"
+  reason="$(printf '%s\n' "$out" | grep -m1 -E '^[A-Za-z]*Error: ' || true)"
+  echo "error: $file:${line:-?}:${col:-?}: ${reason:-syntax error}" >&2
+  printf '%s\n' "$out" | sed -n '2,3p' | sed 's/^/  | /' >&2
+  return 1
+}
+
 for dir in "${dirs[@]}"; do
   if [[ ! -f "$dir/app.js" ]]; then
     echo "error: $dir: no app.js (a JavaScript monitor directory holds app.js exporting checks)" >&2
@@ -46,6 +66,9 @@ for dir in "${dirs[@]}"; do
   if [[ -f "$target" ]] && [[ -z "$(find "$dir" "$here/sdk" "$root/wit" -name '*.js' -newer "$target" -o -name '*.wit' -newer "$target")" ]]; then
     continue
   fi
+  while IFS= read -r -d '' source; do
+    check_syntax "$source" || exit 1
+  done < <(find "$dir" -name node_modules -prune -o -name '*.js' -print0)
   # The app and the SDK side by side, so `import ... from './sentinela_monitor.js'` resolves.
   stage="$(mktemp -d)"
   log="$stage.log"

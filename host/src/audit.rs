@@ -196,6 +196,44 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
+/// Where a message of the application queue came from, as the queue says.
+pub struct MessageOrigin<'a> {
+    /// The queue's message id.
+    pub message_id: Option<&'a str>,
+    /// Who sent it (SQS's `SenderId`).
+    pub sender_id: Option<&'a str>,
+    /// When the queue received it.
+    pub sent_at: Option<std::time::SystemTime>,
+}
+
+/// Audits a control action a message of the application queue asked for (drop an issue,
+/// switch a monitor off or on, refresh it): what (`action`), on what (`subject`: the monitor,
+/// or the issue key), which message and whose, and how it went; counted in `sentinela_control_actions_total{action, outcome}`. The queue is
+/// shared with whoever may send to it: this is the trail of who did what.
+pub fn control_action(
+    action: &'static str,
+    subject: &str,
+    origin: &MessageOrigin<'_>,
+    outcome: &'static str,
+) {
+    crate::telemetry::METRICS.control_action(action, outcome);
+    let sent_at = origin
+        .sent_at
+        .map(|at| chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339())
+        .unwrap_or_default();
+    tracing::info!(
+        target: TARGET,
+        actor = "queue message",
+        action,
+        subject = crate::guest_text::shortened(subject, 64).as_str(),
+        message_id = shorten(origin.message_id.unwrap_or("")).as_str(),
+        sender_id = shorten(origin.sender_id.unwrap_or("")).as_str(),
+        sent_at = sent_at.as_str(),
+        outcome,
+        "control action"
+    );
+}
+
 /// The audit word for a result.
 pub fn outcome<T>(result: &Result<T, Error>) -> &'static str {
     match result {

@@ -1,22 +1,50 @@
 //! Text a guest chose (a log message, an issue id, an error string, a trap's function name,
 //! an operation name), made safe to write into a log line or onto a terminal. One helper for
 //! every path: every C0 and C1 control, DEL, the Unicode line and paragraph separators and
-//! the bidi controls are escaped (`\n`, `\u{202e}`), so a guest can neither start a forged
-//! log line nor reorder or hide what an operator reads.
+//! the format characters (bidi controls, zero-width and other invisible characters) are
+//! escaped (`\n`, `\u{202e}`), so a guest can neither start a forged log line nor reorder,
+//! hide or disguise what an operator reads.
 
 use std::borrow::Cow;
 use std::fmt;
 
-/// Whether `c` must not reach a log line or a terminal as is.
-fn is_unsafe(c: char) -> bool {
+/// Whether `c` must not reach a log line or a terminal as is: it would start a line, move
+/// the cursor, reorder text or be invisible (two ids that look the same).
+pub fn is_unsafe(c: char) -> bool {
     c.is_control() // C0, DEL, C1
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' // line and paragraph separators
-            | '\u{061c}' | '\u{200e}' | '\u{200f}' // bidi marks
-            | '\u{202a}'..='\u{202e}' // bidi embeddings and overrides
-            | '\u{2066}'..='\u{2069}' // bidi isolates
-        )
+        || matches!(c, '\u{2028}' | '\u{2029}') // line and paragraph separators
+        || is_format(c)
+}
+
+/// Unicode's general category Cf (format characters: bidi marks, embeddings, overrides and
+/// isolates, zero-width spaces and joiners, the soft hyphen, the byte order mark, tags...),
+/// generated from Python's `unicodedata` (Unicode 14.0), with Unicode 15's Egyptian
+/// hieroglyph format controls up to U+1343F.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061c}'
+            | '\u{06dd}'
+            | '\u{070f}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 fn push_escaped(out: &mut String, c: char) {
@@ -57,17 +85,23 @@ pub fn shortened(text: &str, max: usize) -> String {
     short
 }
 
-/// Serialized JSON made safe for a terminal: serde_json escapes C0 controls, but DEL, C1,
-/// the line separators and bidi controls are valid raw in JSON strings. They can only occur
-/// inside strings, so each becomes a `\uXXXX` escape and the text stays the same JSON.
+/// Serialized JSON (compact or pretty) made safe for a terminal: serde_json escapes C0
+/// controls, but DEL, C1, the line separators and format characters are valid raw in JSON
+/// strings. They can only occur inside strings, so each becomes a `\uXXXX` escape and the
+/// text stays the same JSON.
 pub fn json_for_terminal(json: &str) -> Cow<'_, str> {
     if !json.chars().any(is_unsafe) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if is_unsafe(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
+        // Raw C0 characters are never inside strings (serde_json escapes them there): the
+        // line breaks and indentation of pretty-printed JSON stay as they are.
+        if is_unsafe(c) && !matches!(c, '\n' | '\r' | '\t') {
+            // JSON escapes UTF-16 units: a character above U+FFFF is a surrogate pair.
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
         } else {
             out.push(c);
         }
@@ -115,6 +149,12 @@ mod tests {
         assert!(escaped.contains("\\n2026") && escaped.contains("\\u{1b}[2J"));
         assert!(escaped.contains("\\u{2028}") && escaped.contains("\\u{202e}"));
         assert!(matches!(escape("plain ünïcode ✓"), Cow::Borrowed(_)));
+        // Invisible characters: two ids that would look the same do not.
+        for invisible in ["\u{200b}", "\u{2060}", "\u{ad}", "\u{feff}", "\u{e0041}"] {
+            let id = format!("disk{invisible}-full");
+            assert_ne!(escape(&id), "disk-full", "{invisible:?}");
+            assert!(!escape(&id).chars().any(is_unsafe));
+        }
     }
 
     #[test]
@@ -128,9 +168,20 @@ mod tests {
 
     #[test]
     fn json_stays_json_without_raw_controls() {
-        let value = serde_json::json!({"id": "a\u{7f}\u{9b}\u{2028}\u{202e}b\n"});
+        let value = serde_json::json!({
+            "id": "a\u{7f}\u{9b}\u{2028}\u{202e}b\n\u{200b}\u{2060}\u{ad}\u{feff}\u{e0041}"
+        });
         let text = json_for_terminal(&value.to_string()).into_owned();
         assert!(!text.chars().any(is_unsafe), "{text}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
+        // Pretty-printed: its own line breaks stay, the strings' characters do not.
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let text = json_for_terminal(&pretty).into_owned();
+        assert!(text.contains('\n'));
+        assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text}");
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&text).unwrap(),
             value

@@ -19,7 +19,7 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use crate::aws::AwsProvider;
 use crate::bindings::sentinela::plugin::log::Level;
 use crate::capabilities::aws_call::{self, AwsCallCtx, AwsCallGrants, AwsCallInstance};
-use crate::capabilities::log::{self, GuestLog};
+use crate::capabilities::log::{self, GuestLog, MinuteBudget};
 use crate::capabilities::queue::{self, MonitorQueues, QueueCtx, QueueInstance};
 use crate::capabilities::secrets::{self, DeclaredSecrets, SecretStore, SecretsInstance};
 use crate::capabilities::settings;
@@ -136,13 +136,15 @@ impl InstanceState {
         }
     }
 
-    /// The log budget of one call of a monitor with these limits.
-    pub fn call_log(monitor: Arc<str>, limits: &Limits) -> GuestLog {
+    /// The log budget of one call of a monitor with these limits, drawing on the monitor's
+    /// budget per minute too.
+    pub fn call_log(monitor: Arc<str>, limits: &Limits, minute: &Arc<MinuteBudget>) -> GuestLog {
         GuestLog::new(
             monitor,
             usize::try_from(limits.log_bytes.0).unwrap_or(usize::MAX),
             limits.log_lines as usize,
             limits.aws_requests,
+            minute.clone(),
         )
     }
 }
@@ -269,6 +271,9 @@ pub struct Limits {
     pub log_bytes: ByteSize,
     /// Lines of log kept per invocation, empty lines included.
     pub log_lines: u32,
+    /// Lines of log kept per minute over all of the monitor's calls (the per-call budgets
+    /// still apply): a monitor called every second cannot write 1,000 lines a second.
+    pub log_lines_per_minute: u32,
     /// AWS requests (`aws-call` and `queue`) one invocation may send; none: no cap.
     pub aws_requests: Option<u32>,
     /// Bytes the guest may hand the host in one transfer (one host call's arguments, or one
@@ -311,7 +316,7 @@ impl Limits {
                 ),
             ));
         }
-        let ranges: [(&'static str, u64, u64, u64); 10] = [
+        let ranges: [(&'static str, u64, u64, u64); 11] = [
             ("memory", self.memory.0, 64 << 10, Self::MAX_MEMORY),
             ("table_elements", self.table_elements.into(), 1, 1_000_000),
             ("instances", self.instances.into(), 1, 1000),
@@ -319,6 +324,12 @@ impl Limits {
             ("tables", self.tables.into(), 1, 1000),
             ("log_bytes", self.log_bytes.0, 0, 64 << 20),
             ("log_lines", self.log_lines.into(), 0, 1_000_000),
+            (
+                "log_lines_per_minute",
+                self.log_lines_per_minute.into(),
+                0,
+                10_000_000,
+            ),
             ("transfer_bytes", self.transfer_bytes.0, 1 << 10, 1 << 30),
             ("issues_per_call", self.issues_per_call.into(), 1, 1_000_000),
             ("active_issues", self.active_issues.into(), 1, 10_000_000),
@@ -341,6 +352,7 @@ impl Default for Limits {
             tables: 64,
             log_bytes: ByteSize(64 << 10),
             log_lines: 1000,
+            log_lines_per_minute: 6000,
             aws_requests: None,
             transfer_bytes: ByteSize(16 << 20),
             issues_per_call: 1000,

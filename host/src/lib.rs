@@ -37,6 +37,7 @@ pub mod issues;
 pub mod message;
 pub mod monitor;
 pub mod oci;
+pub mod producers;
 pub mod providers;
 pub mod queue;
 pub mod reload;

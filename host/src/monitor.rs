@@ -14,13 +14,15 @@ use wasmtime::component::{Component, Linker};
 use crate::bindings::MonitorPre;
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::bindings::sentinela::plugin::types::Issue;
-use crate::capabilities::log::GuestLog;
+use crate::capabilities::log::{GuestLog, MinuteBudget};
 use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
 use crate::declaration::Declaration;
 use crate::engine::{Engine, Tier};
+use crate::grants::Grants;
 use crate::guest_text::escape;
 use crate::instance::{InstanceState, Limits, MonitorCapabilities};
+use crate::producers::Sdk;
 use crate::providers::HostPlugins;
 
 /// A compiled `.wasm` file and what it imports and exports.
@@ -40,6 +42,8 @@ pub struct PluginFile {
     pub declaration: Option<Declaration>,
     /// Which compiler made the code it runs.
     pub tier: Tier,
+    /// The SDK that built it, when that SDK imports the whole world whatever the code calls.
+    pub sdk: Option<Sdk>,
     component: Component,
 }
 
@@ -68,6 +72,7 @@ impl PluginFile {
             .collect();
         // Read from the file's first bytes; it informs checks, it grants nothing.
         let declaration = Declaration::read(path)?;
+        let sdk = crate::producers::sdk_of(path);
         Ok(PluginFile {
             path: path.to_path_buf(),
             size: loaded.size as u64,
@@ -76,6 +81,7 @@ impl PluginFile {
             exports,
             declaration,
             tier: loaded.tier,
+            sdk,
             component,
         })
     }
@@ -94,12 +100,37 @@ impl PluginFile {
     }
 
     /// What this component loads with but cannot use with these host plugins: the
-    /// interfaces of a disabled host plugin, whose every call is denied.
-    pub fn warnings(&self, enabled: &HostPlugins) -> Vec<String> {
+    /// interfaces of a disabled host plugin, whose every call is denied. For a component of
+    /// an [`Sdk`], which imports every interface whether the code calls it or not, only when
+    /// `grants` or its declaration say it means to call them ([`PluginFile::sdk_note`] says
+    /// why the others are not warned about).
+    pub fn warnings(&self, enabled: &HostPlugins, grants: &Grants) -> Vec<String> {
+        // What the config grants, or the plugin declares, says it means to call them.
+        let declared = self
+            .declaration
+            .as_ref()
+            .is_some_and(|d| !d.aws.is_empty() || !d.queues.is_empty());
+        let meant = declared
+            || !grants.credentials.is_empty()
+            || !grants.aws.is_empty()
+            || !grants.queues.is_empty();
         self.imports
             .iter()
+            .filter(|_| self.sdk.is_none() || meant)
             .filter_map(|name| ImportCheck::of(name, enabled).warning(name))
             .collect()
+    }
+
+    /// For `check`: why a component of an [`Sdk`] gets no warning about its imports.
+    pub fn sdk_note(&self) -> Option<String> {
+        self.sdk.map(|sdk| {
+            format!(
+                "built with {}, which imports every interface of the sentinela world whether the \
+                 monitor calls it or not: no warning about those imports (a call of an interface \
+                 nothing grants is denied)",
+                sdk.name()
+            )
+        })
     }
 
     /// Every reason this component cannot run as a monitor with these host plugins.
@@ -179,6 +210,8 @@ pub struct MonitorPlugin {
     plugin: Arc<PreparedPlugin>,
     capabilities: MonitorCapabilities,
     engine: Engine,
+    /// Its `limits.log_lines_per_minute`, shared by its calls.
+    log_minute: Arc<MinuteBudget>,
 }
 
 impl MonitorPlugin {
@@ -192,6 +225,7 @@ impl MonitorPlugin {
     ) -> MonitorPlugin {
         MonitorPlugin {
             name: name.into(),
+            log_minute: MinuteBudget::new(limits.log_lines_per_minute),
             limits,
             plugin,
             capabilities,
@@ -211,7 +245,7 @@ impl MonitorPlugin {
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let function = call.function();
         let timeout = self.limits.timeout.0;
-        let log = InstanceState::call_log(self.name.clone(), &self.limits);
+        let log = InstanceState::call_log(self.name.clone(), &self.limits, &self.log_minute);
         // Declared before the store, so dropped after it (the instance's stdout/stderr flush
         // their last partial line then), also when the call is cancelled at shutdown.
         let _finish_log = FinishLog(log.clone());

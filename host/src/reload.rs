@@ -42,7 +42,9 @@ fn settles(kind: &notify::EventKind) -> Option<bool> {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
         EventKind::Modify(ModifyKind::Name(_)) => Some(true),
-        EventKind::Access(_) => None,
+        // Reading the file to load it may update its access time: that is no change (and
+        // taking it for one would load a refused file again and again).
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => None,
         _ => Some(false),
     }
 }
@@ -103,7 +105,7 @@ pub async fn watch_plugins(app: Arc<App>, runtime: Arc<Runtime>, mut stop: watch
         for path in quiet {
             pending.remove(&path);
             let names = watched.monitors_of.get(&path).cloned().unwrap_or_default();
-            reload(&app, &runtime, &names, &path, &mut watched.hashes).await;
+            reload(&app, &runtime, &names, &path, &mut watched).await;
         }
     }
 }
@@ -115,6 +117,9 @@ struct Watched {
     monitors_of: HashMap<PathBuf, Vec<String>>,
     /// Each running monitor's file hash, for the swap's log line and `plugin_info`.
     hashes: HashMap<String, String>,
+    /// Plugin path → the hash of the version last refused there: said once, not again
+    /// while the file stays that version.
+    refused: HashMap<PathBuf, String>,
     directories: HashSet<PathBuf>,
 }
 
@@ -185,8 +190,11 @@ async fn reload(
     runtime: &Runtime,
     names: &[String],
     path: &Path,
-    hashes: &mut HashMap<String, String>,
+    watched: &mut Watched,
 ) {
+    let Watched {
+        hashes, refused, ..
+    } = watched;
     let hashed = {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || file_sha256(&path)).await
@@ -217,7 +225,11 @@ async fn reload(
         })
         .collect();
     if changed.is_empty() {
+        refused.remove(path);
         return;
+    }
+    if refused.get(path) == Some(&new_hash) {
+        return; // refused already, and said so
     }
     let loaded = {
         let app = app.clone();
@@ -260,12 +272,19 @@ async fn reload(
                     "plugin reloaded"
                 );
             }
-            Err(e) => tracing::warn!(
-                monitor = name.as_str(),
-                new_sha256 = new_hash.as_str(),
-                "plugin file changed but the new version cannot be loaded; keeping the running \
-                 version: {e:#}"
-            ),
+            Err(e) => {
+                METRICS
+                    .plugin_load_errors
+                    .get_or_create(&vec![("monitor", name.clone())])
+                    .inc();
+                tracing::warn!(
+                    monitor = name.as_str(),
+                    new_sha256 = new_hash.as_str(),
+                    "plugin file changed but the new version cannot be loaded; keeping the \
+                     running version until the file changes again: {e:#}"
+                );
+                refused.insert(path.to_path_buf(), new_hash.clone());
+            }
         }
     }
     crate::tier_up::spawn(app.clone(), replaced);

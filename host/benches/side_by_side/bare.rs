@@ -6,7 +6,7 @@ use anyhow::Result;
 use sentinela_host::bindings::sentinela::plugin::{log, types};
 use sentinela_host::bindings::{Monitor, MonitorPre};
 use sentinela_host::capabilities::aws_call::{self, AwsCallCtx};
-use sentinela_host::capabilities::log::GuestLog;
+use sentinela_host::capabilities::log::{GuestLog, MinuteBudget};
 use sentinela_host::capabilities::queue::{self, QueueCtx};
 use sentinela_host::capabilities::secrets::{self, SecretsInstance};
 use wasmtime::Store;
@@ -71,7 +71,13 @@ impl Bare {
             table: ResourceTable::new(),
             secrets: SecretsInstance {
                 monitor: "bare".into(),
-                log: GuestLog::new("bare".into(), 1 << 16, 1000, Some(100)),
+                log: GuestLog::new(
+                    "bare".into(),
+                    1 << 16,
+                    1000,
+                    Some(100),
+                    MinuteBudget::new(u32::MAX),
+                ),
                 declared: Default::default(),
                 store: None,
             },

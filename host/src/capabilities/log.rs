@@ -37,6 +37,72 @@ type RefusalKind = (&'static str, String, String, String, String);
 pub struct GuestLog {
     monitor: Arc<str>,
     state: Arc<Mutex<Budget>>,
+    /// The monitor's budget over time, shared by all its calls.
+    minute: Arc<MinuteBudget>,
+}
+
+/// A monitor's log lines per minute (`limits.log_lines_per_minute`), over all its calls: a
+/// monitor within its per-call budget on a one-second schedule still writes a bounded number
+/// of lines. Past it, lines are dropped until the minute ends, and one line at most each
+/// minute says how many.
+pub struct MinuteBudget {
+    per_minute: u32,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    started: std::time::Instant,
+    used: u32,
+    /// Dropped since the last line that said so.
+    dropped: u64,
+    said_at: Option<std::time::Instant>,
+}
+
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl MinuteBudget {
+    /// A budget of `per_minute` lines, its minute starting now.
+    pub fn new(per_minute: u32) -> Arc<MinuteBudget> {
+        Arc::new(MinuteBudget {
+            per_minute,
+            window: Mutex::new(Window {
+                started: std::time::Instant::now(),
+                used: 0,
+                dropped: 0,
+                said_at: None,
+            }),
+        })
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one line from this minute's budget, or counts it as dropped.
+    fn charge(&self) -> bool {
+        let mut window = self.window();
+        if window.started.elapsed() >= MINUTE {
+            window.started = std::time::Instant::now();
+            window.used = 0;
+        }
+        if window.used >= self.per_minute {
+            window.dropped += 1;
+            return false;
+        }
+        window.used += 1;
+        true
+    }
+
+    /// Lines dropped since it was last said, when it is time to say it again (at most once
+    /// a minute).
+    fn take_dropped_to_say(&self) -> Option<u64> {
+        let mut window = self.window();
+        if window.dropped == 0 || window.said_at.is_some_and(|at| at.elapsed() < MINUTE) {
+            return None;
+        }
+        window.said_at = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut window.dropped))
+    }
 }
 
 struct Budget {
@@ -69,15 +135,18 @@ impl Budget {
 }
 
 impl GuestLog {
-    /// A call's log with the budget of the monitor's `limits.log_bytes` and `limits.log_lines`.
+    /// A call's log with the budget of the monitor's `limits.log_bytes` and `limits.log_lines`,
+    /// and its share of the monitor's `minute` budget.
     pub fn new(
         monitor: Arc<str>,
         bytes_limit: usize,
         lines_limit: usize,
         aws_requests: Option<u32>,
+        minute: Arc<MinuteBudget>,
     ) -> GuestLog {
         GuestLog {
             monitor,
+            minute,
             state: Arc::new(Mutex::new(Budget {
                 bytes_left: bytes_limit,
                 lines_left: lines_limit,
@@ -100,7 +169,7 @@ impl GuestLog {
     /// counted.
     pub fn emit(&self, level: Level, source: &'static str, message: &str) {
         let mut state = self.state();
-        if !state.charge(message.len()) {
+        if !state.charge(message.len()) || !self.minute.charge() {
             return;
         }
         if source == "stderr" {
@@ -126,7 +195,7 @@ impl GuestLog {
     /// the same budget as the guest's own output, at a typical refusal line's length.
     pub fn allow_refusal_line(&self) -> bool {
         const REFUSAL_LINE_BYTES: usize = 160;
-        self.state().charge(REFUSAL_LINE_BYTES)
+        self.state().charge(REFUSAL_LINE_BYTES) && self.minute.charge()
     }
 
     /// Takes one AWS request from the call's allowance (`limits.aws_requests`), shared by
@@ -191,6 +260,15 @@ impl GuestLog {
                 dropped_bytes,
                 "log limit of {bytes_limit} bytes and {lines_limit} lines per call reached; \
                  dropped {dropped_lines} lines ({dropped_bytes} bytes)"
+            );
+        }
+        if let Some(dropped_lines) = self.minute.take_dropped_to_say() {
+            let per_minute = self.minute.per_minute;
+            tracing::warn!(
+                target: TARGET,
+                dropped_lines,
+                "log limit of {per_minute} lines per minute reached; dropped {dropped_lines} \
+                 lines since this was last said"
             );
         }
     }

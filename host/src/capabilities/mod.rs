@@ -16,6 +16,7 @@ pub mod settings;
 use std::collections::BTreeMap;
 
 use crate::grants::Grants;
+use crate::producers::Sdk;
 use crate::providers::{HostPlugin, HostPlugins};
 use secrets::SecretSource;
 
@@ -132,8 +133,11 @@ pub fn host_plugin_disabled(
 }
 
 /// Grants a monitor can never use (it does not import the interface they serve) and imports
-/// it can never use (nothing is granted for them), one sentence each, for `check`.
+/// it can never use (nothing is granted for them), one sentence each, for `check`. The
+/// imports of a component built by an [`Sdk`] that imports them all say nothing of what it
+/// calls: no sentence about those.
 pub fn unusable_grants_and_imports(
+    sdk: Option<Sdk>,
     imports: &[String],
     grants: &Grants,
     secrets: &BTreeMap<String, SecretSource>,
@@ -172,6 +176,9 @@ pub fn unusable_grants_and_imports(
             "settings are given but the plugin does not import {}: never read",
             settings::INTERFACE
         ));
+    }
+    if sdk.is_some() {
+        return found;
     }
     if imports_interface("aws-call") {
         if grants.credentials.is_empty() {

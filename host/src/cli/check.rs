@@ -102,10 +102,14 @@ pub(super) fn check(configs: &[PathBuf], connect: bool, locked: bool) -> Result<
                 println!("    tier: {}", describe_tier(plugin.file().tier));
                 let imports = describe_imports(&plugin.file().imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
-                for warning in plugin.file().warnings(&host.host_plugins) {
+                for warning in plugin.file().warnings(&host.host_plugins, &monitor.grants) {
                     println!("    warning: {warning}");
                 }
+                if let Some(note) = plugin.file().sdk_note() {
+                    println!("    note: {note}");
+                }
                 for warning in crate::capabilities::unusable_grants_and_imports(
+                    plugin.file().sdk,
                     &plugin.file().imports,
                     &monitor.grants,
                     &monitor.secrets,

@@ -57,10 +57,11 @@ pub(super) async fn monitors(
     let Some(action) = action else {
         let disabled = store.disabled_monitors().await?;
         let last_runs = store.last_runs().await?;
+        let calls = store.monitor_calls().await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         println!(
-            "{:<24} {:>8}  {:<8}  {:<20}  {:<20}  LAST_RUN",
-            "MONITOR", "ID", "STATE", "SEARCH_CRON", "UPDATE_CRON"
+            "{:<24} {:>8}  {:<8}  {:<20}  {:<20}  {:<24}  CALLS",
+            "MONITOR", "ID", "STATE", "SEARCH_CRON", "UPDATE_CRON", "LAST_RUN"
         );
         for m in &config.monitors {
             let cron = |c: &Option<crate::config::values::Schedule>| {
@@ -79,8 +80,20 @@ pub(super) async fn monitors(
                             age(now_ms.saturating_sub(*at))
                         )
                     });
+            // Each export's last outcome; failing after FAILING_AFTER failed calls in a row.
+            let record = calls.get(m.name.as_str());
+            let calls_shown = record.map_or("-".to_owned(), |r| {
+                let last = shortened(&r.last, 80);
+                match r.failed_in_a_row {
+                    0 => last,
+                    n if n >= crate::telemetry::calls::FAILING_AFTER => {
+                        format!("FAILING ({n} failed in a row): {last}")
+                    }
+                    n => format!("{n} failed in a row: {last}"),
+                }
+            });
             println!(
-                "{:<24} {:>8}  {:<8}  {:<20}  {:<20}  {last_run}",
+                "{:<24} {:>8}  {:<8}  {:<20}  {:<20}  {last_run:<24}  {calls_shown}",
                 m.name.as_str(),
                 m.id.map_or("-".to_owned(), |id| id.to_string()),
                 if disabled.contains(m.name.as_str()) {
@@ -91,6 +104,12 @@ pub(super) async fn monitors(
                 cron(&m.search_cron),
                 cron(&m.update_cron)
             );
+            if let Some(error) = record
+                .filter(|r| r.failed_in_a_row > 0)
+                .and_then(|r| r.last_error.as_deref())
+            {
+                println!("    last error: {}", shortened(error, 300));
+            }
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -173,7 +192,7 @@ async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
         .context("the monitor is no longer in the config")?;
     let plugin = host.load_monitor(monitor_config)?;
     let issues = open_store(&host).await?;
-    let monitor = ScheduledMonitor::new(Arc::new(plugin), Arc::new(monitor_config.clone()));
+    let scheduled = ScheduledMonitor::new(Arc::new(plugin), Arc::new(monitor_config.clone()));
     let options = RuntimeOptions {
         role: Role::Executor,
         concurrency: 1,
@@ -182,7 +201,11 @@ async fn refresh_here(config: &Path, name: &str) -> Result<ExitCode> {
         spread: crate::runtime::Spread(std::time::Duration::ZERO),
     };
     let queue = ApplicationQueue::Internal(crate::queue::InternalQueue::new());
-    let runtime = Runtime::new(Vec::new(), queue, issues, options);
+    // The monitor in the runtime's set, so the flush writes its calls too.
+    let runtime = Runtime::new(vec![scheduled], queue, issues, options);
+    let monitor = runtime
+        .monitor(monitor_config.name.as_str())
+        .context("the monitor is not in the runtime it was given to")?;
     runtime
         .run_tasks(&monitor, &[Task::Search, Task::Update], None)
         .await;
@@ -209,7 +232,9 @@ pub(super) async fn list_issues(
     });
     let issues = store.list(monitor, status).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&issues)?);
+        // The same JSON, with no character a terminal would act on or hide raw.
+        let text = serde_json::to_string_pretty(&issues)?;
+        println!("{}", crate::guest_text::json_for_terminal(&text));
         return Ok(ExitCode::SUCCESS);
     }
     if issues.is_empty() {

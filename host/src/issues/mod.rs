@@ -46,9 +46,11 @@ use crate::capabilities::queue::MonitorQueues;
 use crate::config::values::ConfigPath;
 
 mod known;
+mod monitor_state;
 
 pub use known::{KEPT_TEXT_BYTES, OverActiveLimit};
 use known::{Known, KnownData};
+pub use monitor_state::LastRun;
 
 /// The tracing target of issue events (`created`, `updated`, `solved`).
 pub const TARGET: &str = "sentinela::issues";
@@ -207,29 +209,15 @@ const SCHEMA: &[&str] = &[
         outcome TEXT NOT NULL,
         finished_at BIGINT NOT NULL
     )",
+    // How each monitor's export calls went, written when it changes (`sentinela monitors`).
+    "CREATE TABLE IF NOT EXISTS sentinela_monitor_calls (
+        monitor TEXT PRIMARY KEY,
+        last_outcomes TEXT NOT NULL,
+        failed_in_a_row BIGINT NOT NULL,
+        last_error TEXT,
+        updated_at BIGINT NOT NULL
+    )",
 ];
-
-/// How a monitor's last task ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastRun {
-    /// `search` or `update`.
-    pub task: &'static str,
-    /// `ok`, `failed` or `deadline`.
-    pub outcome: &'static str,
-    /// When it ended, in milliseconds since the Unix epoch.
-    pub finished_at_ms: i64,
-}
-
-impl LastRun {
-    /// A task that ended now.
-    pub fn now(task: &'static str, outcome: &'static str) -> LastRun {
-        LastRun {
-            task,
-            outcome,
-            finished_at_ms: now_ms(),
-        }
-    }
-}
 
 /// The outbox: events committed with their change and not yet published. The id column is
 /// the one thing SQLite and PostgreSQL spell differently.
@@ -756,73 +744,6 @@ impl IssueStore {
         Ok(Some((monitor, id)))
     }
 
-    /// Switches a monitor off or on for every process sharing the store.
-    pub async fn set_enabled(&self, monitor: &str, enabled: bool) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sentinela_monitor_state (monitor, enabled, changed_at)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (monitor) DO UPDATE SET enabled = $2, changed_at = $3",
-        )
-        .bind(monitor)
-        .bind(i64::from(enabled))
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records each monitor's last run, in one transaction; a run older than the one stored
-    /// (another executor's) is not written over it.
-    pub async fn record_runs(&self, runs: &[(String, LastRun)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for (monitor, run) in runs {
-            sqlx::query(
-                "INSERT INTO sentinela_monitor_runs (monitor, task, outcome, finished_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (monitor) DO UPDATE SET task = $2, outcome = $3, finished_at = $4
-                 WHERE sentinela_monitor_runs.finished_at <= $4",
-            )
-            .bind(monitor)
-            .bind(run.task)
-            .bind(run.outcome)
-            .bind(run.finished_at_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Each monitor's last run as recorded: task, outcome and when.
-    pub async fn last_runs(&self) -> Result<HashMap<String, (String, String, i64)>> {
-        let rows =
-            sqlx::query("SELECT monitor, task, outcome, finished_at FROM sentinela_monitor_runs")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<String, _>(0)?,
-                    (
-                        row.try_get::<String, _>(1)?,
-                        row.try_get::<String, _>(2)?,
-                        row.try_get::<i64, _>(3)?,
-                    ),
-                ))
-            })
-            .collect()
-    }
-
-    /// The monitors switched off by `monitor_disable`.
-    pub async fn disabled_monitors(&self) -> Result<std::collections::HashSet<String>> {
-        let rows = sqlx::query("SELECT monitor FROM sentinela_monitor_state WHERE enabled = 0")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| row.try_get::<String, _>(0).map_err(Into::into))
-            .collect()
-    }
-
     /// The monitor's active issues, as the guest sees them, in id order (bytewise, whatever
     /// the database's collation): from memory when this process knows them all as they are
     /// stored (after one batched read of the monitor's version), else read.
@@ -924,6 +845,18 @@ impl IssueStore {
         }
     }
 
+    /// Events in the outbox older than `age`.
+    async fn outbox_older_than(&self, age: Duration) -> Result<i64> {
+        let before = now_ms() - age.as_millis() as i64;
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM sentinela_events WHERE at < $1")
+                .bind(before)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
     /// Publishes what is left in the outbox now, then every [`SWEEP_EVERY`]; runs until
     /// dropped.
     pub async fn sweep_outbox(&self) {
@@ -933,6 +866,14 @@ impl IssueStore {
                 Ok(0) => {}
                 Ok(count) => tracing::info!(count, "published issue events left unpublished"),
                 Err(e) => tracing::warn!("cannot read the issue event outbox: {e:#}"),
+            }
+            // What even this sweep could not publish: an alert's signal (the events queue
+            // refuses them), not the events of the last moments on their way.
+            match self.outbox_older_than(SWEEP_EVERY).await {
+                Ok(stuck) => {
+                    crate::telemetry::METRICS.outbox_stuck_events.set(stuck);
+                }
+                Err(e) => tracing::warn!("cannot count the issue event outbox: {e:#}"),
             }
             min_age = SWEEP_EVERY;
             tokio::time::sleep(SWEEP_EVERY).await;
@@ -1359,21 +1300,24 @@ fn validate(monitor: &str, function: &str, issues: Vec<Issue>) -> Vec<(String, V
         }
     };
     for Issue { id, data } in issues {
-        let problem =
-            if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-                Some(format!(
-                    "invalid issue id (1 to {MAX_ID_BYTES} bytes, no control characters)"
-                ))
-            } else if data.len() > MAX_DATA_BYTES {
-                Some(format!(
-                    "issue data is {} bytes, over the {MAX_DATA_BYTES} byte limit",
-                    data.len()
-                ))
-            } else if !seen.insert(id.clone()) {
-                Some("the same id appears twice in one result".to_owned())
-            } else {
-                None
-            };
+        let problem = if id.is_empty()
+            || id.len() > MAX_ID_BYTES
+            || id.chars().any(crate::guest_text::is_unsafe)
+        {
+            Some(format!(
+                "invalid issue id (1 to {MAX_ID_BYTES} bytes, no control, separator or \
+                     invisible format characters)"
+            ))
+        } else if data.len() > MAX_DATA_BYTES {
+            Some(format!(
+                "issue data is {} bytes, over the {MAX_DATA_BYTES} byte limit",
+                data.len()
+            ))
+        } else if !seen.insert(id.clone()) {
+            Some("the same id appears twice in one result".to_owned())
+        } else {
+            None
+        };
         if let Some(problem) = problem {
             report(&id, &problem);
             continue;

@@ -44,6 +44,8 @@ impl InternalQueue {
             receipt_handle: None,
             receive_count: 1,
             triggered_at,
+            sender_id: None,
+            sent_at: None,
         })
     }
 

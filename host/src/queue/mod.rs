@@ -38,6 +38,11 @@ pub struct Received {
     /// When the scheduler's trigger was due, for a `process_monitor` message it sent (the
     /// schedule lag is measured from it).
     pub triggered_at: Option<SystemTime>,
+    /// Who sent it, as SQS says (`SenderId`: the IAM user or role id); `None` for the
+    /// internal queue, whose only sender is this process.
+    pub sender_id: Option<String>,
+    /// When SQS received it (`SentTimestamp`).
+    pub sent_at: Option<SystemTime>,
 }
 
 impl ApplicationQueue {

@@ -244,6 +244,9 @@ impl SqsQueue {
             .wait_time_seconds(self.wait_seconds)
             .visibility_timeout(self.visibility_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            // Who sent a message, for the audit of the control actions it asks for.
+            .message_system_attribute_names(MessageSystemAttributeName::SenderId)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names(TRIGGERED_AT)
             .send()
             .await
@@ -253,12 +256,16 @@ impl SqsQueue {
             .unwrap_or_default()
             .into_iter()
             .map(|m| {
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                let attribute = |name: MessageSystemAttributeName| {
+                    m.attributes.as_ref().and_then(|a| a.get(&name)).cloned()
+                };
+                let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(1);
+                let sender_id = attribute(MessageSystemAttributeName::SenderId);
+                let sent_at = attribute(MessageSystemAttributeName::SentTimestamp)
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
                 // Any producer may set it: a value that is not a time is no time.
                 let triggered_at = m
                     .message_attributes
@@ -268,6 +275,8 @@ impl SqsQueue {
                     .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
                 Received {
                     triggered_at,
+                    sender_id,
+                    sent_at,
                     body: m.body.unwrap_or_default(),
                     message_id: m.message_id,
                     receipt_handle: m.receipt_handle,

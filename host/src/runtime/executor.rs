@@ -11,19 +11,22 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::audit::{self, MessageOrigin};
 use crate::bindings::exports::sentinela::plugin::checks::MessageKind;
 use crate::config::values::ConfigDuration;
 use crate::message::{Message, Work};
 use crate::monitor::Call;
 use crate::queue::Received;
 
-use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
+use super::{Runtime, SLOW_AFTER, ScheduledMonitor, lock, warn_if_slow};
+use crate::telemetry::calls::Export;
 use crate::telemetry::{self, METRICS};
 
 /// How long the executor waits for a message before checking for shutdown again.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
-/// How long past its expected end a queue or store call may run before a warning says so.
-pub const SLOW_AFTER: Duration = Duration::from_secs(4);
+/// How often a lasting application-queue outage is said again (every failed receive is
+/// counted in `sentinela_application_queue_total`).
+const OUTAGE_REPEAT: Duration = Duration::from_secs(60);
 /// How long releasing the unfinished messages may take at shutdown, after the grace period.
 const RELEASE_DEADLINE: Duration = Duration::from_millis(500);
 
@@ -34,6 +37,8 @@ impl Runtime {
         let in_flight: Arc<Mutex<HashMap<u64, Received>>> = Arc::default();
         let mut next_id = 0u64;
         let mut failures = 0u32;
+        // An outage is said when it starts, then once a minute at most, and when it ends.
+        let mut outage_said: Option<std::time::Instant> = None;
         loop {
             // Hold free slots before receiving, so no message waits in this process while
             // another executor could take it: wait for one, then take every other free one
@@ -67,6 +72,7 @@ impl Runtime {
                     if failures > 0 {
                         tracing::info!(failures, "application queue reachable again");
                         failures = 0;
+                        outage_said = None;
                     }
                     // Each message takes one slot; the slots left over are freed here.
                     for (message, slot) in messages.into_iter().zip(free) {
@@ -86,11 +92,15 @@ impl Runtime {
                 Err(e) => {
                     let wait = receive_backoff(failures);
                     failures += 1;
-                    tracing::error!(
-                        failures,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "receiving from the application queue failed: {e:#}"
-                    );
+                    if outage_said.is_none_or(|at| at.elapsed() >= OUTAGE_REPEAT) {
+                        outage_said = Some(std::time::Instant::now());
+                        tracing::error!(
+                            failures,
+                            retry_in_ms = wait.as_millis() as u64,
+                            "receiving from the application queue failed ({failures} in a row; \
+                             said again once a minute while it lasts): {e:#}"
+                        );
+                    }
                     tokio::select! {
                         _ = stop.changed() => break,
                         _ = tokio::time::sleep(wait) => {}
@@ -176,9 +186,14 @@ impl Runtime {
             "processing message"
         );
         let monitor_id = message.monitor_id().to_owned();
+        let origin = MessageOrigin {
+            message_id: received.message_id.as_deref(),
+            sender_id: received.sender_id.as_deref(),
+            sent_at: received.sent_at,
+        };
         let known = tokio::select! {
             _ = heartbeat => true,
-            known = self.dispatch(message, received.triggered_at) => known,
+            known = self.dispatch(message, received.triggered_at, &origin) => known,
         };
         if !known {
             let monitor = crate::guest_text::shortened(&monitor_id, 64);
@@ -234,22 +249,36 @@ impl Runtime {
     /// Does what the message asks of its monitor ([`Message::into_work`]); false when this
     /// process has no monitor of that name. `triggered_at`: when the scheduler's trigger was
     /// due, for the schedule lag.
-    async fn dispatch(&self, message: Message, triggered_at: Option<SystemTime>) -> bool {
+    async fn dispatch(
+        &self,
+        message: Message,
+        triggered_at: Option<SystemTime>,
+        origin: &MessageOrigin<'_>,
+    ) -> bool {
         let monitor_id = message.monitor_id().to_owned();
         let work = message.into_work();
         if let Work::DropIssue(key) = work {
-            match self.issues.drop_issue(key).await {
-                Ok(Some((monitor, id))) => tracing::info!(
-                    monitor = monitor.as_str(),
-                    issue_id = crate::guest_text::shortened(&id, 64).as_str(),
-                    issue_key = key,
-                    "issue dropped"
-                ),
-                Ok(None) => {
-                    tracing::info!(issue_key = key, "issue_drop: no active issue has that key")
+            let subject = format!("issue {key}");
+            let outcome = match self.issues.drop_issue(key).await {
+                Ok(Some((monitor, id))) => {
+                    tracing::info!(
+                        monitor = monitor.as_str(),
+                        issue_id = crate::guest_text::shortened(&id, 64).as_str(),
+                        issue_key = key,
+                        "issue dropped"
+                    );
+                    "ok"
                 }
-                Err(e) => tracing::error!(issue_key = key, "issue_drop failed: {e:#}"),
-            }
+                Ok(None) => {
+                    tracing::info!(issue_key = key, "issue_drop: no active issue has that key");
+                    "not_found"
+                }
+                Err(e) => {
+                    tracing::error!(issue_key = key, "issue_drop failed: {e:#}");
+                    "error"
+                }
+            };
+            audit::control_action("issue_drop", &subject, origin, outcome);
             return true;
         }
         if let Work::Ignore(action) = &work {
@@ -264,7 +293,14 @@ impl Runtime {
         };
         let monitor = &*monitor;
         if let Work::SetEnabled(enabled) = work {
-            self.set_enabled(monitor, enabled).await;
+            let ok = self.set_enabled(monitor, enabled).await;
+            let action = if enabled {
+                "monitor_enable"
+            } else {
+                "monitor_disable"
+            };
+            let outcome = if ok { "ok" } else { "error" };
+            audit::control_action(action, monitor.name(), origin, outcome);
             return true;
         }
         if self.is_disabled(monitor) {
@@ -295,8 +331,10 @@ impl Runtime {
                         monitor = monitor.name(),
                         "refresh skipped: the monitor is queued or running"
                     );
+                    audit::control_action("monitor_refresh", monitor.name(), origin, "skipped");
                     return true;
                 }
+                audit::control_action("monitor_refresh", monitor.name(), origin, "ok");
                 self.run_tasks(monitor, &tasks, None).await;
                 monitor.release();
             }
@@ -307,8 +345,8 @@ impl Runtime {
     }
 
     /// `monitor_disable` / `monitor_enable`: kept in the store, so every process sharing it
-    /// (and a restart) honours it.
-    async fn set_enabled(&self, monitor: &ScheduledMonitor, enabled: bool) {
+    /// (and a restart) honours it. False when the store could not be written.
+    async fn set_enabled(&self, monitor: &ScheduledMonitor, enabled: bool) -> bool {
         let name = monitor.name();
         match self.issues.set_enabled(name, enabled).await {
             Ok(()) => {
@@ -321,12 +359,16 @@ impl Runtime {
                 drop(disabled);
                 let state = if enabled { "enabled" } else { "disabled" };
                 tracing::info!(monitor = name, "monitor {state}");
+                true
             }
-            Err(e) => tracing::error!(
-                monitor = name,
-                "cannot switch the monitor {}: {e:#}",
-                if enabled { "on" } else { "off" }
-            ),
+            Err(e) => {
+                tracing::error!(
+                    monitor = name,
+                    "cannot switch the monitor {}: {e:#}",
+                    if enabled { "on" } else { "off" }
+                );
+                false
+            }
         }
     }
 
@@ -338,11 +380,11 @@ impl Runtime {
     ) {
         let span = tracing::info_span!("message", monitor = monitor.name(), kind = ?kind);
         async {
-            if let Err(e) = monitor
+            let handled = monitor
                 .plugin()
                 .call(Call::Handle(kind, payload.to_string()))
-                .await
-            {
+                .await;
+            if let Err(e) = super::tasks::counted(monitor, Export::Handle, handled, |_| Ok(())) {
                 tracing::error!("{e}");
             }
         }

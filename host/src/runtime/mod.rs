@@ -24,6 +24,9 @@ pub use scheduler::{ControllerConfig, Spread};
 /// How often a process reads which monitors are switched off (another process may have
 /// switched one).
 pub const DISABLED_REFRESH: Duration = Duration::from_secs(5);
+
+/// How long past its expected end a queue or store call may run before a warning says so.
+pub const SLOW_AFTER: Duration = Duration::from_secs(4);
 /// How often each monitor's last run is written to the store, all in one transaction: a
 /// monitor that runs every second costs no write per task.
 pub const LAST_RUN_FLUSH: Duration = Duration::from_secs(10);
@@ -231,8 +234,11 @@ impl Runtime {
         loop {
             match self.issues.disabled_monitors().await {
                 Ok(disabled) => {
+                    if failing {
+                        tracing::info!("which monitors are disabled is readable again");
+                    }
                     failing = false;
-                    *self.disabled.write().unwrap_or_else(|e| e.into_inner()) = disabled;
+                    self.apply_disabled(disabled);
                 }
                 Err(e) if !failing => {
                     failing = true;
@@ -244,14 +250,58 @@ impl Runtime {
         }
     }
 
+    /// Takes in which monitors are switched off, as the store says, with one info line per
+    /// monitor of this process that changed: `sentinela monitors disable` (or another
+    /// process) switched it, and this process now honours it.
+    fn apply_disabled(&self, disabled: std::collections::HashSet<String>) {
+        let mut current = self.disabled.write().unwrap_or_else(|e| e.into_inner());
+        let monitors = self.monitors();
+        let compiling = crate::telemetry::loading();
+        for name in disabled.symmetric_difference(&current) {
+            // This process's monitors: running, or joining once their plugin is compiled.
+            if monitors.get(name).is_none() && !compiling.contains(name) {
+                continue;
+            }
+            let state = if disabled.contains(name) {
+                "disabled"
+            } else {
+                "enabled"
+            };
+            tracing::info!(
+                monitor = name.as_str(),
+                "monitor {state} (switched in the store)"
+            );
+        }
+        *current = disabled;
+    }
+
     /// Remembers how the monitor's last task ended, for the next flush.
     fn note_run(&self, monitor: &str, run: LastRun) {
         lock(&self.last_runs).insert(monitor.to_owned(), run);
     }
 
-    /// Writes the runs noted since the last flush. A failed write is logged and dropped: the
-    /// next run of each monitor is written again.
+    /// Writes the runs noted since the last flush, and the call health of each monitor whose
+    /// health changed. A failed write is logged and dropped: the next run of each monitor
+    /// (and its next change of health) is written again.
     pub async fn flush_last_runs(&self) {
+        let calls: Vec<(String, crate::telemetry::calls::CallsRecord)> = self
+            .monitors()
+            .iter()
+            .filter_map(|m| Some((m.name().to_owned(), m.calls.take_changed()?)))
+            .collect();
+        if !calls.is_empty() {
+            let written = warn_if_slow(
+                "the issue store",
+                SLOW_AFTER,
+                self.issues.record_calls(&calls),
+            );
+            if let Err(e) = written.await {
+                tracing::warn!(
+                    monitors = calls.len(),
+                    "cannot record how the monitors' calls went: {e:#}"
+                );
+            }
+        }
         let runs: Vec<(String, LastRun)> = std::mem::take(&mut *lock(&self.last_runs))
             .into_iter()
             .collect();
@@ -260,7 +310,7 @@ impl Runtime {
         }
         let written = warn_if_slow(
             "the issue store",
-            executor::SLOW_AFTER,
+            SLOW_AFTER,
             self.issues.record_runs(&runs),
         );
         if let Err(e) = written.await {
@@ -283,7 +333,7 @@ impl Runtime {
         let role = self.options.role;
         // Which monitors are switched off, before the first tick.
         match self.issues.disabled_monitors().await {
-            Ok(disabled) => *self.disabled.write().unwrap_or_else(|e| e.into_inner()) = disabled,
+            Ok(disabled) => self.apply_disabled(disabled),
             Err(e) => tracing::warn!("cannot read which monitors are disabled: {e:#}"),
         }
         let follower = self.clone();

@@ -25,6 +25,8 @@ pub struct ScheduledMonitor {
     pub(super) backoff: Mutex<Backoff>,
     /// Its task counters and durations in the metrics.
     pub(super) task_series: crate::telemetry::TaskSeries,
+    /// How its export calls end: counted, and whether it is failing.
+    pub calls: crate::telemetry::calls::CallHealth,
 }
 
 /// A monitor's deadline backoff: after the n-th deadline in a row it is not run for
@@ -45,6 +47,7 @@ impl ScheduledMonitor {
         ScheduledMonitor {
             name: plugin.name.clone(),
             task_series: crate::telemetry::TaskSeries::new(plugin.name.clone()),
+            calls: crate::telemetry::calls::CallHealth::new(plugin.name.clone()),
             current: RwLock::new((plugin, config)),
             busy: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
@@ -166,6 +169,13 @@ impl ScheduledMonitor {
     pub(super) fn record_outcome(&self, hit_deadline: bool) {
         let mut backoff = lock(&self.backoff);
         if !hit_deadline {
+            if backoff.strikes > 0 {
+                tracing::info!(
+                    monitor = self.name(),
+                    deadlines_in_a_row = backoff.strikes,
+                    "monitor ended within its deadline again; backoff over"
+                );
+            }
             backoff.strikes = 0;
             backoff.until = None;
             return;
@@ -174,13 +184,24 @@ impl ScheduledMonitor {
         let pause =
             Duration::from_secs(1u64 << backoff.strikes.saturating_sub(1).min(16)).min(MAX_BACKOFF);
         backoff.until = Some(Instant::now() + pause);
-        tracing::warn!(
-            monitor = self.name(),
-            deadlines_in_a_row = backoff.strikes,
-            backoff_s = pause.as_secs(),
-            skipped_so_far = backoff.skipped,
-            "monitor hit its deadline; not running it for {}s so it cannot hold the executor's slots",
-            pause.as_secs()
-        );
+        // Said when the backoff starts, then once a minute at most (a pause of a minute or
+        // more means the last strike was that long ago); the strikes between are debug lines.
+        if backoff.strikes == 1 || pause >= Duration::from_secs(60) {
+            tracing::warn!(
+                monitor = self.name(),
+                deadlines_in_a_row = backoff.strikes,
+                backoff_s = pause.as_secs(),
+                skipped_so_far = backoff.skipped,
+                "monitor hit its deadline; not running it for {}s so it cannot hold the executor's slots",
+                pause.as_secs()
+            );
+        } else {
+            tracing::debug!(
+                monitor = self.name(),
+                deadlines_in_a_row = backoff.strikes,
+                backoff_s = pause.as_secs(),
+                "monitor hit its deadline again; backing off longer"
+            );
+        }
     }
 }

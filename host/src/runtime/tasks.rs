@@ -6,11 +6,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument;
 
 use crate::message::Task;
-use crate::monitor::{Call, CallErrorKind, MonitorPlugin, Reply};
+use crate::monitor::{Call, CallError, CallErrorKind, Reply};
 use crate::telemetry::METRICS;
+use crate::telemetry::calls::{CallOutcome, Export};
 
-use super::executor::SLOW_AFTER;
-use super::{Runtime, ScheduledMonitor, lock, warn_if_slow};
+use super::{Runtime, SLOW_AFTER, ScheduledMonitor, lock, warn_if_slow};
 
 impl Runtime {
     /// Runs the tasks, unless the monitor's last task hit its deadline and the slots such
@@ -84,17 +84,25 @@ impl Runtime {
         }
         let lag_ms = lag.map(|lag| lag.as_secs_f64() * 1e3);
         let started = Instant::now();
+        let mut failed_calls = 0;
         let outcome = match task {
-            Task::Search => self.search(&monitor.plugin()).await,
+            Task::Search => self.search(monitor).await,
             Task::Update => self
-                .update(&monitor.plugin(), known_current)
+                .update(monitor, known_current, &mut failed_calls)
                 .await
                 .map(|()| false),
         };
         let took = started.elapsed();
         let elapsed_ms = took.as_secs_f64() * 1e3;
         match &outcome {
-            Ok(_) => tracing::info!(elapsed_ms, lag_ms, "task finished"),
+            Ok(_) if failed_calls == 0 => tracing::info!(elapsed_ms, lag_ms, "task finished"),
+            // Its own calls ran, but not all of them: not a task that went well.
+            Ok(_) => tracing::warn!(
+                elapsed_ms,
+                lag_ms,
+                failed_calls,
+                "task ended with {failed_calls} failed call(s)"
+            ),
             Err(e) => tracing::error!(elapsed_ms, lag_ms, "task failed: {e}"),
         }
         let hit_deadline = matches!(
@@ -102,7 +110,8 @@ impl Runtime {
             Err(TaskError::Call(e)) if matches!(e.kind, CallErrorKind::Deadline(_))
         );
         let result = match (&outcome, hit_deadline) {
-            (Ok(_), _) => "ok",
+            (Ok(_), _) if failed_calls == 0 => "ok",
+            (Ok(_), _) => "failed",
             (Err(_), true) => "deadline",
             (Err(_), false) => "failed",
         };
@@ -139,17 +148,24 @@ impl Runtime {
     /// `search`, and records what it found; true when that made what this process knows of
     /// the monitor's active issues current (it found some, and recording them read the
     /// store's version).
-    async fn search(&self, plugin: &MonitorPlugin) -> Result<bool, TaskError> {
+    async fn search(&self, monitor: &ScheduledMonitor) -> Result<bool, TaskError> {
+        let plugin = monitor.plugin();
         let mut known_current = false;
-        if let Reply::Issues(found) = plugin.call(Call::Search).await? {
-            let limits = &plugin.limits;
-            crate::issues::check_issue_count(
-                &plugin.name,
-                "search",
-                found.len(),
-                limits.issues_per_call,
-            )
-            .map_err(TaskError::Limit)?;
+        let limits = &plugin.limits;
+        let found = counted(
+            monitor,
+            Export::Search,
+            plugin.call(Call::Search).await,
+            |found| {
+                crate::issues::check_issue_count(
+                    &plugin.name,
+                    "search",
+                    found.len(),
+                    limits.issues_per_call,
+                )
+            },
+        )?;
+        if let Reply::Issues(found) = found {
             let changes = self
                 .stored(self.issues.record_found(
                     &plugin.name,
@@ -167,7 +183,13 @@ impl Runtime {
     /// with what `update` changed. One read of the store's version per message, not one per
     /// step: a change another executor makes meanwhile is seen by the next message, as it
     /// would be a moment later anyway.
-    async fn update(&self, plugin: &MonitorPlugin, known_current: bool) -> Result<(), TaskError> {
+    async fn update(
+        &self,
+        monitor: &ScheduledMonitor,
+        known_current: bool,
+        failed_calls: &mut usize,
+    ) -> Result<(), TaskError> {
+        let plugin = monitor.plugin();
         let active = if known_current {
             self.stored(self.issues.active_as_known(&plugin.name))
                 .await?
@@ -177,32 +199,77 @@ impl Runtime {
         if active.is_empty() {
             return Ok(());
         }
-        if let Reply::Issues(updated) = plugin.call(Call::Update(active)).await? {
+        let updated = plugin.call(Call::Update(active)).await;
+        let updated = counted(monitor, Export::Update, updated, |updated| {
             crate::issues::check_issue_count(
                 &plugin.name,
                 "update",
                 updated.len(),
                 plugin.limits.issues_per_call,
             )
-            .map_err(TaskError::Limit)?;
+        })?;
+        if let Reply::Issues(updated) = updated {
             self.stored(self.issues.record_updated(&plugin.name, updated))
                 .await?;
         }
         let active = self
             .stored(self.issues.active_as_known(&plugin.name))
             .await?;
+        // One line for the failures of a task, not one per issue: the first and a count.
+        let asked = active.len();
+        let mut first_failure = None;
         for issue in active {
             let id = issue.id.clone();
-            match plugin.call(Call::IsSolved(issue)).await {
+            let solved = plugin.call(Call::IsSolved(issue)).await;
+            match counted(monitor, Export::IsSolved, solved, |_| Ok(())) {
                 Ok(Reply::Solved(true)) => {
                     self.stored(self.issues.solve(&plugin.name, &id)).await?;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(issue_id = id.as_str(), "{e}"),
+                Err(e) => {
+                    *failed_calls += 1;
+                    first_failure.get_or_insert((id, e));
+                }
             }
+        }
+        if let Some((id, e)) = first_failure {
+            tracing::error!(
+                issue_id = crate::guest_text::shortened(&id, 64).as_str(),
+                failed_calls = *failed_calls,
+                "is-solved failed for {failed_calls} of {asked} issue(s); the first: {e}"
+            );
         }
         Ok(())
     }
+}
+
+/// Counts a call's outcome in the monitor's call health: a `limit` when `accept` refuses
+/// the issues it returned (the refusal is the task's error); the call's result otherwise.
+pub(super) fn counted(
+    monitor: &ScheduledMonitor,
+    export: Export,
+    result: Result<Reply, CallError>,
+    accept: impl FnOnce(&[crate::bindings::sentinela::plugin::types::Issue]) -> Result<(), String>,
+) -> Result<Reply, TaskError> {
+    let (outcome, result) = match result {
+        Ok(Reply::Issues(issues)) => match accept(&issues) {
+            Ok(()) => (CallOutcome::Ok, Ok(Reply::Issues(issues))),
+            Err(problem) => (CallOutcome::Limit, Err(TaskError::Limit(problem))),
+        },
+        Ok(reply) => (CallOutcome::Ok, Ok(reply)),
+        Err(e) => {
+            let outcome = match e.kind {
+                CallErrorKind::Returned(_) => CallOutcome::Error,
+                CallErrorKind::Deadline(_) => CallOutcome::Deadline,
+                CallErrorKind::Limit(_) => CallOutcome::Limit,
+                CallErrorKind::Panic(_) | CallErrorKind::Trap(_) => CallOutcome::Trap,
+            };
+            (outcome, Err(TaskError::Call(e)))
+        }
+    };
+    let error = result.as_ref().err().map(ToString::to_string);
+    monitor.calls.record(export, outcome, error.as_deref());
+    result
 }
 
 /// How a task ended, for the message's next task and its verdict.

@@ -7,6 +7,7 @@
 //! a guest-chosen operation name is a label only among the first [`MAX_OPERATIONS`] seen, so
 //! no monitor can grow the exposition without bound.
 
+pub mod calls;
 pub mod log_writer;
 mod server;
 
@@ -82,6 +83,22 @@ pub struct Metrics {
     pub issue_records: Family<Labels, Counter>,
     /// `sentinela_log_lines_dropped_total`: log lines the writer's queue had no room for.
     pub log_lines_dropped: Counter,
+    /// `sentinela_outbox_stuck_events`: issue events still in the outbox after a sweep that
+    /// tried to publish them (the events queue refuses them, or the store cannot be read).
+    pub outbox_stuck_events: Gauge,
+    /// `sentinela_control_actions_total{action, outcome}`: control actions messages of the
+    /// application queue asked for ([`crate::audit::control_action`]).
+    pub control_actions: Family<Labels, Counter>,
+    /// `sentinela_calls_total{monitor, export, outcome}`: every export call of a monitor
+    /// ([`calls::CallOutcome`]).
+    pub calls: Family<Labels, Counter>,
+    /// `sentinela_monitor_failed_calls_in_a_row{monitor}`: the most calls of one export that
+    /// failed since that export's last call that did not (created at a monitor's first
+    /// failure).
+    pub failed_calls_in_a_row: Family<Labels, Gauge>,
+    /// `sentinela_monitor_failing{monitor}`: 1 once [`calls::FAILING_AFTER`] calls in a row
+    /// failed, 0 again after a call that did not.
+    pub monitor_failing: Family<Labels, Gauge>,
     operations: Mutex<HashSet<(String, String)>>,
     registry: Registry,
 }
@@ -105,6 +122,11 @@ impl Metrics {
             plugins: Family::default(),
             issue_records: Family::default(),
             log_lines_dropped: Counter::default(),
+            calls: Family::default(),
+            control_actions: Family::default(),
+            outbox_stuck_events: Gauge::default(),
+            failed_calls_in_a_row: Family::default(),
+            monitor_failing: Family::default(),
             operations: Mutex::default(),
             registry: Registry::default(),
         };
@@ -164,6 +186,46 @@ impl Metrics {
             "Log lines dropped because the log writer's queue was full",
             metrics.log_lines_dropped.clone(),
         );
+        registry.register(
+            "outbox_stuck_events",
+            "Issue events still in the outbox after a sweep tried to publish them",
+            metrics.outbox_stuck_events.clone(),
+        );
+        registry.register(
+            "control_actions",
+            "Control actions asked for by application-queue messages, by action and outcome",
+            metrics.control_actions.clone(),
+        );
+        registry.register(
+            "calls",
+            "Monitor export calls, by export and outcome (ok, error, trap, deadline, limit)",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "monitor_failed_calls_in_a_row",
+            "The most calls of one export of the monitor that failed in a row",
+            metrics.failed_calls_in_a_row.clone(),
+        );
+        registry.register(
+            "monitor_failing",
+            "1 while the monitor's last calls failed (several in a row), else 0",
+            metrics.monitor_failing.clone(),
+        );
+        // The control actions' series exist from the start, at 0: an alert on `increase()`
+        // sees the first one (a series that appears at 1 has no increase to show).
+        for (action, outcomes) in [
+            ("issue_drop", &["ok", "not_found", "error"][..]),
+            ("monitor_disable", &["ok", "error"][..]),
+            ("monitor_enable", &["ok", "error"][..]),
+            ("monitor_refresh", &["ok", "skipped"][..]),
+        ] {
+            for outcome in outcomes {
+                let _created = metrics.control_actions.get_or_create(&vec![
+                    ("action", action.to_owned()),
+                    ("outcome", (*outcome).to_owned()),
+                ]);
+            }
+        }
         let build = Family::<Labels, Gauge>::default();
         build
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -231,6 +293,16 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc_by(count);
+    }
+
+    /// Counts one control action ([`crate::audit::control_action`]).
+    pub fn control_action(&self, action: &'static str, outcome: &'static str) {
+        self.control_actions
+            .get_or_create(&vec![
+                ("action", action.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
     }
 
     /// Counts one application-queue operation.

@@ -2,10 +2,12 @@
 //! loaded, store and application queue reachable; 503 with the reasons otherwise) and
 //! `/metrics`. GET only, HTTP/1.1, no bodies read.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -15,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::{METRICS, QUEUE_REACHABLE};
 use crate::issues::IssueStore;
@@ -28,13 +30,67 @@ pub struct ProbeState {
 
 /// How long `/readyz` waits for the store.
 const STORE_PROBE: Duration = Duration::from_secs(2);
-/// Connections served at once; more are closed at once, so a flood of clients costs the
-/// host a bounded number of tasks.
+/// Connections served at once, so a flood of clients costs the host a bounded number of
+/// tasks. At the cap, the connection idle the longest is closed for the new one (a client
+/// holding idle keep-alive connections cannot starve `/healthz`); if none is idle, the new
+/// one waits [`SLOT_WAIT`] for a slot, then is closed.
 const MAX_CONNECTIONS: usize = 32;
+/// How long a new connection waits for a slot at the cap.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+/// How long one connection may stay open, whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// One open connection, as the accept loop sees it.
+struct Connection {
+    /// No request is being answered on it.
+    idle: AtomicBool,
+    /// When it last started or finished a request (or opened), for "idle the longest".
+    last_active: std::sync::Mutex<Instant>,
+    /// Asks it to close once the response in progress, if any, is written.
+    close: Notify,
+}
+
+impl Connection {
+    fn touch(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Relaxed);
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+}
+
+/// The open connections, by number.
+#[derive(Default)]
+struct Connections {
+    open: std::sync::Mutex<HashMap<u64, Arc<Connection>>>,
+}
+
+impl Connections {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the connection idle the longest to close; false when none is idle.
+    fn close_longest_idle(&self) -> bool {
+        let open = self.open();
+        let longest = open
+            .values()
+            .filter(|c| c.idle.load(Ordering::Relaxed))
+            .min_by_key(|c| *c.last_active.lock().unwrap_or_else(|e| e.into_inner()));
+        match longest {
+            Some(connection) => {
+                connection.idle.store(false, Ordering::Relaxed); // not chosen twice
+                connection.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Serves until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<ProbeState>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::default());
+    let mut next_id = 0u64;
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.changed() => return,
@@ -47,23 +103,61 @@ pub async fn serve(listener: TcpListener, state: Arc<ProbeState>, mut stop: watc
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) if connections.close_longest_idle() => {
+                // Closing an idle connection takes a moment: its task ends, its slot frees.
+                match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => continue,
+                }
+            }
+            Err(_) => match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                _ => continue, // every connection busy for a second: this one is closed
+            },
         };
-        let state = state.clone();
+        next_id += 1;
+        let id = next_id;
+        let connection = Arc::new(Connection {
+            idle: AtomicBool::new(true),
+            last_active: std::sync::Mutex::new(Instant::now()),
+            close: Notify::new(),
+        });
+        connections.open().insert(id, connection.clone());
+        let (state, connections) = (state.clone(), connections.clone());
         tokio::spawn(async move {
             let _slot = slot;
+            let tracked = connection.clone();
             let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&request, &state).await) }
+                let (state, tracked) = (state.clone(), tracked.clone());
+                async move {
+                    tracked.touch(false);
+                    let response = respond(&request, &state).await;
+                    tracked.touch(true);
+                    Ok::<_, Infallible>(response)
+                }
             });
-            // A client that stalls holds only its own connection.
-            let connection = http1::Builder::new()
+            // A client that stalls holds only its own connection, for a bounded time.
+            let served = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
                 .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(30), connection).await;
+            tokio::pin!(served);
+            let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
+            tokio::pin!(lifetime);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    _ = served.as_mut() => break,
+                    _ = &mut lifetime => break,
+                    _ = connection.close.notified(), if !closing => {
+                        closing = true;
+                        served.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            connections.open().remove(&id);
         });
     }
 }

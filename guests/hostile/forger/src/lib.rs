@@ -17,6 +17,13 @@ fn forged_issues() -> Vec<Issue> {
             "rtl \u{202e}gnp.exe\u{2028}",
             json!({ "x": "\u{1b}[31m\u{2029}" }),
         ),
+        // Looks like "disk-full": refused, as an id with invisible characters.
+        Issue::new("disk\u{200b}-full", json!({ "x": 3 })),
+        // A plain id whose data carries what terminals act on or hide.
+        Issue::new(
+            "data",
+            json!({ "x": "\u{9b}2J\u{7f}\u{85}\u{2028}\u{202e}fdp.exe\u{200b}\u{2060}\u{ad}\u{feff}\u{e0041}" }),
+        ),
     ]
 }
 
