@@ -68,20 +68,16 @@ impl Connections {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the connection idle the longest to close; false when none is idle.
-    fn close_longest_idle(&self) -> bool {
+    /// Asks the connection idle the longest, if any is idle, to close.
+    fn close_longest_idle(&self) {
         let open = self.open();
         let longest = open
             .values()
             .filter(|c| c.idle.load(Ordering::Relaxed))
             .min_by_key(|c| *c.last_active.lock().unwrap_or_else(|e| e.into_inner()));
-        match longest {
-            Some(connection) => {
-                connection.idle.store(false, Ordering::Relaxed); // not chosen twice
-                connection.close.notify_one();
-                true
-            }
-            None => false,
+        if let Some(connection) = longest {
+            connection.idle.store(false, Ordering::Relaxed); // not chosen twice
+            connection.close.notify_one();
         }
     }
 }
@@ -105,17 +101,16 @@ pub async fn serve(listener: TcpListener, state: Arc<ProbeState>, mut stop: watc
         };
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
-            Err(_) if connections.close_longest_idle() => {
-                // Closing an idle connection takes a moment: its task ends, its slot frees.
+            Err(_) => {
+                // At the cap: the connection idle the longest closes (its task ends and
+                // frees its slot a moment later); with none idle, a busy one may end within
+                // the wait. Otherwise this one is closed.
+                connections.close_longest_idle();
                 match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
                     Ok(Ok(slot)) => slot,
                     _ => continue,
                 }
             }
-            Err(_) => match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
-                Ok(Ok(slot)) => slot,
-                _ => continue, // every connection busy for a second: this one is closed
-            },
         };
         next_id += 1;
         let id = next_id;
