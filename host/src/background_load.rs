@@ -145,7 +145,7 @@ pub fn admit(
     let name = config.name.as_str();
     match loaded {
         Ok(plugin) => {
-            for warning in plugin.file().warnings(&app.host_plugins, &config.grants) {
+            for warning in plugin.file().warnings(&app.host_plugins) {
                 tracing::warn!(monitor = name, "{warning}");
             }
             if let Some(declaration) = &plugin.file().declaration {

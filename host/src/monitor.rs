@@ -19,7 +19,6 @@ use crate::capabilities::{self, ImportCheck};
 use crate::compile_cache::CompileCache;
 use crate::declaration::Declaration;
 use crate::engine::{Engine, Tier};
-use crate::grants::Grants;
 use crate::guest_text::escape;
 use crate::instance::{InstanceState, Limits, MonitorCapabilities};
 use crate::producers::Sdk;
@@ -102,18 +101,15 @@ impl PluginFile {
     /// What this component loads with but cannot use with these host plugins: the
     /// interfaces of a disabled host plugin, whose every call is denied. For a component of
     /// an [`Sdk`], which imports every interface whether the code calls it or not, only when
-    /// `grants` or its declaration say it means to call them ([`PluginFile::sdk_note`] says
+    /// its declaration says it means to call them ([`PluginFile::sdk_note`] says
     /// why the others are not warned about).
-    pub fn warnings(&self, enabled: &HostPlugins, grants: &Grants) -> Vec<String> {
-        // What the config grants, or the plugin declares, says it means to call them.
-        let declared = self
+    pub fn warnings(&self, enabled: &HostPlugins) -> Vec<String> {
+        // Only the declaration can say so: grants that need a disabled host plugin are
+        // refused when the config loads (`Grants::required_host_plugin`).
+        let meant = self
             .declaration
             .as_ref()
             .is_some_and(|d| !d.aws.is_empty() || !d.queues.is_empty());
-        let meant = declared
-            || !grants.credentials.is_empty()
-            || !grants.aws.is_empty()
-            || !grants.queues.is_empty();
         self.imports
             .iter()
             .filter(|_| self.sdk.is_none() || meant)

@@ -102,7 +102,7 @@ pub(super) fn check(configs: &[PathBuf], connect: bool, locked: bool) -> Result<
                 println!("    tier: {}", describe_tier(plugin.file().tier));
                 let imports = describe_imports(&plugin.file().imports, &host.host_plugins);
                 println!("    imports: {}", list_or_none(&imports));
-                for warning in plugin.file().warnings(&host.host_plugins, &monitor.grants) {
+                for warning in plugin.file().warnings(&host.host_plugins) {
                     println!("    warning: {warning}");
                 }
                 if let Some(note) = plugin.file().sdk_note() {
