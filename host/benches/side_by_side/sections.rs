@@ -27,9 +27,9 @@ use start::{memory, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sentinela");
 
-/// The `sentinela` the scale section runs: this build's, or `SENTINELA_BENCH_BIN` (another
-/// build, for a before/after comparison on the same machine).
-fn scale_bin() -> String {
+/// The `sentinela` every section runs as a process: this build's, or `SENTINELA_BENCH_BIN`
+/// (another build, for a before/after comparison on the same machine).
+fn bench_bin() -> String {
     std::env::var("SENTINELA_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
 }
 const GUESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests/dist");
@@ -679,13 +679,13 @@ fn spawn_run(
     Ok(child)
 }
 
-/// `BIN --log-format json run CONFIG ARGS...` with `envs`: the child and its JSON log.
+/// `sentinela --log-format json run CONFIG ARGS...` with `envs`: the child and its JSON log.
 fn spawn_json_run(
     config: &Path,
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> Result<(Child, ChildStderr)> {
-    let mut child = json_run(BIN, config, args, envs)
+    let mut child = json_run(&bench_bin(), config, args, envs)
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().context("no stderr")?;
@@ -906,7 +906,7 @@ fn scale_run(scratch: &Path, n: usize, postgres: Option<&str>) -> Result<ScaleRu
     // beside the host would take a share of the same two cores from it.
     let log_path = dir.join("scale.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut child = json_run(&scale_bin(), &config, &[], &envs)
+    let mut child = json_run(&bench_bin(), &config, &[], &envs)
         .stderr(log)
         .spawn()?;
     let started = Instant::now();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{BIN, TEN_PLUGINS, anon_kib, guest, ms, rss_kib, terminate};
+use super::{TEN_PLUGINS, anon_kib, guest, ms, rss_kib, terminate};
 use crate::report::{Report, quantile, sorted};
 
 /// A config of `plugins` monitors that never come due on their own, compiled with Cranelift
@@ -119,7 +119,7 @@ fn start_from_the_store(
     let mut yaml = String::from("plugins: [aws]\ncompile:\n  first_tier: optimized\nmonitors:\n");
     for plugin in TEN_PLUGINS {
         let reference = format!("oci://{registry}/bench/{}:1", plugin.replace('_', "-"));
-        let status = Command::new(BIN)
+        let status = Command::new(super::bench_bin())
             .args([
                 "push",
                 guest(plugin).to_str().context("guest path")?,
@@ -213,7 +213,7 @@ fn first_tier(scratch: &Path, report: &mut Report) -> Result<()> {
             let cache = scratch.join(format!("cache-first-call-{component}-{tier}"));
             let _ = std::fs::remove_dir_all(&cache);
             let started = Instant::now();
-            let out = Command::new(BIN)
+            let out = Command::new(super::bench_bin())
                 .args([
                     "invoke",
                     config.to_str().context("config path")?,
@@ -365,7 +365,7 @@ fn twenty_uncached_python(scratch: &Path, report: &mut Report) -> Result<()> {
 /// Writes `yaml` to `config` and runs `sentinela check` on it with the compile cache `cache`.
 fn check(config: &Path, yaml: &str, cache: &Path) -> Result<()> {
     std::fs::write(config, yaml)?;
-    let out = Command::new(BIN)
+    let out = Command::new(super::bench_bin())
         .args(["check", config.to_str().context("config path")?])
         .env("SENTINELA_CACHE_DIR", cache)
         .env_remove("RUST_LOG")
