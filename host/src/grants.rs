@@ -146,12 +146,13 @@ impl ResourcePattern {
         let (mut pi, mut ti) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
         while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '*' {
+            // A `*` of the pattern is always a wildcard, even facing a `*` of the text.
+            if pi < p.len() && p[pi] == '*' {
                 star = Some((pi, ti));
                 pi += 1;
+            } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+                pi += 1;
+                ti += 1;
             } else if let Some((sp, st)) = star {
                 pi = sp + 1;
                 ti = st + 1;
@@ -719,6 +720,10 @@ mod tests {
         assert!(!p("arn:aws:s3:::bucket/*").matches("arn:aws:s3:::bucket2/a"));
         assert!(p("arn:aws:sqs:us-east-?:*:q").matches("arn:aws:sqs:us-east-1:1:q"));
         assert!(p("*").matches(""));
+        // A `*` of the pattern facing a `*` of the resource is still a wildcard (found by the
+        // arn_pattern fuzz target: the pattern `*` did not match `*X`).
+        assert!(p("*").matches("*X"));
+        assert!(p("arn:aws:s3:::b/*").matches("arn:aws:s3:::b/*secret"));
         assert!(!p("arn:aws:sqs:*:*:q").matches("arn:aws:sqs:*:*:q2"));
         let long = format!("arn:aws:s3:::{}", "a".repeat(2000));
         assert!(!p("arn:aws:s3:::*a*a*a*a*a*a*a*a*b").matches(&long));

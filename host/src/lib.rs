@@ -18,6 +18,7 @@
 //! - [`telemetry`]: `/healthz`, `/readyz` and `/metrics` (`http.listen`); [`reload`]: a
 //!   changed plugin file or config swapped in while running.
 //! - [`scaffold`]: `sentinela new`, a monitor project from a template.
+//! - `fuzzing`: the properties the fuzz targets of `fuzz/` check (docs/fuzzing.md).
 
 pub mod app;
 pub mod audit;
@@ -30,6 +31,8 @@ pub mod compiler;
 pub mod config;
 pub mod declaration;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 pub mod guest_text;
 pub mod instance;

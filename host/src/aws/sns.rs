@@ -44,9 +44,24 @@ pub struct SnsVerifier {
     keys: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
-impl SnsVerifier {
-    /// Whether `message` (SNS's JSON) carries a valid SNS signature.
-    pub async fn verify(&self, transport: &Transport, message: &str) -> Result<bool, SnsError> {
+/// What an SNS message says of its signature, read without the network: checked against the
+/// certificate's key by [`SnsVerifier::verify`].
+pub struct SignedMessage {
+    algorithm: &'static dyn signature::VerificationAlgorithm,
+    /// The message's fields SNS signed, in AWS's order.
+    pub string_to_sign: String,
+    /// The decoded `Signature`.
+    pub signature: Vec<u8>,
+    /// `SigningCertURL` as written (the key cache's key).
+    pub certificate_url: String,
+    /// The same URL, checked to be one of SNS's.
+    pub certificate: Uri,
+}
+
+impl SignedMessage {
+    /// Reads `message` (SNS's JSON): size, signature version, the string to sign, the
+    /// signature and the certificate URL.
+    pub fn parse(message: &str) -> Result<SignedMessage, SnsError> {
         let invalid = |why: &str| SnsError::Invalid(why.to_owned());
         if message.len() > MAX_MESSAGE_BYTES {
             return Err(SnsError::Invalid(format!(
@@ -63,26 +78,44 @@ impl SnsVerifier {
                 Some("2") => &signature::RSA_PKCS1_2048_8192_SHA256,
                 _ => return Err(invalid("SignatureVersion must be \"1\" or \"2\"")),
             };
-        let signed = string_to_sign(&fields)?;
+        let string_to_sign = string_to_sign(&fields)?;
         let signature = field("Signature")
             .and_then(|s| aws_smithy_types::base64::decode(s).ok())
             .ok_or_else(|| invalid("Signature is missing or not base64"))?;
         let url = field("SigningCertURL")
             .or_else(|| field("SigningCertUrl"))
             .ok_or_else(|| invalid("SigningCertURL is missing"))?;
-        let key = self.public_key(transport, url).await?;
-        Ok(UnparsedPublicKey::new(algorithm, &*key)
-            .verify(signed.as_bytes(), &signature)
+        Ok(SignedMessage {
+            algorithm,
+            string_to_sign,
+            signature,
+            certificate: certificate_url(url)?,
+            certificate_url: url.to_owned(),
+        })
+    }
+}
+
+impl SnsVerifier {
+    /// Whether `message` (SNS's JSON) carries a valid SNS signature.
+    pub async fn verify(&self, transport: &Transport, message: &str) -> Result<bool, SnsError> {
+        let message = SignedMessage::parse(message)?;
+        let key = self.public_key(transport, &message).await?;
+        Ok(UnparsedPublicKey::new(message.algorithm, &*key)
+            .verify(message.string_to_sign.as_bytes(), &message.signature)
             .is_ok())
     }
 
-    async fn public_key(&self, transport: &Transport, url: &str) -> Result<Arc<[u8]>, SnsError> {
-        let uri = certificate_url(url)?;
+    async fn public_key(
+        &self,
+        transport: &Transport,
+        message: &SignedMessage,
+    ) -> Result<Arc<[u8]>, SnsError> {
+        let (url, uri) = (&message.certificate_url, &message.certificate);
         if let Some(key) = self.keys.lock().unwrap().get(url) {
             return Ok(key.clone());
         }
         let pem = transport
-            .get_unsigned(&uri, MAX_CERTIFICATE_BYTES)
+            .get_unsigned(uri, MAX_CERTIFICATE_BYTES)
             .await
             .map_err(SnsError::Certificate)?;
         let unreadable = |what: &str| {
@@ -97,7 +130,7 @@ impl SnsVerifier {
         if keys.len() >= MAX_CERTIFICATES {
             keys.clear();
         }
-        keys.insert(url.to_owned(), key.clone());
+        keys.insert(url.clone(), key.clone());
         Ok(key)
     }
 }

@@ -658,9 +658,13 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestThrottled",
 ];
 
+/// The longest error code kept of an answer (AWS's are under 100 characters).
+pub const MAX_ERROR_CODE_CHARS: usize = 128;
+
 /// Reads the code and message of a JSON (`__type`, `message`) or XML (`<Code>`, `<Message>`)
-/// error answer.
-fn service_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ServiceError {
+/// error answer, whatever its body holds: both are cut (the code to
+/// [`MAX_ERROR_CODE_CHARS`], the message to 1 KiB).
+pub fn service_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ServiceError {
     let (mut code, message) = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => {
             let field = |names: &[&str]| {
@@ -693,7 +697,7 @@ fn service_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ServiceError 
     }
     let retryable = status >= 500 || status == 429 || THROTTLING_CODES.contains(&code.as_str());
     ServiceError {
-        code,
+        code: code.chars().take(MAX_ERROR_CODE_CHARS).collect(),
         message: message.chars().take(1024).collect(),
         status,
         retryable,

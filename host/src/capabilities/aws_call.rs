@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
 use wasmtime::component::{HasData, Linker};
 
 use super::guest_error::guest_error;
@@ -17,18 +15,16 @@ use crate::audit::{AuditEvent, shorten};
 use crate::aws::AwsProvider;
 use crate::aws::answers;
 use crate::aws::credentials::Credential;
-use crate::aws::resources::{self, Resources};
 use crate::aws::services::{Protocol, Service};
-use crate::aws::shapes;
 use crate::aws::sns::SnsError;
-use crate::aws::transport::{self, Answer, Destination, Outgoing, Transport, TransportError};
+use crate::aws::transport::{self, Answer, Destination, Outgoing, Transport};
 use crate::bindings::sentinela::plugin::aws_call::{self, Request, Response};
 use crate::bindings::sentinela::plugin::types::Error;
 use crate::config::values::CredentialName;
 use crate::grants::{self, AwsOperationGrant, RequestResources};
-use request::{check_rest_input, checked_headers, checked_path, invalid_input, modelled_operation};
+use request::Prepared;
 
-mod request;
+pub mod request;
 
 /// The interfaces this capability serves.
 pub const INTERFACES: &[&str] = &["aws-call"];
@@ -65,11 +61,6 @@ impl AwsCallCtx<'_> {
         self.0
             .ok_or_else(|| super::host_plugin_disabled(crate::providers::HostPlugin::Aws))
     }
-}
-
-/// The bytes of a list of pairs, summed without copying.
-fn pair_bytes(pairs: &[(String, String)]) -> usize {
-    pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
 }
 
 /// What one monitor may do through `aws-call`.
@@ -130,7 +121,7 @@ struct Target {
 async fn send_to(
     transport: &Transport,
     target: &Target,
-    outgoing: Result<Outgoing, TransportError>,
+    outgoing: Outgoing,
 ) -> (Result<Answer, Error>, Option<u16>) {
     let result = async {
         let keys = target.credential.keys().await?;
@@ -139,7 +130,7 @@ async fn send_to(
             region: &target.region,
             keys: &keys,
         };
-        transport.send(to, outgoing?).await
+        transport.send(to, outgoing).await
     }
     .await;
     let status = transport::status_of(&result, |a| a.status);
@@ -296,28 +287,13 @@ impl AwsCallInstance {
             let target = self.authorize(credential, service, region, |s| {
                 matches!(s.protocol, Protocol::Json { .. })
             })?;
-            modelled_operation(target.service, operation)?;
             let limit = self.aws.transport.limits.request_bytes_for(target.service);
-            if input.len() > limit {
-                return Err(Error::Limit(format!(
-                    "request body of {} bytes is over the {limit} byte cap",
-                    input.len()
-                )));
-            }
-            // The input is read as AWS reads it: one value per key (a repeated key is
-            // refused), every member and type as the operation's input shape has them. What
-            // is checked is what is sent: the parsed input, encoded again.
-            let parsed = shapes::parse_json_strict(input).map_err(Error::Invalid)?;
-            let model = target.service.input_model();
-            let mut resources = Resources::new(target.service.name, &target.region);
-            shapes::check_json(model, model.input(operation), &parsed, &mut |s| {
-                resources.see(s)
-            })
-            .map_err(|e| invalid_input(target.service, operation, e))?;
-            let resources = resources.finish();
-            audit.set_resource(resources.first());
+            let prepared =
+                request::prepare_json(target.service, &target.region, operation, input, limit)?;
+            audit.set_resource(prepared.resources.first());
             if target.service.name == "sqs"
-                && let Some(queue) = host_queue_in(&self.aws.host_queues, &parsed)
+                && let Some(input) = &prepared.input
+                && let Some(queue) = host_queue_in(&self.aws.host_queues, input)
             {
                 if self.log.allow_refusal_line() {
                     tracing::warn!(queue, "refused: a monitor named one of the host's queues");
@@ -327,13 +303,12 @@ impl AwsCallInstance {
                      no monitor reaches it"
                 )));
             }
-            self.check_grant(&target, operation, Some(&parsed), &resources)?;
-            let canonical = parsed.to_string();
+            let input = prepared.input.as_ref();
+            self.check_grant(&target, operation, input, &prepared.resources)?;
             self.log.take_aws_request()?;
             audit.mark_sent();
             let transport = &self.aws.transport;
-            let outgoing = transport::json_request(target.service, operation, &canonical);
-            let (answer, status) = send_to(transport, &target, outgoing).await;
+            let (answer, status) = send_to(transport, &target, prepared.outgoing).await;
             let answer = withhold_credentials(&self.log, audit, target.service, operation, answer);
             Ok::<_, Error>((answer.and_then(text), status))
         })
@@ -353,125 +328,19 @@ impl AwsCallInstance {
             let target = self.authorize(credential, service, region, |s| {
                 matches!(s.protocol, Protocol::Query | Protocol::Ec2)
             })?;
-            modelled_operation(target.service, action)?;
             let limit = self.aws.transport.limits.request_bytes_for(target.service);
-            if params.len() > MAX_QUERY_PARAMS || pair_bytes(params) > limit {
-                return Err(Error::Limit(format!(
-                    "{} query parameters of {} bytes: at most {MAX_QUERY_PARAMS} parameters and \
-                     {limit} bytes",
-                    params.len(),
-                    pair_bytes(params)
-                )));
-            }
-            if let Some((key, _)) = params.iter().find(|(k, _)| k == "Action" || k == "Version") {
-                return Err(Error::Invalid(format!(
-                    "parameter '{key}' is set by the host"
-                )));
-            }
-            // Query APIs never repeat a key (lists are `Name.member.N`): a repeated key could
-            // show the grant check one resource and AWS another.
-            let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
-            keys.sort_unstable();
-            if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
-                return Err(Error::Invalid(format!(
-                    "parameter '{}' is given more than once",
-                    shorten(pair[0])
-                )));
-            }
-            let model = target.service.input_model();
-            let mut resources = Resources::new(target.service.name, &target.region);
-            let members = model.input(action);
-            let protocol = target.service.protocol;
-            shapes::check_query(model, protocol, members, params, &mut |s| resources.see(s))
-                .map_err(|e| invalid_input(target.service, action, e))?;
-            let resources = resources.finish();
-            audit.set_resource(resources.first());
-            self.check_grant(&target, action, None, &resources)?;
+            let prepared =
+                request::prepare_query(target.service, &target.region, action, params, limit)?;
+            audit.set_resource(prepared.resources.first());
+            self.check_grant(&target, action, None, &prepared.resources)?;
             self.log.take_aws_request()?;
             audit.mark_sent();
             let transport = &self.aws.transport;
-            let outgoing = transport::query_request(target.service, action, params);
-            let (answer, status) = send_to(transport, &target, outgoing).await;
+            let (answer, status) = send_to(transport, &target, prepared.outgoing).await;
             let answer = withhold_credentials(&self.log, audit, target.service, action, answer);
             Ok::<_, Error>((answer.and_then(text), status))
         })
         .await
-    }
-
-    /// Checks a REST request's method, shape, path and headers, and reads the operation the
-    /// service's model maps it to and the resources it names.
-    fn rest_call(&self, target: &Target, request: &Request) -> Result<RestCall, Error> {
-        let upper = request.method.to_ascii_uppercase();
-        if !grants::REST_METHODS.contains(&upper.as_str()) {
-            return Err(Error::Invalid(format!(
-                "unsupported method '{}'",
-                shorten(&upper)
-            )));
-        }
-        let method =
-            Method::from_bytes(upper.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
-        let limit = self.aws.transport.limits.request_bytes_for(target.service);
-        let too_big = request.headers.len() > MAX_HEADERS
-            || pair_bytes(&request.headers) > MAX_HEADER_BYTES
-            || request.query.len() > MAX_QUERY_PARAMS
-            || pair_bytes(&request.query) > limit
-            || request.path.len() > MAX_PATH_BYTES
-            || request.body.len() > limit;
-        if too_big {
-            return Err(Error::Limit(format!(
-                "request over the caps: at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} \
-                 bytes, {MAX_QUERY_PARAMS} query parameters, a {MAX_PATH_BYTES} byte path and \
-                 a {limit} byte body"
-            )));
-        }
-        let mut path_and_query = checked_path(&request.path)?;
-        let headers = checked_headers(&request.headers)?;
-        let resources = resources::of_rest(
-            target.service.name,
-            &target.region,
-            &path_and_query,
-            &headers,
-        );
-        let query: Vec<(&str, &str)> = request
-            .query
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let header_names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
-        let operation = target
-            .service
-            .rest_operation(method.as_str(), &path_and_query, &query, &header_names)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{} {} is no operation of {}'s model (or could be two of them); nothing \
-                     was sent",
-                    method,
-                    shorten(&path_and_query),
-                    target.service.name
-                ))
-            })?;
-        check_rest_input(
-            target.service,
-            operation,
-            &request.query,
-            &headers,
-            &request.body,
-        )?;
-        for (i, (key, value)) in request.query.iter().enumerate() {
-            path_and_query.push(if i == 0 { '?' } else { '&' });
-            path_and_query.push_str(&transport::encode(key));
-            if !value.is_empty() {
-                path_and_query.push('=');
-                path_and_query.push_str(&transport::encode(value));
-            }
-        }
-        Ok(RestCall {
-            method,
-            path_and_query,
-            headers,
-            operation,
-            resources,
-        })
     }
 
     /// Whether the grants allow a REST call: the operation the model resolved it to
@@ -480,7 +349,7 @@ impl AwsCallInstance {
     fn check_rest_grant(
         &self,
         target: &Target,
-        call: &RestCall,
+        call: &Prepared,
         prefix: &str,
     ) -> Result<(), Error> {
         let operation = format!("{prefix}{}", call.operation);
@@ -499,20 +368,15 @@ impl AwsCallInstance {
         let method = request.method.clone();
         self.audited(credential, service, &method, async |audit| {
             let target = self.authorize(credential, service, region, Service::is_rest)?;
-            let call = self.rest_call(&target, &request)?;
+            let limit = self.aws.transport.limits.request_bytes_for(target.service);
+            let call = request::prepare_rest(target.service, &target.region, request, limit)?;
             audit.set_operation(call.operation);
             audit.set_resource(call.resources.first());
             self.check_rest_grant(&target, &call, "")?;
-            let outgoing = Outgoing {
-                method: call.method,
-                path_and_query: call.path_and_query,
-                headers: call.headers,
-                body: Bytes::from(request.body),
-            };
             self.log.take_aws_request()?;
             audit.mark_sent();
             let transport = &self.aws.transport;
-            let (answer, status) = send_to(transport, &target, Ok(outgoing)).await;
+            let (answer, status) = send_to(transport, &target, call.outgoing).await;
             let answer =
                 withhold_credentials(&self.log, audit, target.service, call.operation, answer);
             let response = answer.map(|answer| Response {
@@ -541,7 +405,8 @@ impl AwsCallInstance {
     ) -> Result<String, Error> {
         self.audited(credential, service, "presign", async |audit| {
             let target = self.authorize(credential, service, region, Service::is_rest)?;
-            let call = self.rest_call(&target, &request)?;
+            let limit = self.aws.transport.limits.request_bytes_for(target.service);
+            let call = request::prepare_rest(target.service, &target.region, request, limit)?;
             audit.set_operation(&format!("presign:{}", call.operation));
             audit.set_resource(call.resources.first());
             let cap = self.aws.transport.limits.max_presign_expiry;
@@ -553,7 +418,7 @@ impl AwsCallInstance {
                     cap.as_secs()
                 )));
             }
-            if !request.body.is_empty() {
+            if !call.outgoing.body.is_empty() {
                 return Err(Error::Invalid(
                     "a presigned request has no body: whoever uses the URL sends it".into(),
                 ));
@@ -566,13 +431,7 @@ impl AwsCallInstance {
                 region: &target.region,
                 keys: &keys,
             };
-            let outgoing = Outgoing {
-                method: call.method,
-                path_and_query: call.path_and_query,
-                headers: call.headers,
-                body: Bytes::new(),
-            };
-            let url = self.aws.transport.presign(to, outgoing, expires);
+            let url = self.aws.transport.presign(to, call.outgoing, expires);
             Ok::<_, Error>((url.map_err(guest_error), None))
         })
         .await
@@ -599,17 +458,6 @@ impl AwsCallInstance {
                 },
             })
     }
-}
-
-/// A REST request, checked, with what the grants are checked against.
-struct RestCall {
-    method: Method,
-    /// The path, then the encoded query.
-    path_and_query: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    /// The operation the service's model maps the request to.
-    operation: &'static str,
-    resources: RequestResources,
 }
 
 impl aws_call::Host for AwsCallCtx<'_> {

@@ -608,9 +608,13 @@ impl Config {
 /// `Deserialize` impls the position is that of the enclosing mapping, so point at the line
 /// that holds the offending value (our messages quote it) and name its key.
 fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
+    let shortened = |text: &str| crate::guest_text::shortened(text, MAX_ERROR_CHARS / 2);
     let message = e.to_string();
     let Some(loc) = e.location() else {
-        return message;
+        return match second_document_line(text) {
+            Some(line) => format!("{message}: a second document starts at line {line}"),
+            None => message,
+        };
     };
     let suffix = format!(" at line {} column {}", loc.line(), loc.column());
     let body = message.strip_suffix(&suffix).unwrap_or(&message);
@@ -629,9 +633,25 @@ fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
         } else {
             format!("{path}.{key}")
         };
-        Some(format!("{path}: {detail} at line {line}"))
+        Some(format!("{path}: {} at line {line}", shortened(detail)))
     });
-    located.unwrap_or_else(|| format!("{body}{suffix}"))
+    // The message may quote a long value: cut it, never the position after it.
+    located.unwrap_or_else(|| format!("{}{suffix}", shortened(body)))
+}
+
+/// The line of a second YAML document (serde_yaml says only that there is one): a `---`
+/// or `...` marker after the first document's content or marker.
+fn second_document_line(text: &str) -> Option<usize> {
+    let mut begun = false;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line.starts_with("---") || line.starts_with("...");
+        if marker && begun {
+            return Some(i + 1);
+        }
+        let content = !line.trim().is_empty() && !line.trim_start().starts_with('#');
+        begun |= marker || content;
+    }
+    None
 }
 
 /// The first line that sets `key` to `value` (block or flow style), for errors found after

@@ -126,6 +126,27 @@ impl FromStr for Schedule {
             .with_seconds_optional()
             .parse()
             .map_err(|e| format!("invalid cron expression '{s}': {e}"))?;
+        // A field that matches no value (`L` or `,,,,` as minutes) never fires, and croner
+        // finds that out only by searching up to the year 5000 (seconds of CPU): refused
+        // here at once, field by field.
+        let p = &cron.pattern;
+        let fields = [
+            (
+                "second",
+                (0..60).any(|v| p.second_match(v).unwrap_or(false)),
+            ),
+            (
+                "minute",
+                (0..60).any(|v| p.minute_match(v).unwrap_or(false)),
+            ),
+            ("hour", (0..24).any(|v| p.hour_match(v).unwrap_or(false))),
+            ("month", (1..13).any(|v| p.month_match(v).unwrap_or(false))),
+        ];
+        if let Some((field, _)) = fields.iter().find(|(_, matches_one)| !matches_one) {
+            return Err(format!(
+                "cron expression '{s}' never fires: its {field} field matches no {field}"
+            ));
+        }
         // croner accepts expressions that never fire (e.g. February 31st); reject them here
         // rather than having a monitor silently never run.
         if cron
@@ -461,6 +482,25 @@ mod tests {
         assert!("*/10 * * * * *".parse::<Schedule>().is_ok());
         assert!("61 * * * *".parse::<Schedule>().is_err());
         assert!("every minute".parse::<Schedule>().is_err());
+        // A field that matches nothing is refused by the field check, before any search for
+        // the next time (which went on to the year 5000: 11 s of CPU each).
+        for (never, field) in [
+            ("L * * * *", "minute"),
+            (",,,, * * * *", "minute"),
+            ("0 L * * *", "hour"),
+        ] {
+            let e = never.parse::<Schedule>().unwrap_err();
+            assert!(
+                e.contains(&format!("its {field} field matches no {field}")),
+                "{never}: {e}"
+            );
+        }
+        assert!(
+            "0 0 31 2 *"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("never fires")
+        );
     }
 
     #[test]

@@ -1,20 +1,31 @@
-//! What a guest's `aws-call` request may carry, checked before anything is encoded, signed
-//! or sent: operation names of the model, REST paths that stay on the endpoint, headers the
-//! host leaves to the guest, and a REST request's query keys, headers and JSON body against
-//! its operation's input shape.
+//! What a guest's `aws-call` request may carry, checked before anything is signed or sent,
+//! and the request built from it: operation names of the model, inputs against their shapes,
+//! REST paths that stay on the endpoint, headers the host leaves to the guest, and a REST
+//! request's query keys, headers and JSON body against its operation's input shape.
+//!
+//! [`prepare_json`], [`prepare_query`] and [`prepare_rest`] need no credential, grant or
+//! budget: they say what the grant check reads (the resources, the parsed input) and build
+//! what is signed and sent. The `aws_call_request` fuzz target reads the built request back
+//! and checks that it says the same.
 
-use http::{HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use serde_json::Value;
 
 use crate::audit::shorten;
+use crate::aws::resources::{self, Resources};
 use crate::aws::services::{Protocol, Service, valid_operation};
 use crate::aws::shapes::{self, Location};
-use crate::aws::transport;
+use crate::aws::transport::{self, Outgoing};
+use crate::bindings::sentinela::plugin::aws_call::Request;
 use crate::bindings::sentinela::plugin::types::Error;
+use crate::grants::{self, RequestResources};
 
 use super::super::guest_error::guest_error;
+use super::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_PATH_BYTES, MAX_QUERY_PARAMS};
 
 /// An operation or action name as AWS's API references write them.
-pub(super) fn checked_operation(operation: &str) -> Result<(), Error> {
+fn checked_operation(operation: &str) -> Result<(), Error> {
     if valid_operation(operation) {
         Ok(())
     } else {
@@ -25,21 +36,195 @@ pub(super) fn checked_operation(operation: &str) -> Result<(), Error> {
     }
 }
 
-/// An operation of the service's model, by its exact name: nothing else is sent or checked.
-pub(super) fn modelled_operation(service: &Service, operation: &str) -> Result<(), Error> {
-    checked_operation(operation)?;
-    if service.has_operation(operation) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(service.unknown_operation(operation)))
-    }
-}
-
-pub(super) fn invalid_input(service: &Service, operation: &str, why: String) -> Error {
+fn invalid_input(service: &Service, operation: &str, why: String) -> Error {
     Error::Invalid(format!(
         "{}:{operation}: {why}; nothing was sent",
         service.name
     ))
+}
+
+/// A request checked and built for one service and region, before any grant, credential or
+/// budget is consulted.
+pub struct Prepared {
+    /// The operation of the service's model the request is.
+    pub operation: &'static str,
+    /// Every resource the request names, as the grant check reads them.
+    pub resources: RequestResources,
+    /// A JSON-protocol request's input as parsed (the grant check reads some secret reads
+    /// from it); the body sent is this value encoded again.
+    pub input: Option<Value>,
+    /// What is signed and sent.
+    pub outgoing: Outgoing,
+}
+
+/// The bytes of a list of pairs, summed without copying.
+pub(super) fn pair_bytes(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+}
+
+/// The model's own name of `operation` (checked to be one of the model's).
+fn model_operation(service: &Service, operation: &str) -> Result<&'static str, Error> {
+    checked_operation(operation)?;
+    service
+        .operation_names()
+        .find(|op| *op == operation)
+        .ok_or_else(|| Error::Invalid(service.unknown_operation(operation)))
+}
+
+/// `aws-call.json`: `input` read as AWS reads it (one value per key, a repeated key refused;
+/// every member and type as the operation's input shape has them), its resources, and the
+/// request whose body is the parsed input encoded again: what is checked is what is sent.
+/// `max_body` is the transport's cap for the service.
+pub fn prepare_json(
+    service: &'static Service,
+    region: &str,
+    operation: &str,
+    input: &str,
+    max_body: usize,
+) -> Result<Prepared, Error> {
+    let operation = model_operation(service, operation)?;
+    if input.len() > max_body {
+        return Err(Error::Limit(format!(
+            "request body of {} bytes is over the {max_body} byte cap",
+            input.len()
+        )));
+    }
+    let parsed = shapes::parse_json_strict(input).map_err(Error::Invalid)?;
+    let model = service.input_model();
+    let mut resources = Resources::new(service.name, region);
+    shapes::check_json(model, model.input(operation), &parsed, &mut |s| {
+        resources.see(s)
+    })
+    .map_err(|e| invalid_input(service, operation, e))?;
+    let outgoing =
+        transport::json_request(service, operation, &parsed.to_string()).map_err(guest_error)?;
+    Ok(Prepared {
+        operation,
+        resources: resources.finish(),
+        input: Some(parsed),
+        outgoing,
+    })
+}
+
+/// `aws-call.query`: `params` checked against the action's input shape (each key once;
+/// `Action` and `Version` are the host's), its resources, and the form body sent.
+pub fn prepare_query(
+    service: &'static Service,
+    region: &str,
+    action: &str,
+    params: &[(String, String)],
+    max_body: usize,
+) -> Result<Prepared, Error> {
+    let operation = model_operation(service, action)?;
+    if params.len() > MAX_QUERY_PARAMS || pair_bytes(params) > max_body {
+        return Err(Error::Limit(format!(
+            "{} query parameters of {} bytes: at most {MAX_QUERY_PARAMS} parameters and \
+             {max_body} bytes",
+            params.len(),
+            pair_bytes(params)
+        )));
+    }
+    if let Some((key, _)) = params.iter().find(|(k, _)| k == "Action" || k == "Version") {
+        return Err(Error::Invalid(format!(
+            "parameter '{key}' is set by the host"
+        )));
+    }
+    // Query APIs never repeat a key (lists are `Name.member.N`): a repeated key could show
+    // the grant check one resource and AWS another.
+    let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Error::Invalid(format!(
+            "parameter '{}' is given more than once",
+            shorten(pair[0])
+        )));
+    }
+    let model = service.input_model();
+    let mut resources = Resources::new(service.name, region);
+    let members = model.input(operation);
+    shapes::check_query(model, service.protocol, members, params, &mut |s| {
+        resources.see(s)
+    })
+    .map_err(|e| invalid_input(service, operation, e))?;
+    let outgoing = transport::query_request(service, operation, params).map_err(guest_error)?;
+    Ok(Prepared {
+        operation,
+        resources: resources.finish(),
+        input: None,
+        outgoing,
+    })
+}
+
+/// `aws-call.signed` and `presign`: a REST request's method, caps, path and headers checked,
+/// the operation the service's model maps it to, its input checked against that operation's
+/// shape, the resources it names, and the request with its query encoded.
+pub fn prepare_rest(
+    service: &'static Service,
+    region: &str,
+    request: Request,
+    max_body: usize,
+) -> Result<Prepared, Error> {
+    let upper = request.method.to_ascii_uppercase();
+    if !grants::REST_METHODS.contains(&upper.as_str()) {
+        return Err(Error::Invalid(format!(
+            "unsupported method '{}'",
+            shorten(&upper)
+        )));
+    }
+    let method = Method::from_bytes(upper.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let too_big = request.headers.len() > MAX_HEADERS
+        || pair_bytes(&request.headers) > MAX_HEADER_BYTES
+        || request.query.len() > MAX_QUERY_PARAMS
+        || pair_bytes(&request.query) > max_body
+        || request.path.len() > MAX_PATH_BYTES
+        || request.body.len() > max_body;
+    if too_big {
+        return Err(Error::Limit(format!(
+            "request over the caps: at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} \
+             bytes, {MAX_QUERY_PARAMS} query parameters, a {MAX_PATH_BYTES} byte path and \
+             a {max_body} byte body"
+        )));
+    }
+    let mut path_and_query = checked_path(&request.path)?;
+    let headers = checked_headers(&request.headers)?;
+    let resources = resources::of_rest(service.name, region, &path_and_query, &headers);
+    let query: Vec<(&str, &str)> = request
+        .query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let header_names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
+    let operation = service
+        .rest_operation(method.as_str(), &path_and_query, &query, &header_names)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} {} is no operation of {}'s model (or could be two of them); nothing was \
+                 sent",
+                method,
+                shorten(&path_and_query),
+                service.name
+            ))
+        })?;
+    check_rest_input(service, operation, &request.query, &headers, &request.body)?;
+    for (i, (key, value)) in request.query.iter().enumerate() {
+        path_and_query.push(if i == 0 { '?' } else { '&' });
+        path_and_query.push_str(&transport::encode(key));
+        if !value.is_empty() {
+            path_and_query.push('=');
+            path_and_query.push_str(&transport::encode(value));
+        }
+    }
+    Ok(Prepared {
+        operation,
+        resources,
+        input: None,
+        outgoing: Outgoing {
+            method,
+            path_and_query,
+            headers,
+            body: Bytes::from(request.body),
+        },
+    })
 }
 
 /// Headers a REST request may carry beyond its operation's header members: how the body is
@@ -49,7 +234,7 @@ const GENERIC_HEADERS: &[&str] = &["content-type", "accept"];
 /// Checks a REST request's query keys, headers and (JSON) body against its operation's input
 /// shape: a key, header or member the operation does not have is refused, as is a query
 /// parameter SigV4 itself uses (`X-Amz-Expires`, `X-Amz-Date`...), which only the host sets.
-pub(super) fn check_rest_input(
+fn check_rest_input(
     service: &Service,
     operation: &str,
     query: &[(String, String)],
@@ -73,7 +258,12 @@ pub(super) fn check_rest_input(
         .iter()
         .any(|m| m.location == Location::Query && model_is_map(model, m));
     for key in keys {
-        if key.len() >= 6 && key[..6].eq_ignore_ascii_case("x-amz-") {
+        // Bytes, not a `str` slice: a guest's key may hold a multi-byte character there.
+        if key
+            .as_bytes()
+            .get(..6)
+            .is_some_and(|k| k.eq_ignore_ascii_case(b"x-amz-"))
+        {
             return Err(Error::Denied(format!(
                 "query parameter '{}' belongs to the host's signature",
                 shorten(key)
@@ -165,9 +355,7 @@ const REFUSED_HEADERS: &[&str] = &[
     "via",
 ];
 
-pub(super) fn checked_headers(
-    headers: &[(String, String)],
-) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+fn checked_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
     let mut checked = Vec::new();
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
@@ -197,7 +385,7 @@ pub(super) fn checked_headers(
 
 /// An absolute path on the service's endpoint. Anything that could name another host
 /// (`//host`, a scheme, `@`, backslashes) or smuggle a query or fragment is refused.
-pub(super) fn checked_path(path: &str) -> Result<String, Error> {
+fn checked_path(path: &str) -> Result<String, Error> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~/%!$&'()*+,;=:@".contains(c);
     let refuse = |why: &str| {
         Err(Error::Invalid(format!(
