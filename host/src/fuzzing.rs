@@ -21,8 +21,11 @@ use crate::grants::ResourcePattern;
 use crate::guest_text;
 use crate::message::{Message, Work};
 
+/// A target's properties: panics when `data` breaks one.
+pub type Property = fn(data: &[u8]);
+
 /// The fuzz targets, by name: the name of the target in `fuzz/` and of its seed folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Property)] = &[
     ("config", config),
     ("cron", cron),
     ("queue_message", queue_message),

@@ -58,7 +58,7 @@ pub struct Prepared {
 }
 
 /// The bytes of a list of pairs, summed without copying.
-pub(super) fn pair_bytes(pairs: &[(String, String)]) -> usize {
+fn pair_bytes(pairs: &[(String, String)]) -> usize {
     pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
 }
 
