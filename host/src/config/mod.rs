@@ -606,37 +606,81 @@ impl Config {
 
 /// serde_yaml's message holds the key path and a position. For errors raised by our own
 /// `Deserialize` impls the position is that of the enclosing mapping, so point at the line
-/// that holds the offending value (our messages quote it) and name its key.
+/// that holds the offending value (our messages quote it) and name its key. Every part that
+/// quotes the file (a value, a key) is cut so that the position always fits.
 fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
     let shortened = |text: &str| crate::guest_text::shortened(text, MAX_ERROR_CHARS / 2);
     let message = e.to_string();
-    let Some(loc) = e.location() else {
+    let loc = e.location();
+    // The message without its position, the position's line, and what follows it.
+    let (body, line, position, tail) = if let Some((body, offset, tail)) = byte_offset(&message)
+        && loc
+            .as_ref()
+            .is_none_or(|l| (l.line(), l.column()) == (1, 1))
+    {
+        let line = line_at_byte(text, offset);
+        (body, line, format!(" at line {line}"), tail)
+    } else if let Some(loc) = loc {
+        let position = format!(" at line {} column {}", loc.line(), loc.column());
+        match message.strip_suffix(&position) {
+            Some(body) => (body, loc.line(), position, ""),
+            // serde_yaml prints no position where the mark is the file's start.
+            None if (loc.line(), loc.column()) == (1, 1) => (message.as_str(), 1, position, ""),
+            // libyaml's syntax errors: its own fixed texts, each with its position.
+            None => return shortened(&message),
+        }
+    } else {
         return match second_document_line(text) {
             Some(line) => format!("{message}: a second document starts at line {line}"),
-            None => message,
+            None => shortened(&message),
         };
     };
-    let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-    let body = message.strip_suffix(&suffix).unwrap_or(&message);
-    let located = body.split_once(": ").and_then(|(path, detail)| {
-        let value = detail.split('\'').nth(1).filter(|v| !v.is_empty())?;
-        let (line, key) = text
-            .lines()
-            .enumerate()
-            .skip(loc.line().saturating_sub(1))
-            .find_map(|(i, line)| {
-                let (key, rest) = line.trim_start().trim_start_matches("- ").split_once(':')?;
-                rest.contains(value).then(|| (i + 1, key.trim().to_owned()))
-            })?;
-        let path = if path.ends_with(&key) {
-            path.to_owned()
-        } else {
-            format!("{path}.{key}")
-        };
-        Some(format!("{path}: {} at line {line}", shortened(detail)))
-    });
-    // The message may quote a long value: cut it, never the position after it.
-    located.unwrap_or_else(|| format!("{}{suffix}", shortened(body)))
+    // `monitors[0].schedule: ...`; a top-level error has no path (`invalid type: ...`), and
+    // our keys have no spaces.
+    let located = body
+        .split_once(": ")
+        .filter(|(path, _)| tail.is_empty() && !path.contains(char::is_whitespace))
+        .and_then(|(path, detail)| {
+            let value = detail.split('\'').nth(1).filter(|v| !v.is_empty())?;
+            let (line, key) = text
+                .lines()
+                .enumerate()
+                .skip(line.saturating_sub(1))
+                .find_map(|(i, line)| {
+                    let (key, rest) = line.trim_start().trim_start_matches("- ").split_once(':')?;
+                    rest.contains(value).then(|| (i + 1, key.trim()))
+                })?;
+            let path = if path.ends_with(key) {
+                path.to_owned()
+            } else {
+                format!("{path}.{key}")
+            };
+            let path = crate::guest_text::shortened(&path, MAX_ERROR_CHARS / 4);
+            Some(format!("{path}: {} at line {line}", shortened(detail)))
+        });
+    located.unwrap_or_else(|| {
+        format!(
+            "{}{position}{}",
+            shortened(body),
+            crate::guest_text::shortened(tail, MAX_ERROR_CHARS / 4)
+        )
+    })
+}
+
+/// A message's `at position N` (what serde_yaml prints where the mark is the file's start,
+/// and for libyaml's reader errors, such as a control character, which carry only a byte
+/// offset): the text before it, N, and the text after it.
+fn byte_offset(message: &str) -> Option<(&str, usize, &str)> {
+    let (body, after) = message.rsplit_once(" at position ")?;
+    let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let offset = after[..digits].parse().ok()?;
+    Some((body, offset, &after[digits..]))
+}
+
+/// The line (from 1) holding the byte at `offset`; the last line for an offset past the end.
+fn line_at_byte(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    1 + before.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// The line of a second YAML document (serde_yaml says only that there is one): a `---`
@@ -731,4 +775,22 @@ fn host_queue(
         .into_iter()
         .find(|(own, _)| own == name)
         .map(|(_, what)| format!("names SQS queue '{name}', {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libyaml's reader errors carry a byte offset, not a line: the error says the line.
+    #[test]
+    fn a_control_character_is_named_by_its_line() {
+        let text = "log_level: info\n# a comment \u{e9}\u{e9}\u{e9}\nmonitors: []\nx: \u{7}\n";
+        let message = Config::parse(Path::new("sentinela.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("sentinela.yaml: "), "{message}");
+        assert!(message.contains("at line 4"), "{message}");
+        assert!(!message.contains("at position"), "{message}");
+        assert!(message.chars().count() <= MAX_ERROR_CHARS + 1, "{message}");
+    }
 }
