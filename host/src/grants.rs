@@ -223,7 +223,7 @@ impl AwsOperationGrant {
             return Err(format!("invalid aws grant '{raw}': {why}"));
         }
         let is_method = modelled.is_rest() && REST_METHODS.contains(&name);
-        if name != "*" && !is_method && !modelled.has_operation(name) {
+        if name != "*" && !is_method && modelled.operation(name).is_none() {
             return Err(format!(
                 "invalid aws grant '{raw}': {}",
                 modelled.unknown_operation(name)

@@ -291,9 +291,9 @@ impl Service {
             .map(|line| line.split(' ').next().unwrap_or(line))
     }
 
-    /// Whether the model has operation `name`.
-    pub fn has_operation(&self, name: &str) -> bool {
-        self.operation_names().any(|op| op == name)
+    /// The model's own (`'static`) name of operation `name`, if the model has it.
+    pub fn operation(&self, name: &str) -> Option<&'static str> {
+        self.operation_names().find(|op| *op == name)
     }
 
     /// An error text for an operation the model does not have.
@@ -520,8 +520,8 @@ mod tests {
         );
         assert!(Service::unknown("cloudwach").contains("cloudwatch"));
         let sqs = Service::find("sqs").unwrap();
-        assert!(sqs.has_operation("ListQueues"));
-        assert!(!sqs.has_operation("ListQueus"));
+        assert_eq!(sqs.operation("ListQueues"), Some("ListQueues"));
+        assert_eq!(sqs.operation("ListQueus"), None);
         assert!(sqs.unknown_operation("ListQueus").contains("ListQueues"));
         // A huge name (a guest's) is not compared at all.
         assert!(Service::closest(&"s".repeat(1 << 20)).is_empty());
@@ -685,7 +685,7 @@ mod tests {
             op("s3", "GET", "/b", &[("lifecycle", "")]),
             Some("GetBucketLifecycleConfiguration")
         );
-        assert!(s3.has_operation("GetBucketLifecycle"));
+        assert!(s3.operation("GetBucketLifecycle").is_some());
         assert_eq!(op("s3", "GET", "/", &[]), Some("ListBuckets"));
         assert_eq!(op("s3", "GET", "/bucket", &[]), Some("ListObjects"));
         assert_eq!(

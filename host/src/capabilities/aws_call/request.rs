@@ -66,9 +66,19 @@ fn pair_bytes(pairs: &[(String, String)]) -> usize {
 fn model_operation(service: &Service, operation: &str) -> Result<&'static str, Error> {
     checked_operation(operation)?;
     service
-        .operation_names()
-        .find(|op| *op == operation)
+        .operation(operation)
         .ok_or_else(|| Error::Invalid(service.unknown_operation(operation)))
+}
+
+/// The keys of `pairs`, sorted, or the first key given more than once. AWS reads one value
+/// per key: a repeated key could show the grant check one resource and AWS another.
+fn sorted_unique_keys(pairs: &[(String, String)]) -> Result<Vec<&str>, &str> {
+    let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        Some(pair) => Err(pair[0]),
+        None => Ok(keys),
+    }
 }
 
 /// `aws-call.json`: `input` read as AWS reads it (one value per key, a repeated key refused;
@@ -129,14 +139,11 @@ pub fn prepare_query(
             "parameter '{key}' is set by the host"
         )));
     }
-    // Query APIs never repeat a key (lists are `Name.member.N`): a repeated key could show
-    // the grant check one resource and AWS another.
-    let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
-    keys.sort_unstable();
-    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+    // Query APIs never repeat a key (lists are `Name.member.N`).
+    if let Err(key) = sorted_unique_keys(params) {
         return Err(Error::Invalid(format!(
             "parameter '{}' is given more than once",
-            shorten(pair[0])
+            shorten(key)
         )));
     }
     let model = service.input_model();
@@ -244,14 +251,15 @@ fn check_rest_input(
     let model = service.input_model();
     let members = model.input(operation);
     let invalid = |why: String| Err(invalid_input(service, operation, why));
-    let mut keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-    keys.sort_unstable();
-    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
-        return invalid(format!(
-            "query parameter '{}' is given more than once",
-            shorten(pair[0])
-        ));
-    }
+    let keys = match sorted_unique_keys(query) {
+        Ok(keys) => keys,
+        Err(key) => {
+            return invalid(format!(
+                "query parameter '{}' is given more than once",
+                shorten(key)
+            ));
+        }
+    };
     let route_keys = service.route_query_keys(operation);
     // A map in the query takes any parameter (API Gateway's, S3's none).
     let free_query = members
