@@ -165,6 +165,11 @@ fn hostile_aws_calls_get_the_right_errors_and_no_key_material() {
     for name in ["authority path", "scheme in path", "userinfo path"] {
         expect(name, "invalid: invalid path");
     }
+    expect(
+        "multi-byte query key",
+        "invalid: s3:ListBuckets: query parameter 'maxi\u{fffd}t' is not a member",
+    );
+    // Asked after the multi-byte key: the host is still serving this instance.
     expect("query", "ok: <GetCallerIdentityResponse");
 
     assert!(

@@ -1,7 +1,7 @@
 //! Abuses `aws-call`: forbidden and forged credential names, a steering region, a Host
-//! header, paths that name another host, a huge body, operations outside the allow-list. It
-//! returns every outcome and every byte it got back, so the test can check each attempt
-//! failed the right way and that no key material came back.
+//! header, paths that name another host, a query key that splits a character, a huge body,
+//! operations outside the allow-list. It returns every outcome and every byte it got back, so
+//! the test can check each attempt failed the right way and that no key material came back.
 use sentinela_monitor::aws::describe;
 use sentinela_monitor::bindings::sentinela::plugin::aws_call::{self, Request};
 use sentinela_monitor::{Issue, Monitor, Result, export_monitor, json, serde_json};
@@ -20,10 +20,17 @@ fn json_call(
 }
 
 fn signed(path: &str, headers: &[(&str, &str)]) -> String {
+    signed_with_query(path, &[], headers)
+}
+
+fn signed_with_query(path: &str, query: &[(&str, &str)], headers: &[(&str, &str)]) -> String {
     let request = Request {
         method: "GET".into(),
         path: path.into(),
-        query: vec![],
+        query: query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -109,6 +116,12 @@ impl Monitor for AwsAbuse {
         record("authority path", signed("//evil.example/x", &[]));
         record("scheme in path", signed("/x/http://evil.example/", &[]));
         record("userinfo path", signed("/@evil.example", &[]));
+        // A multi-byte character across byte 6, where the host looks for `x-amz-` (it once
+        // sliced the key there and panicked); the calls after it must still be served.
+        record(
+            "multi-byte query key",
+            signed_with_query("/", &[("maxi\u{fffd}t", "2")], &[]),
+        );
         record(
             "query",
             match aws_call::query("MONITORING", "sts", None, "GetCallerIdentity", &[]) {
