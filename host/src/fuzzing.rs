@@ -68,12 +68,14 @@ pub fn config(data: &[u8]) {
         .strip_prefix(FILE)
         .and_then(|rest| rest.strip_prefix(": "))
         .unwrap_or_else(|| panic!("the error does not name the file: {message:?}"));
-    // `monitors[2].limits.memory: ...`, `application_queue.name is required ...`
+    // `monitors[2].limits.memory: ...`, `application_queue.name is required ...`; a key of
+    // the file's own (`credentials.NAME`) may hold any character.
     let key = rest.split([':', ' ']).next().unwrap_or_default();
-    let key_path = !key.is_empty()
-        && key
+    let section = key.split(['.', '[']).next().unwrap_or_default();
+    let key_path = !section.is_empty()
+        && section
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
         && (key.contains(['.', '[']) || rest[key.len()..].starts_with(':'));
     // Where YAML reads several documents without a `---` marker, libyaml gives no position:
     // the file as a whole is named.

@@ -337,8 +337,11 @@ impl Config {
         }
         let mut credentials = BTreeMap::new();
         for (name, connector) in &raw.credentials {
+            let at = line_of_section_key(text, "credentials", name)
+                .map(|l| format!(" at line {l}"))
+                .unwrap_or_default();
             let fail =
-                |why: String| anyhow::anyhow!("{}: credentials.{name}: {why}", path.display());
+                |why: String| anyhow::anyhow!("{}: credentials.{name}: {why}{at}", path.display());
             let parsed = CredentialName::parse(name).map_err(fail)?;
             if parsed.as_str() == CredentialName::APPLICATION {
                 return Err(fail(
@@ -710,6 +713,25 @@ fn line_of_key(text: &str, key: &str, value: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The line on which `key` is declared (block style, quoted or not) after the top-level
+/// `section:`, for errors found after parsing.
+fn line_of_section_key(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut lines = text.lines().enumerate();
+    lines.find(|(_, line)| {
+        line.strip_prefix(section)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })?;
+    lines
+        .find(|(_, line)| {
+            let line = line.trim_start();
+            let unquoted = line.strip_prefix(['"', '\'']).unwrap_or(line);
+            unquoted
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
+        })
+        .map(|(i, _)| i + 1)
+}
+
 /// The line on which the monitor called `name` is declared, for errors found after parsing.
 fn line_of_monitor(text: &str, name: &str) -> Option<usize> {
     text.lines()
@@ -792,5 +814,19 @@ mod tests {
         assert!(message.contains("at line 4"), "{message}");
         assert!(!message.contains("at position"), "{message}");
         assert!(message.chars().count() <= MAX_ERROR_CHARS + 1, "{message}");
+    }
+
+    /// A credential's errors are found after parsing: they name its key and its line.
+    #[test]
+    fn a_bad_credential_is_named_by_its_key_and_line() {
+        let text = "credentials:\n  OK_ONE:\n    source: BASE\n    ssm_keys: /a\n  \"BAD#1\":\n    source: BASE\n    ssm_keys: /b\nmonitors: []\n";
+        let message = Config::parse(Path::new("sentinela.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("sentinela.yaml: credentials.BAD#1: invalid credential name"),
+            "{message}"
+        );
+        assert!(message.ends_with(" at line 5"), "{message}");
     }
 }
