@@ -85,6 +85,30 @@ pub fn shortened(text: &str, max: usize) -> String {
     short
 }
 
+/// `text` escaped, cut so that the result holds at most `max` characters before its `…`:
+/// a bound on what is printed, where [`shortened`] bounds what is taken (each escaped
+/// character takes up to ten). An escape is never cut in two.
+pub fn escaped_within(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for c in text.chars() {
+        let start = out.len();
+        if is_unsafe(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+        // Escapes are ASCII: their bytes are their characters.
+        count += if is_unsafe(c) { out.len() - start } else { 1 };
+        if count > max {
+            out.truncate(start);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 /// Serialized JSON (compact or pretty) made safe for a terminal: serde_json escapes C0
 /// controls, but DEL, C1, the line separators and format characters are valid raw in JSON
 /// strings. They can only occur inside strings, so each becomes a `\uXXXX` escape and the
@@ -140,6 +164,17 @@ impl fmt::Debug for Quoted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_within_bounds_what_is_printed() {
+        let bells = "\u{7}".repeat(1_000);
+        let short = escaped_within(&bells, 100);
+        // 20 escapes of five characters, then the mark; no escape cut in two.
+        assert_eq!(short, format!("{}…", "\\u{7}".repeat(20)));
+        assert_eq!(escaped_within("abc", 3), "abc");
+        assert_eq!(escaped_within("abcd", 3), "abc…");
+        assert_eq!(escaped_within("a\nb", 10), "a\\nb");
+    }
 
     #[test]
     fn controls_separators_and_bidi_are_escaped() {

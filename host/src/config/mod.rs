@@ -286,8 +286,9 @@ impl Config {
     /// which may quote a value of the file — is escaped and bounded like guest text.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
         shape::check(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // Bounded as printed: a quoted key or value may hold characters that escape to ten.
         Self::parse_shaped(path, text).map_err(|e| {
-            anyhow::anyhow!(crate::guest_text::shortened(
+            anyhow::anyhow!(crate::guest_text::escaped_within(
                 &format!("{e:#}"),
                 MAX_ERROR_CHARS
             ))
