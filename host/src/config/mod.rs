@@ -613,7 +613,10 @@ impl Config {
 /// that holds the offending value (our messages quote it) and name its key. Every part that
 /// quotes the file (a value, a key) is cut so that the position always fits.
 fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
-    let shortened = |text: &str| crate::guest_text::shortened(text, MAX_ERROR_CHARS / 2);
+    // Cut as printed (escaped): a quoted value of control characters escapes to ten times
+    // its length, and must not push the position out of the final cut.
+    let cut = crate::guest_text::escaped_within;
+    let shortened = |text: &str| cut(text, MAX_ERROR_CHARS / 2);
     let message = e.to_string();
     let loc = e.location();
     // The message without its position, the position's line, and what follows it.
@@ -659,14 +662,14 @@ fn describe_yaml_error(text: &str, e: &serde_yaml::Error) -> String {
             } else {
                 format!("{path}.{key}")
             };
-            let path = crate::guest_text::shortened(&path, MAX_ERROR_CHARS / 4);
+            let path = cut(&path, MAX_ERROR_CHARS / 4);
             Some(format!("{path}: {} at line {line}", shortened(detail)))
         });
     located.unwrap_or_else(|| {
         format!(
             "{}{position}{}",
             shortened(body),
-            crate::guest_text::shortened(tail, MAX_ERROR_CHARS / 4)
+            cut(tail, MAX_ERROR_CHARS / 4)
         )
     })
 }
@@ -814,6 +817,20 @@ mod tests {
         assert!(message.starts_with("sentinela.yaml: "), "{message}");
         assert!(message.contains("at line 4"), "{message}");
         assert!(!message.contains("at position"), "{message}");
+        assert!(message.chars().count() <= MAX_ERROR_CHARS + 1, "{message}");
+    }
+
+    /// A quoted value of control characters escapes to five times its length: the error is
+    /// cut as printed, and its line stays.
+    #[test]
+    fn a_value_of_control_characters_keeps_the_line() {
+        let bells = "\\a".repeat(900);
+        let text = format!("monitors: []\nsecrets_cache_ttl: \"{bells}\"\n");
+        let message = Config::parse(Path::new("sentinela.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("\\u{7}"), "{message}");
+        assert!(message.contains(" at line 2"), "{message}");
         assert!(message.chars().count() <= MAX_ERROR_CHARS + 1, "{message}");
     }
 
